@@ -1,0 +1,24 @@
+"""odecheck: do deep residual networks approach a neural ODE, an SDE, or nothing?
+
+Public API (re-exports only).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._errors import InvalidArgument, OdecheckError
+from .data import Dataset, digits, gaussian_task, teacher_task
+from .flow import Trajectory, adam, discretization_error, gradient_flow, sgd
+from .init import Init, fbm_paths, fgn, gp_paths
+from .models import ACTIVATIONS, BLOCKS, ResNet
+from .ode import neural_ode, ode_distance
+
+try:
+    __version__ = version("odecheck")
+except PackageNotFoundError:  # pragma: no cover
+    __version__ = "0.0.0"
+
+__all__ = sorted([
+    "ACTIVATIONS", "BLOCKS", "Dataset", "Init", "InvalidArgument", "OdecheckError", "ResNet",
+    "Trajectory", "__version__", "adam", "digits", "discretization_error", "fbm_paths", "fgn",
+    "gaussian_task", "gp_paths", "gradient_flow", "neural_ode", "ode_distance", "sgd", "teacher_task",
+])

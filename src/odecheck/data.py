@@ -1,0 +1,96 @@
+"""Data sets: the [M24] synthetic Gaussian task, a teacher neural-ODE task, scikit-learn's digits.
+
+References
+----------
+[M24] Marion et al., ICLR 2024, sec. 5 (synthetic data: x, y independent N(0, I)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._errors import invalid
+from .init import member_generator
+from .models import _check_int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dataset:
+    """A regression task. x_* (n, d), y_* (n, d'); the test part may be empty (n = 0)."""
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.y.shape[1])
+
+    def to(self, *, dtype=None, device=None) -> "Dataset":
+        f = lambda t: t.to(dtype=dtype or t.dtype, device=device or t.device)
+        return Dataset(name=self.name, x=f(self.x), y=f(self.y), x_test=f(self.x_test), y_test=f(self.y_test))
+
+
+def gaussian_task(n: int = 100, input_dim: int = 16, output_dim: int = 16, *, n_test: int = 0,
+                  seed: int = 0, dtype=torch.float32) -> Dataset:
+    """x and y independent standard Gaussians, as in the [M24] synthetic experiments."""
+    n = _check_int("n", n, 1)
+    _check_int("input_dim", input_dim, 1)
+    _check_int("output_dim", output_dim, 1)
+    _check_int("n_test", n_test, 0)
+    g = member_generator(seed, 10_000)
+    x = torch.randn(n + n_test, input_dim, generator=g, dtype=torch.float64)
+    y = torch.randn(n + n_test, output_dim, generator=g, dtype=torch.float64)
+    return Dataset(name="gaussian", x=x[:n].to(dtype), y=y[:n].to(dtype),
+                   x_test=x[n:].to(dtype), y_test=y[n:].to(dtype))
+
+
+def teacher_task(n: int = 100, dim: int = 16, *, width: int = 32, activation: str = "tanh",
+                 length_scale: float = 0.3, depth: int = 256, n_test: int = 0, seed: int = 0,
+                 dtype=torch.float32) -> Dataset:
+    """Targets from a teacher network with smooth (Gaussian-process) weights at beta = 1.
+
+    The teacher is a deep mlp ResNet whose weights are Z_k = Z(k/depth) with Z a Gaussian
+    process of the given length scale: a discretization of a Lipschitz neural ODE, so that
+    the task has an exact continuous-depth solution. Targets are scaled to unit mean-square.
+    """
+    from .models import ResNet
+
+    n = _check_int("n", n, 1)
+    teacher = ResNet(block="mlp", depth=depth, dim=dim, width=width, activation=activation, beta=1.0,
+                     init=f"smooth({length_scale})", ensemble=1, seed=seed + 1, dtype=torch.float64)
+    g = member_generator(seed, 10_001)
+    x = torch.randn(n + n_test, dim, generator=g, dtype=torch.float64)
+    y = teacher(x)[0]
+    y = y / y.pow(2).sum(1).mean().sqrt() * np.sqrt(dim)
+    return Dataset(name="teacher", x=x[:n].to(dtype), y=y[:n].to(dtype), x_test=x[n:].to(dtype),
+                   y_test=y[n:].to(dtype))
+
+
+def digits(*, n_train: int | None = None, dtype=torch.float32) -> Dataset:
+    """scikit-learn's bundled 8x8 digits (offline): x in [0, 1]^64, y one-hot in R^10.
+
+    Fixed stratified split: 25 % test, ``random_state=0``. ``n_train`` keeps the first n rows.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, t = load_digits(return_X_y=True)
+    X = X / 16.0
+    Y = np.eye(10)[t]
+    xtr, xte, ytr, yte = train_test_split(X, Y, test_size=0.25, random_state=0, stratify=t)
+    if n_train is not None:
+        if not (isinstance(n_train, int) and 1 <= n_train <= len(xtr)):
+            raise invalid("n_train", n_train, f"an integer in [1, {len(xtr)}]")
+        xtr, ytr = xtr[:n_train], ytr[:n_train]
+    f = lambda a: torch.as_tensor(a, dtype=dtype)
+    return Dataset(name="digits", x=f(xtr), y=f(ytr), x_test=f(xte), y_test=f(yte))

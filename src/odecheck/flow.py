@@ -1,0 +1,332 @@
+r"""Training: gradient flow with the factor L on block weights, and minibatch SGD / Adam.
+
+Gradient flow [M24]: dA/dt = -dl/dA, dZ_k/dt = -L dl/dZ_k, dB/dt = -dl/dB, integrated by
+explicit Euler with step ``lr`` (gradient descent with learning rate lr on A, B and L*lr on
+Z_k). The optional clipped flow passes every update through the bounded Lipschitz map
+clamp(., -clip, clip). The PL ratio is
+
+    r(t) = (||dl/dA||^2 + L sum_k ||dl/dZ_k||^2 + ||dl/dB||^2) / l(t)
+
+over the trained parameters (Def. 1 of [M24]).
+
+References
+----------
+[M24] Marion et al., ICLR 2024, sec. 3-4.   [C21] Cohen et al., ICML 2021 (SGD, Adam).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from ._errors import invalid
+from ._kernels import loss_and_grads
+from .models import LAYER_FAMILIES, ResNet, as_tensor, layer_increments
+
+StepCallback = Callable[[int, np.ndarray], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trajectory:
+    """What a training run recorded. Arrays have one row per step t = 0..steps (row 0: start).
+
+    Attributes
+    ----------
+    loss : (steps+1, R)
+    pl_ratio : (steps+1, R)  PL ratio r(t) (NaN for SGD/Adam)
+    grad_norm : (steps+1, R)  sqrt of the PL numerator
+    max_increment : (steps+1, R)  max_k ||Z_{k+1}(t) - Z_k(t)||_F
+    diverged_at : (R,) first step whose loss was NaN/inf, -1 if none
+    snapshots : step -> weights (numpy, (R, L, ...)) at the requested steps only
+    discretization_error : relative weight gap to the half-step flow, (R,), if requested
+    """
+
+    method: str
+    lr: float
+    depth: int
+    loss: np.ndarray
+    pl_ratio: np.ndarray
+    grad_norm: np.ndarray
+    max_increment: np.ndarray
+    diverged_at: np.ndarray
+    snapshots: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    discretization_error: np.ndarray | None = None
+    start_step: int = 0
+
+    @property
+    def steps(self) -> int:
+        return self.start_step + self.loss.shape[0] - 1
+
+    @property
+    def diverged(self) -> np.ndarray:
+        return self.diverged_at >= 0
+
+    def then(self, later: "Trajectory") -> "Trajectory":
+        """Join this run with its continuation (whose row 0 repeats this run's last row)."""
+        cat = lambda a, b: np.concatenate([a, b[1:]], axis=0)
+        div = np.where(self.diverged_at >= 0, self.diverged_at, later.diverged_at)
+        snaps = {**self.snapshots, **later.snapshots}
+        return replace(self, loss=cat(self.loss, later.loss), pl_ratio=cat(self.pl_ratio, later.pl_ratio),
+                       grad_norm=cat(self.grad_norm, later.grad_norm),
+                       max_increment=cat(self.max_increment, later.max_increment), diverged_at=div,
+                       snapshots=snaps, discretization_error=later.discretization_error)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Flat dict for np.savez."""
+        out = {"loss": self.loss, "pl_ratio": self.pl_ratio, "grad_norm": self.grad_norm,
+               "max_increment": self.max_increment, "diverged_at": self.diverged_at,
+               "lr": np.array(self.lr), "depth": np.array(self.depth), "start_step": np.array(self.start_step),
+               "method": np.array(self.method)}
+        if self.discretization_error is not None:
+            out["discretization_error"] = self.discretization_error
+        return out
+
+    @classmethod
+    def from_arrays(cls, a) -> "Trajectory":
+        return cls(method=str(a["method"]), lr=float(a["lr"]), depth=int(a["depth"]), loss=a["loss"],
+                   pl_ratio=a["pl_ratio"], grad_norm=a["grad_norm"], max_increment=a["max_increment"],
+                   diverged_at=a["diverged_at"], start_step=int(a["start_step"]),
+                   discretization_error=a["discretization_error"] if "discretization_error" in a else None)
+
+
+def _member_axis(net: ResNet, name: str, t: torch.Tensor) -> int:
+    return 1 if (name in LAYER_FAMILIES[net.block] or (name == "delta" and t.ndim == 2)) else 0
+
+
+def _flow_factor(net: ResNet, name: str) -> float:
+    per_layer = name in LAYER_FAMILIES[net.block] or (name == "delta" and net.delta_mode == "per_layer")
+    return float(net.depth) if per_layer else 1.0
+
+
+def _sq_norm(net: ResNet, name: str, g: torch.Tensor) -> torch.Tensor:
+    axis = _member_axis(net, name, g)
+    gg = g.movedim(axis, 0).reshape(g.shape[axis], -1)
+    return (gg.double() ** 2).sum(1)
+
+
+def _check_data(net: ResNet, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+    x = net._prepare_input(x)
+    y = as_tensor("y", y, ndim=(2, 3), dtype=net.dtype, device=net.device)
+    if y.shape[-1] != net.output_dim:
+        raise invalid("y", f"<shape {tuple(y.shape)}>", f"last dimension output_dim={net.output_dim}")
+    if y.shape[-2] != x.shape[-2]:
+        raise invalid("y", f"<shape {tuple(y.shape)}>", f"{x.shape[-2]} samples like x")
+    if y.ndim == 3 and y.shape[0] not in (1, net.ensemble):
+        raise invalid("y", f"<shape {tuple(y.shape)}>", f"leading ensemble axis 1 or R={net.ensemble}")
+    return x, y
+
+
+def _check_steps(steps, lr) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise invalid("steps", steps, "an integer >= 0")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
+        raise invalid("lr", lr, "a finite float > 0")
+
+
+def gradient_flow(
+    net: ResNet,
+    x,
+    y,
+    *,
+    steps: int,
+    lr: float,
+    clip: float | None = None,
+    snapshots: Iterable[int] = (),
+    check_halving: bool = False,
+    callback: StepCallback | None = None,
+    start_step: int = 0,
+) -> Trajectory:
+    """Train ``net`` in place by explicit Euler on the gradient flow of [M24].
+
+    Parameters
+    ----------
+    net : ResNet, updated in place
+    x : (n, d) or (R, n, d);  y : (n, d') or (R, n, d')
+    steps : number of Euler steps
+    lr : step size eta (block weights move by L * eta * gradient)
+    clip : if given, each update direction is clamped to [-clip, clip] entrywise (clipped flow)
+    snapshots : steps (0..steps, counted from ``start_step``) at which to keep the weights
+    check_halving : also run the flow with step eta/2 for 2*steps steps on a copy and report the
+        relative weight gap per member in ``discretization_error`` (Euler: O(eta))
+    callback : called as callback(step, loss) after each step
+
+    Returns
+    -------
+    Trajectory. A member whose loss turns NaN/inf is marked diverged and frozen; others go on.
+    """
+    _check_steps(steps, lr)
+    if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
+        raise invalid("clip", clip, "None or a positive float")
+    x, y = _check_data(net, x, y)
+    snap = set()
+    for s in snapshots:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not (start_step <= s <= start_step + steps):
+            raise invalid("snapshots", s, f"steps in [{start_step}, {start_step + steps}]")
+        snap.add(int(s))
+    reference = net.clone() if check_halving else None
+    R, L = net.ensemble, net.depth
+    names = net.trainable
+    rows = steps + 1
+    loss_a = np.full((rows, R), np.nan)
+    pl_a = np.full((rows, R), np.nan)
+    gn_a = np.full((rows, R), np.nan)
+    inc_a = np.zeros((rows, R))
+    diverged_at = np.full(R, -1, dtype=np.int64)
+    alive = torch.ones(R, dtype=torch.bool, device=net.device)
+    kept: dict[int, dict[str, np.ndarray]] = {}
+    fams = net.layer_families
+    for t in range(rows):
+        loss, grads = loss_and_grads(net, x, y)
+        num = torch.zeros(R, dtype=torch.float64, device=net.device)
+        for name in names:
+            num += _flow_factor(net, name) * _sq_norm(net, name, grads[name])
+        ok = torch.isfinite(loss) & torch.isfinite(num)
+        newly = alive & ~ok
+        if bool(newly.any()):
+            for r in torch.nonzero(newly).flatten().tolist():
+                diverged_at[r] = start_step + t
+            alive &= ok
+        loss_np = loss.double().cpu().numpy()
+        loss_a[t] = loss_np
+        gn_a[t] = num.sqrt().cpu().numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pl_a[t] = num.cpu().numpy() / loss_np
+        if L > 1:
+            inc_a[t] = layer_increments(net._p, fams).amax(dim=1).cpu().numpy()
+        if start_step + t in snap:
+            kept[start_step + t] = net.numpy_weights()
+        if t == steps:
+            break
+        all_alive = bool(alive.all())
+        for name in names:
+            p, g = net._p[name], grads[name]
+            step = g * _flow_factor(net, name)
+            if clip is not None:
+                step = step.clamp(-clip, clip)
+            if not all_alive:
+                axis = _member_axis(net, name, p)
+                shape = [1] * p.ndim
+                shape[axis] = R
+                step = torch.where(alive.view(shape), step, torch.zeros((), dtype=p.dtype, device=p.device))
+            p.sub_(step, alpha=lr)
+        if callback is not None:
+            callback(start_step + t + 1, loss_np)
+    traj = Trajectory(method="gradient_flow", lr=float(lr), depth=L, loss=loss_a, pl_ratio=pl_a, grad_norm=gn_a,
+                      max_increment=inc_a, diverged_at=diverged_at, snapshots=kept, start_step=start_step)
+    if reference is not None:
+        err = _weight_gap(net, reference, x, y, steps=steps, lr=lr, clip=clip)
+        traj = replace(traj, discretization_error=err)
+    return traj
+
+
+def _weight_gap(trained: ResNet, start: ResNet, x, y, *, steps: int, lr: float, clip) -> np.ndarray:
+    gradient_flow(start, x, y, steps=2 * steps, lr=lr / 2, clip=clip)
+    num = torch.zeros(trained.ensemble, dtype=torch.float64, device=trained.device)
+    den = torch.zeros_like(num)
+    for name in trained.trainable:
+        diff = trained._p[name] - start._p[name]
+        num += _sq_norm(trained, name, diff)
+        den += _sq_norm(trained, name, start._p[name])
+    return (num.sqrt() / den.sqrt().clamp_min(1e-300)).cpu().numpy()
+
+
+def discretization_error(net: ResNet, x, y, *, steps: int, lr: float, clip: float | None = None) -> np.ndarray:
+    """Relative weight gap ||theta_eta(T) - theta_{eta/2}(T)|| / ||theta_{eta/2}(T)|| per member, T = steps*lr.
+
+    ``net`` is not modified. For explicit Euler the gap is O(eta) and roughly halves with eta.
+    """
+    _check_steps(steps, lr)
+    a = net.clone()
+    gradient_flow(a, x, y, steps=steps, lr=lr, clip=clip)
+    return _weight_gap(a, net.clone(), x, y, steps=steps, lr=lr, clip=clip)
+
+
+def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method, callback) -> Trajectory:
+    _check_steps(steps, lr)
+    x, y = _check_data(net, x, y)
+    n = x.shape[-2]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (1 <= batch_size <= n):
+        raise invalid("batch_size", batch_size, f"an integer in [1, {n}]")
+    R = net.ensemble
+    xr = x.expand(R, *x.shape[-2:]) if x.ndim == 3 else x.expand(R, *x.shape)
+    yr = y.expand(R, *y.shape[-2:]) if y.ndim == 3 else y.expand(R, *y.shape)
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(seed))
+    rows = steps + 1
+    loss_a = np.full((rows, R), np.nan)
+    diverged_at = np.full(R, -1, dtype=np.int64)
+    state: dict = {}
+    ar = torch.arange(R)[:, None]
+    for t in range(rows):
+        if t == steps:
+            loss, _ = loss_and_grads(net, x, y)  # full-batch loss at the end
+            loss_a[t] = loss.double().cpu().numpy()
+            break
+        idx = torch.argsort(torch.rand(R, n, generator=g), dim=1)[:, :batch_size]
+        idx = idx.to(x.device)
+        xb, yb = xr[ar.to(x.device), idx], yr[ar.to(x.device), idx]
+        loss, grads = loss_and_grads(net, xb, yb)
+        loss_np = loss.double().cpu().numpy()
+        loss_a[t] = loss_np
+        bad = ~np.isfinite(loss_np) & (diverged_at < 0)
+        diverged_at[bad] = t
+        alive = torch.as_tensor(diverged_at < 0, device=net.device)
+        update(net, grads, state, t + 1, alive)
+        if callback is not None:
+            callback(t + 1, loss_np)
+    nan = np.full((rows, R), np.nan)
+    return Trajectory(method=method, lr=float(lr), depth=net.depth, loss=loss_a, pl_ratio=nan, grad_norm=nan.copy(),
+                      max_increment=np.zeros((rows, R)), diverged_at=diverged_at)
+
+
+def _masked(net, name, p, step, alive):
+    if bool(alive.all()):
+        return step
+    axis = _member_axis(net, name, p)
+    shape = [1] * p.ndim
+    shape[axis] = net.ensemble
+    return torch.where(alive.view(shape), step, torch.zeros((), dtype=p.dtype, device=p.device))
+
+
+def sgd(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, momentum: float = 0.0, seed: int = 0,
+        callback: StepCallback | None = None) -> Trajectory:
+    """Minibatch SGD (no depth factor), each member drawing its own batches. Trains ``net`` in place.
+
+    ``loss`` rows 0..steps-1 are minibatch losses; the last row is the full-batch loss after training.
+    """
+    if not (0.0 <= momentum < 1.0):
+        raise invalid("momentum", momentum, "a float in [0, 1)")
+
+    def update(net, grads, state, t, alive):
+        for name in net.trainable:
+            g = grads[name]
+            if momentum:
+                buf = state.setdefault(name, torch.zeros_like(g))
+                buf.mul_(momentum).add_(g)
+                g = buf
+            net._p[name].sub_(_masked(net, name, net._p[name], g, alive), alpha=lr)
+
+    return _minibatch(net, x, y, steps=steps, lr=lr, batch_size=batch_size, seed=seed, update=update,
+                      method="sgd", callback=callback)
+
+
+def adam(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, betas=(0.9, 0.999), eps: float = 1e-8,
+         seed: int = 0, callback: StepCallback | None = None) -> Trajectory:
+    """Minibatch Adam (Kingma & Ba), as in the [C21] experiments. Trains ``net`` in place."""
+    b1, b2 = betas
+
+    def update(net, grads, state, t, alive):
+        for name in net.trainable:
+            g = grads[name]
+            m = state.setdefault(("m", name), torch.zeros_like(g))
+            v = state.setdefault(("v", name), torch.zeros_like(g))
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            step = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
+            net._p[name].sub_(_masked(net, name, net._p[name], step, alive), alpha=lr)
+
+    return _minibatch(net, x, y, steps=steps, lr=lr, batch_size=batch_size, seed=seed, update=update,
+                      method="adam", callback=callback)

@@ -1,0 +1,491 @@
+r"""Ensembles of deep residual networks with stacked weights.
+
+Blocks (state h in R^q, k = 0..L-1, alpha_L = L^-beta):
+
+- ``mlp``    h_{k+1} = h_k + alpha_L m^{-1/2} V_k sigma(q^{-1/2} W_k h_k)        [M24]
+- ``single`` h_{k+1} = h_k + delta_k sigma(W_k h_k + b_k)                         [C21]
+- ``res1``   h_{k+1} = h_k + alpha_L V_k sigma(h_k)                               [M25]
+
+with h_0 = A x and F(x) = B h_L. Every weight family is one tensor with leading axes
+(R, L): R ensemble members, L layers. Internally the layer axis comes first so that one
+pass over the layers serves the whole ensemble with batched matrix products.
+
+References
+----------
+[M24] Marion et al., ICLR 2024.  [C21] Cohen et al., ICML 2021.  [M25] Marion et al., JMLR 2025.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, get_args
+
+import numpy as np
+import torch
+
+from ._errors import InvalidArgument, invalid
+from .init import Init, as_init, member_generator, sample_stack
+
+Block = Literal["mlp", "single", "res1"]
+Activation = Literal["identity", "tanh", "gelu", "softplus", "relu"]
+DeltaMode = Literal["fixed", "shared", "per_layer"]
+IOInit = Literal["identity", "gaussian"]
+BLOCKS: tuple[str, ...] = get_args(Block)
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+SMOOTH_ACTIVATIONS: tuple[str, ...] = ("identity", "tanh", "gelu", "softplus")
+
+# per-layer weight families of each block, in a fixed order
+LAYER_FAMILIES: dict[str, tuple[str, ...]] = {"mlp": ("V", "W"), "single": ("W", "b"), "res1": ("V",)}
+
+
+# ----------------------------------------------------------------------------- activations
+def activate(name: str, u: torch.Tensor) -> torch.Tensor:
+    """sigma(u) for the named activation (exact erf gelu)."""
+    if name == "identity":
+        return u
+    if name == "tanh":
+        return torch.tanh(u)
+    if name == "gelu":
+        return torch.nn.functional.gelu(u)
+    if name == "softplus":
+        return torch.nn.functional.softplus(u)
+    if name == "relu":
+        return torch.relu(u)
+    raise invalid("activation", name, f"one of {', '.join(ACTIVATIONS)}")
+
+
+def activate_backward(name: str, grad: torch.Tensor, u: torch.Tensor, a: torch.Tensor | None) -> torch.Tensor:
+    """grad * sigma'(u), fused where torch has a kernel for it (``a`` = sigma(u) if at hand)."""
+    if name == "identity":
+        return grad
+    if name == "tanh":
+        return torch.ops.aten.tanh_backward(grad, a if a is not None else torch.tanh(u))
+    if name == "gelu":
+        return torch.ops.aten.gelu_backward(grad, u)
+    if name == "softplus":
+        return torch.ops.aten.softplus_backward(grad, u, 1.0, 20.0)
+    if name == "relu":
+        return torch.where(u > 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+    raise invalid("activation", name, f"one of {', '.join(ACTIVATIONS)}")
+
+
+# ----------------------------------------------------------------------------- validation helpers
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise invalid(name, value, f"an integer >= {minimum}")
+    return int(value)
+
+
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise invalid(name, value, f"one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def _check_dtype(dtype) -> torch.dtype:
+    if dtype in ("float32", torch.float32):
+        return torch.float32
+    if dtype in ("float64", torch.float64):
+        return torch.float64
+    raise invalid("dtype", dtype, "torch.float32 or torch.float64")
+
+
+def resolve_device(device) -> torch.device:
+    """'auto' -> cuda if available else cpu; validates 'cpu', 'cuda', 'cuda:N' and torch.device."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise invalid("device", device, "a visible CUDA device (torch.cuda.is_available() is False)")
+    if dev.type not in ("cpu", "cuda"):
+        raise invalid("device", device, "'cpu' or 'cuda'")
+    return dev
+
+
+def as_tensor(name: str, value, *, ndim: tuple[int, ...], dtype=None, device=None) -> torch.Tensor:
+    """Convert array-likes to tensors, checking ndim and finiteness."""
+    if isinstance(value, torch.Tensor):
+        t = value
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError):
+            raise invalid(name, type(value).__name__, "an array or tensor") from None
+    if t.ndim not in ndim:
+        raise invalid(name, f"<tensor of shape {tuple(t.shape)}>", f"{' or '.join(map(str, ndim))} dimensions")
+    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+        raise invalid(name, f"<tensor of dtype {t.dtype}>", "a floating-point array")
+    if dtype is not None or device is not None:
+        t = t.to(dtype=dtype or t.dtype, device=device or t.device)
+    if not torch.isfinite(t).all():
+        raise invalid(name, "<tensor with NaN or inf entries>", "finite values")
+    return t
+
+
+# ----------------------------------------------------------------------------- the model
+class ResNet:
+    r"""An ensemble of R residual networks of depth L, trained and evaluated together.
+
+    Parameters
+    ----------
+    block : {"mlp", "single", "res1"}
+    depth : int
+        Number of residual blocks L >= 1.
+    dim : int
+        State dimension q.
+    width : int
+        Inner width m of the mlp block (ignored by the other blocks).
+    input_dim, output_dim : int
+        d and d' (default q).
+    activation : {"identity", "tanh", "gelu", "softplus", "relu"}
+    beta : float
+        Residual scaling alpha_L = L^-beta, beta >= 0 (1: neural ODE, 1/2: SDE).
+    init : Init or str
+        Block-weight initialization, e.g. "tied", "iid", "smooth(0.1)", "fbm(0.7)".
+    io_init : {"identity", "gaussian"}
+        A = (I; 0) and B = (0, I), or Gaussian with variance 1/d and 1/q.
+    train_io : bool
+        Whether A and B are trained.
+    delta : {"fixed", "shared", "per_layer"}
+        ``single`` block only: delta_k = alpha_L fixed, or trained (one scalar, or one per layer).
+    ensemble : int
+        Ensemble size R; member r is drawn from seed stream (seed, r).
+    seed : int
+    dtype : torch.float32 or torch.float64
+    device : "cpu", "cuda", "auto" or torch.device
+
+    Attributes
+    ----------
+    weights : dict of (R, L, ...) views of the per-layer weights, plus A (R, q, d), B (R, d', q)
+    """
+
+    def __init__(
+        self,
+        *,
+        block: Block = "mlp",
+        depth: int,
+        dim: int,
+        width: int | None = None,
+        input_dim: int | None = None,
+        output_dim: int | None = None,
+        activation: Activation = "gelu",
+        beta: float = 1.0,
+        init: Init | str = "tied",
+        io_init: IOInit = "identity",
+        train_io: bool = False,
+        delta: DeltaMode = "fixed",
+        ensemble: int = 1,
+        seed: int = 0,
+        dtype=torch.float32,
+        device="cpu",
+    ) -> None:
+        self._configure(
+            block=block, depth=depth, dim=dim, width=width, input_dim=input_dim, output_dim=output_dim,
+            activation=activation, beta=beta, train_io=train_io, delta=delta, ensemble=ensemble,
+            dtype=dtype, device=device,
+        )
+        self.init = as_init(init)
+        self.seed = _check_int("seed", seed, 0)
+        _check_choice("io_init", io_init, get_args(IOInit))
+        self.io_init = io_init
+        stacks = sample_stack(
+            self.init, self._layer_shapes(), depth=self.depth, ensemble=self.ensemble, seed=self.seed,
+            zero_at_tied=("V",) if self.block == "mlp" else (),
+        )
+        params: dict[str, torch.Tensor] = {k: v.transpose(0, 1) for k, v in stacks.items()}
+        if self.delta_mode == "per_layer":
+            params["delta"] = torch.full((self.depth, self.ensemble), self.alpha, dtype=torch.float64)
+        elif self.delta_mode == "shared":
+            params["delta"] = torch.full((self.ensemble,), self.alpha, dtype=torch.float64)
+        A, B = self._io_maps(io_init)
+        params["A"], params["B"] = A, B
+        self._p = {k: v.to(dtype=self.dtype, device=self.device).contiguous() for k, v in params.items()}
+
+    # -- construction helpers
+    def _configure(self, *, block, depth, dim, width, input_dim, output_dim, activation, beta,
+                   train_io, delta, ensemble, dtype, device) -> None:
+        self.block = _check_choice("block", block, BLOCKS)
+        self.depth = _check_int("depth", depth, 1)
+        self.dim = _check_int("dim", dim, 1)
+        if self.block == "mlp":
+            self.width = _check_int("width", width if width is not None else dim, 1)
+        else:
+            self.width = self.dim
+        self.input_dim = _check_int("input_dim", input_dim if input_dim is not None else dim, 1)
+        self.output_dim = _check_int("output_dim", output_dim if output_dim is not None else dim, 1)
+        self.activation = _check_choice("activation", activation, ACTIVATIONS)
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
+            raise invalid("beta", beta, "a finite float >= 0")
+        self.beta = float(beta)
+        if not isinstance(train_io, bool):
+            raise invalid("train_io", train_io, "a bool")
+        self.train_io = train_io
+        self.delta_mode = _check_choice("delta", delta, get_args(DeltaMode))
+        if self.delta_mode != "fixed" and self.block != "single":
+            raise invalid("delta", delta, "'fixed' unless block='single'")
+        self.ensemble = _check_int("ensemble", ensemble, 1)
+        self.dtype = _check_dtype(dtype)
+        self.device = resolve_device(device)
+
+    def _layer_shapes(self) -> dict[str, tuple[int, ...]]:
+        q, m = self.dim, self.width
+        if self.block == "mlp":
+            return {"V": (q, m), "W": (m, q)}
+        if self.block == "single":
+            return {"W": (q, q), "b": (1, q)}
+        return {"V": (q, q)}
+
+    def _io_maps(self, io_init: str) -> tuple[torch.Tensor, torch.Tensor]:
+        q, d, dp, R = self.dim, self.input_dim, self.output_dim, self.ensemble
+        if io_init == "identity":
+            if q < max(d, dp):
+                raise invalid("dim", q, f"q >= max(input_dim, output_dim) = {max(d, dp)} for io_init='identity'")
+            A = torch.zeros(R, q, d, dtype=torch.float64)
+            A[:, :d, :] = torch.eye(d, dtype=torch.float64)
+            B = torch.zeros(R, dp, q, dtype=torch.float64)
+            B[:, :, q - dp:] = torch.eye(dp, dtype=torch.float64)
+            return A, B
+        A = torch.empty(R, q, d, dtype=torch.float64)
+        B = torch.empty(R, dp, q, dtype=torch.float64)
+        for r in range(R):
+            g = member_generator(self.seed + 7919, r)
+            A[r] = torch.randn(q, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+            B[r] = torch.randn(dp, q, generator=g, dtype=torch.float64) / math.sqrt(q)
+        return A, B
+
+    @classmethod
+    def from_weights(
+        cls,
+        *,
+        block: Block = "mlp",
+        V=None,
+        W=None,
+        b=None,
+        delta=None,
+        A=None,
+        B=None,
+        activation: Activation = "gelu",
+        beta: float = 1.0,
+        train_io: bool = False,
+        dtype=None,
+        device="cpu",
+    ) -> "ResNet":
+        """Build an ensemble from stacked weights.
+
+        Shapes: mlp V (R, L, q, m), W (R, L, m, q); single W (R, L, q, q), b (R, L, q),
+        delta None (fixed alpha_L), (R,) shared or (R, L) per layer; res1 V (R, L, q, q).
+        A (R, q, d) or (1, q, d), default identity (d = q); B (R, d', q) or (1, d', q),
+        default identity (d' = q). Arrays are copied.
+        """
+        _check_choice("block", block, BLOCKS)
+        given = {"V": V, "W": W, "b": b}
+        fams = LAYER_FAMILIES[block]
+        for name, val in given.items():
+            if name in fams and val is None:
+                raise invalid(name, None, f"a stacked (R, L, ...) array for block={block!r}")
+            if name not in fams and val is not None:
+                raise invalid(name, "<array>", f"None: block={block!r} has no {name}")
+        first = as_tensor(fams[0], given[fams[0]], ndim=(4,))
+        dtype = _check_dtype(dtype) if dtype is not None else (
+            first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32)
+        R, L = first.shape[:2]
+        if block == "mlp":
+            Vt = as_tensor("V", V, ndim=(4,), dtype=torch.float64)
+            Wt = as_tensor("W", W, ndim=(4,), dtype=torch.float64)
+            q, m = Vt.shape[2], Vt.shape[3]
+            if Wt.shape != (R, L, m, q):
+                raise invalid("W", f"<shape {tuple(Wt.shape)}>", f"shape {(R, L, m, q)} to match V {tuple(Vt.shape)}")
+            layer = {"V": Vt, "W": Wt}
+        elif block == "single":
+            Wt = as_tensor("W", W, ndim=(4,), dtype=torch.float64)
+            q = Wt.shape[2]
+            m = q
+            if Wt.shape[3] != q:
+                raise invalid("W", f"<shape {tuple(Wt.shape)}>", "shape (R, L, q, q)")
+            bt = as_tensor("b", b, ndim=(3,), dtype=torch.float64)
+            if bt.shape != (R, L, q):
+                raise invalid("b", f"<shape {tuple(bt.shape)}>", f"shape {(R, L, q)}")
+            layer = {"W": Wt, "b": bt[:, :, None, :]}
+        else:
+            Vt = as_tensor("V", V, ndim=(4,), dtype=torch.float64)
+            q = m = Vt.shape[2]
+            if Vt.shape[3] != q:
+                raise invalid("V", f"<shape {tuple(Vt.shape)}>", "shape (R, L, q, q)")
+            layer = {"V": Vt}
+        mode = "fixed"
+        delta_t = None
+        if delta is not None:
+            if block != "single":
+                raise invalid("delta", "<array>", "None unless block='single'")
+            delta_t = as_tensor("delta", delta, ndim=(1, 2), dtype=torch.float64)
+            if delta_t.shape == (R,):
+                mode = "shared"
+            elif delta_t.shape == (R, L):
+                mode, delta_t = "per_layer", delta_t.T
+            else:
+                raise invalid("delta", f"<shape {tuple(delta_t.shape)}>", f"shape ({R},) or ({R}, {L})")
+        At = _io_tensor("A", A, R, q, default=q)
+        d = At.shape[2]
+        Bt = _io_tensor("B", B, R, q, default=q, output=True)
+        dp = Bt.shape[1]
+        net = cls.__new__(cls)
+        net._configure(block=block, depth=L, dim=q, width=m, input_dim=d, output_dim=dp,
+                       activation=activation, beta=beta, train_io=train_io, delta=mode,
+                       ensemble=R, dtype=dtype, device=device)
+        net.init = Init(kind="zero")
+        net.seed = 0
+        net.io_init = "identity"
+        params = {k: v.transpose(0, 1) for k, v in layer.items()}
+        if delta_t is not None:
+            params["delta"] = delta_t
+        params["A"], params["B"] = At, Bt
+        net._p = {k: v.to(dtype=net.dtype, device=net.device).contiguous() for k, v in params.items()}
+        return net
+
+    # -- properties
+    @property
+    def alpha(self) -> float:
+        """Residual scaling alpha_L = L^-beta."""
+        return float(self.depth) ** (-self.beta)
+
+    @property
+    def layer_families(self) -> tuple[str, ...]:
+        """Names of the per-layer weight families Z_k (plus 'delta' if trained per layer)."""
+        fams = LAYER_FAMILIES[self.block]
+        return fams + (("delta",) if self.delta_mode == "per_layer" else ())
+
+    @property
+    def trainable(self) -> tuple[str, ...]:
+        """Names of the trained parameters."""
+        names = list(LAYER_FAMILIES[self.block])
+        if self.delta_mode != "fixed":
+            names.append("delta")
+        if self.train_io:
+            names += ["A", "B"]
+        return tuple(names)
+
+    @property
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Views (no copies) of every weight: per-layer families as (R, L, ...), A, B, delta."""
+        out: dict[str, torch.Tensor] = {}
+        for k, v in self._p.items():
+            if k == "b":
+                out[k] = v[:, :, 0, :].transpose(0, 1)
+            elif k in LAYER_FAMILIES[self.block] or (k == "delta" and self.delta_mode == "per_layer"):
+                out[k] = v.transpose(0, 1)
+            else:
+                out[k] = v
+        return out
+
+    def config(self) -> dict:
+        """The constructor's keyword arguments (JSON/TOML-friendly)."""
+        return {
+            "block": self.block, "depth": self.depth, "dim": self.dim, "width": self.width,
+            "input_dim": self.input_dim, "output_dim": self.output_dim, "activation": self.activation,
+            "beta": self.beta, "init": str(self.init), "io_init": self.io_init, "train_io": self.train_io,
+            "delta": self.delta_mode, "ensemble": self.ensemble, "seed": self.seed,
+            "dtype": str(self.dtype).replace("torch.", ""), "device": str(self.device),
+        }
+
+    def __repr__(self) -> str:
+        c = self.config()
+        return "ResNet(" + ", ".join(f"{k}={v!r}" for k, v in c.items()) + ")"
+
+    # -- copies
+    def _with_params(self, params: dict[str, torch.Tensor], ensemble: int) -> "ResNet":
+        net = ResNet.__new__(ResNet)
+        net.__dict__.update({k: v for k, v in self.__dict__.items() if k != "_p"})
+        net.ensemble = ensemble
+        net._p = params
+        return net
+
+    def clone(self) -> "ResNet":
+        """A deep copy."""
+        return self._with_params({k: v.clone() for k, v in self._p.items()}, self.ensemble)
+
+    def select(self, members) -> "ResNet":
+        """A new ensemble made of copies of the given members (int or sequence of ints)."""
+        idx = [members] if isinstance(members, (int, np.integer)) else list(members)
+        for i in idx:
+            if not (0 <= int(i) < self.ensemble):
+                raise invalid("members", i, f"indices in [0, {self.ensemble})")
+        it = torch.tensor(idx, dtype=torch.long, device=self.device)
+        params = {}
+        for k, v in self._p.items():
+            axis = 1 if (k in LAYER_FAMILIES[self.block] or (k == "delta" and v.ndim == 2)) else 0
+            params[k] = v.index_select(axis, it).contiguous()
+        return self._with_params(params, len(idx))
+
+    def to(self, *, dtype=None, device=None) -> "ResNet":
+        """A copy in another dtype and/or on another device."""
+        net = self.clone()
+        if dtype is not None:
+            net.dtype = _check_dtype(dtype)
+        if device is not None:
+            net.device = resolve_device(device)
+        net._p = {k: v.to(dtype=net.dtype, device=net.device) for k, v in net._p.items()}
+        return net
+
+    def numpy_weights(self) -> dict[str, np.ndarray]:
+        """Every weight as a numpy array, per-layer families (R, L, ...)."""
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.weights.items()}
+
+    # -- evaluation
+    def _prepare_input(self, x) -> torch.Tensor:
+        x = as_tensor("x", x, ndim=(2, 3), dtype=self.dtype, device=self.device)
+        if x.shape[-1] != self.input_dim:
+            raise invalid("x", f"<shape {tuple(x.shape)}>", f"last dimension input_dim={self.input_dim}")
+        if x.ndim == 3 and x.shape[0] not in (1, self.ensemble):
+            raise invalid("x", f"<shape {tuple(x.shape)}>", f"leading ensemble axis 1 or R={self.ensemble}")
+        return x
+
+    def __call__(self, x) -> torch.Tensor:
+        """F(x): x of shape (n, d) or (R, n, d) -> (R, n, d')."""
+        from ._kernels import forward
+
+        with torch.no_grad():
+            out, _ = forward(self, self._prepare_input(x), keep=False)
+        return out
+
+    def hidden_states(self, x) -> torch.Tensor:
+        """All states h_0..h_L: (R, L+1, n, q)."""
+        from ._kernels import forward
+
+        with torch.no_grad():
+            _, cache = forward(self, self._prepare_input(x), keep=True)
+        return cache.h.transpose(0, 1)
+
+    def increments(self) -> torch.Tensor:
+        r"""||Z_{k+1} - Z_k||_F over all per-layer families jointly: (R, L-1)."""
+        return layer_increments(self._p, self.layer_families)
+
+
+def layer_increments(params: dict[str, torch.Tensor], families: tuple[str, ...]) -> torch.Tensor:
+    """Frobenius norms of successive differences of layer-major stacks, summed over families: (R, L-1)."""
+    total = None
+    for name in families:
+        v = params[name]
+        dv = (v[1:] - v[:-1]).reshape(v.shape[0] - 1, v.shape[1], -1) if v.ndim > 2 else (v[1:] - v[:-1])[..., None]
+        s = (dv.double() ** 2).sum(-1)
+        total = s if total is None else total + s
+    assert total is not None
+    return total.sqrt().T
+
+
+def _io_tensor(name: str, value, R: int, q: int, *, default: int, output: bool = False) -> torch.Tensor:
+    if value is None:
+        eye = torch.eye(q, dtype=torch.float64)
+        return eye.expand(R, q, q).clone()
+    t = as_tensor(name, value, ndim=(3,), dtype=torch.float64)
+    ok_r = t.shape[0] in (1, R)
+    ok_q = (t.shape[2] == q) if output else (t.shape[1] == q)
+    if not (ok_r and ok_q):
+        want = f"(R={R} or 1, d', q={q})" if output else f"(R={R} or 1, q={q}, d)"
+        raise invalid(name, f"<shape {tuple(t.shape)}>", f"shape {want}")
+    return t.expand(R, *t.shape[1:]).clone()
+
+
+__all__ = ["ACTIVATIONS", "BLOCKS", "ResNet", "InvalidArgument", "activate", "activate_backward"]

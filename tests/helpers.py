@@ -1,0 +1,44 @@
+"""Independent references: a naive per-layer, per-member model differentiated by autograd."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from odecheck.models import activate
+
+
+def naive_forward(net, x, weights=None):
+    """Loop over members and layers with plain matrix-vector algebra; returns (R, n, d')."""
+    w = weights if weights is not None else {k: v for k, v in net.weights.items()}
+    R, L = net.ensemble, net.depth
+    outs = []
+    for r in range(R):
+        xr = x if x.ndim == 2 else x[r if x.shape[0] > 1 else 0]
+        h = xr @ w["A"][r].T
+        for k in range(L):
+            if net.block == "mlp":
+                pre = h @ w["W"][r, k].T / math.sqrt(net.dim)
+                h = h + net.alpha / math.sqrt(net.width) * activate(net.activation, pre) @ w["V"][r, k].T
+            elif net.block == "single":
+                if net.delta_mode == "fixed":
+                    dk = net.alpha
+                elif net.delta_mode == "shared":
+                    dk = w["delta"][r]
+                else:
+                    dk = w["delta"][r, k]
+                h = h + dk * activate(net.activation, h @ w["W"][r, k].T + w["b"][r, k])
+            else:
+                h = h + net.alpha * activate(net.activation, h) @ w["V"][r, k].T
+        outs.append(h @ w["B"][r].T)
+    return torch.stack(outs)
+
+
+def naive_loss_grads(net, x, y):
+    """Per-member loss and autograd gradients of the naive model, public (R, L, ...) layout."""
+    w = {k: v.detach().clone().requires_grad_(True) for k, v in net.weights.items()}
+    out = naive_forward(net, x, w)
+    loss = ((out - y) ** 2).sum(dim=(1, 2)) / out.shape[1]
+    loss.sum().backward()
+    return loss.detach(), {k: v.grad for k, v in w.items()}

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import torch
+
+import odecheck as oc
+from odecheck.init import as_init, member_generator
+
+
+def test_fgn_autocovariance_matches_theory():
+    H, n_paths, length = 0.75, 4000, 64
+    z = oc.fgn(n_paths, length, H, member_generator(0, 0)).numpy()
+    for lag in range(6):
+        emp = (z[:, : length - lag] * z[:, lag:]).mean()
+        k = lag
+        theory = 0.5 * (abs(k + 1) ** (2 * H) - 2 * abs(k) ** (2 * H) + abs(k - 1) ** (2 * H))
+        prods = (z[:, : length - lag] * z[:, lag:]).mean(1)
+        se = prods.std() / np.sqrt(n_paths)
+        assert abs(emp - theory) < 5 * se + 1e-3, (lag, emp, theory, se)
+
+
+@pytest.mark.parametrize("H", [0.2, 0.5, 0.8])
+def test_fbm_increment_variance_scales_like_h_to_2H(H):
+    b = oc.fbm_paths(3000, 256, H, member_generator(1, 0)).numpy()
+    for lag in (1, 4, 16):
+        var = ((b[:, lag:] - b[:, :-lag]) ** 2).mean()
+        assert var == pytest.approx((lag / 256) ** (2 * H), rel=0.08)
+
+
+def test_gp_covariance_matches_kernel():
+    ell, L = 0.1, 50
+    z = oc.gp_paths(6000, L, ell, member_generator(2, 0)).numpy()
+    s = np.arange(1, L + 1) / L
+    emp = np.cov(z.T, bias=True)
+    ker = np.exp(-((s[:, None] - s[None, :]) ** 2) / (2 * ell**2))
+    assert np.abs(emp - ker).max() < 0.08
+
+
+def test_counterexample_alternates():
+    net = oc.ResNet(block="single", depth=6, dim=1, activation="relu", init="counterexample")
+    w = net.weights["W"][0, :, 0, 0].numpy()
+    np.testing.assert_allclose(w, [(-1) ** k / 6 for k in range(1, 7)], rtol=1e-6)
+
+
+def test_smooth_weights_have_small_increments_and_iid_do_not():
+    sm = oc.ResNet(depth=256, dim=4, width=4, init="smooth(0.1)", ensemble=2).increments().max()
+    iid = oc.ResNet(depth=256, dim=4, width=4, init="iid", ensemble=2).increments().max()
+    assert sm < 0.5 and iid > 3
+
+
+@pytest.mark.parametrize("text,kind", [("tied", "tied"), ("fbm(0.3)", "fbm"), ("smooth(0.2)", "smooth")])
+def test_as_init_parses(text, kind):
+    assert as_init(text).kind == kind
+
+
+@pytest.mark.parametrize("text", ["tied(2)", "foo", "fbm(x)", 3])
+def test_as_init_rejects(text):
+    with pytest.raises(oc.InvalidArgument, match="init"):
+        as_init(text)
+
+
+def test_generator_reproducible():
+    a = torch.randn(3, generator=member_generator(4, 2))
+    b = torch.randn(3, generator=member_generator(4, 2))
+    assert torch.equal(a, b)

@@ -1,0 +1,177 @@
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from helpers import naive_forward, naive_loss_grads
+
+import odecheck as oc
+from odecheck._kernels import backward, forward, loss_and_grads, mse
+
+CASES = [(b, a, d) for b in oc.BLOCKS for a in oc.ACTIVATIONS
+         for d in (["fixed", "shared", "per_layer"] if b == "single" else ["fixed"])]
+
+
+def make(block, act, delta="fixed", **kw):
+    args = dict(block=block, depth=5, dim=4, width=3, input_dim=3, output_dim=2, activation=act, init="iid",
+                ensemble=3, seed=1, dtype=torch.float64, delta=delta, train_io=True, io_init="gaussian")
+    args.update(kw)
+    return oc.ResNet(**args)
+
+
+def public(net, grads):
+    out = {}
+    for k, g in grads.items():
+        if k in ("V", "W") or (k == "delta" and g.ndim == 2):
+            g = g.transpose(0, 1)
+        if k == "b":
+            g = g[:, :, 0, :].transpose(0, 1)
+        out[k] = g
+    return out
+
+
+@pytest.mark.parametrize("block,act,delta", CASES)
+def test_forward_matches_naive_loop(block, act, delta):
+    net = make(block, act, delta)
+    x = torch.randn(7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(net(x), naive_forward(net, x), rtol=1e-12, atol=1e-12)
+    hs = net.hidden_states(x)
+    assert hs.shape == (3, 6, 7, 4)
+
+
+@pytest.mark.parametrize("block,act,delta", CASES)
+def test_gradients_match_autograd_on_naive_model(block, act, delta):
+    net = make(block, act, delta)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(7, 3, dtype=torch.float64, generator=g)
+    y = torch.randn(7, 2, dtype=torch.float64, generator=g)
+    loss, grads = loss_and_grads(net, x, y)
+    loss_ref, grads_ref = naive_loss_grads(net, x, y)
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-12, atol=1e-12)
+    ours = public(net, grads)
+    assert set(grads_ref) <= set(ours) | {"delta"}
+    for k, ref in grads_ref.items():
+        torch.testing.assert_close(ours[k], ref, rtol=1e-10, atol=1e-12, msg=k)
+
+
+class _KernelLoss(torch.autograd.Function):
+    """Loss as a function of one weight family, differentiated by the hand-written backward."""
+
+    @staticmethod
+    def forward(ctx, w, net, name, x, y):
+        params = dict(net._p)
+        params[name] = w
+        out, cache = forward(net, x, keep=True, params=params)
+        loss, g_out = mse(out, y)
+        ctx.grad = backward(net, cache, g_out, params=params)[name]
+        return loss.sum()
+
+    @staticmethod
+    def backward(ctx, go):
+        return go * ctx.grad, None, None, None, None
+
+
+@pytest.mark.parametrize("block,name", [("mlp", "V"), ("mlp", "W"), ("single", "W"), ("single", "b"),
+                                        ("res1", "V"), ("mlp", "A"), ("mlp", "B")])
+@pytest.mark.parametrize("act", ["tanh", "gelu", "softplus"])
+def test_gradcheck_float64(block, name, act):
+    net = make(block, act, depth=3, ensemble=2)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 3, dtype=torch.float64, generator=g)
+    y = torch.randn(4, 2, dtype=torch.float64, generator=g)
+    w = net._p[name].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda w: _KernelLoss.apply(w, net, name, x, y), (w,), eps=1e-6, atol=1e-7)
+
+
+def test_identity_tied_tends_to_matrix_exponential_at_rate_one_over_L():
+    q, m = 4, 5
+    g = torch.Generator().manual_seed(3)
+    V0 = torch.randn(q, m, dtype=torch.float64, generator=g)
+    W0 = torch.randn(m, q, dtype=torch.float64, generator=g)
+    M = (V0 @ W0 / math.sqrt(m * q)).numpy()
+    x = torch.randn(6, q, dtype=torch.float64, generator=g)
+    exact = x.numpy() @ scipy.linalg.expm(M).T
+    depths = [8, 16, 32, 64, 128, 256]
+    errs = []
+    for L in depths:
+        net = oc.ResNet.from_weights(block="mlp", V=V0.expand(1, L, q, m), W=W0.expand(1, L, m, q),
+                                     activation="identity", beta=1.0)
+        errs.append(np.abs(net(x)[0].numpy() - exact).max())
+    slope = np.polyfit(np.log(depths), np.log(errs), 1)[0]
+    assert -1.1 < slope < -0.9, (slope, errs)
+
+
+def test_members_are_independent_and_stable_across_ensemble_size():
+    a = oc.ResNet(depth=6, dim=4, width=3, init="iid", ensemble=2, seed=5)
+    b = oc.ResNet(depth=6, dim=4, width=3, init="iid", ensemble=4, seed=5)
+    torch.testing.assert_close(a.weights["W"], b.weights["W"][:2])
+    assert not torch.allclose(b.weights["W"][0], b.weights["W"][1])
+    c = oc.ResNet(depth=6, dim=4, width=3, init="iid", ensemble=2, seed=6)
+    assert not torch.allclose(a.weights["W"], c.weights["W"])
+
+
+def test_tied_init_is_the_trivial_ode():
+    net = oc.ResNet(depth=8, dim=5, width=7, init="tied", ensemble=3, seed=0)
+    w = net.weights
+    assert torch.count_nonzero(w["V"]) == 0
+    assert torch.equal(w["W"][:, 0], w["W"][:, 7])
+    x = torch.randn(4, 5)
+    torch.testing.assert_close(net(x), x.expand(3, 4, 5))
+
+
+def test_select_and_from_weights_roundtrip():
+    net = make("mlp", "tanh", io_init="identity", input_dim=4, output_dim=4)
+    w = net.numpy_weights()
+    back = oc.ResNet.from_weights(block="mlp", V=w["V"], W=w["W"], A=w["A"], B=w["B"], activation="tanh")
+    x = torch.randn(5, 4, dtype=torch.float64)
+    torch.testing.assert_close(back(x), net(x))
+    one = net.select(1)
+    torch.testing.assert_close(one(x)[0], net(x)[1])
+
+
+def test_float32_and_float64_agree():
+    net = make("mlp", "gelu")
+    x = torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(net.to(dtype=torch.float32)(x.float()).double(), net(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"block": "conv"}, "block"), ({"depth": 0}, "depth"), ({"depth": -3}, "depth"), ({"dim": 2.5}, "dim"),
+    ({"activation": "swish"}, "activation"), ({"beta": -1.0}, "beta"), ({"init": "gaussian"}, "init"),
+    ({"init": "fbm(1.5)"}, "hurst"), ({"ensemble": 0}, "ensemble"), ({"dtype": torch.int32}, "dtype"),
+    ({"delta": "shared"}, "delta"), ({"device": "tpu"}, "device"),
+])
+def test_constructor_rejects_bad_arguments(kwargs, name):
+    args = dict(depth=4, dim=3)
+    args.update(kwargs)
+    with pytest.raises(oc.InvalidArgument, match=name):
+        oc.ResNet(**args)
+
+
+def test_bad_inputs_are_named():
+    net = oc.ResNet(depth=4, dim=3)
+    with pytest.raises(oc.InvalidArgument, match="x"):
+        net(torch.randn(5, 4))
+    with pytest.raises(oc.InvalidArgument, match="x"):
+        net(torch.full((5, 3), float("nan")))
+    with pytest.raises(oc.InvalidArgument, match="x"):
+        net(torch.randn(3))
+    with pytest.raises(oc.InvalidArgument, match="W"):
+        oc.ResNet.from_weights(block="mlp", V=np.zeros((1, 3, 4, 5)), W=np.zeros((1, 3, 4, 5)))
+    with pytest.raises(oc.InvalidArgument, match="b"):
+        oc.ResNet.from_weights(block="mlp", V=np.zeros((1, 3, 4, 5)), W=np.zeros((1, 3, 5, 4)), b=np.zeros(3))
+    with pytest.raises(oc.InvalidArgument, match="A"):
+        oc.ResNet.from_weights(block="res1", V=np.zeros((2, 3, 4, 4)), A=np.zeros((3, 4, 4)))
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    net = make("mlp", "gelu")
+    x = torch.randn(5, 3, dtype=torch.float64)
+    y = torch.randn(5, 2, dtype=torch.float64)
+    gpu = net.to(device="cuda")
+    torch.testing.assert_close(gpu(x).cpu(), net(x))
+    tr_c = oc.gradient_flow(net.clone(), x, y, steps=3, lr=1e-2)
+    tr_g = oc.gradient_flow(gpu, x, y, steps=3, lr=1e-2)
+    np.testing.assert_allclose(tr_c.loss, tr_g.loss, rtol=1e-10)
