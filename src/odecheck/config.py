@@ -1,0 +1,111 @@
+"""Run configurations for ``odecheck train`` (TOML), validated eagerly."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ._errors import InvalidArgument, invalid
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    block: str = "mlp"
+    depth: int = 64
+    dim: int = 16
+    width: int = 32
+    activation: str = "gelu"
+    beta: float = 1.0
+    init: str = "tied"
+    io_init: str = "identity"
+    train_io: bool = False
+    delta: str = "fixed"
+    ensemble: int = 4
+    seed: int = 0
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    task: str = "gaussian"
+    n: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in ("gaussian", "teacher", "digits"):
+            raise invalid("data.task", self.task, "'gaussian', 'teacher' or 'digits'")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    method: str = "gradient_flow"
+    steps: int = 500
+    lr: float = 1e-2
+    clip: float | None = None
+    batch_size: int = 32
+    snapshots: tuple[int, ...] = (0, 100, 500)
+    checkpoint_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.method not in ("gradient_flow", "sgd", "adam"):
+            raise invalid("train.method", self.method, "'gradient_flow', 'sgd' or 'adam'")
+        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
+            raise invalid("train.checkpoint_every", self.checkpoint_every, "an integer >= 1")
+        object.__setattr__(self, "snapshots", tuple(s for s in self.snapshots if s <= self.steps))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """The [M24] finite-time setting (tied init, gelu, lr L*1e-2 on Z, 500 steps) at L = 64 by default."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["train"]["snapshots"] = list(self.train.snapshots)
+        if d["train"]["clip"] is None:
+            del d["train"]["clip"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        parts = {}
+        for key, klass in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
+            sub = d.get(key, {})
+            if not isinstance(sub, dict):
+                raise invalid(key, sub, "a table")
+            known = {f.name for f in fields(klass)}
+            unknown = set(sub) - known
+            if unknown:
+                raise InvalidArgument(f"[{key}] has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+            if key == "train" and "snapshots" in sub:
+                sub = {**sub, "snapshots": tuple(sub["snapshots"])}
+            parts[key] = klass(**sub)
+        unknown = set(d) - {"model", "data", "train"}
+        if unknown:
+            raise InvalidArgument(f"config has unknown tables {sorted(unknown)}; known: model, data, train")
+        return cls(**parts)
+
+    @classmethod
+    def load(cls, path) -> "RunConfig":
+        try:
+            with open(path, "rb") as f:
+                d = tomllib.load(f)
+        except OSError as e:
+            raise InvalidArgument(f"config {str(path)!r}: cannot read ({e.strerror})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise InvalidArgument(f"config {str(path)!r}: not valid TOML ({e})") from None
+        return cls.from_dict(d)
+
+    def dumps(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())

@@ -1,0 +1,98 @@
+"""Checkpointed, resumable training runs (used by ``odecheck train``).
+
+A run directory holds config.toml, checkpoint.pt (weights and the trajectory so far, written
+atomically every ``checkpoint_every`` steps), trajectory.npz and weights.npz (final and
+snapshot weights, layer axis kept). Rerunning on the same directory resumes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._errors import InvalidArgument
+from .config import RunConfig
+from .data import Dataset, digits, gaussian_task, teacher_task
+from .flow import Trajectory, adam, gradient_flow, sgd
+from .models import ResNet
+
+
+def build_data(cfg: RunConfig, dtype) -> Dataset:
+    m, dcfg = cfg.model, cfg.data
+    if dcfg.task == "gaussian":
+        return gaussian_task(dcfg.n, m.dim, m.dim, seed=dcfg.seed, dtype=dtype)
+    if dcfg.task == "teacher":
+        return teacher_task(dcfg.n, m.dim, seed=dcfg.seed, dtype=dtype)
+    return digits(n_train=min(dcfg.n, 1347), dtype=dtype)
+
+
+def build_model(cfg: RunConfig, data: Dataset, device="cpu") -> ResNet:
+    m = cfg.model
+    return ResNet(block=m.block, depth=m.depth, dim=m.dim, width=m.width, input_dim=data.input_dim,
+                  output_dim=data.output_dim, activation=m.activation, beta=m.beta, init=m.init,
+                  io_init=m.io_init, train_io=m.train_io, delta=m.delta, ensemble=m.ensemble, seed=m.seed,
+                  dtype=torch.float64 if m.dtype == "float64" else torch.float32, device=device)
+
+
+def _atomic_save(obj, path: Path, saver: Callable) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        saver(obj, f)
+    os.replace(tmp, path)
+
+
+def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int, np.ndarray], None] | None = None
+        ) -> tuple[ResNet, Trajectory, int]:
+    """Train (or resume) the run in ``out``. Returns the network, the full trajectory and the resumed step."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.toml"
+    text = cfg.dumps()
+    if cfg_path.exists():
+        old = RunConfig.load(cfg_path)
+        if old != cfg:
+            raise InvalidArgument(f"out={str(out)!r} holds a run with a different config; use another --out")
+    else:
+        cfg_path.write_text(text)
+    dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
+    data = build_data(cfg, dtype)
+    net = build_model(cfg, data, device)
+    tc = cfg.train
+    ckpt = out / "checkpoint.pt"
+    traj: Trajectory | None = None
+    step0 = 0
+    if ckpt.exists() and tc.method == "gradient_flow":
+        try:
+            state = torch.load(ckpt, map_location=net.device, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported, not ignored
+            raise InvalidArgument(f"checkpoint {str(ckpt)!r} is unreadable ({type(e).__name__}); remove it to restart")
+        net._p = {k: v.to(net.device) for k, v in state["params"].items()}
+        traj = state["trajectory"]
+        step0 = traj.steps
+    resumed = step0
+    cb = (lambda t, loss: progress(t, tc.steps, loss)) if progress else None
+    if tc.method == "gradient_flow":
+        while step0 < tc.steps:
+            chunk = min(tc.checkpoint_every, tc.steps - step0)
+            snaps = [s for s in tc.snapshots if step0 <= s <= step0 + chunk and (traj is None or s > step0)]
+            part = gradient_flow(net, data.x, data.y, steps=chunk, lr=tc.lr, clip=tc.clip, snapshots=snaps,
+                                 callback=cb, start_step=step0)
+            traj = part if traj is None else traj.then(part)
+            step0 += chunk
+            _atomic_save({"params": net._p, "trajectory": traj}, ckpt, torch.save)
+        if traj is None:
+            traj = gradient_flow(net, data.x, data.y, steps=0, lr=tc.lr, snapshots=[0] if 0 in tc.snapshots else [])
+    else:
+        fn = sgd if tc.method == "sgd" else adam
+        traj = fn(net, data.x, data.y, steps=tc.steps, lr=tc.lr, batch_size=min(tc.batch_size, data.x.shape[0]),
+                  seed=cfg.model.seed, callback=cb)
+    assert traj is not None
+    _atomic_save(traj.arrays(), out / "trajectory.npz", lambda a, f: np.savez(f, **a))
+    weights = {f"final/{k}": v for k, v in net.numpy_weights().items()}
+    for s, w in traj.snapshots.items():
+        weights.update({f"step{s}/{k}": v for k, v in w.items()})
+    _atomic_save(weights, out / "weights.npz", lambda a, f: np.savez(f, **a))
+    return net, traj, resumed

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from odecheck.cli import app
+from odecheck.config import RunConfig
+from odecheck.runner import run
+
+runner = CliRunner()
+
+SMALL = """
+[model]
+depth = 6
+dim = 4
+width = 5
+ensemble = 2
+[data]
+n = 12
+[train]
+steps = 12
+lr = 0.05
+snapshots = [0, 12]
+checkpoint_every = 5
+"""
+
+
+def test_train_writes_outputs(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(SMALL)
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    traj = np.load(tmp_path / "run" / "trajectory.npz")
+    assert traj["loss"].shape == (13, 2)
+    w = np.load(tmp_path / "run" / "weights.npz")
+    assert w["final/V"].shape == (2, 6, 4, 5) and w["step0/W"].shape == (2, 6, 5, 4)
+    assert "step12/V" in w
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    cfg = RunConfig.from_dict({"model": {"depth": 6, "dim": 4, "width": 5, "ensemble": 2, "init": "iid"},
+                               "data": {"n": 12}, "train": {"steps": 12, "lr": 0.05, "checkpoint_every": 5,
+                                                            "snapshots": [0, 7, 12]}})
+    _, full, _ = run(cfg, tmp_path / "a")
+
+    def boom(t, total, loss):
+        if t == 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "b", progress=boom)
+    _, resumed, start = run(cfg, tmp_path / "b")
+    assert start == 5  # lost at most one checkpoint interval
+    np.testing.assert_allclose(resumed.loss, full.loss, rtol=1e-6)
+    assert sorted(resumed.snapshots) == [0, 7, 12]
+    a, b = np.load(tmp_path / "a" / "weights.npz"), np.load(tmp_path / "b" / "weights.npz")
+    np.testing.assert_allclose(a["final/V"], b["final/V"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("text,needle", [("[model]\ndepth = -1\n", "depth"), ("[model]\nfoo = 1\n", "foo"),
+                                         ("not toml ===", "TOML"), ("[train]\nmethod='lbfgs'\n", "method")])
+def test_train_bad_config_exits_2_with_one_line(tmp_path, text, needle):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    assert needle in res.output and "Traceback" not in res.output
+
+
+def test_train_refuses_other_config_in_same_dir(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(SMALL)
+    assert runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "run")]).exit_code == 0
+    cfg.write_text(SMALL.replace("depth = 6", "depth = 7"))
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "different config" in res.output
+    assert (tmp_path / "run" / "trajectory.npz").exists()
