@@ -137,6 +137,7 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None) -> 
     grads: dict[str, torch.Tensor] = {}
     grads["B"] = torch.bmm(g_out.transpose(1, 2), h[L])
     g = torch.bmm(g_out, p["B"])
+    grads["_hL"] = g.clone()
     if net.block == "mlp":
         V, W = p["V"], p["W"]
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
@@ -175,6 +176,7 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None) -> 
             ga = torch.bmm(g, V[k]) * c
             g.add_(activate_backward(act, ga, h[k], a[k]))
         grads["V"] = gV
+    grads["_h0"] = g
     grads["A"] = torch.matmul(g.transpose(1, 2), x)
     if grads["A"].shape[0] != net.ensemble:
         grads["A"] = grads["A"].expand(net.ensemble, *grads["A"].shape[1:]).clone()

@@ -61,6 +61,154 @@ def train(
     typer.echo(f"wrote {out}/config.toml, trajectory.npz, weights.npz")
 
 
+def _write_json(path: Path, obj) -> None:
+    import json
+    import os
+
+    from .claims.base import _jsonable
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False))
+    os.replace(tmp, path)
+
+
+@app.command()
+def verify(
+    budget: str = typer.Option("standard", help="quick | standard | thorough"),
+    claims: Optional[str] = typer.Option(None, help="Comma-separated claim ids (default: all eight)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    seed: int = typer.Option(0, help="Seed of every statistical sample (derived per claim)."),
+    out: Path = typer.Option(Path("odecheck-report"), help="Directory for report.md, report.json and figures."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report here."),
+    resume: bool = typer.Option(True, help="Reuse verdicts already in OUT/report.json with the same budget, "
+                                           "seed and device."),
+) -> None:
+    """Run the claims of the theory and decide each one with its evidence and error control."""
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from . import __version__
+    from ._errors import InvalidArgument
+    from .claims import BUDGETS, REGISTRY, Context
+    from .models import resolve_device
+    from .plot import verdict_figure
+    from .report import markdown, report_dict
+
+    if budget not in BUDGETS:
+        _fail(f"--budget {budget!r}: expected one of {', '.join(BUDGETS)}")
+    ids = list(REGISTRY) if not claims else [c.strip() for c in claims.split(",") if c.strip()]
+    unknown = [c for c in ids if c not in REGISTRY]
+    if unknown:
+        _fail(f"--claims: unknown claim id {unknown[0]!r}; known: {', '.join(REGISTRY)}")
+    try:
+        dev = str(resolve_device(device))
+    except InvalidArgument as e:
+        _fail(str(e))
+        return
+    import torch
+
+    torch.manual_seed(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    report_path = out / "report.json"
+    done: dict[str, dict] = {}
+    if resume and report_path.exists():
+        try:
+            old = json.loads(report_path.read_text())
+            if (old.get("budget"), old.get("seed"), old.get("device"), old.get("version")) == (
+                    budget, seed, dev, __version__):
+                done = {c["id"]: c for c in old.get("claims", [])}
+        except (OSError, ValueError):
+            console_err = Console(stderr=True)
+            console_err.print(f"[yellow]{report_path} unreadable; starting over[/yellow]")
+    console = Console(stderr=True)
+    verdicts: list[dict] = []
+    figures: dict[str, str] = {}
+    with Progress(TextColumn("{task.description:<26}"), BarColumn(), TextColumn("{task.fields[status]}"),
+                  TimeElapsedColumn(), console=console) as prog:
+        tasks = {cid: prog.add_task(cid, total=1.0, status="queued") for cid in ids}
+        for cid in ids:
+            task = tasks[cid]
+            if cid in done:
+                v = done[cid]
+                prog.update(task, completed=1.0, status=f"{v['verdict']} (from {report_path.name})")
+            else:
+                prog.update(task, status="running")
+                ctx = Context(budget=budget, seed=seed, device=dev,
+                              advance=lambda f, task=task: prog.update(task, completed=min(float(f), 1.0)))
+                v = REGISTRY[cid].run(ctx).to_json()
+                prog.update(task, completed=1.0, status=v["verdict"])
+            verdicts.append(v)
+            fig = verdict_figure(v, out / f"{cid}.png")
+            if fig is not None:
+                figures[cid] = fig.name
+            rep = report_dict(verdicts, budget=budget, device=dev, seed=seed)
+            _write_json(report_path, rep)  # written as it goes: an interrupted run keeps finished claims
+    rep = report_dict(verdicts, budget=budget, device=dev, seed=seed)
+    _write_json(report_path, rep)
+    (out / "report.md").write_text(markdown(rep, figures))
+    if json_file is not None:
+        _write_json(json_file, rep)
+    table = Table(title=f"odecheck verify (budget {budget}, device {dev}, seed {seed})")
+    for col in ("claim", "verdict", "expected", "estimate", "interval", "alpha", "n", "s"):
+        table.add_column(col, no_wrap=True)
+    colors = {"confirmed": "green", "refuted": "red", "inconclusive": "yellow", "diverged": "magenta"}
+    for v in verdicts:
+        lo, hi = v["ci"]
+        f = lambda x: "n/a" if x is None else f"{x:.3g}"
+        table.add_row(v["id"], f"[{colors.get(v['verdict'], 'white')}]{v['verdict']}", v["expected"],
+                      f(v["estimate"]), f"[{f(lo)}, {f(hi)}]", str(v["alpha"]), str(v["n"]), f"{v['seconds']:.1f}")
+    Console(width=max(Console().width, 120)).print(table)
+    typer.echo(f"wrote {out / 'report.md'}, {report_path} and {len(figures)} figures")
+    mismatched = [v["id"] for v in verdicts if v["verdict"] != v["expected"]]
+    if mismatched:
+        typer.echo(f"verdicts differing from the expected outcome: {', '.join(mismatched)}")
+
+
+@app.command()
+def analyze(
+    files: list[Path] = typer.Argument(..., help=".npz (arrays (L, ...)) or .pt/.pth state_dicts."),
+    key: Optional[str] = typer.Option(None, help="Only paths whose name contains KEY."),
+    stacked: bool = typer.Option(False, help="npz arrays are (R, L, ...) ensembles."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap intervals."),
+) -> None:
+    """Regularity and scaling of weights that anyone trained: ODE, SDE or neither?"""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ._errors import InvalidArgument
+    from .analyze import analyze as run_analysis
+    from .analyze import load_paths
+
+    try:
+        paths = [w for f in files for w in load_paths(f, stacked=stacked, key=key)]
+        res = run_analysis(paths, seed=seed)
+    except InvalidArgument as e:
+        _fail(str(e))
+        return
+    table = Table(title="weight paths along depth")
+    for col in ("file", "name", "L", "max incr", "QV", "max norm", "hurst [95% CI]", "regime"):
+        table.add_column(col, no_wrap=col != "name")
+    for r in res["paths"]:
+        lo, hi = r["hurst_ci"]
+        name = r["name"] + (f" [{r['member']}]" if "member" in r else "")
+        table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
+                      f"{r['quadratic_variation']:.3g}", f"{r['max_norm']:.3g}",
+                      f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"])
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    for s in res["scaling"]:
+        lo, hi = s["ci"]
+        ci = "no interval: one network per depth and two depths" if lo != lo else f"[{lo:.3f}, {hi:.3f}]"
+        console.print(f"{s['name']}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}")
+    if json_file is not None:
+        _write_json(json_file, res)
+
+
 def main() -> None:
     app()
 

@@ -151,6 +151,8 @@ class ResNet:
         Whether A and B are trained.
     delta : {"fixed", "shared", "per_layer"}
         ``single`` block only: delta_k = alpha_L fixed, or trained (one scalar, or one per layer).
+    bias : bool
+        ``single`` block only: False keeps b_k = 0 and untrained.
     ensemble : int
         Ensemble size R; member r is drawn from seed stream (seed, r).
     seed : int
@@ -177,6 +179,7 @@ class ResNet:
         io_init: IOInit = "identity",
         train_io: bool = False,
         delta: DeltaMode = "fixed",
+        bias: bool = True,
         ensemble: int = 1,
         seed: int = 0,
         dtype=torch.float32,
@@ -187,6 +190,9 @@ class ResNet:
             activation=activation, beta=beta, train_io=train_io, delta=delta, ensemble=ensemble,
             dtype=dtype, device=device,
         )
+        if not isinstance(bias, bool):
+            raise invalid("bias", bias, "a bool")
+        self.bias = bias
         self.init = as_init(init)
         self.seed = _check_int("seed", seed, 0)
         _check_choice("io_init", io_init, get_args(IOInit))
@@ -196,6 +202,8 @@ class ResNet:
             zero_at_tied=("V",) if self.block == "mlp" else (),
         )
         params: dict[str, torch.Tensor] = {k: v.transpose(0, 1) for k, v in stacks.items()}
+        if self.block == "single" and not bias:
+            params["b"] = torch.zeros_like(params["b"])
         if self.delta_mode == "per_layer":
             params["delta"] = torch.full((self.depth, self.ensemble), self.alpha, dtype=torch.float64)
         elif self.delta_mode == "shared":
@@ -335,6 +343,7 @@ class ResNet:
         net._configure(block=block, depth=L, dim=q, width=m, input_dim=d, output_dim=dp,
                        activation=activation, beta=beta, train_io=train_io, delta=mode,
                        ensemble=R, dtype=dtype, device=device)
+        net.bias = True
         net.init = Init(kind="zero")
         net.seed = 0
         net.io_init = "identity"
@@ -354,13 +363,13 @@ class ResNet:
     @property
     def layer_families(self) -> tuple[str, ...]:
         """Names of the per-layer weight families Z_k (plus 'delta' if trained per layer)."""
-        fams = LAYER_FAMILIES[self.block]
+        fams = tuple(f for f in LAYER_FAMILIES[self.block] if f != "b" or getattr(self, "bias", True))
         return fams + (("delta",) if self.delta_mode == "per_layer" else ())
 
     @property
     def trainable(self) -> tuple[str, ...]:
         """Names of the trained parameters."""
-        names = list(LAYER_FAMILIES[self.block])
+        names = [f for f in LAYER_FAMILIES[self.block] if f != "b" or getattr(self, "bias", True)]
         if self.delta_mode != "fixed":
             names.append("delta")
         if self.train_io:
@@ -386,7 +395,7 @@ class ResNet:
             "block": self.block, "depth": self.depth, "dim": self.dim, "width": self.width,
             "input_dim": self.input_dim, "output_dim": self.output_dim, "activation": self.activation,
             "beta": self.beta, "init": str(self.init), "io_init": self.io_init, "train_io": self.train_io,
-            "delta": self.delta_mode, "ensemble": self.ensemble, "seed": self.seed,
+            "delta": self.delta_mode, "bias": self.bias, "ensemble": self.ensemble, "seed": self.seed,
             "dtype": str(self.dtype).replace("torch.", ""), "device": str(self.device),
         }
 

@@ -1,0 +1,164 @@
+"""Claims about the neural-ODE limit: ode-rate-fixed-weights, tied-init-lipschitz, trained-ode-limit.
+
+References
+----------
+[M24] Marion et al., ICLR 2024, Prop. 2, Prop. 3, Thm. 4, sec. 5.1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data import gaussian_task
+from ..estimators import l2_distance, scaling_exponent
+from ..flow import gradient_flow
+from ..init import gp_paths, member_generator
+from ..models import ResNet
+from ..ode import neural_ode
+from .base import Claim, Context, rate_decision
+
+ALPHA = 0.05
+
+
+def _diverged(*trajs) -> bool:
+    return any(bool(t.diverged.any()) for t in trajs)
+
+
+def ode_rate_experiment(ctx: Context) -> dict:
+    depths = ctx.pick([8, 16, 32, 64, 128], [8, 16, 32, 64, 128, 256], [8, 16, 32, 64, 128, 256, 512, 1024])
+    R = ctx.pick(4, 8, 16)
+    q, m, N = 8, 8, 2049
+    nodes = np.linspace(0.0, 1.0, N)
+    # Lipschitz weight functions Z(s): Gaussian processes (l = 0.2) on a fine grid, linearly interpolated
+    V = np.empty((R, N, q, m))
+    W = np.empty((R, N, m, q))
+    for r in range(R):
+        g = member_generator(ctx.seed + 101, r)
+        V[r] = gp_paths(q * m, N, 0.2, g).T.reshape(N, q, m).numpy()
+        W[r] = gp_paths(q * m, N, 0.2, g).T.reshape(N, m, q).numpy()
+    x = torch.randn(16, q, generator=member_generator(ctx.seed + 102, 0), dtype=torch.float64)
+    fine = ResNet.from_weights(block="mlp", V=V, W=W, activation="tanh", dtype=torch.float64)
+    limit = neural_ode(fine, x, interpolation="linear", rtol=1e-10, atol=1e-12)
+    ctx.advance(0.3)
+    gaps = []
+    for i, L in enumerate(depths):
+        s = np.arange(L) / L  # Z_k = Z(k/L), k = 0..L-1 (left end of layer k's interval)
+
+        def at(Z):
+            pos = s * (N - 1)
+            k0 = np.minimum(np.floor(pos).astype(int), N - 2)
+            w = (pos - k0)[None, :, None, None]
+            return (1 - w) * Z[:, k0] + w * Z[:, k0 + 1]
+
+        net = ResNet.from_weights(block="mlp", V=at(V), W=at(W), activation="tanh", dtype=torch.float64)
+        gaps.append((net(x) - limit).norm(dim=-1).amax(dim=-1).numpy())
+        ctx.advance(0.3 + 0.7 * (i + 1) / len(depths))
+    gaps = np.array(gaps)
+    fit = scaling_exponent(depths, gaps, seed=ctx.seed, paired=True)
+    return {"verdict": rate_decision(fit), "estimate": fit.estimate, "ci": fit.ci, "n": len(depths) * R,
+            "details": {"depths": depths, "ensemble": R, "statistic": "sup_x ||F^L(x) - F(x)||",
+                        "values": gaps, "intercept": fit.intercept, "level": fit.level,
+                        "plot": "loglog", "ylabel": "sup_x |F^L(x) - F(x)|"}}
+
+
+def _m24_setting(ctx: Context, depths, R, steps, *, init="tied", activation="gelu", snapshots=()):
+    data = gaussian_task(100, 16, 16, seed=ctx.seed, dtype=torch.float32)
+    out = []
+    for i, L in enumerate(depths):
+        # the same seed at every depth: member r is one weight function (tied: the same W draw) seen at depth L
+        net = ResNet(block="mlp", depth=L, dim=16, width=32, activation=activation, init=init, ensemble=R,
+                     seed=ctx.seed, device=ctx.device)
+        traj = gradient_flow(net, data.x.to(net.device), data.y.to(net.device), steps=steps, lr=1e-2,
+                             snapshots=[s for s in snapshots if s <= steps])
+        out.append((net, traj))
+        ctx.advance((i + 1) / len(depths))
+    return data, out
+
+
+def tied_lipschitz_experiment(ctx: Context) -> dict:
+    depths = ctx.pick([16, 32, 64, 128, 256], [16, 32, 64, 128, 256, 512], [16, 32, 64, 128, 256, 512, 1024])
+    R = ctx.pick(4, 4, 16)
+    steps = ctx.pick(200, 500, 500)
+    _, runs = _m24_setting(ctx, depths, R, steps, snapshots=(0, steps // 2, steps))
+    if _diverged(*(t for _, t in runs)):
+        return {"verdict": "diverged", "estimate": np.nan, "ci": (np.nan, np.nan), "n": 0, "details": {}}
+    D = np.array([t.max_increment.max(axis=0) for _, t in runs])  # max over k and t
+    fit = scaling_exponent(depths, D, seed=ctx.seed, paired=True)
+    net, traj = runs[-1]
+    entry = {str(s): w["V"][0, :, 0, 0].tolist() for s, w in traj.snapshots.items()}
+    return {"verdict": rate_decision(fit), "estimate": fit.estimate, "ci": fit.ci, "n": len(depths) * R,
+            "details": {"depths": depths, "ensemble": R, "steps": steps, "lr": 1e-2,
+                        "statistic": "max_{k,t} ||Z_{k+1}(t) - Z_k(t)||_F", "values": D, "intercept": fit.intercept,
+                        "level": fit.level, "plot": "loglog", "ylabel": "max_k,t ||Z_k+1 - Z_k||",
+                        "weight_entry": {"depth": depths[-1], "by_step": entry}}}
+
+
+def trained_ode_experiment(ctx: Context) -> dict:
+    depths = ctx.pick([16, 32, 64], [16, 32, 64, 128], [16, 32, 64, 128, 256])
+    R = ctx.pick(4, 4, 8)
+    steps = ctx.pick(100, 300, 500)
+    ref_depth = 4 * depths[-1]
+    data, runs = _m24_setting(ctx, depths + [ref_depth], R, steps)
+    if _diverged(*(t for _, t in runs)):
+        return {"verdict": "diverged", "estimate": np.nan, "ci": (np.nan, np.nan), "n": 0, "details": {}}
+    ref_net, _ = runs[-1]
+    xt = data.x[:32].double()
+    gaps, l2 = [], []
+    for net, _ in runs[:-1]:
+        net64 = net.to(dtype=torch.float64)
+        gaps.append((net64(xt) - neural_ode(net64, xt, rtol=1e-7, atol=1e-9)).norm(dim=-1).amax(-1).cpu().numpy())
+        w, wr = net.numpy_weights(), ref_net.numpy_weights()
+        l2.append([np.sqrt(l2_distance(w["V"][r], wr["V"][r]) ** 2 + l2_distance(w["W"][r], wr["W"][r]) ** 2)
+                   for r in range(R)])
+    gaps, l2 = np.array(gaps), np.array(l2)
+    # Bonferroni over the two decisions: each at alpha/2
+    fit_gap = scaling_exponent(depths, gaps, level=1 - ALPHA / 2, seed=ctx.seed, paired=True)
+    fit_l2 = scaling_exponent(depths, l2, level=1 - ALPHA / 2, seed=ctx.seed + 1, paired=True)
+    if fit_gap.ci[1] < 0 and fit_l2.ci[1] < 0:
+        verdict = "confirmed"
+    elif fit_gap.ci[0] > 0 or fit_l2.ci[0] > 0:
+        verdict = "refuted"
+    else:
+        verdict = "inconclusive"
+    return {"verdict": verdict, "estimate": fit_gap.estimate, "ci": fit_gap.ci, "n": len(depths) * R,
+            "details": {"depths": depths, "ensemble": R, "steps": steps, "reference_depth": ref_depth,
+                        "statistic": "sup_x ||F^L(x) - F_ode(x)|| of the trained network", "values": gaps,
+                        "intercept": fit_gap.intercept, "level": fit_gap.level,
+                        "l2_to_reference": l2, "l2_slope": fit_l2.estimate, "l2_ci": fit_l2.ci,
+                        "plot": "loglog", "ylabel": "ODE gap of trained net"}}
+
+
+ODE_RATE = Claim(
+    id="ode-rate-fixed-weights",
+    statement="If Z_k = Z(k/L) with Z Lipschitz, sup_x ||F^L(x) - F(x)|| <= C/L.",
+    source="[M24] Prop. 2",
+    scope={"block": ["mlp"], "weights": "Lipschitz functions of s", "activation": "Lipschitz", "beta": [1.0]},
+    expected="confirmed", alpha=ALPHA,
+    decision="log-log slope of the sup gap over depths, 95% bootstrap interval over independent weight "
+             "functions: confirmed if the interval lies below -0.85, refuted if above",
+    experiment=ode_rate_experiment)
+
+TIED_LIPSCHITZ = Claim(
+    id="tied-init-lipschitz",
+    statement="Smooth sigma, tied init, gradient flow on [0, T]: max_k ||Z_{k+1}(t) - Z_k(t)||_F <= K/L for t <= T.",
+    source="[M24] Prop. 3, Thm. 4",
+    scope={"block": ["mlp"], "init": ["tied", "smooth"], "activation": ["identity", "tanh", "gelu", "softplus"],
+           "beta": [1.0]},
+    expected="confirmed", alpha=ALPHA,
+    decision="log-log slope of max over k and t of the increment, 95% bootstrap interval over ensemble members: "
+             "confirmed if below -0.85, refuted if above",
+    experiment=tied_lipschitz_experiment)
+
+TRAINED_ODE = Claim(
+    id="trained-ode-limit",
+    statement="Under the conditions of tied-init-lipschitz the trained network converges to the neural ODE with "
+              "the trained weight functions, and Z^L(., t) converges in L2([0, 1]).",
+    source="[M24] Thm. 4",
+    scope={"block": ["mlp"], "init": ["tied", "smooth"], "activation": ["identity", "tanh", "gelu", "softplus"],
+           "beta": [1.0]},
+    expected="confirmed", alpha=ALPHA,
+    decision="log-log slopes of the trained ODE gap and of the L2 distance to a 4x deeper reference, each with a "
+             "97.5% bootstrap interval (Bonferroni): confirmed if both intervals lie below 0, refuted if either "
+             "lies above 0",
+    experiment=trained_ode_experiment)

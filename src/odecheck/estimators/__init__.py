@@ -1,0 +1,23 @@
+"""Limit estimators: pure functions returning named results with their uncertainty."""
+
+from .distance import l2_distance
+from .pl import PLSummary, init_ratios, pl_summary
+from .regularity import (
+    PathStats,
+    Regime,
+    RegimeDecision,
+    classify_regime,
+    hurst,
+    max_increment,
+    max_norm,
+    path_stats,
+    quadratic_variation,
+    root_sum_squares,
+)
+from .scaling import ScalingFit, scaling_exponent
+
+__all__ = sorted([
+    "PLSummary", "PathStats", "Regime", "RegimeDecision", "ScalingFit", "classify_regime", "hurst", "init_ratios",
+    "l2_distance", "max_increment", "max_norm", "path_stats", "pl_summary", "quadratic_variation",
+    "root_sum_squares", "scaling_exponent",
+])

@@ -1,0 +1,100 @@
+r"""Scaling exponents across depth: slope of log(statistic) against log L, with an interval.
+
+References
+----------
+[M24] sec. 5 (log-log plots of the max increment against L); [C21] (beta from max_k ||A_k|| ~ L^-beta).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .._errors import invalid
+
+Method = Literal["bootstrap", "theil-sen"]
+
+
+@dataclass(frozen=True)
+class ScalingFit:
+    """Fitted exponent p in statistic ~ C L^p.
+
+    estimate: slope of the mean log statistic per depth; ci: (lo, hi) at ``level``;
+    n: number of depths; members: replicates per depth (ensemble members).
+    """
+
+    estimate: float
+    ci: tuple[float, float]
+    intercept: float
+    level: float
+    n: int
+    members: int
+    method: str
+
+
+def _as_panel(depths, values) -> tuple[np.ndarray, np.ndarray]:
+    L = np.asarray(depths, dtype=float)
+    if L.ndim != 1 or len(L) < 2 or np.any(L <= 0):
+        raise invalid("depths", depths, "at least two positive depths")
+    V = np.asarray(values, dtype=float)
+    if V.ndim == 1:
+        V = V[:, None]
+    if V.ndim != 2 or V.shape[0] != len(L):
+        raise invalid("values", f"<shape {V.shape}>", f"({len(L)}, R): one row per depth")
+    if not np.all(np.isfinite(V)) or np.any(V <= 0):
+        raise invalid("values", "<non-positive or non-finite entries>", "positive finite statistics")
+    return L, V
+
+
+def scaling_exponent(depths, values, *, method: Method = "bootstrap", level: float = 0.95,
+                     n_boot: int = 2000, seed: int = 0, paired: bool = False) -> ScalingFit:
+    r"""Exponent p of ``values ~ C depths^p``.
+
+    Parameters
+    ----------
+    depths : (D,) depths L
+    values : (D,) or (D, R) positive statistics, R replicates (ensemble members) per depth
+    method : "bootstrap" (members resampled within each depth, OLS on mean logs, percentile
+        interval) or "theil-sen" (robust slope on all points, scipy's interval)
+    paired : column r is the same replicate (e.g. one weight function) at every depth: resample
+        whole columns instead of each depth independently
+    """
+    if not (0 < level < 1):
+        raise invalid("level", level, "a float in (0, 1)")
+    L, V = _as_panel(depths, values)
+    x = np.log(L)
+    logv = np.log(V)
+    slope, icpt = np.polyfit(x, logv.mean(1), 1)
+    if method == "theil-sen":
+        from scipy.stats import theilslopes
+
+        xs = np.repeat(x, V.shape[1])
+        res = theilslopes(logv.ravel(), xs, alpha=level)
+        return ScalingFit(float(res[0]), (float(res[2]), float(res[3])), float(res[1]), level, len(L), V.shape[1],
+                          "theil-sen")
+    if method != "bootstrap":
+        raise invalid("method", method, "'bootstrap' or 'theil-sen'")
+    R = V.shape[1]
+    if R == 1:
+        # one replicate: t-interval of the OLS slope
+        from scipy.stats import t as tdist
+
+        if len(L) < 3:  # two points, one replicate: no information about the uncertainty
+            return ScalingFit(float(slope), (float("nan"), float("nan")), float(icpt), level, len(L), 1, "ols-t")
+        resid = logv[:, 0] - (slope * x + icpt)
+        dof = max(len(L) - 2, 1)
+        se = np.sqrt((resid**2).sum() / dof / ((x - x.mean()) ** 2).sum())
+        h = tdist.ppf(0.5 + level / 2, dof) * se
+        return ScalingFit(float(slope), (float(slope - h), float(slope + h)), float(icpt), level, len(L), 1, "ols-t")
+    rng = np.random.default_rng(seed)
+    if paired:
+        idx = np.broadcast_to(rng.integers(0, R, size=(n_boot, 1, R)), (n_boot, len(L), R))
+    else:
+        idx = rng.integers(0, R, size=(n_boot, len(L), R))
+    means = np.take_along_axis(np.broadcast_to(logv, (n_boot, *logv.shape)), idx, axis=2).mean(2)
+    xc = x - x.mean()
+    slopes = (means - means.mean(1, keepdims=True)) @ xc / (xc @ xc)
+    lo, hi = np.quantile(slopes, [(1 - level) / 2, (1 + level) / 2])
+    return ScalingFit(float(slope), (float(lo), float(hi)), float(icpt), level, len(L), R, "bootstrap")

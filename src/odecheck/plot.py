@@ -1,0 +1,91 @@
+"""Figures from the tidy data of verdicts and analyses (matplotlib, imported lazily)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _loglog(ax, depths, values, estimate, ci, intercept, label):
+    depths = np.asarray(depths, dtype=float)
+    V = np.asarray(values, dtype=float)
+    if V.ndim == 1:
+        V = V[:, None]
+    for r in range(V.shape[1]):
+        ax.scatter(depths, V[:, r], s=10, color="0.6", zorder=2)
+    ax.plot(depths, np.exp(np.log(V).mean(1)), "o", color="C0", label="geometric mean over members", zorder=3)
+    if estimate is not None and np.isfinite(estimate):
+        xs = np.geomspace(depths.min(), depths.max(), 50)
+        lo, hi = ci
+        ax.plot(xs, np.exp(intercept) * xs**estimate, "-", color="C1",
+                label=f"slope {estimate:.3f} [{lo:.3f}, {hi:.3f}]")
+        ax.plot(xs, np.exp(intercept) * xs.min() ** estimate * (xs / xs.min()) ** -1.0, ":", color="k", lw=1,
+                label="reference slope -1")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("depth L")
+    ax.set_ylabel(label)
+    ax.legend(fontsize=7)
+
+
+def verdict_figure(v: dict, path: Path) -> Path | None:
+    """One PNG for a verdict (its JSON form). Returns the path, or None if there is nothing to draw."""
+    d = v.get("details") or {}
+    kind = d.get("plot")
+    if kind is None:
+        return None
+    plt = _plt()
+    title = f"{v['id']}: {v['verdict']} (expected {v['expected']})"
+    if kind == "loglog":
+        extra = "weight_entry" in d
+        fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(10 if extra else 5.5, 4))
+        axes = np.atleast_1d(axes)
+        _loglog(axes[0], d["depths"], d["values"], v["estimate"], v["ci"], d.get("intercept", 0.0), d.get("ylabel", ""))
+        if extra:
+            we = d["weight_entry"]
+            for step, ys in sorted(we["by_step"].items(), key=lambda kv: int(kv[0])):
+                ys = np.asarray(ys)
+                axes[1].plot(np.arange(1, len(ys) + 1) / len(ys), ys, label=f"t = step {step}")
+            axes[1].set_xlabel("layer index k / L")
+            axes[1].set_ylabel("V_k[0, 0] (member 0)")
+            axes[1].set_title(f"one weight entry, L = {we['depth']}", fontsize=9)
+            axes[1].legend(fontsize=7)
+    elif kind == "pl":
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        t = np.asarray(d["time"])
+        axes[0].plot(t, np.asarray(d["pl_ratio"]), color="C0", alpha=0.6)
+        axes[0].set_yscale("log")
+        axes[0].set_xlabel("flow time t")
+        axes[0].set_ylabel("PL ratio r(t)")
+        axes[1].plot(t, np.asarray(d["loss"]), color="C1", alpha=0.6)
+        axes[1].set_yscale("log")
+        axes[1].set_xlabel("flow time t")
+        axes[1].set_ylabel("loss l(t)")
+    elif kind == "cells":
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, c in enumerate(d["cells"]):
+            V = np.asarray(c["values"])
+            ax.plot(d["depths"], np.exp(np.log(V).mean(1)), "o-", color=f"C{i}",
+                    label=f"{c['init']}, beta={c['beta']}: slope {c['slope']:.2f} ({c['expected']})")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("depth L")
+        ax.set_ylabel("||h_L - h_0|| / ||h_0|| at init")
+        ax.legend(fontsize=7)
+    else:
+        return None
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

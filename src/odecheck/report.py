@@ -1,0 +1,42 @@
+"""Verify reports: JSON (machine-readable) and Markdown (human-readable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import __version__
+
+
+def report_dict(verdicts: list[dict[str, Any]], *, budget: str, device: str, seed: int) -> dict[str, Any]:
+    return {"version": __version__, "budget": budget, "device": device, "seed": seed, "claims": verdicts}
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
+    from .claims import REGISTRY
+
+    lines = [f"# odecheck verify report", "",
+             f"odecheck {report['version']}, budget `{report['budget']}`, device `{report['device']}`, "
+             f"seed {report['seed']}.", "",
+             "| claim | verdict | expected | estimate | interval | alpha | n | seconds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in report["claims"]:
+        lo, hi = c["ci"]
+        lines.append(f"| `{c['id']}` | **{c['verdict']}** | {c['expected']} | {_fmt(c['estimate'])} | "
+                     f"[{_fmt(lo)}, {_fmt(hi)}] | {c['alpha']} | {c['n']} | {c['seconds']:.1f} |")
+    lines.append("")
+    for c in report["claims"]:
+        claim = REGISTRY.get(c["id"])
+        lines += [f"## {c['id']}", ""]
+        if claim is not None:
+            lines += [f"*{claim.statement}* ({claim.source})", "", f"Decision rule: {claim.decision}.", "",
+                      f"Scope: `{claim.scope}`", ""]
+        stat = (c.get("details") or {}).get("statistic")
+        if stat:
+            lines += [f"Statistic: {stat}", ""]
+        if c["id"] in figures:
+            lines += [f"![{c['id']}]({figures[c['id']]})", ""]
+    return "\n".join(lines) + "\n"

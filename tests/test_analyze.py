@@ -1,0 +1,81 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import odecheck as oc
+from odecheck.analyze import analyze, load_paths
+from odecheck.cli import app
+from odecheck.init import member_generator
+
+runner = CliRunner()
+
+
+def _state_dict(L, smooth=True):
+    g = member_generator(0, L)
+    sd = {}
+    path = oc.gp_paths(9, L, 0.2, g).T.reshape(L, 3, 3) if smooth else torch.randn(L, 3, 3, generator=g)
+    for k in range(L):
+        sd[f"layers.{k}.conv1.weight"] = path[k].float()
+    sd["head.weight"] = torch.randn(2, 2)
+    return sd
+
+
+def test_state_dict_grouping_and_scaling(tmp_path):
+    for L in (32, 64, 128):
+        torch.save(_state_dict(L), tmp_path / f"m{L}.pt")
+    paths = [w for L in (32, 64, 128) for w in load_paths(tmp_path / f"m{L}.pt")]
+    assert {w.name for w in paths} == {"layers.*.conv1.weight"}
+    res = analyze(paths)
+    assert all(r["regime"] == "ode" for r in res["paths"])
+    inc = next(s for s in res["scaling"] if s["statistic"] == "max_increment")
+    assert -1.2 < inc["exponent"] < -0.8
+
+
+def test_cli_json_fields(tmp_path):
+    np.savez(tmp_path / "w.npz", V=np.random.default_rng(0).standard_normal((64, 4, 4)))
+    res = runner.invoke(app, ["analyze", str(tmp_path / "w.npz"), "--json", str(tmp_path / "o.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "o.json").read_text())
+    p = out["paths"][0]
+    assert set(p) >= {"file", "name", "depth", "shape", "max_increment", "quadratic_variation", "max_norm",
+                      "hurst", "hurst_ci", "regime"}
+    assert p["regime"] == "none"
+
+
+def test_stacked_npz(tmp_path):
+    np.savez(tmp_path / "w.npz", V=np.cumsum(np.random.default_rng(0).standard_normal((3, 128, 4)), axis=1))
+    paths = load_paths(tmp_path / "w.npz", stacked=True)
+    assert [w.member for w in paths] == [0, 1, 2]
+
+
+def _write_bad(tmp_path, kind):
+    if kind == "corrupt":
+        (tmp_path / "x.npz").write_bytes(b"not a zip")
+        return tmp_path / "x.npz", "corrupt"
+    if kind == "nolayer":
+        np.savez(tmp_path / "x.npz", V=np.float64(3.0))
+        return tmp_path / "x.npz", "layer axis"
+    if kind == "nan":
+        np.savez(tmp_path / "x.npz", V=np.full((5, 2), np.nan))
+        return tmp_path / "x.npz", "NaN"
+    if kind == "shapes":
+        torch.save({"layers.0.w": torch.zeros(2, 2), "layers.1.w": torch.zeros(3, 2)}, tmp_path / "x.pt")
+        return tmp_path / "x.pt", "mismatched shapes"
+    if kind == "corrupt_pt":
+        (tmp_path / "x.pt").write_bytes(b"garbage")
+        return tmp_path / "x.pt", "corrupt"
+    return tmp_path / "missing.npz", "no such file"
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "nolayer", "nan", "shapes", "corrupt_pt", "missing"])
+def test_bad_files_exit_2_one_line(tmp_path, kind):
+    f, needle = _write_bad(tmp_path, kind)
+    (tmp_path / "keep.json").write_text('{"old": 1}')
+    res = runner.invoke(app, ["analyze", str(f), "--json", str(tmp_path / "keep.json")])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert json.loads((tmp_path / "keep.json").read_text()) == {"old": 1}

@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from odecheck.claims import REGISTRY, Context
+from odecheck.cli import app
+
+runner = CliRunner()
+
+IDS = ["ode-rate-fixed-weights", "tied-init-lipschitz", "trained-ode-limit", "iid-init-rough",
+       "pl-overparameterized", "relu-counterexample", "init-scaling-regimes", "trained-scaling-regimes"]
+
+
+def test_registry_has_exactly_the_eight_claims():
+    assert list(REGISTRY) == IDS
+    for c in REGISTRY.values():
+        assert c.statement and c.source and c.scope and c.decision and 0 < c.alpha < 1
+
+
+@pytest.mark.parametrize("cid", ["ode-rate-fixed-weights", "relu-counterexample", "init-scaling-regimes",
+                                 "pl-overparameterized"])
+def test_fast_claims_reach_expected_verdict_on_quick_budget(cid):
+    torch.set_num_threads(1)
+    v = REGISTRY[cid].run(Context(budget="quick", seed=0))
+    assert v.verdict == v.expected, v
+    assert np.isfinite(v.estimate) and v.ci[0] <= v.estimate <= v.ci[1]
+
+
+def test_verify_cli_writes_report_and_resumes(tmp_path):
+    out = tmp_path / "rep"
+    args = ["verify", "--budget", "quick", "--claims", "relu-counterexample,init-scaling-regimes",
+            "--device", "cpu", "--out", str(out), "--json", str(tmp_path / "r.json")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep) >= {"version", "budget", "device", "seed", "claims"}
+    for c in rep["claims"]:
+        assert set(c) >= {"id", "verdict", "expected", "estimate", "ci", "alpha", "n", "seconds", "details"}
+    assert (out / "report.md").exists() and (out / "relu-counterexample.png").exists()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0
+    rep2 = json.loads((out / "report.json").read_text())
+    assert [c["seconds"] for c in rep2["claims"]] == [c["seconds"] for c in rep["claims"]]  # reused
+
+
+def test_same_seed_same_report(tmp_path):
+    outs = []
+    for i in range(2):
+        res = runner.invoke(app, ["verify", "--budget", "quick", "--claims", "relu-counterexample",
+                                  "--device", "cpu", "--out", str(tmp_path / f"r{i}")])
+        assert res.exit_code == 0
+        rep = json.loads((tmp_path / f"r{i}" / "report.json").read_text())
+        for c in rep["claims"]:
+            c.pop("seconds")
+        outs.append(rep)
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("args,needle", [(["--claims", "nope"], "nope"), (["--budget", "huge"], "budget")])
+def test_verify_bad_arguments_exit_2(tmp_path, args, needle):
+    res = runner.invoke(app, ["verify", "--out", str(tmp_path / "o")] + args)
+    assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output

@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+import torch
+
+import odecheck as oc
+from odecheck.estimators import (
+    classify_regime,
+    hurst,
+    init_ratios,
+    l2_distance,
+    max_increment,
+    max_norm,
+    path_stats,
+    pl_summary,
+    quadratic_variation,
+    root_sum_squares,
+    scaling_exponent,
+)
+from odecheck.init import member_generator
+
+
+def test_scaling_exponent_recovers_planted_power_law():
+    rng = np.random.default_rng(0)
+    depths = np.array([16, 32, 64, 128, 256])
+    vals = 3.0 * depths[:, None] ** -0.7 * np.exp(0.05 * rng.standard_normal((5, 8)))
+    for method in ("bootstrap", "theil-sen"):
+        fit = scaling_exponent(depths, vals, method=method)
+        assert fit.ci[0] < -0.7 < fit.ci[1]
+        assert abs(fit.estimate + 0.7) < 0.05
+
+
+def test_scaling_bootstrap_coverage_is_near_nominal():
+    rng = np.random.default_rng(1)
+    depths = np.array([16, 32, 64, 128])
+    hits = 0
+    for _ in range(200):
+        vals = depths[:, None] ** -1.0 * np.exp(0.2 * rng.standard_normal((4, 16)))
+        lo, hi = scaling_exponent(depths, vals, n_boot=400, seed=int(rng.integers(1 << 30))).ci
+        hits += lo < -1.0 < hi
+    assert hits >= 176  # 0.95 nominal; percentile bootstrap with 16 members is slightly liberal
+
+
+def test_scaling_rejects_bad_input():
+    with pytest.raises(oc.InvalidArgument, match="values"):
+        scaling_exponent([1, 2], [[1.0], [-1.0]])
+    with pytest.raises(oc.InvalidArgument, match="depths"):
+        scaling_exponent([4], [1.0])
+
+
+def test_path_statistics_on_known_path():
+    Z = np.arange(5, dtype=float)[:, None] * np.array([[3.0, 4.0]])  # increments of norm 5
+    assert max_increment(Z) == pytest.approx(5.0)
+    assert quadratic_variation(Z) == pytest.approx(4 * 25.0)
+    assert max_norm(Z) == pytest.approx(20.0)
+    assert root_sum_squares(Z) == pytest.approx(np.sqrt(25 * (0 + 1 + 4 + 9 + 16)))
+
+
+@pytest.mark.parametrize("H", [0.2, 0.35, 0.5, 0.65, 0.8])
+def test_hurst_recovers_planted_fbm(H):
+    path = oc.fbm_paths(32, 512, H, member_generator(3, 0)).T.numpy()
+    est = hurst(path)
+    assert abs(est.estimate - H) < 0.06, est
+    assert est.ci[0] - 0.03 < H < est.ci[1] + 0.03
+
+
+def test_regimes_of_planted_paths():
+    g = member_generator(4, 0)
+    assert classify_regime(oc.gp_paths(16, 256, 0.1, g).T.numpy()).regime == "ode"
+    assert classify_regime(oc.fbm_paths(16, 256, 0.5, g).T.numpy()).regime == "sde"
+    assert classify_regime(torch.randn(256, 16, generator=g).numpy()).regime == "none"
+    assert classify_regime(np.ones((10, 3))).regime == "ode"  # constant path: Lipschitz constant 0
+
+
+def test_hurst_invariances():
+    g = member_generator(5, 0)
+    Z = oc.fbm_paths(16, 256, 0.4, g).T.numpy()
+    h = hurst(Z).estimate
+    assert hurst(3.7 * Z).estimate == pytest.approx(h)
+    assert hurst(Z + 11.0).estimate == pytest.approx(h)
+    assert hurst(Z[::-1]).estimate == pytest.approx(h)
+    assert hurst(Z[:, ::-1]).estimate == pytest.approx(h)
+
+
+def test_hurst_small_path_uses_block_bootstrap():
+    path = oc.fbm_paths(1, 512, 0.5, member_generator(6, 0)).T.numpy()
+    est = hurst(path)
+    assert est.n == 1 and est.ci[0] < est.estimate < est.ci[1]
+
+
+def test_l2_distance_exact_on_refinement():
+    a = np.array([[0.0], [1.0]])  # Z^2: 0 on [0, 1/2), 1 on [1/2, 1]
+    b = np.array([[0.0], [0.0], [1.0], [2.0]])  # Z^4
+    # differences: [0, .25): 0, [.25, .5): 0, [.5, .75): 0, [.75, 1]: 1 -> sqrt(0.25)
+    assert l2_distance(a, b) == pytest.approx(0.5)
+    with pytest.raises(oc.InvalidArgument, match="reference"):
+        l2_distance(a, np.zeros((4, 2)))
+
+
+def test_pl_summary_on_exact_exponential():
+    from odecheck.flow import Trajectory
+
+    t = np.arange(101) * 0.1
+    loss = np.exp(-0.5 * t)[:, None] * np.array([[1.0, 2.0]])
+    tr = Trajectory(method="gradient_flow", lr=0.1, depth=4, loss=loss, pl_ratio=np.full((101, 2), 0.5),
+                    grad_norm=np.zeros((101, 2)), max_increment=np.zeros((101, 2)), diverged_at=np.array([-1, -1]))
+    s = pl_summary(tr)
+    np.testing.assert_allclose(s.rate, 0.5)
+    np.testing.assert_allclose(s.mu_hat, 0.5)
+
+
+def test_init_ratios_identity_at_large_beta():
+    x = torch.randn(8, 6)
+    small = init_ratios(oc.ResNet(block="res1", depth=256, dim=6, activation="tanh", beta=1.0, init="iid",
+                                  ensemble=4), x)[0]
+    big = init_ratios(oc.ResNet(block="res1", depth=256, dim=6, activation="tanh", beta=0.5, init="iid",
+                                ensemble=4), x)[0]
+    assert (small < big).all()
+    zero = init_ratios(oc.ResNet(block="res1", depth=8, dim=6, init="zero", ensemble=2), x)
+    np.testing.assert_allclose(zero[0], 0.0)
+    np.testing.assert_allclose(zero[1], 0.0)
+
+
+def test_path_stats_rejects_nan():
+    with pytest.raises(oc.InvalidArgument, match="path"):
+        path_stats(np.full((5, 2), np.nan))
