@@ -37,9 +37,30 @@ def _delta(net: ResNet, p: dict[str, torch.Tensor], k: int):
     return d[:, None, None]
 
 
-def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None) -> tuple[torch.Tensor, Cache | None]:
-    """Network output (R, n, d') and, if ``keep``, the cache needed by :func:`backward`."""
+def _workspace(net: ResNet, reuse: bool) -> dict:
+    """Buffers kept on the network between calls (``reuse``) to avoid re-faulting fresh memory each step."""
+    if not reuse:
+        return {}
+    return net.__dict__.setdefault("_ws", {})
+
+
+def _buf(ws: dict, key: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    t = ws.get(key)
+    if t is None or t.shape != shape or t.dtype != like.dtype or t.device != like.device:
+        t = torch.empty(shape, dtype=like.dtype, device=like.device)
+        if ws is not None:
+            ws[key] = t
+    return t
+
+
+def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reuse: bool = False
+            ) -> tuple[torch.Tensor, Cache | None]:
+    """Network output (R, n, d') and, if ``keep``, the cache needed by :func:`backward`.
+
+    ``reuse``: write the cache into buffers kept on ``net`` (overwritten by the next call).
+    """
     p = net._p if params is None else params
+    ws = _workspace(net, reuse and keep)
     L, R, q, m = net.depth, net.ensemble, net.dim, net.width
     act = net.activation
     A, B = p["A"], p["B"]
@@ -47,7 +68,7 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None) -> 
     n = h0.shape[1]
     dt, dev = h0.dtype, h0.device
     if keep:
-        h = torch.empty((L + 1, R, n, q), dtype=dt, device=dev)
+        h = _buf(ws, "h", (L + 1, R, n, q), h0)
         h[0] = h0
     else:
         h = None
@@ -58,8 +79,8 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None) -> 
         V, W = p["V"], p["W"]
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
         if keep:
-            u = torch.empty((L, R, n, m), dtype=dt, device=dev)
-            a = u if act == "identity" else torch.empty_like(u)
+            u = _buf(ws, "u", (L, R, n, m), h0)
+            a = u if act == "identity" else _buf(ws, "a", (L, R, n, m), h0)
         else:
             ub = torch.empty((R, n, m), dtype=dt, device=dev)
             ab = ub if act == "identity" else torch.empty_like(ub)
@@ -78,8 +99,8 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None) -> 
     elif net.block == "single":
         W, b = p["W"], p["b"]
         if keep:
-            u = torch.empty((L, R, n, q), dtype=dt, device=dev)
-            a = u if act == "identity" else torch.empty_like(u)
+            u = _buf(ws, "u", (L, R, n, q), h0)
+            a = u if act == "identity" else _buf(ws, "a", (L, R, n, q), h0)
         else:
             ub = torch.empty((R, n, q), dtype=dt, device=dev)
             ab = ub if act == "identity" else torch.empty_like(ub)
@@ -99,7 +120,7 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None) -> 
         V = p["V"]
         c = net.alpha
         if keep:
-            a = torch.empty((L, R, n, q), dtype=dt, device=dev)
+            a = _buf(ws, "a", (L, R, n, q), h0)
         else:
             ab = torch.empty((R, n, q), dtype=dt, device=dev)
         for k in range(L):
@@ -116,21 +137,45 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None) -> 
 
 
 def _act_out(act: str, u: torch.Tensor, out: torch.Tensor) -> None:
+    """out = sigma(u) without a temporary."""
     if act == "identity":
         out.copy_(u)
     elif act == "tanh":
         torch.tanh(u, out=out)
     elif act == "gelu":
-        out.copy_(torch.nn.functional.gelu(u))
+        torch._C._nn.gelu(u, out=out)
     elif act == "relu":
         torch.clamp(u, min=0.0, out=out)
+    elif act == "softplus":
+        torch.ops.aten.softplus.out(u, 1.0, 20.0, out=out)
     else:
         out.copy_(activate(act, u))
 
 
-def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None) -> dict[str, torch.Tensor]:
-    """Gradients of sum_r l_r given g_out = dl/dF (R, n, d'), in the internal (L, R, ...) layout."""
+def _act_backward_out(act: str, grad: torch.Tensor, u: torch.Tensor, a: torch.Tensor, out: torch.Tensor
+                      ) -> torch.Tensor:
+    """out = grad * sigma'(u) in one fused pass (``a`` = sigma(u))."""
+    if act == "identity":
+        return grad
+    if act == "gelu":
+        return torch.ops.aten.gelu_backward.grad_input(grad, u, grad_input=out)
+    if act == "tanh":
+        return torch.ops.aten.tanh_backward.grad_input(grad, a, grad_input=out)
+    if act == "softplus":
+        return torch.ops.aten.softplus_backward.grad_input(grad, u, 1.0, 20.0, grad_input=out)
+    if act == "relu":
+        return torch.ops.aten.threshold_backward.grad_input(grad, a, 0.0, grad_input=out)
+    return activate_backward(act, grad, u, a)
+
+
+def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reuse: bool = False
+             ) -> dict[str, torch.Tensor]:
+    """Gradients of sum_r l_r given g_out = dl/dF (R, n, d'), in the internal (L, R, ...) layout.
+
+    ``reuse``: gradients live in buffers kept on ``net`` (overwritten by the next call).
+    """
     p = net._p if params is None else params
+    ws = _workspace(net, reuse)
     L, q, m = net.depth, net.dim, net.width
     act = net.activation
     h, u, a, x = cache.h, cache.u, cache.a, cache.x
@@ -141,14 +186,28 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None) -> 
     if net.block == "mlp":
         V, W = p["V"], p["W"]
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
-        gV, gW = torch.empty_like(V), torch.empty_like(W)
+        R, n = g.shape[0], g.shape[1]
+        gV, gW = _buf(ws, "gV", tuple(V.shape), V), _buf(ws, "gW", tuple(W.shape), W)
+        # G[k] = dl/dh_k for k = 0..L; the sequential sweep only propagates G, and the weight
+        # gradients of all layers are then two large batched products over the (L * R) axis.
+        G = _buf(ws, "G", (L + 1, R, n, q), g)
+        G[L] = g
         ga = torch.empty_like(u[0])
+        # dl/du_k overwrites u_k, which is not needed afterwards (unless a is u: identity)
+        GU = u if a is not u else _buf(ws, "GU", tuple(u.shape), u)
         for k in range(L - 1, -1, -1):
-            torch.baddbmm(gV[k], g.transpose(1, 2), a[k], beta=0.0, alpha=c, out=gV[k])
-            torch.baddbmm(ga, g, V[k], beta=0.0, alpha=c, out=ga)
-            gu = activate_backward(act, ga, u[k], a[k])
-            torch.baddbmm(gW[k], gu.transpose(1, 2), h[k], beta=0.0, alpha=s, out=gW[k])
-            g.baddbmm_(gu, W[k], alpha=s)
+            if a is u:
+                torch.baddbmm(GU[k], G[k + 1], V[k], beta=0.0, alpha=c, out=GU[k])
+            else:
+                torch.baddbmm(ga, G[k + 1], V[k], beta=0.0, alpha=c, out=ga)
+                _act_backward_out(act, ga, u[k], a[k], GU[k])
+            torch.baddbmm(G[k + 1], GU[k], W[k], alpha=s, out=G[k])
+        LR = L * R
+        torch.baddbmm(gV.view(LR, q, m), G[1:].reshape(LR, n, q).transpose(1, 2), a.reshape(LR, n, m),
+                      beta=0.0, alpha=c, out=gV.view(LR, q, m))
+        torch.baddbmm(gW.view(LR, m, q), GU.reshape(LR, n, m).transpose(1, 2), h[:L].reshape(LR, n, q),
+                      beta=0.0, alpha=s, out=gW.view(LR, m, q))
+        g = G[0]
         grads["V"], grads["W"] = gV, gW
     elif net.block == "single":
         W = p["W"]
@@ -191,9 +250,13 @@ def mse(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return loss, diff * (2.0 / n)
 
 
-def loss_and_grads(net: ResNet, x: torch.Tensor, y: torch.Tensor, *, params=None):
-    """Per-member loss (R,) and the gradients of every parameter (internal layout)."""
-    out, cache = forward(net, x, keep=True, params=params)
+def loss_and_grads(net: ResNet, x: torch.Tensor, y: torch.Tensor, *, params=None, reuse: bool = False):
+    """Per-member loss (R,) and the gradients of every parameter (internal layout).
+
+    ``reuse=True`` keeps the activations and gradients in buffers on ``net``: the returned
+    gradients are then overwritten by the next call (the training loops consume them at once).
+    """
+    out, cache = forward(net, x, keep=True, params=params, reuse=reuse)
     loss, g_out = mse(out, y)
     assert cache is not None
-    return loss, backward(net, cache, g_out, params=params)
+    return loss, backward(net, cache, g_out, params=params, reuse=reuse)

@@ -209,6 +209,50 @@ def analyze(
         _write_json(json_file, res)
 
 
+@app.command()
+def bench(
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+    depths: list[int] = typer.Option([64, 256, 1024], "--depths", help="Depths L (repeat the option)."),
+    ensemble: int = typer.Option(16, help="Ensemble size R."),
+    repeat: int = typer.Option(5, help="Timed repetitions per measurement (median reported)."),
+    baseline_max_depth: int = typer.Option(1024, help="Skip the (slow) baseline above this depth."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+) -> None:
+    """Time the engine against a per-layer nn.ModuleList baseline on the [M24] workload."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ._errors import InvalidArgument
+    from .bench import run_bench
+    from .models import resolve_device
+
+    try:
+        dev = resolve_device(device)
+    except InvalidArgument as e:
+        _fail(str(e))
+        return
+    if any(L < 1 for L in depths):
+        _fail(f"--depths {depths}: expected positive integers")
+    if ensemble < 1:
+        _fail(f"--ensemble {ensemble}: expected a positive integer")
+    console = Console(stderr=True)
+    with console.status("benchmarking") as status:
+        res = run_bench(depths, ensemble, dev, repeat=repeat, baseline_max_depth=baseline_max_depth,
+                        progress=lambda msg: status.update(msg))
+    table = Table(title=f"odecheck bench: {res['device']}, {res['threads']} threads, "
+                        f"bare bmm {res['bmm_gflops']:.1f} GFLOP/s")
+    for col in ("L", "R", "baseline s/step", "engine s/step", "speedup", "GFLOP/s", "roofline"):
+        table.add_column(col, justify="right")
+    for r in res["results"]:
+        table.add_row(str(r["depth"]), str(r["ensemble"]),
+                      "-" if r["baseline_s"] is None else f"{r['baseline_s']:.4f}", f"{r['engine_s']:.4f}",
+                      "-" if r["speedup"] is None else f"{r['speedup']:.1f}x", f"{r['gflops']:.1f}",
+                      f"{r['roofline_fraction']:.2f}")
+    Console(width=max(Console().width, 100)).print(table)
+    if json_file is not None:
+        _write_json(json_file, res)
+
+
 def main() -> None:
     app()
 

@@ -104,7 +104,7 @@ def _flow_factor(net: ResNet, name: str) -> float:
 def _sq_norm(net: ResNet, name: str, g: torch.Tensor) -> torch.Tensor:
     axis = _member_axis(net, name, g)
     gg = g.movedim(axis, 0).reshape(g.shape[axis], -1)
-    return (gg.double() ** 2).sum(1)
+    return torch.linalg.vector_norm(gg, dim=1).double() ** 2
 
 
 def _check_data(net: ResNet, x, y) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,7 +179,7 @@ def gradient_flow(
     kept: dict[int, dict[str, np.ndarray]] = {}
     fams = net.layer_families
     for t in range(rows):
-        loss, grads = loss_and_grads(net, x, y)
+        loss, grads = loss_and_grads(net, x, y, reuse=True)
         num = torch.zeros(R, dtype=torch.float64, device=net.device)
         for name in names:
             num += _flow_factor(net, name) * _sq_norm(net, name, grads[name])
@@ -268,7 +268,7 @@ def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method
         idx = torch.argsort(torch.rand(R, n, generator=g), dim=1)[:, :batch_size]
         idx = idx.to(x.device)
         xb, yb = xr[ar.to(x.device), idx], yr[ar.to(x.device), idx]
-        loss, grads = loss_and_grads(net, xb, yb)
+        loss, grads = loss_and_grads(net, xb, yb, reuse=True)
         loss_np = loss.double().cpu().numpy()
         loss_a[t] = loss_np
         bad = ~np.isfinite(loss_np) & (diverged_at < 0)

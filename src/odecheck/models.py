@@ -406,7 +406,7 @@ class ResNet:
     # -- copies
     def _with_params(self, params: dict[str, torch.Tensor], ensemble: int) -> "ResNet":
         net = ResNet.__new__(ResNet)
-        net.__dict__.update({k: v for k, v in self.__dict__.items() if k != "_p"})
+        net.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("_p", "_ws")})
         net.ensemble = ensemble
         net._p = params
         return net
@@ -478,7 +478,7 @@ def layer_increments(params: dict[str, torch.Tensor], families: tuple[str, ...])
     for name in families:
         v = params[name]
         dv = (v[1:] - v[:-1]).reshape(v.shape[0] - 1, v.shape[1], -1) if v.ndim > 2 else (v[1:] - v[:-1])[..., None]
-        s = (dv.double() ** 2).sum(-1)
+        s = torch.linalg.vector_norm(dv, dim=-1).double() ** 2
         total = s if total is None else total + s
     assert total is not None
     return total.sqrt().T

@@ -1,0 +1,141 @@
+"""``odecheck bench``: the engine against a per-layer ModuleList baseline, in one process.
+
+Workload [M24] finite time: n = 100, d = q = 16, m = 32, gelu, full-batch gradient step
+(forward, backward, update), R networks. The baseline is written the way the papers' code is:
+per network an nn.ModuleList of per-layer modules, the networks one after another, autograd
+and torch.optim.SGD (learning rate L * lr on the blocks, as in the flow).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ._kernels import loss_and_grads
+from .models import ResNet
+
+N, Q, M = 100, 16, 32
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_time(fn: Callable[[], None], device: torch.device, *, repeat: int, min_time: float = 0.0) -> float:
+    fn()  # warm-up
+    _sync(device)
+    times = []
+    total = 0.0
+    while len(times) < repeat or total < min_time:
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        total += dt
+        if len(times) >= 10 * repeat:
+            break
+    return statistics.median(times)
+
+
+class _Block(nn.Module):
+    def __init__(self, q: int, m: int, scale: float):
+        super().__init__()
+        self.W = nn.Linear(q, m, bias=False)
+        self.V = nn.Linear(m, q, bias=False)
+        self.scale = scale
+        self.q = q
+
+    def forward(self, h):
+        return self.scale * self.V(nn.functional.gelu(self.W(h) / math.sqrt(self.q)))
+
+
+class _BaselineNet(nn.Module):
+    def __init__(self, L: int, q: int, m: int):
+        super().__init__()
+        self.layers = nn.ModuleList(_Block(q, m, 1.0 / (L * math.sqrt(m))) for _ in range(L))
+
+    def forward(self, x):
+        h = x
+        for layer in self.layers:
+            h = h + layer(h)
+        return h
+
+
+def baseline_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float = 1e-2) -> Callable[[], None]:
+    nets = [_BaselineNet(L, Q, M).to(x.device) for _ in range(R)]
+    opts = [torch.optim.SGD(net.parameters(), lr=L * lr) for net in nets]
+
+    def step():
+        for net, opt in zip(nets, opts):
+            opt.zero_grad(set_to_none=True)
+            loss = ((net(x) - y) ** 2).sum(1).mean()
+            loss.backward()
+            opt.step()
+
+    return step
+
+
+def engine_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float = 1e-2) -> Callable[[], None]:
+    net = ResNet(block="mlp", depth=L, dim=Q, width=M, activation="gelu", init="iid", ensemble=R, seed=0,
+                 device=x.device)
+    names = net.trainable
+
+    def step():
+        _, grads = loss_and_grads(net, x, y, reuse=True)
+        for name in names:
+            net._p[name].sub_(grads[name], alpha=lr * L)
+
+    return step
+
+
+def flops_per_step(L: int, R: int) -> float:
+    """2 forward + 4 backward matrix products of n x q x m per layer and member (2 flops per multiply-add)."""
+    return 12.0 * R * N * Q * M * L
+
+
+def bmm_gflops(R: int, device: torch.device, repeat: int = 50) -> float:
+    """Throughput of a bare batched matmul of the workload's shapes: (R, n, q) @ (R, q, m)."""
+    a = torch.randn(R, N, Q, device=device)
+    b = torch.randn(R, Q, M, device=device)
+    out = torch.empty(R, N, M, device=device)
+    reps = 200
+
+    def fn():
+        for _ in range(reps):
+            torch.bmm(a, b, out=out)
+
+    t = _median_time(fn, device, repeat=max(3, repeat // 10))
+    return 2.0 * R * N * Q * M * reps / t / 1e9
+
+
+def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, baseline_max_depth: int = 1024,
+              progress: Callable[[str], None] | None = None) -> dict:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N, Q, generator=g).to(device)
+    y = torch.randn(N, Q, generator=g).to(device)
+    peak = bmm_gflops(ensemble, device)
+    results = []
+    for L in depths:
+        if progress:
+            progress(f"depth {L}: engine")
+        eng = _median_time(engine_step_fn(L, ensemble, x, y), device, repeat=repeat)
+        base = None
+        if L <= baseline_max_depth:
+            if progress:
+                progress(f"depth {L}: baseline")
+            base = _median_time(baseline_step_fn(L, ensemble, x, y), device, repeat=max(2, repeat // 2))
+        gf = flops_per_step(L, ensemble) / eng / 1e9
+        results.append({"depth": L, "ensemble": ensemble, "baseline_s": base, "engine_s": eng,
+                        "speedup": (base / eng) if base else None, "gflops": gf, "roofline_fraction": gf / peak})
+    return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(), "bmm_gflops": peak,
+            "workload": {"n": N, "d": Q, "q": Q, "m": M, "activation": "gelu", "step": "full-batch gradient step",
+                         "dtype": "float32"},
+            "results": results}
