@@ -253,6 +253,65 @@ def bench(
         _write_json(json_file, res)
 
 
+@app.command()
+def falsify(
+    claim: str = typer.Argument(..., help="Claim id (tied-init-lipschitz, iid-init-rough, pl-overparameterized, "
+                                          "init-scaling-regimes)."),
+    widen: list[str] = typer.Option([], "--widen", help="Field to widen beyond the claim's scope (repeatable)."),
+    max_examples: int = typer.Option(25, help="Configurations to try before shrinking."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write configuration and evidence here."),
+    replay_config: Optional[str] = typer.Option(None, "--replay", help="JSON configuration to re-check."),
+) -> None:
+    """Search outside a claim's proven scope for a minimal configuration where it fails."""
+    import json
+
+    from rich.console import Console
+
+    from ._errors import InvalidArgument
+
+    try:
+        from .falsify import falsify as search
+        from .falsify import replay
+    except ImportError:
+        _fail("odecheck falsify needs hypothesis: pip install 'odecheck[test]'")
+        return
+    console = Console(stderr=True)
+    try:
+        if replay_config is not None:
+            try:
+                cfg = json.loads(replay_config)
+            except ValueError:
+                _fail("--replay: not valid JSON")
+                return
+            verdict, evidence = replay(claim, cfg)
+            typer.echo(f"{claim} on {json.dumps(cfg, sort_keys=True)}: {verdict}")
+            typer.echo(json.dumps(evidence, indent=2, default=float))
+            return
+        with console.status(f"searching {claim} with {', '.join(widen) or 'nothing'} widened") as status:
+            n = [0]
+
+            def seen(cfg, verdict):
+                n[0] += 1
+                status.update(f"example {n[0]}: {verdict} on {json.dumps(cfg, sort_keys=True)}")
+
+            res = search(claim, tuple(widen), max_examples=max_examples, on_example=seen)
+    except InvalidArgument as e:
+        _fail(str(e))
+        return
+    out = {"claim": claim, "widened": list(res.widened), "examples": res.examples, "found": res.config is not None,
+           "config": res.config, "verdict": res.verdict, "evidence": res.evidence,
+           "replay": res.replay_command()}
+    if res.config is None:
+        typer.echo(f"no counterexample to {claim} in {res.examples} configurations with {list(widen)} widened")
+    else:
+        typer.echo(f"counterexample to {claim} (verdict {res.verdict}) after {res.examples} configurations:")
+        typer.echo("  config:   " + json.dumps(res.config, sort_keys=True))
+        typer.echo("  evidence: " + json.dumps(res.evidence, default=float))
+        typer.echo("  replay:   " + res.replay_command())
+    if json_file is not None:
+        _write_json(json_file, out)
+
+
 def main() -> None:
     app()
 

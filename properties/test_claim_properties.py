@@ -1,0 +1,84 @@
+"""The claims, inside each claim's scope. Hypothesis draws the structure; every statistical sample's
+seed is derived from that structure. Each property states its family-wise error bound (FWER) over
+the k examples of the active profile."""
+
+import numpy as np
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import odecheck as oc
+from odecheck.falsify import _check_iid, _check_init, _check_pl, _check_tied
+from odecheck.models import SMOOTH_ACTIVATIONS
+from odecheck.strategies import derived_seed
+
+from .conftest import examples
+
+ALPHA = 0.05
+
+
+def _level() -> float:
+    return 1 - ALPHA / examples()  # Bonferroni: FWER <= ALPHA
+
+
+@given(st.sampled_from(SMOOTH_ACTIVATIONS), st.integers(4, 8), st.integers(2, 4))
+def test_tied_init_lipschitz_in_scope(act, width, dim):
+    # FWER <= 0.05: a refutation needs the whole (1 - 0.05/k) interval above -0.85
+    cfg = {"activation": act, "init": "tied", "beta": 1.0, "width": width, "dim": dim, "depth": 32}
+    verdict, ev = _check_tied(cfg, level=_level())
+    assert verdict != "refuted", ev
+    assert ev["slope"] < -0.85, ev
+
+
+@given(st.sampled_from(("tanh", "gelu", "softplus")), st.integers(4, 8), st.integers(2, 4))
+def test_trained_ode_limit_in_scope(act, width, dim):
+    # deterministic given the derived seed: the trained network's ODE gap shrinks at least 2x from L to 4L
+    seed = derived_seed(act, width, dim)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(8, dim, generator=g, dtype=torch.float64)
+    y = torch.randn(8, dim, generator=g, dtype=torch.float64)
+    gaps = []
+    for L in (16, 64):
+        net = oc.ResNet(depth=L, dim=dim, width=width, activation=act, init="tied", ensemble=2, seed=seed,
+                        dtype=torch.float64)
+        oc.gradient_flow(net, x, y, steps=100, lr=0.05)
+        gaps.append(oc.ode_distance(net, x, rtol=1e-8, atol=1e-10).numpy())
+    assert np.all(gaps[1] < 0.5 * gaps[0]), gaps
+
+
+@given(st.sampled_from(oc.ACTIVATIONS), st.integers(4, 8), st.integers(2, 4))
+def test_iid_init_rough_in_scope(act, width, dim):
+    # FWER <= 0.05 (Bonferroni over k examples)
+    cfg = {"activation": act, "init": "iid", "beta": 1.0, "width": width, "dim": dim, "depth": 16}
+    verdict, ev = _check_iid(cfg, level=_level())
+    assert verdict != "refuted", ev
+    assert ev["slope"] > -0.5, ev
+
+
+@given(st.integers(4, 8), st.integers(10, 16), st.integers(32, 64))
+def test_pl_overparameterized_in_scope(n, d, m):
+    # FWER <= k * 0.008: the median interval of 8 members has coverage >= 0.992 per example
+    verdict, ev = _check_pl({"activation": "tanh", "n": n, "input_dim": d, "width": m})
+    assert verdict == "confirmed", ev
+
+
+@given(st.integers(2, 24), st.floats(1.2, 4.0))
+def test_relu_counterexample(L, C):
+    # exact (deterministic) property
+    net = oc.ResNet(block="single", depth=2 * L, dim=1, activation="relu", init="counterexample", bias=False,
+                    dtype=torch.float64)
+    w0 = net.weights["W"][0, :, 0, 0].clone()
+    x = torch.ones(1, 1, dtype=torch.float64)
+    oc.gradient_flow(net, x, C * x, steps=600, lr=0.05)
+    w = net.weights["W"][0, :, 0, 0]
+    assert torch.equal(w[0::2], w0[0::2])
+    wstar = 2 * L * (C ** (1 / L) - 1)
+    assert float((w[1::2] - wstar).abs().max()) < 1e-4
+    assert float((w[1:] - w[:-1]).abs().max()) >= wstar  # Omega(1): at least w* ~ 2 log C, whatever L
+
+
+@given(st.sampled_from((0.25, 0.5, 0.75, 1.0)), st.sampled_from(("tanh", "softplus", "identity")))
+def test_init_scaling_regimes_in_scope(beta, act):
+    # FWER <= 0.05 (Bonferroni over k examples)
+    verdict, ev = _check_init({"activation": act, "init": "iid", "beta": beta}, level=_level())
+    assert verdict == "confirmed", ev
