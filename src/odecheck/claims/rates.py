@@ -135,7 +135,7 @@ ODE_RATE = Claim(
     source="[M24] Prop. 2",
     scope={"block": ["mlp"], "weights": "Lipschitz functions of s", "activation": "Lipschitz", "beta": [1.0]},
     expected="confirmed", alpha=ALPHA,
-    decision="log-log slope of the sup gap over depths, 95% bootstrap interval over independent weight "
+    decision="log-log slope of the sup gap over depths, 95% Student-t interval over the slopes of independent weight "
              "functions: confirmed if the interval lies below -0.85, refuted if above",
     experiment=ode_rate_experiment)
 
@@ -146,7 +146,7 @@ TIED_LIPSCHITZ = Claim(
     scope={"block": ["mlp"], "init": ["tied", "smooth"], "activation": ["identity", "tanh", "gelu", "softplus"],
            "beta": [1.0]},
     expected="confirmed", alpha=ALPHA,
-    decision="log-log slope of max over k and t of the increment, 95% bootstrap interval over ensemble members: "
+    decision="log-log slope of max over k and t of the increment, 95% Student-t interval over the members' slopes: "
              "confirmed if below -0.85, refuted if above",
     experiment=tied_lipschitz_experiment)
 
@@ -159,6 +159,6 @@ TRAINED_ODE = Claim(
            "beta": [1.0]},
     expected="confirmed", alpha=ALPHA,
     decision="log-log slopes of the trained ODE gap and of the L2 distance to a 4x deeper reference, each with a "
-             "97.5% bootstrap interval (Bonferroni): confirmed if both intervals lie below 0, refuted if either "
+             "97.5% Student-t interval over members (Bonferroni): confirmed if both intervals lie below 0, refuted if either "
              "lies above 0",
     experiment=trained_ode_experiment)

@@ -112,7 +112,7 @@ IID_ROUGH = Claim(
     source="[M24] sec. 5.2, [C21]",
     scope={"block": ["mlp"], "init": ["iid"], "activation": "any", "beta": [1.0]},
     expected="confirmed", alpha=ALPHA,
-    decision="log-log slope of the trained max increment, 95% bootstrap interval: confirmed if the interval lies "
+    decision="log-log slope of the trained max increment, 95% Student-t interval over members: confirmed if the interval lies "
              "above -0.85 (slower than 1/L), refuted if below",
     experiment=iid_rough_experiment)
 

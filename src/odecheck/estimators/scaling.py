@@ -14,7 +14,7 @@ import numpy as np
 
 from .._errors import invalid
 
-Method = Literal["bootstrap", "theil-sen"]
+Method = Literal["members", "bootstrap", "theil-sen"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def _as_panel(depths, values) -> tuple[np.ndarray, np.ndarray]:
     return L, V
 
 
-def scaling_exponent(depths, values, *, method: Method = "bootstrap", level: float = 0.95,
+def scaling_exponent(depths, values, *, method: Method = "members", level: float = 0.95,
                      n_boot: int = 2000, seed: int = 0, paired: bool = False) -> ScalingFit:
     r"""Exponent p of ``values ~ C depths^p``.
 
@@ -56,8 +56,11 @@ def scaling_exponent(depths, values, *, method: Method = "bootstrap", level: flo
     ----------
     depths : (D,) depths L
     values : (D,) or (D, R) positive statistics, R replicates (ensemble members) per depth
-    method : "bootstrap" (members resampled within each depth, OLS on mean logs, percentile
-        interval) or "theil-sen" (robust slope on all points, scipy's interval)
+    method : "members" (default: one OLS slope per column, i.e. per ensemble member, and a Student-t
+        interval over the members; exact for Gaussian log-noise, valid for any number of members >= 2),
+        "bootstrap" (members resampled within each depth, OLS on mean logs, percentile interval;
+        liberal with few members, see docs/calibration.md) or "theil-sen" (robust slope on all
+        points, scipy's interval)
     paired : column r is the same replicate (e.g. one weight function) at every depth: resample
         whole columns instead of each depth independently
     """
@@ -74,8 +77,8 @@ def scaling_exponent(depths, values, *, method: Method = "bootstrap", level: flo
         res = theilslopes(logv.ravel(), xs, alpha=level)
         return ScalingFit(float(res[0]), (float(res[2]), float(res[3])), float(res[1]), level, len(L), V.shape[1],
                           "theil-sen")
-    if method != "bootstrap":
-        raise invalid("method", method, "'bootstrap' or 'theil-sen'")
+    if method not in ("bootstrap", "members"):
+        raise invalid("method", method, "'members', 'bootstrap' or 'theil-sen'")
     R = V.shape[1]
     if R == 1:
         # one replicate: t-interval of the OLS slope
@@ -88,6 +91,15 @@ def scaling_exponent(depths, values, *, method: Method = "bootstrap", level: flo
         se = np.sqrt((resid**2).sum() / dof / ((x - x.mean()) ** 2).sum())
         h = tdist.ppf(0.5 + level / 2, dof) * se
         return ScalingFit(float(slope), (float(slope - h), float(slope + h)), float(icpt), level, len(L), 1, "ols-t")
+    if method == "members":
+        from scipy.stats import t as tdist
+
+        xc = x - x.mean()
+        slopes = xc @ (logv - logv.mean(0)) / (xc @ xc)  # (R,) one slope per member
+        se = slopes.std(ddof=1) / np.sqrt(R)
+        h = tdist.ppf(0.5 + level / 2, R - 1) * se
+        return ScalingFit(float(slope), (float(slope - h), float(slope + h)), float(icpt), level, len(L), R,
+                          "members-t")
     rng = np.random.default_rng(seed)
     if paired:
         idx = np.broadcast_to(rng.integers(0, R, size=(n_boot, 1, R)), (n_boot, len(L), R))

@@ -1,0 +1,31 @@
+"""Seeded data and helpers shared by the benchmarks ([M24] finite-time workload)."""
+
+import torch
+
+N, Q, M = 100, 16, 32
+DEPTHS = [16, 64, 256, 1024, 4096]
+ENSEMBLES = [1, 16]
+DEVICES = ["cpu", "cuda"]
+
+
+def device_or_skip(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NotImplementedError("no CUDA device")
+    return torch.device(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def data(device: torch.device):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(N, Q, generator=g).to(device), torch.randn(N, Q, generator=g).to(device)
+
+
+def network(L: int, R: int, device: torch.device, init: str = "iid"):
+    import odecheck as oc
+
+    return oc.ResNet(block="mlp", depth=L, dim=Q, width=M, activation="gelu", init=init, ensemble=R, seed=0,
+                     device=device)

@@ -1,0 +1,48 @@
+"""Deliberate engine bugs for the mutation check (scripts/mutation_check.py).
+
+Set ODECHECK_MUTATION to one of the names below; conftest.py applies it before any test runs.
+"""
+
+import numpy as np
+import torch
+
+
+def drop_residual_scaling():
+    """alpha_L = 1 instead of L^-beta (drops the 1/L factor)."""
+    from odecheck.models import ResNet
+
+    ResNet.alpha = property(lambda self: 1.0)
+
+
+def shared_member_draws():
+    """Every ensemble member gets the same random draw."""
+    import odecheck.init as init
+    import odecheck.models as models
+
+    def same(seed, member):
+        ss = np.random.SeedSequence(int(seed), spawn_key=(0,))
+        g = torch.Generator()
+        g.manual_seed(int(ss.generate_state(1, dtype=np.uint64)[0] % (2**63 - 1)))
+        return g
+
+    init.member_generator = same
+    models.member_generator = same
+
+
+def drop_flow_depth_factor():
+    """Block weights move at lr instead of L * lr in the gradient flow."""
+    import odecheck.flow as flow
+
+    flow._flow_factor = lambda net, name: 1.0
+
+
+MUTATIONS = {"drop_residual_scaling": drop_residual_scaling, "shared_member_draws": shared_member_draws,
+             "drop_flow_depth_factor": drop_flow_depth_factor}
+
+
+def apply_from_env():
+    import os
+
+    name = os.environ.get("ODECHECK_MUTATION")
+    if name:
+        MUTATIONS[name]()
