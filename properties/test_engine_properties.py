@@ -105,7 +105,6 @@ def test_ode_gap_shrinks_from_L_to_4L_for_lipschitz_weights(q, m, act, L):
 
     x = torch.randn(6, q, dtype=torch.float64, generator=torch.Generator().manual_seed(q * m))
     fine = 256
-    s = torch.arange(fine, dtype=torch.float64) / fine
     limit = oc.neural_ode(stack(fine), x, interpolation="linear", rtol=1e-10, atol=1e-12)
     gap = lambda net: float((net(x) - limit).norm(dim=-1).max())
     g1, g4 = gap(stack(L)), gap(stack(4 * L))

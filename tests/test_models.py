@@ -175,3 +175,12 @@ def test_cuda_matches_cpu():
     tr_c = oc.gradient_flow(net.clone(), x, y, steps=3, lr=1e-2)
     tr_g = oc.gradient_flow(gpu, x, y, steps=3, lr=1e-2)
     np.testing.assert_allclose(tr_c.loss, tr_g.loss, rtol=1e-10)
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, odecheck; print(sorted(m for m in ('hypothesis', 'matplotlib', 'typer', 'dask') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -17,8 +17,26 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0.0.0"
 
-__all__ = sorted([
-    "ACTIVATIONS", "BLOCKS", "Dataset", "Init", "InvalidArgument", "OdecheckError", "ResNet",
-    "Trajectory", "__version__", "adam", "digits", "discretization_error", "fbm_paths", "fgn",
-    "gaussian_task", "gp_paths", "gradient_flow", "neural_ode", "ode_distance", "sgd", "teacher_task",
-])
+__all__ = [
+    "ACTIVATIONS",
+    "BLOCKS",
+    "Dataset",
+    "Init",
+    "InvalidArgument",
+    "OdecheckError",
+    "ResNet",
+    "Trajectory",
+    "__version__",
+    "adam",
+    "digits",
+    "discretization_error",
+    "fbm_paths",
+    "fgn",
+    "gaussian_task",
+    "gp_paths",
+    "gradient_flow",
+    "neural_ode",
+    "ode_distance",
+    "sgd",
+    "teacher_task",
+]

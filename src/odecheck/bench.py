@@ -73,7 +73,7 @@ def baseline_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float
     opts = [torch.optim.SGD(net.parameters(), lr=L * lr) for net in nets]
 
     def step():
-        for net, opt in zip(nets, opts):
+        for net, opt in zip(nets, opts, strict=True):
             opt.zero_grad(set_to_none=True)
             loss = ((net(x) - y) ** 2).sum(1).mean()
             loss.backward()

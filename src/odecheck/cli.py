@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -24,7 +23,7 @@ def _fail(msg: str) -> None:
 
 @app.command()
 def train(
-    config: Optional[Path] = typer.Argument(None, help="TOML config; omitted: the built-in [M24] default."),
+    config: Path | None = typer.Argument(None, help="TOML config; omitted: the built-in [M24] default."),
     out: Path = typer.Option(Path("runs/default"), "--out", help="Run directory (resumed if it exists)."),
     device: str = typer.Option("cpu", help="cpu, cuda or auto."),
 ) -> None:
@@ -76,11 +75,11 @@ def _write_json(path: Path, obj) -> None:
 @app.command()
 def verify(
     budget: str = typer.Option("standard", help="quick | standard | thorough"),
-    claims: Optional[str] = typer.Option(None, help="Comma-separated claim ids (default: all eight)."),
+    claims: str | None = typer.Option(None, help="Comma-separated claim ids (default: all eight)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     seed: int = typer.Option(0, help="Seed of every statistical sample (derived per claim)."),
     out: Path = typer.Option(Path("odecheck-report"), help="Directory for report.md, report.json and figures."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report here."),
+    json_file: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
     resume: bool = typer.Option(True, help="Reuse verdicts already in OUT/report.json with the same budget, "
                                            "seed and device."),
 ) -> None:
@@ -171,9 +170,9 @@ def verify(
 @app.command()
 def analyze(
     files: list[Path] = typer.Argument(..., help=".npz (arrays (L, ...)) or .pt/.pth state_dicts."),
-    key: Optional[str] = typer.Option(None, help="Only paths whose name contains KEY."),
+    key: str | None = typer.Option(None, help="Only paths whose name contains KEY."),
     stacked: bool = typer.Option(False, help="npz arrays are (R, L, ...) ensembles."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+    json_file: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
     seed: int = typer.Option(0, help="Seed of the bootstrap intervals."),
 ) -> None:
     """Regularity and scaling of weights that anyone trained: ODE, SDE or neither?"""
@@ -216,7 +215,7 @@ def bench(
     ensemble: int = typer.Option(16, help="Ensemble size R."),
     repeat: int = typer.Option(5, help="Timed repetitions per measurement (median reported)."),
     baseline_max_depth: int = typer.Option(1024, help="Skip the (slow) baseline above this depth."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+    json_file: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
     """Time the engine against a per-layer nn.ModuleList baseline on the [M24] workload."""
     from rich.console import Console
@@ -259,8 +258,8 @@ def falsify(
                                           "init-scaling-regimes)."),
     widen: list[str] = typer.Option([], "--widen", help="Field to widen beyond the claim's scope (repeatable)."),
     max_examples: int = typer.Option(25, help="Configurations to try before shrinking."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write configuration and evidence here."),
-    replay_config: Optional[str] = typer.Option(None, "--replay", help="JSON configuration to re-check."),
+    json_file: Path | None = typer.Option(None, "--json", help="Write configuration and evidence here."),
+    replay_config: str | None = typer.Option(None, "--replay", help="JSON configuration to re-check."),
 ) -> None:
     """Search outside a claim's proven scope for a minimal configuration where it fails."""
     import json

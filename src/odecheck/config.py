@@ -76,7 +76,7 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         parts = {}
         for key, klass in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
             sub = d.get(key, {})
@@ -95,7 +95,7 @@ class RunConfig:
         return cls(**parts)
 
     @classmethod
-    def load(cls, path) -> "RunConfig":
+    def load(cls, path) -> RunConfig:
         try:
             with open(path, "rb") as f:
                 d = tomllib.load(f)

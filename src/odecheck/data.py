@@ -35,7 +35,7 @@ class Dataset:
     def output_dim(self) -> int:
         return int(self.y.shape[1])
 
-    def to(self, *, dtype=None, device=None) -> "Dataset":
+    def to(self, *, dtype=None, device=None) -> Dataset:
         f = lambda t: t.to(dtype=dtype or t.dtype, device=device or t.device)
         return Dataset(name=self.name, x=f(self.x), y=f(self.y), x_test=f(self.x_test), y_test=f(self.y_test))
 

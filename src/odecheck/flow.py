@@ -64,7 +64,7 @@ class Trajectory:
     def diverged(self) -> np.ndarray:
         return self.diverged_at >= 0
 
-    def then(self, later: "Trajectory") -> "Trajectory":
+    def then(self, later: Trajectory) -> Trajectory:
         """Join this run with its continuation (whose row 0 repeats this run's last row)."""
         cat = lambda a, b: np.concatenate([a, b[1:]], axis=0)
         div = np.where(self.diverged_at >= 0, self.diverged_at, later.diverged_at)
@@ -85,7 +85,7 @@ class Trajectory:
         return out
 
     @classmethod
-    def from_arrays(cls, a) -> "Trajectory":
+    def from_arrays(cls, a) -> Trajectory:
         return cls(method=str(a["method"]), lr=float(a["lr"]), depth=int(a["depth"]), loss=a["loss"],
                    pl_ratio=a["pl_ratio"], grad_norm=a["grad_norm"], max_increment=a["max_increment"],
                    diverged_at=a["diverged_at"], start_step=int(a["start_step"]),

@@ -68,7 +68,7 @@ class Init:
 _PATTERN = re.compile(r"^\s*(\w+)\s*(?:\(\s*([0-9.eE+-]+)\s*\))?\s*$")
 
 
-def as_init(init: "Init | str") -> Init:
+def as_init(init: Init | str) -> Init:
     """Turn ``"iid"``, ``"fbm(0.7)"``, ``"smooth(0.2)"`` or an :class:`Init` into an :class:`Init`."""
     if isinstance(init, Init):
         return init

@@ -280,7 +280,7 @@ class ResNet:
         train_io: bool = False,
         dtype=None,
         device="cpu",
-    ) -> "ResNet":
+    ) -> ResNet:
         """Build an ensemble from stacked weights.
 
         Shapes: mlp V (R, L, q, m), W (R, L, m, q); single W (R, L, q, q), b (R, L, q),
@@ -404,18 +404,18 @@ class ResNet:
         return "ResNet(" + ", ".join(f"{k}={v!r}" for k, v in c.items()) + ")"
 
     # -- copies
-    def _with_params(self, params: dict[str, torch.Tensor], ensemble: int) -> "ResNet":
+    def _with_params(self, params: dict[str, torch.Tensor], ensemble: int) -> ResNet:
         net = ResNet.__new__(ResNet)
         net.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("_p", "_ws")})
         net.ensemble = ensemble
         net._p = params
         return net
 
-    def clone(self) -> "ResNet":
+    def clone(self) -> ResNet:
         """A deep copy."""
         return self._with_params({k: v.clone() for k, v in self._p.items()}, self.ensemble)
 
-    def select(self, members) -> "ResNet":
+    def select(self, members) -> ResNet:
         """A new ensemble made of copies of the given members (int or sequence of ints)."""
         idx = [members] if isinstance(members, (int, np.integer)) else list(members)
         for i in idx:
@@ -428,7 +428,7 @@ class ResNet:
             params[k] = v.index_select(axis, it).contiguous()
         return self._with_params(params, len(idx))
 
-    def to(self, *, dtype=None, device=None) -> "ResNet":
+    def to(self, *, dtype=None, device=None) -> ResNet:
         """A copy in another dtype and/or on another device."""
         net = self.clone()
         if dtype is not None:

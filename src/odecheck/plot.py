@@ -33,9 +33,16 @@ def _loglog(ax, depths, values, estimate, ci, intercept, label):
                 label="reference slope -1")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _depth_ticks(ax, depths)
     ax.set_xlabel("depth L")
     ax.set_ylabel(label)
     ax.legend(fontsize=7)
+
+
+def _depth_ticks(ax, depths) -> None:
+    ax.set_xticks([float(d) for d in depths])
+    ax.set_xticklabels([str(int(d)) for d in depths])
+    ax.minorticks_off()
 
 
 def verdict_figure(v: dict, path: Path) -> Path | None:
@@ -79,6 +86,7 @@ def verdict_figure(v: dict, path: Path) -> Path | None:
                     label=f"{c['init']}, beta={c['beta']}: slope {c['slope']:.2f} ({c['expected']})")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _depth_ticks(ax, d["depths"])
         ax.set_xlabel("depth L")
         ax.set_ylabel("||h_L - h_0|| / ||h_0|| at init")
         ax.legend(fontsize=7)

@@ -18,7 +18,7 @@ def _fmt(x) -> str:
 def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
     from .claims import REGISTRY
 
-    lines = [f"# odecheck verify report", "",
+    lines = ["# odecheck verify report", "",
              f"odecheck {report['version']}, budget `{report['budget']}`, device `{report['device']}`, "
              f"seed {report['seed']}.", "",
              "| claim | verdict | expected | estimate | interval | alpha | n | seconds |",

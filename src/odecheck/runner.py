@@ -68,7 +68,7 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
         try:
             state = torch.load(ckpt, map_location=net.device, weights_only=False)
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported, not ignored
-            raise InvalidArgument(f"checkpoint {str(ckpt)!r} is unreadable ({type(e).__name__}); remove it to restart")
+            raise InvalidArgument(f"checkpoint {str(ckpt)!r} is unreadable ({type(e).__name__}); remove it to restart") from None
         net._p = {k: v.to(net.device) for k, v in state["params"].items()}
         traj = state["trajectory"]
         step0 = traj.steps

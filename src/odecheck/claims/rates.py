@@ -29,7 +29,6 @@ def ode_rate_experiment(ctx: Context) -> dict:
     depths = ctx.pick([8, 16, 32, 64, 128], [8, 16, 32, 64, 128, 256], [8, 16, 32, 64, 128, 256, 512, 1024])
     R = ctx.pick(4, 8, 16)
     q, m, N = 8, 8, 2049
-    nodes = np.linspace(0.0, 1.0, N)
     # Lipschitz weight functions Z(s): Gaussian processes (l = 0.2) on a fine grid, linearly interpolated
     V = np.empty((R, N, q, m))
     W = np.empty((R, N, m, q))
@@ -45,7 +44,7 @@ def ode_rate_experiment(ctx: Context) -> dict:
     for i, L in enumerate(depths):
         s = np.arange(L) / L  # Z_k = Z(k/L), k = 0..L-1 (left end of layer k's interval)
 
-        def at(Z):
+        def at(Z, s=s):
             pos = s * (N - 1)
             k0 = np.minimum(np.floor(pos).astype(int), N - 2)
             w = (pos - k0)[None, :, None, None]

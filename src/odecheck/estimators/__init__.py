@@ -16,8 +16,21 @@ from .regularity import (
 )
 from .scaling import ScalingFit, scaling_exponent
 
-__all__ = sorted([
-    "PLSummary", "PathStats", "Regime", "RegimeDecision", "ScalingFit", "classify_regime", "hurst", "init_ratios",
-    "l2_distance", "max_increment", "max_norm", "path_stats", "pl_summary", "quadratic_variation",
-    "root_sum_squares", "scaling_exponent",
-])
+__all__ = [
+    "PLSummary",
+    "PathStats",
+    "Regime",
+    "RegimeDecision",
+    "ScalingFit",
+    "classify_regime",
+    "hurst",
+    "init_ratios",
+    "l2_distance",
+    "max_increment",
+    "max_norm",
+    "path_stats",
+    "pl_summary",
+    "quadratic_variation",
+    "root_sum_squares",
+    "scaling_exponent",
+]
