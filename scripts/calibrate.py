@@ -61,6 +61,49 @@ def rate_table(reps: int) -> list[str]:
     return rows
 
 
+def iid_rough_decision(fit) -> str:
+    lo, hi = fit.ci
+    return "confirmed" if lo > -0.85 else ("refuted" if hi < -0.85 else "inconclusive")
+
+
+def band_decision(fit, expect: str, flat: float = 0.15) -> str:
+    lo, hi = fit.ci
+    if expect == "explodes":
+        return "ok" if lo > flat else ("contradicts" if hi < flat else "unresolved")
+    if expect == "identity":
+        return "ok" if hi < -flat else ("contradicts" if lo > -flat else "unresolved")
+    return "ok" if (lo > -flat and hi < flat) else ("contradicts" if (hi < -flat or lo > flat) else "unresolved")
+
+
+def slope_rules_table(reps: int) -> list[str]:
+    depths = np.array([64, 128, 256, 512])
+    rng = np.random.default_rng(2)
+    rows = ["| rule | planted slope | truth | members | ok / confirmed | contradicts / refuted | unresolved / "
+            "inconclusive | error rate |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    # iid-init-rough: the claim holds when the slope is above -0.85
+    for slope in (0.0, -0.5, -1.0):
+        c = {"confirmed": 0, "refuted": 0, "inconclusive": 0}
+        for _ in range(reps):
+            vals = depths[:, None] ** slope * np.exp(0.2 * rng.standard_normal((len(depths), 4)))
+            c[iid_rough_decision(scaling_exponent(depths, vals))] += 1
+        wrong = c["refuted"] if slope > -0.85 else c["confirmed"]
+        truth = "claim holds" if slope > -0.85 else "claim fails"
+        rows.append(f"| iid-init-rough | {slope} | {truth} | 4 | {c['confirmed']} | {c['refuted']} | "
+                    f"{c['inconclusive']} | {wrong / reps:.3f} |")
+    # init-scaling-regimes: per cell, level 1 - 0.05/5 (Bonferroni over 5 cells), 8 members
+    for slope, expect in ((0.25, "explodes"), (0.0, "stable"), (-0.25, "identity"), (0.0, "identity"),
+                          (-0.25, "stable")):
+        c = {"ok": 0, "contradicts": 0, "unresolved": 0}
+        for _ in range(reps):
+            vals = depths[:, None] ** slope * np.exp(0.1 * rng.standard_normal((len(depths), 8)))
+            c[band_decision(scaling_exponent(depths, vals, level=0.99), expect)] += 1
+        truth_ok = {"explodes": slope > 0.15, "identity": slope < -0.15, "stable": abs(slope) < 0.15}[expect]
+        wrong = c["contradicts"] if truth_ok else c["ok"]
+        rows.append(f"| init-scaling cell '{expect}' | {slope} | {'matches' if truth_ok else 'differs'} | 8 | "
+                    f"{c['ok']} | {c['contradicts']} | {c['unresolved']} | {wrong / reps:.3f} |")
+    return rows
+
+
 def median_table(reps: int) -> list[str]:
     rows = ["| members | distribution | coverage of the median interval | miss rate (alpha = 0.05) |",
             "| --- | --- | --- | --- |"]
@@ -98,6 +141,12 @@ def main() -> None:
               "0.025 at the boundary slope -0.85 and smaller beyond it). Cheap cells use max(replicates, 1000) "
               "Monte Carlo replicates (standard error of a rate near 0.025: 0.005).", ""]
     parts += rate_table(max(reps, 1000))
+    parts += ["", "## Slope rules of iid-init-rough and init-scaling-regimes", "",
+              "iid-init-rough: confirmed if the 95% interval of the slope lies above -0.85 (stated alpha 0.05). "
+              "init-scaling-regimes: per (init, beta) cell a 99% interval (0.05 / 5 cells, Bonferroni) is "
+              "compared with the band |slope| < 0.15; an error is a wrong call (confirming a false cell "
+              "expectation, or contradicting a true one). Depths 64..512, log-noise sd 0.2 and 0.1.", ""]
+    parts += slope_rules_table(max(reps, 1000))
     parts += ["", "## Median interval (pl-overparameterized)", "",
               "Binomial order-statistic interval for the median of the members' retained PL fraction; stated "
               "alpha 0.05 (distribution-free; exact coverage 1 - 2 P(Bin(R, 1/2) <= k) >= 0.95). "

@@ -184,3 +184,25 @@ def test_import_is_light():
     code = "import sys, odecheck; print(sorted(m for m in ('hypothesis', 'matplotlib', 'typer', 'dask') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+@pytest.mark.parametrize("act", ["identity", "gelu", "tanh", "relu", "softplus"])
+@pytest.mark.parametrize("segment", [1, 5, 37, 100])
+def test_recomputation_gives_identical_gradients(act, segment):
+    net = oc.ResNet(depth=37, dim=4, width=5, activation=act, init="iid", ensemble=3, dtype=torch.float64,
+                    train_io=True, io_init="gaussian")
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(6, 4, dtype=torch.float64, generator=g)
+    y = torch.randn(6, 4, dtype=torch.float64, generator=g)
+    loss, grads = loss_and_grads(net, x, y)
+    grads = {k: v.clone() for k, v in grads.items()}
+    loss2, grads2 = loss_and_grads(net, x, y, segment=segment, reuse=True)
+    torch.testing.assert_close(loss2, loss, rtol=0, atol=0)
+    for k in grads:
+        torch.testing.assert_close(grads2[k], grads[k], rtol=1e-12, atol=1e-12, msg=k)
+
+
+def test_recomputation_only_for_mlp():
+    net = oc.ResNet(block="res1", depth=4, dim=3)
+    with pytest.raises(oc.InvalidArgument, match="segment"):
+        loss_and_grads(net, torch.randn(2, 3), torch.randn(2, 3), segment=2)

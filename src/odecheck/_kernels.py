@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._errors import invalid
 from .models import ResNet, activate, activate_backward
 
 
@@ -156,7 +157,7 @@ def _act_backward_out(act: str, grad: torch.Tensor, u: torch.Tensor, a: torch.Te
                       ) -> torch.Tensor:
     """out = grad * sigma'(u) in one fused pass (``a`` = sigma(u))."""
     if act == "identity":
-        return grad
+        return out.copy_(grad)
     if act == "gelu":
         return torch.ops.aten.gelu_backward.grad_input(grad, u, grad_input=out)
     if act == "tanh":
@@ -186,28 +187,8 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reu
     if net.block == "mlp":
         V, W = p["V"], p["W"]
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
-        R, n = g.shape[0], g.shape[1]
         gV, gW = _buf(ws, "gV", tuple(V.shape), V), _buf(ws, "gW", tuple(W.shape), W)
-        # G[k] = dl/dh_k for k = 0..L; the sequential sweep only propagates G, and the weight
-        # gradients of all layers are then two large batched products over the (L * R) axis.
-        G = _buf(ws, "G", (L + 1, R, n, q), g)
-        G[L] = g
-        ga = torch.empty_like(u[0])
-        # dl/du_k overwrites u_k, which is not needed afterwards (unless a is u: identity)
-        GU = u if a is not u else _buf(ws, "GU", tuple(u.shape), u)
-        for k in range(L - 1, -1, -1):
-            if a is u:
-                torch.baddbmm(GU[k], G[k + 1], V[k], beta=0.0, alpha=c, out=GU[k])
-            else:
-                torch.baddbmm(ga, G[k + 1], V[k], beta=0.0, alpha=c, out=ga)
-                _act_backward_out(act, ga, u[k], a[k], GU[k])
-            torch.baddbmm(G[k + 1], GU[k], W[k], alpha=s, out=G[k])
-        LR = L * R
-        torch.baddbmm(gV.view(LR, q, m), G[1:].reshape(LR, n, q).transpose(1, 2), a.reshape(LR, n, m),
-                      beta=0.0, alpha=c, out=gV.view(LR, q, m))
-        torch.baddbmm(gW.view(LR, m, q), GU.reshape(LR, n, m).transpose(1, 2), h[:L].reshape(LR, n, q),
-                      beta=0.0, alpha=s, out=gW.view(LR, m, q))
-        g = G[0]
+        g = _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s, c, ws)
         grads["V"], grads["W"] = gV, gW
     elif net.block == "single":
         W = p["W"]
@@ -242,6 +223,90 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reu
     return grads
 
 
+def _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s: float, c: float, ws: dict) -> torch.Tensor:
+    """Backward through consecutive mlp layers (V, W, u, a: their slices; h: the len+1 states).
+
+    Writes the weight gradients into gV, gW and returns dl/dh at the first layer. u is overwritten.
+    """
+    S, R, n, q = V.shape[0], g.shape[0], g.shape[1], h.shape[-1]
+    m = V.shape[-1]
+    # G[k] = dl/dh_k; the sequential sweep only propagates G, and the weight gradients of all
+    # layers are then two large batched products over the (layers * R) axis.
+    G = _buf(ws, "G", (S + 1, R, n, q), g)
+    G[S] = g
+    ga = torch.empty_like(u[0])
+    # dl/du_k overwrites u_k, which is not needed afterwards (unless a is u: identity)
+    GU = u if a is not u else _buf(ws, "GU", tuple(u.shape), u)
+    for k in range(S - 1, -1, -1):
+        if a is u:
+            torch.baddbmm(GU[k], G[k + 1], V[k], beta=0.0, alpha=c, out=GU[k])
+        else:
+            torch.baddbmm(ga, G[k + 1], V[k], beta=0.0, alpha=c, out=ga)
+            _act_backward_out(act, ga, u[k], a[k], GU[k])
+        torch.baddbmm(G[k + 1], GU[k], W[k], alpha=s, out=G[k])
+    SR = S * R
+    torch.baddbmm(gV.reshape(SR, q, m), G[1:].reshape(SR, n, q).transpose(1, 2), a.reshape(SR, n, m),
+                  beta=0.0, alpha=c, out=gV.view(SR, q, m))
+    torch.baddbmm(gW.reshape(SR, m, q), GU.reshape(SR, n, m).transpose(1, 2), h[:S].reshape(SR, n, q),
+                  beta=0.0, alpha=s, out=gW.view(SR, m, q))
+    return G[0].clone()
+
+
+def _mlp_range_forward(act, V, W, h, u, a, s: float, c: float) -> None:
+    """Forward through consecutive mlp layers: h[0] given; writes h[1:], u, a."""
+    for k in range(V.shape[0]):
+        torch.baddbmm(u[k], h[k], W[k].transpose(1, 2), beta=0.0, alpha=s, out=u[k])
+        if a is not u:
+            _act_out(act, u[k], a[k])
+        torch.baddbmm(h[k], a[k], V[k].transpose(1, 2), alpha=c, out=h[k + 1])
+
+
+def _mlp_loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool):
+    """Loss and gradients storing only every ``segment``-th state; each segment's forward is
+    recomputed during the backward pass (memory O(L/segment + segment) states, one extra forward)."""
+    p = net._p
+    ws = _workspace(net, reuse)
+    L, q, m = net.depth, net.dim, net.width
+    act = net.activation
+    s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
+    V, W, A, B = p["V"], p["W"], p["A"], p["B"]
+    h0 = torch.matmul(x, A.transpose(1, 2))
+    R, n = h0.shape[0], h0.shape[1]
+    S = min(segment, L)
+    starts = list(range(0, L, S))
+    ck = _buf(ws, "ck", (len(starts) + 1, R, n, q), h0)
+    hs = _buf(ws, "seg_h", (S + 1, R, n, q), h0)
+    us = _buf(ws, "seg_u", (S, R, n, m), h0)
+    as_ = _buf(ws, "seg_a", (S, R, n, m), h0)  # separate even for identity: views of one buffer are not `is`
+    ck[0] = h0
+    for j, k0 in enumerate(starts):
+        k1 = min(k0 + S, L)
+        hs[0] = ck[j]
+        _mlp_range_forward(act, V[k0:k1], W[k0:k1], hs[: k1 - k0 + 1], us[: k1 - k0], as_[: k1 - k0], s, c)
+        ck[j + 1] = hs[k1 - k0]
+    hL = ck[len(starts)]
+    out = torch.bmm(hL, B.transpose(1, 2))
+    loss, g_out = mse(out, y)
+    grads: dict[str, torch.Tensor] = {"B": torch.bmm(g_out.transpose(1, 2), hL)}
+    g = torch.bmm(g_out, B)
+    grads["_hL"] = g.clone()
+    gV, gW = _buf(ws, "gV", tuple(V.shape), V), _buf(ws, "gW", tuple(W.shape), W)
+    for j in range(len(starts) - 1, -1, -1):
+        k0 = starts[j]
+        k1 = min(k0 + S, L)
+        w = k1 - k0
+        hs[0] = ck[j]
+        _mlp_range_forward(act, V[k0:k1], W[k0:k1], hs[: w + 1], us[:w], as_[:w], s, c)
+        g = _mlp_range_backward(act, V[k0:k1], W[k0:k1], hs[: w + 1], us[:w], as_[:w], g, gV[k0:k1], gW[k0:k1],
+                                s, c, ws)
+    grads["V"], grads["W"] = gV, gW
+    grads["_h0"] = g
+    grads["A"] = torch.matmul(g.transpose(1, 2), x)
+    if grads["A"].shape[0] != net.ensemble:
+        grads["A"] = grads["A"].expand(net.ensemble, *grads["A"].shape[1:]).clone()
+    return loss, grads
+
+
 def mse(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss l_r = (1/n) sum_i ||F(x_i) - y_i||^2 per member (R,) and dl/dF (R, n, d')."""
     n = out.shape[1]
@@ -250,12 +315,21 @@ def mse(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return loss, diff * (2.0 / n)
 
 
-def loss_and_grads(net: ResNet, x: torch.Tensor, y: torch.Tensor, *, params=None, reuse: bool = False):
+def loss_and_grads(net: ResNet, x: torch.Tensor, y: torch.Tensor, *, params=None, reuse: bool = False,
+                   segment: int | None = None):
     """Per-member loss (R,) and the gradients of every parameter (internal layout).
 
     ``reuse=True`` keeps the activations and gradients in buffers on ``net``: the returned
     gradients are then overwritten by the next call (the training loops consume them at once).
+    ``segment``: mlp block only; store one state per ``segment`` layers and recompute the rest in
+    the backward pass (bounded memory at large depth, about one extra forward pass of time).
     """
+    if segment is not None:
+        if net.block != "mlp" or params is not None:
+            raise invalid("segment", segment, "None unless block='mlp' (recomputation is implemented for mlp)")
+        if isinstance(segment, bool) or not isinstance(segment, int) or segment < 1:
+            raise invalid("segment", segment, "a positive integer")
+        return _mlp_loss_and_grads_recompute(net, x, y, segment, reuse)
     out, cache = forward(net, x, keep=True, params=params, reuse=reuse)
     loss, g_out = mse(out, y)
     assert cache is not None

@@ -82,13 +82,14 @@ def baseline_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float
     return step
 
 
-def engine_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float = 1e-2) -> Callable[[], None]:
+def engine_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float = 1e-2,
+                   recompute: int | None = None) -> Callable[[], None]:
     net = ResNet(block="mlp", depth=L, dim=Q, width=M, activation="gelu", init="iid", ensemble=R, seed=0,
                  device=x.device)
     names = net.trainable
 
     def step():
-        _, grads = loss_and_grads(net, x, y, reuse=True)
+        _, grads = loss_and_grads(net, x, y, reuse=True, segment=recompute)
         for name in names:
             net._p[name].sub_(grads[name], alpha=lr * L)
 
@@ -116,7 +117,7 @@ def bmm_gflops(R: int, device: torch.device, repeat: int = 50) -> float:
 
 
 def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, baseline_max_depth: int = 1024,
-              progress: Callable[[str], None] | None = None) -> dict:
+              recompute: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(N, Q, generator=g).to(device)
     y = torch.randn(N, Q, generator=g).to(device)
@@ -125,7 +126,7 @@ def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, b
     for L in depths:
         if progress:
             progress(f"depth {L}: engine")
-        eng = _median_time(engine_step_fn(L, ensemble, x, y), device, repeat=repeat)
+        eng = _median_time(engine_step_fn(L, ensemble, x, y, recompute=recompute), device, repeat=repeat)
         base = None
         if L <= baseline_max_depth:
             if progress:
@@ -135,7 +136,7 @@ def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, b
         results.append({"depth": L, "ensemble": ensemble, "baseline_s": base, "engine_s": eng,
                         "speedup": (base / eng) if base else None, "gflops": gf, "roofline_fraction": gf / peak})
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "threads": torch.get_num_threads(), "bmm_gflops": peak,
+            "threads": torch.get_num_threads(), "bmm_gflops": peak, "recompute": recompute,
             "workload": {"n": N, "d": Q, "q": Q, "m": M, "activation": "gelu", "step": "full-batch gradient step",
                          "dtype": "float32"},
             "results": results}

@@ -215,6 +215,8 @@ def bench(
     ensemble: int = typer.Option(16, help="Ensemble size R."),
     repeat: int = typer.Option(5, help="Timed repetitions per measurement (median reported)."),
     baseline_max_depth: int = typer.Option(1024, help="Skip the (slow) baseline above this depth."),
+    recompute: int | None = typer.Option(None, help="Engine keeps one state per RECOMPUTE layers "
+                                                       "(bounded memory)."),
     json_file: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
     """Time the engine against a per-layer nn.ModuleList baseline on the [M24] workload."""
@@ -236,8 +238,10 @@ def bench(
         _fail(f"--ensemble {ensemble}: expected a positive integer")
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
+        if recompute is not None and recompute < 1:
+            _fail(f"--recompute {recompute}: expected a positive integer")
         res = run_bench(depths, ensemble, dev, repeat=repeat, baseline_max_depth=baseline_max_depth,
-                        progress=lambda msg: status.update(msg))
+                        recompute=recompute, progress=lambda msg: status.update(msg))
     table = Table(title=f"odecheck bench: {res['device']}, {res['threads']} threads, "
                         f"bare bmm {res['bmm_gflops']:.1f} GFLOP/s")
     for col in ("L", "R", "baseline s/step", "engine s/step", "speedup", "GFLOP/s", "roofline"):

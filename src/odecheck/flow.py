@@ -138,6 +138,7 @@ def gradient_flow(
     check_halving: bool = False,
     callback: StepCallback | None = None,
     start_step: int = 0,
+    recompute: int | None = None,
 ) -> Trajectory:
     """Train ``net`` in place by explicit Euler on the gradient flow of [M24].
 
@@ -152,6 +153,8 @@ def gradient_flow(
     check_halving : also run the flow with step eta/2 for 2*steps steps on a copy and report the
         relative weight gap per member in ``discretization_error`` (Euler: O(eta))
     callback : called as callback(step, loss) after each step
+    recompute : mlp block only: keep one hidden state per ``recompute`` layers and recompute the
+        others in the backward pass (memory bounded in depth, about one extra forward per step)
 
     Returns
     -------
@@ -179,7 +182,7 @@ def gradient_flow(
     kept: dict[int, dict[str, np.ndarray]] = {}
     fams = net.layer_families
     for t in range(rows):
-        loss, grads = loss_and_grads(net, x, y, reuse=True)
+        loss, grads = loss_and_grads(net, x, y, reuse=True, segment=recompute)
         num = torch.zeros(R, dtype=torch.float64, device=net.device)
         for name in names:
             num += _flow_factor(net, name) * _sq_norm(net, name, grads[name])
@@ -207,10 +210,7 @@ def gradient_flow(
             if clip is not None:
                 step = step.clamp(-clip, clip)
             if not all_alive:
-                axis = _member_axis(net, name, p)
-                shape = [1] * p.ndim
-                shape[axis] = R
-                step = torch.where(alive.view(shape), step, torch.zeros((), dtype=p.dtype, device=p.device))
+                step = _masked(net, name, p, step, alive)
             p.sub_(step, alpha=lr)
         if callback is not None:
             callback(start_step + t + 1, loss_np)
