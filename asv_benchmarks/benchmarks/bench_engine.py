@@ -2,7 +2,7 @@
 
 import torch
 
-from .common import DEPTHS, DEVICES, ENSEMBLES, data, device_or_skip, network, sync
+from .common import DEPTHS, DEVICES, ENSEMBLES, data, device_or_skip, network, sync, train_step
 
 
 class Forward:
@@ -25,20 +25,8 @@ class TrainStep:
     timeout = 300
 
     def setup(self, L, R, device):
-        from odecheck._kernels import loss_and_grads
-
         self.dev = device_or_skip(device)
-        self.net = network(L, R, self.dev)
-        self.x, self.y = data(self.dev)
-        net, x, y = self.net, self.x, self.y
-
-        def step():
-            _, grads = loss_and_grads(net, x, y, reuse=True)
-            for name in net.trainable:
-                net._p[name].sub_(grads[name], alpha=1e-2 * L)
-
-        self.step = step
-        step()
+        self.step = train_step(L, R, self.dev)
 
     def time_train_step(self, L, R, device):
         self.step()
@@ -47,9 +35,19 @@ class TrainStep:
     def peakmem_train_step(self, L, R, device):
         self.step()
 
-    def track_gpu_peak_memory_mb(self, L, R, device):
-        if self.dev.type != "cuda":
-            raise NotImplementedError("GPU memory only")
+
+class GPUMemory:
+    """Peak GPU memory of one training step (CUDA only; skipped in setup elsewhere)."""
+
+    params = (DEPTHS, ENSEMBLES)
+    param_names = ["depth", "ensemble"]
+    timeout = 300
+
+    def setup(self, L, R):
+        self.dev = device_or_skip("cuda")
+        self.step = train_step(L, R, self.dev)
+
+    def track_gpu_peak_memory_mb(self, L, R):
         torch.cuda.reset_peak_memory_stats()
         self.step()
         sync(self.dev)

@@ -29,3 +29,19 @@ def network(L: int, R: int, device: torch.device, init: str = "iid"):
 
     return oc.ResNet(block="mlp", depth=L, dim=Q, width=M, activation="gelu", init=init, ensemble=R, seed=0,
                      device=device)
+
+
+def train_step(L: int, R: int, device: torch.device):
+    """One full-batch gradient-flow step of the engine (forward, hand-written backward, update)."""
+    from odecheck._kernels import loss_and_grads
+
+    net = network(L, R, device)
+    x, y = data(device)
+
+    def step():
+        _, grads = loss_and_grads(net, x, y, reuse=True)
+        for name in net.trainable:
+            net._p[name].sub_(grads[name], alpha=1e-2 * L)
+
+    step()
+    return step

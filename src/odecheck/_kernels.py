@@ -82,20 +82,16 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
         if keep:
             u = _buf(ws, "u", (L, R, n, m), h0)
             a = u if act == "identity" else _buf(ws, "a", (L, R, n, m), h0)
+            _mlp_range_forward(act, V, W, h, u, a, s, c)
         else:
             ub = torch.empty((R, n, m), dtype=dt, device=dev)
             ab = ub if act == "identity" else torch.empty_like(ub)
-        for k in range(L):
-            hk = h[k] if keep else cur
-            uk = u[k] if keep else ub
-            ak = a[k] if keep else ab
-            torch.baddbmm(uk, hk, W[k].transpose(1, 2), beta=0.0, alpha=s, out=uk)
-            if act != "identity":
-                _act_out(act, uk, ak)
-            if keep:
-                torch.baddbmm(hk, ak, V[k].transpose(1, 2), alpha=c, out=h[k + 1])
-            else:
-                torch.baddbmm(hk, ak, V[k].transpose(1, 2), alpha=c, out=nxt)
+            Wt, Vt = W.transpose(2, 3).unbind(0), V.transpose(2, 3).unbind(0)
+            for k in range(L):
+                torch.baddbmm(ub, cur, Wt[k], beta=0.0, alpha=s, out=ub)
+                if act != "identity":
+                    _act_out(act, ub, ab)
+                torch.baddbmm(cur, ab, Vt[k], alpha=c, out=nxt)
                 cur, nxt = nxt, cur
     elif net.block == "single":
         W, b = p["W"], p["b"]
@@ -237,13 +233,15 @@ def _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s: float, c: float, ws: d
     ga = torch.empty_like(u[0])
     # dl/du_k overwrites u_k, which is not needed afterwards (unless a is u: identity)
     GU = u if a is not u else _buf(ws, "GU", tuple(u.shape), u)
+    Gs, GUs, Vs, Ws, us, as_ = G.unbind(0), GU.unbind(0), V.unbind(0), W.unbind(0), u.unbind(0), a.unbind(0)
+    same = a is u
     for k in range(S - 1, -1, -1):
-        if a is u:
-            torch.baddbmm(GU[k], G[k + 1], V[k], beta=0.0, alpha=c, out=GU[k])
+        if same:
+            torch.baddbmm(GUs[k], Gs[k + 1], Vs[k], beta=0.0, alpha=c, out=GUs[k])
         else:
-            torch.baddbmm(ga, G[k + 1], V[k], beta=0.0, alpha=c, out=ga)
-            _act_backward_out(act, ga, u[k], a[k], GU[k])
-        torch.baddbmm(G[k + 1], GU[k], W[k], alpha=s, out=G[k])
+            torch.baddbmm(ga, Gs[k + 1], Vs[k], beta=0.0, alpha=c, out=ga)
+            _act_backward_out(act, ga, us[k], as_[k], GUs[k])
+        torch.baddbmm(Gs[k + 1], GUs[k], Ws[k], alpha=s, out=Gs[k])
     SR = S * R
     torch.baddbmm(gV.reshape(SR, q, m), G[1:].reshape(SR, n, q).transpose(1, 2), a.reshape(SR, n, m),
                   beta=0.0, alpha=c, out=gV.view(SR, q, m))
@@ -253,12 +251,19 @@ def _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s: float, c: float, ws: d
 
 
 def _mlp_range_forward(act, V, W, h, u, a, s: float, c: float) -> None:
-    """Forward through consecutive mlp layers: h[0] given; writes h[1:], u, a."""
-    for k in range(V.shape[0]):
-        torch.baddbmm(u[k], h[k], W[k].transpose(1, 2), beta=0.0, alpha=s, out=u[k])
-        if a is not u:
-            _act_out(act, u[k], a[k])
-        torch.baddbmm(h[k], a[k], V[k].transpose(1, 2), alpha=c, out=h[k + 1])
+    """Forward through consecutive mlp layers: h[0] given; writes h[1:], u, a.
+
+    Per-layer views come from one ``unbind`` each (cheaper than indexing inside the loop)."""
+    Wt, Vt = W.transpose(2, 3).unbind(0), V.transpose(2, 3).unbind(0)
+    hs, us = h.unbind(0), u.unbind(0)
+    as_ = us if a is u else a.unbind(0)
+    same = a is u
+    for k in range(len(Wt)):
+        uk, ak = us[k], as_[k]
+        torch.baddbmm(uk, hs[k], Wt[k], beta=0.0, alpha=s, out=uk)
+        if not same:
+            _act_out(act, uk, ak)
+        torch.baddbmm(hs[k], ak, Vt[k], alpha=c, out=hs[k + 1])
 
 
 def _mlp_loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool):
