@@ -79,3 +79,16 @@ def test_bad_files_exit_2_one_line(tmp_path, kind):
     assert needle in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
     assert json.loads((tmp_path / "keep.json").read_text()) == {"old": 1}
+
+
+def test_analyze_reads_odecheck_train_output(tmp_path):
+    from odecheck.config import RunConfig
+    from odecheck.runner import run
+
+    cfg = RunConfig.from_dict({"model": {"depth": 8, "dim": 4, "width": 5, "ensemble": 2, "init": "iid"},
+                               "data": {"n": 8}, "train": {"steps": 3, "snapshots": [0, 3]}})
+    run(cfg, tmp_path / "r")
+    paths = load_paths(tmp_path / "r" / "weights.npz")
+    names = sorted({w.name for w in paths})
+    assert names == ["final/V", "final/W", "step0/V", "step0/W", "step3/V", "step3/W"]
+    assert all(w.array.shape[0] == 8 and w.member in (0, 1) for w in paths)

@@ -65,6 +65,11 @@ def _load_npz(p: Path, stacked: bool) -> list[WeightPath]:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise InvalidArgument(f"{f}: unreadable or corrupt npz ({type(e).__name__}: {str(e).split('.')[0]})") from None
     out = []
+    families = arrays.pop("_layer_families", None)
+    if families is not None:  # written by `odecheck train`: (R, L, ...) stacks named <tag>/<family>
+        fams = {str(f) for f in np.atleast_1d(families)}
+        arrays = {k: v for k, v in arrays.items() if k.rsplit("/", 1)[-1] in fams}
+        stacked = True
     for name, a in arrays.items():
         need = 2 if stacked else 1
         if a.ndim < need or a.shape[1 if stacked else 0] < 2:

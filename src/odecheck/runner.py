@@ -92,6 +92,8 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
     assert traj is not None
     _atomic_save(traj.arrays(), out / "trajectory.npz", lambda a, f: np.savez(f, **a))
     weights = {f"final/{k}": v for k, v in net.numpy_weights().items()}
+    # tells `odecheck analyze` which arrays are (R, L, ...) layer stacks
+    weights["_layer_families"] = np.array(list(net.layer_families))
     for s, w in traj.snapshots.items():
         weights.update({f"step{s}/{k}": v for k, v in w.items()})
     _atomic_save(weights, out / "weights.npz", lambda a, f: np.savez(f, **a))
