@@ -40,6 +40,7 @@ def test_verify_cli_writes_report_and_resumes(tmp_path):
     for c in rep["claims"]:
         assert set(c) >= {"id", "verdict", "expected", "estimate", "ci", "alpha", "n", "seconds", "details"}
     assert (out / "report.md").exists() and (out / "relu-counterexample.png").exists()
+    assert rep["claims"][0]["figure"] == "relu-counterexample.png"
     again = runner.invoke(app, args)
     assert again.exit_code == 0
     rep2 = json.loads((out / "report.json").read_text())

@@ -144,6 +144,7 @@ def verify(
             fig = verdict_figure(v, out / f"{cid}.png")
             if fig is not None:
                 figures[cid] = fig.name
+                v["figure"] = fig.name
             rep = report_dict(verdicts, budget=budget, device=dev, seed=seed)
             _write_json(report_path, rep)  # written as it goes: an interrupted run keeps finished claims
     rep = report_dict(verdicts, budget=budget, device=dev, seed=seed)
