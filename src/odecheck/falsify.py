@@ -41,7 +41,7 @@ class Probe:
         return tuple(self.scope)
 
 
-def _increment_slopes(cfg: dict, *, steps: int = 200, lr: float = 0.05, R: int = 4, level: float = 0.95
+def _increment_slopes(cfg: dict, *, steps: int = 200, lr: float = 0.05, R: int = 8, level: float = 0.95
                       ) -> tuple[np.ndarray, object]:
     L = cfg["depth"]
     q, m, n = cfg["dim"], cfg["width"], 10

@@ -1,0 +1,30 @@
+import json
+
+from typer.testing import CliRunner
+
+from odecheck.cli import app
+
+runner = CliRunner()
+
+
+def test_replay_reproduces_a_relu_counterexample(tmp_path):
+    cfg = {"activation": "relu", "beta": 1.0, "depth": 32, "dim": 2, "init": "tied", "width": 4}
+    res = runner.invoke(app, ["falsify", "tied-init-lipschitz", "--replay", json.dumps(cfg)])
+    assert res.exit_code == 0, res.output
+    assert ": refuted" in res.output
+
+
+def test_search_with_nothing_widened_stays_in_scope(tmp_path):
+    res = runner.invoke(app, ["falsify", "init-scaling-regimes", "--max-examples", "3",
+                              "--json", str(tmp_path / "f.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "f.json").read_text())
+    assert out["found"] is False and out["examples"] >= 1
+
+
+def test_bad_arguments_exit_2():
+    for args, needle in ((["nope"], "nope"), (["tied-init-lipschitz", "--widen", "colour"], "colour"),
+                         (["tied-init-lipschitz", "--replay", "{not json"], "JSON"),
+                         (["tied-init-lipschitz", "--replay", "{}"], "lacks")):
+        res = runner.invoke(app, ["falsify", *args])
+        assert res.exit_code == 2 and needle in res.output, (args, res.output)
