@@ -128,3 +128,13 @@ def test_flow_rejects_mismatched_targets():
         oc.gradient_flow(net, ds.x, ds.y[:5], steps=1, lr=1e-2)
     with pytest.raises(oc.InvalidArgument, match="y"):
         oc.gradient_flow(net, ds.x, torch.full_like(ds.y, float("nan")), steps=1, lr=1e-2)
+
+
+def test_increments_can_be_skipped_and_match_naive_when_tracked():
+    net, ds = small(), data()
+    tr = oc.gradient_flow(net.clone(), ds.x, ds.y, steps=3, lr=1e-2, track_increments=False)
+    assert np.isnan(tr.max_increment).all()
+    tr = oc.gradient_flow(net, ds.x, ds.y, steps=3, lr=1e-2)
+    w = net.weights
+    naive = np.sqrt(sum(((w[f][:, 1:] - w[f][:, :-1]) ** 2).flatten(2).sum(-1).numpy() for f in ("V", "W")))
+    np.testing.assert_allclose(tr.max_increment[-1], naive.max(1), rtol=1e-10)

@@ -139,6 +139,7 @@ def gradient_flow(
     callback: StepCallback | None = None,
     start_step: int = 0,
     recompute: int | None = None,
+    track_increments: bool = True,
 ) -> Trajectory:
     """Train ``net`` in place by explicit Euler on the gradient flow of [M24].
 
@@ -153,6 +154,8 @@ def gradient_flow(
     check_halving : also run the flow with step eta/2 for 2*steps steps on a copy and report the
         relative weight gap per member in ``discretization_error`` (Euler: O(eta))
     callback : called as callback(step, loss) after each step
+    track_increments : record max_k ||Z_{k+1} - Z_k|| at every step (a pass over the weights; set
+        False when only the loss and PL ratio matter: the column is then NaN)
     recompute : mlp block only: keep one hidden state per ``recompute`` layers and recompute the
         others in the backward pass (memory bounded in depth, about one extra forward per step)
 
@@ -176,7 +179,7 @@ def gradient_flow(
     loss_a = np.full((rows, R), np.nan)
     pl_a = np.full((rows, R), np.nan)
     gn_a = np.full((rows, R), np.nan)
-    inc_a = np.zeros((rows, R))
+    inc_a = np.zeros((rows, R)) if track_increments else np.full((rows, R), np.nan)
     diverged_at = np.full(R, -1, dtype=np.int64)
     alive = torch.ones(R, dtype=torch.bool, device=net.device)
     kept: dict[int, dict[str, np.ndarray]] = {}
@@ -197,7 +200,7 @@ def gradient_flow(
         gn_a[t] = num.sqrt().cpu().numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             pl_a[t] = num.cpu().numpy() / loss_np
-        if L > 1:
+        if L > 1 and track_increments:
             inc_a[t] = layer_increments(net._p, fams).amax(dim=1).cpu().numpy()
         if start_step + t in snap:
             kept[start_step + t] = net.numpy_weights()

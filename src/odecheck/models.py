@@ -472,15 +472,20 @@ class ResNet:
         return layer_increments(self._p, self.layer_families)
 
 
-def layer_increments(params: dict[str, torch.Tensor], families: tuple[str, ...]) -> torch.Tensor:
-    """Frobenius norms of successive differences of layer-major stacks, summed over families: (R, L-1)."""
-    total = None
+def layer_increments(params: dict[str, torch.Tensor], families: tuple[str, ...], *, chunk: int = 64) -> torch.Tensor:
+    """Frobenius norms of successive differences of layer-major stacks, summed over families: (R, L-1).
+
+    Computed over chunks of layers so that the temporaries stay small (no weight-sized allocation)."""
+    first = params[families[0]]
+    L, R = first.shape[0], first.shape[1]
+    total = torch.zeros((max(L - 1, 0), R), dtype=torch.float64, device=first.device)
     for name in families:
         v = params[name]
-        dv = (v[1:] - v[:-1]).reshape(v.shape[0] - 1, v.shape[1], -1) if v.ndim > 2 else (v[1:] - v[:-1])[..., None]
-        s = torch.linalg.vector_norm(dv, dim=-1).double() ** 2
-        total = s if total is None else total + s
-    assert total is not None
+        flat = v.reshape(L, R, -1) if v.ndim > 2 else v[..., None]
+        for i in range(0, L - 1, chunk):
+            j = min(i + chunk, L - 1)
+            dv = flat[i + 1:j + 1] - flat[i:j]
+            total[i:j] += torch.linalg.vector_norm(dv, dim=-1).double() ** 2
     return total.sqrt().T
 
 
