@@ -23,10 +23,11 @@ COLLAPSE = 0.1  # refuted: the PL constant falls below a tenth of its initial va
 
 def pl_experiment(ctx: Context) -> dict:
     n, d, q = 10, 16, 32  # n < d: unit-norm inputs in general position; q >= 2d so that F = 0 at init
-    m = ctx.pick(64, 64, 256)
-    L = ctx.pick(32, 64, 128)
+    # parameter-heavy, data-light: a step costs a few passes over the weights (L R q m float64)
+    m = ctx.pick(64, 64, 128)
+    L = ctx.pick(32, 64, 64)
     R = ctx.pick(16, 16, 32)  # 16 members: the median interval is [v_(3), v_(12)] (coverage 0.98)
-    steps = ctx.pick(300, 600, 1500)
+    steps = ctx.pick(300, 600, 1000)
     lr = 0.1
     return pl_run(ctx, n=n, d=d, q=q, m=m, L=L, R=R, steps=steps, lr=lr)
 
