@@ -65,8 +65,15 @@ class Trajectory:
         return self.diverged_at >= 0
 
     def then(self, later: Trajectory) -> Trajectory:
-        """Join this run with its continuation (whose row 0 repeats this run's last row)."""
-        cat = lambda a, b: np.concatenate([a, b[1:]], axis=0)
+        """Join this run with its continuation (whose row 0 repeats this run's last step).
+
+        For gradient flow the two rows are the same evaluation and the first is kept; for SGD/Adam
+        this run's last row is a full-batch loss and the continuation's row 0 the minibatch loss of
+        that step, which is kept so that all rows but the last are minibatch losses."""
+        if self.method == "gradient_flow":
+            cat = lambda a, b: np.concatenate([a, b[1:]], axis=0)
+        else:
+            cat = lambda a, b: np.concatenate([a[:-1], b], axis=0)
         div = np.where(self.diverged_at >= 0, self.diverged_at, later.diverged_at)
         snaps = {**self.snapshots, **later.snapshots}
         return replace(self, loss=cat(self.loss, later.loss), pl_ratio=cat(self.pl_ratio, later.pl_ratio),
@@ -247,7 +254,8 @@ def discretization_error(net: ResNet, x, y, *, steps: int, lr: float, clip: floa
     return _weight_gap(a, net.clone(), x, y, steps=steps, lr=lr, clip=clip)
 
 
-def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method, callback) -> Trajectory:
+def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method, callback, start_step=0,
+               state=None) -> Trajectory:
     _check_steps(steps, lr)
     x, y = _check_data(net, x, y)
     n = x.shape[-2]
@@ -256,33 +264,36 @@ def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method
     R = net.ensemble
     xr = x.expand(R, *x.shape[-2:]) if x.ndim == 3 else x.expand(R, *x.shape)
     yr = y.expand(R, *y.shape[-2:]) if y.ndim == 3 else y.expand(R, *y.shape)
+    state = {} if state is None else state  # optimizer buffers, batch RNG and divergence: resumable
     g = torch.Generator(device="cpu")
-    g.manual_seed(int(seed))
+    if "rng" in state:
+        g.set_state(state["rng"])
+    else:
+        g.manual_seed(int(seed))
     rows = steps + 1
     loss_a = np.full((rows, R), np.nan)
-    diverged_at = np.full(R, -1, dtype=np.int64)
-    state: dict = {}
-    ar = torch.arange(R)[:, None]
+    diverged_at = state.get("diverged_at", np.full(R, -1, dtype=np.int64)).copy()
+    ar = torch.arange(R, device=x.device)[:, None]
     for t in range(rows):
         if t == steps:
             loss, _ = loss_and_grads(net, x, y)  # full-batch loss at the end
             loss_a[t] = loss.double().cpu().numpy()
             break
-        idx = torch.argsort(torch.rand(R, n, generator=g), dim=1)[:, :batch_size]
-        idx = idx.to(x.device)
-        xb, yb = xr[ar.to(x.device), idx], yr[ar.to(x.device), idx]
-        loss, grads = loss_and_grads(net, xb, yb, reuse=True)
+        idx = torch.argsort(torch.rand(R, n, generator=g), dim=1)[:, :batch_size].to(x.device)
+        loss, grads = loss_and_grads(net, xr[ar, idx], yr[ar, idx], reuse=True)
         loss_np = loss.double().cpu().numpy()
         loss_a[t] = loss_np
         bad = ~np.isfinite(loss_np) & (diverged_at < 0)
-        diverged_at[bad] = t
+        diverged_at[bad] = start_step + t
         alive = torch.as_tensor(diverged_at < 0, device=net.device)
-        update(net, grads, state, t + 1, alive)
+        update(net, grads, state, start_step + t + 1, alive)
         if callback is not None:
-            callback(t + 1, loss_np)
+            callback(start_step + t + 1, loss_np)
+    state["rng"] = g.get_state()
+    state["diverged_at"] = diverged_at
     nan = np.full((rows, R), np.nan)
     return Trajectory(method=method, lr=float(lr), depth=net.depth, loss=loss_a, pl_ratio=nan, grad_norm=nan.copy(),
-                      max_increment=np.zeros((rows, R)), diverged_at=diverged_at)
+                      max_increment=np.full((rows, R), np.nan), diverged_at=diverged_at, start_step=start_step)
 
 
 def _masked(net, name, p, step, alive):
@@ -295,10 +306,12 @@ def _masked(net, name, p, step, alive):
 
 
 def sgd(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, momentum: float = 0.0, seed: int = 0,
-        callback: StepCallback | None = None) -> Trajectory:
+        callback: StepCallback | None = None, start_step: int = 0, state: dict | None = None) -> Trajectory:
     """Minibatch SGD (no depth factor), each member drawing its own batches. Trains ``net`` in place.
 
     ``loss`` rows 0..steps-1 are minibatch losses; the last row is the full-batch loss after training.
+    ``state`` (a dict, updated in place) carries momentum buffers, the batch RNG and divergence
+    between calls, so that a run split into chunks equals one uninterrupted run.
     """
     if not (0.0 <= momentum < 1.0):
         raise invalid("momentum", momentum, "a float in [0, 1)")
@@ -313,12 +326,15 @@ def sgd(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, momentum: 
             net._p[name].sub_(_masked(net, name, net._p[name], g, alive), alpha=lr)
 
     return _minibatch(net, x, y, steps=steps, lr=lr, batch_size=batch_size, seed=seed, update=update,
-                      method="sgd", callback=callback)
+                      method="sgd", callback=callback, start_step=start_step, state=state)
 
 
 def adam(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, betas=(0.9, 0.999), eps: float = 1e-8,
-         seed: int = 0, callback: StepCallback | None = None) -> Trajectory:
-    """Minibatch Adam (Kingma & Ba), as in the [C21] experiments. Trains ``net`` in place."""
+         seed: int = 0, callback: StepCallback | None = None, start_step: int = 0,
+         state: dict | None = None) -> Trajectory:
+    """Minibatch Adam (Kingma & Ba), as in the [C21] experiments. Trains ``net`` in place.
+
+    ``state`` as in :func:`sgd` (moment estimates, batch RNG, divergence)."""
     b1, b2 = betas
 
     def update(net, grads, state, t, alive):
@@ -332,4 +348,4 @@ def adam(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, betas=(0.
             net._p[name].sub_(_masked(net, name, net._p[name], step, alive), alpha=lr)
 
     return _minibatch(net, x, y, steps=steps, lr=lr, batch_size=batch_size, seed=seed, update=update,
-                      method="adam", callback=callback)
+                      method="adam", callback=callback, start_step=start_step, state=state)

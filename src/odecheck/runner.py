@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,35 +61,44 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
     dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
     data = build_data(cfg, dtype)
     net = build_model(cfg, data, device)
+    initial = net.numpy_weights()
     tc = cfg.train
     ckpt = out / "checkpoint.pt"
     traj: Trajectory | None = None
     step0 = 0
-    if ckpt.exists() and tc.method == "gradient_flow":
+    opt_state: dict = {}
+    if ckpt.exists():
         try:
             state = torch.load(ckpt, map_location=net.device, weights_only=False)
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported, not ignored
             raise InvalidArgument(f"checkpoint {str(ckpt)!r} is unreadable ({type(e).__name__}); remove it to restart") from None
         net._p = {k: v.to(net.device) for k, v in state["params"].items()}
         traj = state["trajectory"]
+        opt_state = state.get("opt_state", {})
         step0 = traj.steps
     resumed = step0
     cb = (lambda t, loss: progress(t, tc.steps, loss)) if progress else None
-    if tc.method == "gradient_flow":
-        while step0 < tc.steps:
-            chunk = min(tc.checkpoint_every, tc.steps - step0)
+    while step0 < tc.steps:
+        chunk = min(tc.checkpoint_every, tc.steps - step0)
+        if tc.method != "gradient_flow":  # SGD/Adam keep weights at chunk ends: end a chunk at each snapshot
+            chunk = min([chunk] + [s - step0 for s in tc.snapshots if s > step0])
+        if tc.method == "gradient_flow":
             snaps = [s for s in tc.snapshots if step0 <= s <= step0 + chunk and (traj is None or s > step0)]
             part = gradient_flow(net, data.x, data.y, steps=chunk, lr=tc.lr, clip=tc.clip, snapshots=snaps,
                                  callback=cb, start_step=step0)
-            traj = part if traj is None else traj.then(part)
-            step0 += chunk
-            _atomic_save({"params": net._p, "trajectory": traj}, ckpt, torch.save)
-        if traj is None:
-            traj = gradient_flow(net, data.x, data.y, steps=0, lr=tc.lr, snapshots=[0] if 0 in tc.snapshots else [])
-    else:
-        fn = sgd if tc.method == "sgd" else adam
-        traj = fn(net, data.x, data.y, steps=tc.steps, lr=tc.lr, batch_size=min(tc.batch_size, data.x.shape[0]),
-                  seed=cfg.model.seed, callback=cb)
+        else:
+            fn = sgd if tc.method == "sgd" else adam
+            part = fn(net, data.x, data.y, steps=chunk, lr=tc.lr, batch_size=min(tc.batch_size, data.x.shape[0]),
+                      seed=cfg.model.seed, callback=cb, start_step=step0, state=opt_state)
+            kept = {s: net.numpy_weights() for s in tc.snapshots if s == step0 + chunk}
+            if step0 == 0 and 0 in tc.snapshots:
+                kept[0] = initial
+            part = replace(part, snapshots=kept)
+        traj = part if traj is None else traj.then(part)
+        step0 += chunk
+        _atomic_save({"params": net._p, "trajectory": traj, "opt_state": opt_state}, ckpt, torch.save)
+    if traj is None:
+        traj = gradient_flow(net, data.x, data.y, steps=0, lr=tc.lr, snapshots=[0] if 0 in tc.snapshots else [])
     assert traj is not None
     _atomic_save(traj.arrays(), out / "trajectory.npz", lambda a, f: np.savez(f, **a))
     weights = {f"final/{k}": v for k, v in net.numpy_weights().items()}
