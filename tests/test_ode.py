@@ -75,3 +75,13 @@ def test_neural_ode_rejects_bad_arguments():
         oc.neural_ode(net, x, interpolation="cubic")
     with pytest.raises(oc.InvalidArgument, match="rtol"):
         oc.neural_ode(net, x, rtol=-1)
+
+
+def test_single_block_without_bias_and_bad_method():
+    net = oc.ResNet(block="single", depth=8, dim=3, activation="tanh", init="iid", bias=False, ensemble=2,
+                    dtype=torch.float64)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    gap = oc.ode_distance(net, x)
+    assert gap.shape == (2,) and torch.isfinite(gap).all()
+    with pytest.raises(oc.InvalidArgument, match="method"):
+        oc.neural_ode(net, x, method="dopri")

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 
 from ._errors import OdecheckError, invalid
-from .models import ResNet, activate
+from .models import LAYER_FAMILIES, ResNet, activate
 
 Interpolation = Literal["constant", "linear"]
 
@@ -31,7 +31,7 @@ Interpolation = Literal["constant", "linear"]
 def _weights_at(net: ResNet, p64: dict[str, torch.Tensor], s: torch.Tensor, interpolation: str,
                 bounds: torch.Tensor) -> dict[str, torch.Tensor]:
     L = net.depth
-    fams = net.layer_families
+    fams = tuple(dict.fromkeys(LAYER_FAMILIES[net.block] + net.layer_families))
     if interpolation == "constant" or L == 1:
         k = int(torch.searchsorted(bounds, s.reshape(1), right=True).item()) if L > 1 else 0
         k = min(k, L - 1)
@@ -61,9 +61,12 @@ def neural_ode(net: ResNet, x, *, rtol: float = 1e-7, atol: float = 1e-9, method
     (R, n, d') in the network's dtype (solved in float64).
     """
     from torchdiffeq import odeint
+    from torchdiffeq._impl.odeint import SOLVERS
 
     if interpolation not in ("constant", "linear"):
         raise invalid("interpolation", interpolation, "'constant' or 'linear'")
+    if method not in SOLVERS:
+        raise invalid("method", method, f"a torchdiffeq method: {', '.join(sorted(SOLVERS))}")
     for name, val in (("rtol", rtol), ("atol", atol)):
         if not (isinstance(val, (int, float)) and val > 0):
             raise invalid(name, val, "a positive float")
