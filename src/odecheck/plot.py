@@ -79,7 +79,7 @@ def verdict_figure(v: dict, path: Path) -> Path | None:
         axes[1].set_xlabel("flow time t")
         axes[1].set_ylabel("loss l(t)")
     elif kind == "cells":
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(9.5, 4))
         for i, c in enumerate(d["cells"]):
             V = np.asarray(c["values"])
             ax.plot(d["depths"], np.exp(np.log(V).mean(1)), "o-", color=f"C{i}",
@@ -89,7 +89,7 @@ def verdict_figure(v: dict, path: Path) -> Path | None:
         _depth_ticks(ax, d["depths"])
         ax.set_xlabel("depth L")
         ax.set_ylabel("||h_L - h_0|| / ||h_0|| at init")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         return None
     fig.suptitle(title, fontsize=10)
