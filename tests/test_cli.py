@@ -36,26 +36,6 @@ def test_train_writes_outputs(tmp_path):
     assert "step12/V" in w
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path):
-    cfg = RunConfig.from_dict({"model": {"depth": 6, "dim": 4, "width": 5, "ensemble": 2, "init": "iid"},
-                               "data": {"n": 12}, "train": {"steps": 12, "lr": 0.05, "checkpoint_every": 5,
-                                                            "snapshots": [0, 7, 12]}})
-    _, full, _ = run(cfg, tmp_path / "a")
-
-    def boom(t, total, loss):
-        if t == 8:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "b", progress=boom)
-    _, resumed, start = run(cfg, tmp_path / "b")
-    assert start == 5  # lost at most one checkpoint interval
-    np.testing.assert_allclose(resumed.loss, full.loss, rtol=1e-6)
-    assert sorted(resumed.snapshots) == [0, 7, 12]
-    a, b = np.load(tmp_path / "a" / "weights.npz"), np.load(tmp_path / "b" / "weights.npz")
-    np.testing.assert_allclose(a["final/V"], b["final/V"], rtol=1e-6)
-
-
 @pytest.mark.parametrize("text,needle", [("[model]\ndepth = -1\n", "depth"), ("[model]\nfoo = 1\n", "foo"),
                                          ("not toml ===", "TOML"), ("[train]\nmethod='lbfgs'\n", "method")])
 def test_train_bad_config_exits_2_with_one_line(tmp_path, text, needle):
@@ -76,8 +56,9 @@ def test_train_refuses_other_config_in_same_dir(tmp_path):
     assert (tmp_path / "run" / "trajectory.npz").exists()
 
 
-@pytest.mark.parametrize("method", ["adam", "sgd"])
-def test_interrupted_minibatch_run_resumes_to_the_same_result(tmp_path, method):
+@pytest.mark.parametrize("method,interrupt_at,resumed_from", [("gradient_flow", 8, 5), ("adam", 9, 7), ("sgd", 9, 7)])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, method, interrupt_at, resumed_from):
+    # checkpoints every 5 steps; SGD/Adam also end a chunk at each snapshot (7)
     cfg = RunConfig.from_dict({"model": {"depth": 6, "dim": 4, "width": 5, "ensemble": 2, "init": "iid"},
                                "data": {"n": 12}, "train": {"method": method, "steps": 12, "lr": 0.01,
                                                             "batch_size": 4, "checkpoint_every": 5,
@@ -85,19 +66,19 @@ def test_interrupted_minibatch_run_resumes_to_the_same_result(tmp_path, method):
     _, full, _ = run(cfg, tmp_path / "a")
 
     def boom(t, total, loss):
-        if t == 9:
+        if t == interrupt_at:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "b", progress=boom)
     _, resumed, start = run(cfg, tmp_path / "b")
-    assert start == 7
+    assert start == resumed_from  # lost at most one checkpoint interval
     assert full.loss.shape == (13, 2)
     np.testing.assert_allclose(resumed.loss, full.loss, rtol=1e-6)
     assert sorted(resumed.snapshots) == [0, 7, 12]
     a, b = np.load(tmp_path / "a" / "weights.npz"), np.load(tmp_path / "b" / "weights.npz")
-    np.testing.assert_allclose(a["final/V"], b["final/V"], rtol=1e-6)
-    np.testing.assert_allclose(a["step7/W"], b["step7/W"], rtol=1e-6)
+    for key in ("final/V", "step7/W"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-6)
 
 
 def test_chunked_adam_equals_one_run():

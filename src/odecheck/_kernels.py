@@ -49,8 +49,7 @@ def _buf(ws: dict, key: str, shape: tuple[int, ...], like: torch.Tensor) -> torc
     t = ws.get(key)
     if t is None or t.shape != shape or t.dtype != like.dtype or t.device != like.device:
         t = torch.empty(shape, dtype=like.dtype, device=like.device)
-        if ws is not None:
-            ws[key] = t
+        ws[key] = t
     return t
 
 
@@ -90,7 +89,7 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
             for k in range(L):
                 torch.baddbmm(ub, cur, Wt[k], beta=0.0, alpha=s, out=ub)
                 if act != "identity":
-                    _act_out(act, ub, ab)
+                    activate(act, ub, ab)
                 torch.baddbmm(cur, ab, Vt[k], alpha=c, out=nxt)
                 cur, nxt = nxt, cur
     elif net.block == "single":
@@ -107,10 +106,13 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
             ak = a[k] if keep else ab
             torch.baddbmm(b[k], hk, W[k].transpose(1, 2), out=uk)
             if act != "identity":
-                _act_out(act, uk, ak)
+                activate(act, uk, ak)
             dk = _delta(net, p, k)
             out = h[k + 1] if keep else nxt
-            torch.add(hk, ak * dk if not isinstance(dk, float) else ak, alpha=dk if isinstance(dk, float) else 1.0, out=out)
+            if isinstance(dk, float):
+                torch.add(hk, ak, alpha=dk, out=out)
+            else:
+                torch.addcmul(hk, ak, dk, out=out)
             if not keep:
                 cur, nxt = nxt, cur
     else:  # res1
@@ -123,7 +125,7 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
         for k in range(L):
             hk = h[k] if keep else cur
             ak = a[k] if keep else ab
-            _act_out(act, hk, ak)
+            activate(act, hk, ak)
             out = h[k + 1] if keep else nxt
             torch.baddbmm(hk, ak, V[k].transpose(1, 2), alpha=c, out=out)
             if not keep:
@@ -131,38 +133,6 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
     hL = h[L] if keep else cur
     y = torch.bmm(hL, B.transpose(1, 2))
     return y, (Cache(h=h, u=u, a=a, x=x) if keep else None)
-
-
-def _act_out(act: str, u: torch.Tensor, out: torch.Tensor) -> None:
-    """out = sigma(u) without a temporary."""
-    if act == "identity":
-        out.copy_(u)
-    elif act == "tanh":
-        torch.tanh(u, out=out)
-    elif act == "gelu":
-        torch._C._nn.gelu(u, out=out)
-    elif act == "relu":
-        torch.clamp(u, min=0.0, out=out)
-    elif act == "softplus":
-        torch.ops.aten.softplus.out(u, 1.0, 20.0, out=out)
-    else:
-        out.copy_(activate(act, u))
-
-
-def _act_backward_out(act: str, grad: torch.Tensor, u: torch.Tensor, a: torch.Tensor, out: torch.Tensor
-                      ) -> torch.Tensor:
-    """out = grad * sigma'(u) in one fused pass (``a`` = sigma(u))."""
-    if act == "identity":
-        return out.copy_(grad)
-    if act == "gelu":
-        return torch.ops.aten.gelu_backward.grad_input(grad, u, grad_input=out)
-    if act == "tanh":
-        return torch.ops.aten.tanh_backward.grad_input(grad, a, grad_input=out)
-    if act == "softplus":
-        return torch.ops.aten.softplus_backward.grad_input(grad, u, 1.0, 20.0, grad_input=out)
-    if act == "relu":
-        return torch.ops.aten.threshold_backward.grad_input(grad, a, 0.0, grad_input=out)
-    return activate_backward(act, grad, u, a)
 
 
 def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reuse: bool = False
@@ -176,10 +146,7 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reu
     L, q, m = net.depth, net.dim, net.width
     act = net.activation
     h, u, a, x = cache.h, cache.u, cache.a, cache.x
-    grads: dict[str, torch.Tensor] = {}
-    grads["B"] = torch.bmm(g_out.transpose(1, 2), h[L])
-    g = torch.bmm(g_out, p["B"])
-    grads["_hL"] = g.clone()
+    grads, g = _output_backward(g_out, h[L], p["B"])
     if net.block == "mlp":
         V, W = p["V"], p["W"]
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
@@ -212,11 +179,21 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reu
             ga = torch.bmm(g, V[k]) * c
             g.add_(activate_backward(act, ga, h[k], a[k]))
         grads["V"] = gV
-    grads["_h0"] = g
-    grads["A"] = torch.matmul(g.transpose(1, 2), x)
-    if grads["A"].shape[0] != net.ensemble:
-        grads["A"] = grads["A"].expand(net.ensemble, *grads["A"].shape[1:]).clone()
+    _input_backward(grads, g, x, net.ensemble)
     return grads
+
+
+def _output_backward(g_out: torch.Tensor, hL: torch.Tensor, B: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """dl/dB and dl/dh_L from dl/dF (F = B h_L)."""
+    g = torch.bmm(g_out, B)
+    return {"B": torch.bmm(g_out.transpose(1, 2), hL), "_hL": g.clone()}, g
+
+
+def _input_backward(grads: dict, g0: torch.Tensor, x: torch.Tensor, R: int) -> None:
+    """dl/dA and dl/dh_0 from g0 = dl/dh_0 (h_0 = A x), one A per member."""
+    grads["_h0"] = g0
+    gA = torch.matmul(g0.transpose(1, 2), x)
+    grads["A"] = gA if gA.shape[0] == R else gA.expand(R, *gA.shape[1:]).clone()
 
 
 def _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s: float, c: float, ws: dict) -> torch.Tensor:
@@ -240,7 +217,7 @@ def _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s: float, c: float, ws: d
             torch.baddbmm(GUs[k], Gs[k + 1], Vs[k], beta=0.0, alpha=c, out=GUs[k])
         else:
             torch.baddbmm(ga, Gs[k + 1], Vs[k], beta=0.0, alpha=c, out=ga)
-            _act_backward_out(act, ga, us[k], as_[k], GUs[k])
+            activate_backward(act, ga, us[k], as_[k], GUs[k])
         torch.baddbmm(Gs[k + 1], GUs[k], Ws[k], alpha=s, out=Gs[k])
     SR = S * R
     torch.baddbmm(gV.reshape(SR, q, m), G[1:].reshape(SR, n, q).transpose(1, 2), a.reshape(SR, n, m),
@@ -262,7 +239,7 @@ def _mlp_range_forward(act, V, W, h, u, a, s: float, c: float) -> None:
         uk, ak = us[k], as_[k]
         torch.baddbmm(uk, hs[k], Wt[k], beta=0.0, alpha=s, out=uk)
         if not same:
-            _act_out(act, uk, ak)
+            activate(act, uk, ak)
         torch.baddbmm(hs[k], ak, Vt[k], alpha=c, out=hs[k + 1])
 
 
@@ -292,9 +269,7 @@ def _mlp_loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool):
     hL = ck[len(starts)]
     out = torch.bmm(hL, B.transpose(1, 2))
     loss, g_out = mse(out, y)
-    grads: dict[str, torch.Tensor] = {"B": torch.bmm(g_out.transpose(1, 2), hL)}
-    g = torch.bmm(g_out, B)
-    grads["_hL"] = g.clone()
+    grads, g = _output_backward(g_out, hL, B)
     gV, gW = _buf(ws, "gV", tuple(V.shape), V), _buf(ws, "gW", tuple(W.shape), W)
     for j in range(len(starts) - 1, -1, -1):
         k0 = starts[j]
@@ -305,10 +280,7 @@ def _mlp_loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool):
         g = _mlp_range_backward(act, V[k0:k1], W[k0:k1], hs[: w + 1], us[:w], as_[:w], g, gV[k0:k1], gW[k0:k1],
                                 s, c, ws)
     grads["V"], grads["W"] = gV, gW
-    grads["_h0"] = g
-    grads["A"] = torch.matmul(g.transpose(1, 2), x)
-    if grads["A"].shape[0] != net.ensemble:
-        grads["A"] = grads["A"].expand(net.ensemble, *grads["A"].shape[1:]).clone()
+    _input_backward(grads, g, x, net.ensemble)
     return loss, grads
 
 

@@ -24,7 +24,7 @@ import torch
 
 from ._errors import invalid
 from ._kernels import loss_and_grads
-from .models import LAYER_FAMILIES, ResNet, as_tensor, layer_increments
+from .models import LAYER_FAMILIES, ResNet, as_tensor, layer_increments, member_axis
 
 StepCallback = Callable[[int, np.ndarray], None]
 
@@ -91,16 +91,6 @@ class Trajectory:
             out["discretization_error"] = self.discretization_error
         return out
 
-    @classmethod
-    def from_arrays(cls, a) -> Trajectory:
-        return cls(method=str(a["method"]), lr=float(a["lr"]), depth=int(a["depth"]), loss=a["loss"],
-                   pl_ratio=a["pl_ratio"], grad_norm=a["grad_norm"], max_increment=a["max_increment"],
-                   diverged_at=a["diverged_at"], start_step=int(a["start_step"]),
-                   discretization_error=a["discretization_error"] if "discretization_error" in a else None)
-
-
-def _member_axis(net: ResNet, name: str, t: torch.Tensor) -> int:
-    return 1 if (name in LAYER_FAMILIES[net.block] or (name == "delta" and t.ndim == 2)) else 0
 
 
 def _flow_factor(net: ResNet, name: str) -> float:
@@ -109,7 +99,7 @@ def _flow_factor(net: ResNet, name: str) -> float:
 
 
 def _sq_norm(net: ResNet, name: str, g: torch.Tensor) -> torch.Tensor:
-    axis = _member_axis(net, name, g)
+    axis = member_axis(net.block, name, g)
     gg = g.movedim(axis, 0).reshape(g.shape[axis], -1)
     return torch.linalg.vector_norm(gg, dim=1).double() ** 2
 
@@ -299,7 +289,7 @@ def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method
 def _masked(net, name, p, step, alive):
     if bool(alive.all()):
         return step
-    axis = _member_axis(net, name, p)
+    axis = member_axis(net.block, name, p)
     shape = [1] * p.ndim
     shape[axis] = net.ensemble
     return torch.where(alive.view(shape), step, torch.zeros((), dtype=p.dtype, device=p.device))

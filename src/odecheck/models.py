@@ -39,34 +39,47 @@ LAYER_FAMILIES: dict[str, tuple[str, ...]] = {"mlp": ("V", "W"), "single": ("W",
 
 
 # ----------------------------------------------------------------------------- activations
-def activate(name: str, u: torch.Tensor) -> torch.Tensor:
-    """sigma(u) for the named activation (exact erf gelu)."""
+def activate(name: str, u: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """sigma(u) for the named activation (exact erf gelu). Without ``out`` the functional form
+    (differentiable by autograd); with ``out`` written in place, no temporary."""
+    if name not in ACTIVATIONS:
+        raise invalid("activation", name, f"one of {', '.join(ACTIVATIONS)}")
+    if out is None:
+        return {"identity": lambda v: v, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu,
+                "softplus": torch.nn.functional.softplus, "relu": torch.relu}[name](u)
     if name == "identity":
-        return u
+        return out.copy_(u)
     if name == "tanh":
-        return torch.tanh(u)
+        return torch.tanh(u, out=out)
     if name == "gelu":
-        return torch.nn.functional.gelu(u)
+        return torch._C._nn.gelu(u, out=out)
     if name == "softplus":
-        return torch.nn.functional.softplus(u)
+        return torch.ops.aten.softplus.out(u, 1.0, 20.0, out=out)
+    return torch.clamp(u, min=0.0, out=out)
+
+
+def activate_backward(name: str, grad: torch.Tensor, u: torch.Tensor, a: torch.Tensor,
+                      out: torch.Tensor | None = None) -> torch.Tensor:
+    """grad * sigma'(u) in one fused pass (``a`` = sigma(u)), written into ``out`` if given."""
+    if name == "identity":
+        return grad if out is None else out.copy_(grad)
+    if out is None:
+        out = torch.empty_like(grad)
+    if name == "tanh":
+        return torch.ops.aten.tanh_backward.grad_input(grad, a, grad_input=out)
+    if name == "gelu":
+        return torch.ops.aten.gelu_backward.grad_input(grad, u, grad_input=out)
+    if name == "softplus":
+        return torch.ops.aten.softplus_backward.grad_input(grad, u, 1.0, 20.0, grad_input=out)
     if name == "relu":
-        return torch.relu(u)
+        return torch.ops.aten.threshold_backward.grad_input(grad, a, 0.0, grad_input=out)
     raise invalid("activation", name, f"one of {', '.join(ACTIVATIONS)}")
 
 
-def activate_backward(name: str, grad: torch.Tensor, u: torch.Tensor, a: torch.Tensor | None) -> torch.Tensor:
-    """grad * sigma'(u), fused where torch has a kernel for it (``a`` = sigma(u) if at hand)."""
-    if name == "identity":
-        return grad
-    if name == "tanh":
-        return torch.ops.aten.tanh_backward(grad, a if a is not None else torch.tanh(u))
-    if name == "gelu":
-        return torch.ops.aten.gelu_backward(grad, u)
-    if name == "softplus":
-        return torch.ops.aten.softplus_backward(grad, u, 1.0, 20.0)
-    if name == "relu":
-        return torch.where(u > 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
-    raise invalid("activation", name, f"one of {', '.join(ACTIVATIONS)}")
+def member_axis(block: str, name: str, t: torch.Tensor) -> int:
+    """Axis of the ensemble members in an internal parameter tensor: 1 for layer-major stacks
+    (the block's families and a per-layer delta), 0 for A, B and a shared delta."""
+    return 1 if (name in LAYER_FAMILIES[block] or (name == "delta" and t.ndim == 2)) else 0
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -424,8 +437,7 @@ class ResNet:
         it = torch.tensor(idx, dtype=torch.long, device=self.device)
         params = {}
         for k, v in self._p.items():
-            axis = 1 if (k in LAYER_FAMILIES[self.block] or (k == "delta" and v.ndim == 2)) else 0
-            params[k] = v.index_select(axis, it).contiguous()
+            params[k] = v.index_select(member_axis(self.block, k, v), it).contiguous()
         return self._with_params(params, len(idx))
 
     def to(self, *, dtype=None, device=None) -> ResNet:
