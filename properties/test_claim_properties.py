@@ -32,7 +32,8 @@ def test_tied_init_lipschitz_in_scope(act, width, dim):
 
 @given(st.sampled_from(("tanh", "gelu", "softplus")), st.integers(4, 8), st.integers(2, 4))
 def test_trained_ode_limit_in_scope(act, width, dim):
-    # deterministic given the derived seed: the trained network's ODE gap shrinks at least 2x from L to 4L
+    # deterministic given the derived seed: the trained network's ODE gap shrinks from L to 4L at least
+    # as fast as L^-0.85 (the project's rate boundary; the theory says L^-1)
     seed = derived_seed(act, width, dim)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(8, dim, generator=g, dtype=torch.float64)
@@ -43,7 +44,7 @@ def test_trained_ode_limit_in_scope(act, width, dim):
                         dtype=torch.float64)
         oc.gradient_flow(net, x, y, steps=100, lr=0.05)
         gaps.append(oc.ode_distance(net, x, rtol=1e-8, atol=1e-10).numpy())
-    assert np.all(gaps[1] < 0.5 * gaps[0]), gaps
+    assert np.all(gaps[1] < 4**-0.85 * gaps[0]), gaps
 
 
 @given(st.sampled_from(oc.ACTIVATIONS), st.integers(4, 8), st.integers(2, 4))
@@ -51,8 +52,7 @@ def test_iid_init_rough_in_scope(act, width, dim):
     # FWER <= 0.05 (Bonferroni over k examples)
     cfg = {"activation": act, "init": "iid", "beta": 1.0, "width": width, "dim": dim, "depth": 16}
     verdict, ev = _check_iid(cfg, level=_level())
-    assert verdict != "refuted", ev
-    assert ev["slope"] > -0.5, ev
+    assert verdict == "confirmed", ev
 
 
 @given(st.integers(4, 8), st.integers(10, 16), st.integers(32, 64))

@@ -108,4 +108,4 @@ def test_ode_gap_shrinks_from_L_to_4L_for_lipschitz_weights(q, m, act, L):
     limit = oc.neural_ode(stack(fine), x, interpolation="linear", rtol=1e-10, atol=1e-12)
     gap = lambda net: float((net(x) - limit).norm(dim=-1).max())
     g1, g4 = gap(stack(L)), gap(stack(4 * L))
-    assert g4 < 0.5 * g1, (g1, g4)
+    assert g4 < 4**-0.85 * g1, (g1, g4)  # at least the project's rate boundary L^-0.85 (theory: L^-1)

@@ -17,9 +17,10 @@ from .conftest import examples
 
 @given(weight_paths(kinds=("fbm",), min_depth=256, max_depth=1024, min_entries=16, max_entries=32))
 def test_planted_hurst_index_recovered(p):
-    # FWER <= 0.01: |error| <= 0.08 has a measured per-path failure rate < 1e-4 at L >= 256, 16 entries
+    # Tolerance 6 sd of the estimator, measured on 400 random draws of (H in [0.2, 0.8], L in [256, 1024],
+    # 16-32 entries): bias -0.0002, sd 0.0086, max |error| 0.034. Gaussian tail beyond 6 sd: 2e-9 per example.
     est = hurst(p.sample()).estimate
-    assert abs(est - p.hurst) < 0.08, (p, est)
+    assert abs(est - p.hurst) < 6 * 0.0086, (p, est)
 
 
 @given(weight_paths(min_depth=64, max_depth=256), st.floats(0.01, 100.0), st.floats(-50, 50))
@@ -43,19 +44,18 @@ def test_hurst_invariant_under_reversal_and_entry_permutation(p, rnd):
 
 @given(weight_paths(kinds=("smooth", "brownian", "white"), min_depth=64, max_depth=1024))
 def test_regime_of_planted_path(p):
-    # calibrated error rates of the regime rule are < 1% per cell (docs/calibration.md); FWER <= k * 0.01
-    # is kept below 0.1 by the ci profile's k = 8; we require the rule never to call a *wrong* regime
+    # the rule never called a wrong regime in 3000 planted paths (docs/calibration.md: 0 of 200 per cell,
+    # 95% upper bound 1.5% per cell), so FWER <= k * 0.015; the property asks for no *wrong* regime
     reg = classify_regime(p.sample(), seed=derived_seed(p)).regime
     assert reg in (p.regime, "inconclusive"), (p, reg)
 
 
 @given(st.floats(-2.0, 1.0), st.floats(0.01, 0.3), st.integers(4, 7), st.integers(4, 16))
 def test_planted_power_law_exponent_recovered(p, noise, n_depths, R):
-    # interval at level 1 - 0.01/k: FWER <= 0.01 (percentile bootstrap, near nominal: tests/test_estimators)
+    # Student-t interval over members at level 1 - 0.01/k (exact for Gaussian log-noise): FWER <= 0.01
     k = examples()
     rng = np.random.default_rng(derived_seed(p, noise, n_depths, R))
     depths = 2 ** np.arange(4, 4 + n_depths)
     vals = 2.0 * depths[:, None] ** p * np.exp(noise * rng.standard_normal((n_depths, R)))
-    fit = scaling_exponent(depths, vals, level=1 - 0.01 / k, n_boot=1000, seed=1)
-    margin = 0.02  # the percentile bootstrap is slightly liberal with few members
-    assert fit.ci[0] - margin < p < fit.ci[1] + margin, (p, fit)
+    fit = scaling_exponent(depths, vals, level=1 - 0.01 / k)
+    assert fit.ci[0] < p < fit.ci[1], (p, fit)

@@ -14,6 +14,7 @@ import torch
 
 import odecheck as oc
 from odecheck.claims.base import rate_decision
+from odecheck.claims.init_scaling import FLAT, cell_decision
 from odecheck.claims.pl import median_interval
 from odecheck.estimators import classify_regime, scaling_exponent
 from odecheck.init import member_generator
@@ -66,15 +67,6 @@ def iid_rough_decision(fit) -> str:
     return "confirmed" if lo > -0.85 else ("refuted" if hi < -0.85 else "inconclusive")
 
 
-def band_decision(fit, expect: str, flat: float = 0.15) -> str:
-    lo, hi = fit.ci
-    if expect == "explodes":
-        return "ok" if lo > flat else ("contradicts" if hi < flat else "unresolved")
-    if expect == "identity":
-        return "ok" if hi < -flat else ("contradicts" if lo > -flat else "unresolved")
-    return "ok" if (lo > -flat and hi < flat) else ("contradicts" if (hi < -flat or lo > flat) else "unresolved")
-
-
 def slope_rules_table(reps: int) -> list[str]:
     depths = np.array([64, 128, 256, 512])
     rng = np.random.default_rng(2)
@@ -106,8 +98,8 @@ def slope_rules_table(reps: int) -> list[str]:
         c = {"ok": 0, "contradicts": 0, "unresolved": 0}
         for _ in range(reps):
             vals = depths[:, None] ** slope * np.exp(0.1 * rng.standard_normal((len(depths), 8)))
-            c[band_decision(scaling_exponent(depths, vals, level=0.99), expect)] += 1
-        truth_ok = {"explodes": slope > 0.15, "identity": slope < -0.15, "stable": abs(slope) < 0.15}[expect]
+            c[cell_decision(scaling_exponent(depths, vals, level=0.99).ci, expect)] += 1
+        truth_ok = {"explodes": slope > FLAT, "identity": slope < -FLAT, "stable": abs(slope) < FLAT}[expect]
         wrong = c["contradicts"] if truth_ok else c["ok"]
         rows.append(f"| init-scaling cell '{expect}' | {slope} | {'matches' if truth_ok else 'differs'} | 8 | "
                     f"{c['ok']} | {c['contradicts']} | {c['unresolved']} | {wrong / reps:.3f} |")
@@ -156,7 +148,7 @@ def main() -> None:
               "trained-ode-limit: each of its two slopes (ODE gap, L2 distance) must have a 97.5% interval "
               "below 0; one slope's rule is shown, at slope 0 its false-confirmation rate is at most 0.0125. "
               "init-scaling-regimes: per (init, beta) cell a 99% interval (0.05 / 5 cells, Bonferroni) is "
-              "compared with the band |slope| < 0.15; an error is a wrong call (confirming a false cell "
+              f"compared with the band |slope| < {FLAT} (half the smallest predicted |1/2 - beta|); an error is a wrong call (confirming a false cell "
               "expectation, or contradicting a true one). Depths 64..512, log-noise sd 0.2 and 0.1.", ""]
     parts += slope_rules_table(max(reps, 1000))
     parts += ["", "## Median interval (pl-overparameterized)", "",

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from ._errors import InvalidArgument
 from .claims.base import Context, rate_decision
+from .claims.init_scaling import cell_decision, iid_regime
 from .estimators import init_ratios, scaling_exponent
 from .flow import gradient_flow
 from .init import as_init, member_generator
@@ -101,21 +102,16 @@ def _check_init(cfg: dict, level: float = 0.95) -> tuple[str, dict]:
                      ensemble=16, seed=seed)
         vals.append(np.maximum(init_ratios(net, x)[0], 1e-300))
     vals = np.array(vals)
+    expect = iid_regime(cfg["beta"])
     if not np.all(np.isfinite(vals)):  # overflow: the forward signal exploded
-        verdict = "confirmed" if cfg["beta"] < 0.4 else "refuted"
+        verdict = "confirmed" if expect == "explodes" else "refuted"
         return verdict, {"statistic": "||h_L - h_0||/||h_0||", "depths": depths, "overflow": True,
                          "predicted_slope_iid": 0.5 - cfg["beta"]}
     fit = scaling_exponent(depths, vals, seed=seed, level=level)
-    lo, hi = fit.ci
     beta = cfg["beta"]
-    # the iid prediction: ratio ~ L^(1/2 - beta); refuted when the interval excludes the predicted sign
-    if abs(beta - 0.5) < 0.1:
-        verdict = "confirmed" if (lo > -0.15 and hi < 0.15) else ("refuted" if (hi < -0.15 or lo > 0.15) else
-                                                                 "inconclusive")
-    elif beta > 0.5:
-        verdict = "confirmed" if hi < -0.15 else ("refuted" if lo > -0.15 else "inconclusive")
-    else:
-        verdict = "confirmed" if lo > 0.15 else ("refuted" if hi < 0.15 else "inconclusive")
+    # the iid prediction: ratio ~ L^(1/2 - beta); same cell rule as the claim
+    verdict = {"ok": "confirmed", "contradicts": "refuted", "unresolved": "inconclusive"}[
+        cell_decision(fit.ci, expect)]
     return verdict, {"statistic": "||h_L - h_0||/||h_0|| slope in L", "depths": depths, "slope": fit.estimate,
                      "ci": list(fit.ci), "predicted_slope_iid": 0.5 - beta}
 

@@ -16,7 +16,29 @@ from ..models import ResNet
 from .base import Claim, Context
 
 ALPHA = 0.05
-FLAT = 0.15  # |slope| below this counts as Theta(1)
+CRITICAL_IID = 0.5  # iid weights: ||h_L - h_0|| / ||h_0|| ~ L^(1/2 - beta) [M25]
+BETAS = (0.25, 0.5, 0.75, 1.0)
+# |slope| below FLAT counts as Theta(1): half the smallest predicted |1/2 - beta| among the
+# non-critical betas tested, so that no predicted slope lies inside the band (0.125)
+FLAT = 0.5 * min(abs(b - CRITICAL_IID) for b in BETAS if b != CRITICAL_IID)
+
+
+def iid_regime(beta: float) -> str:
+    """The [M25] prediction for iid weights at residual scaling L^-beta."""
+    if beta < CRITICAL_IID:
+        return "explodes"
+    return "stable" if beta == CRITICAL_IID else "identity"
+
+
+def cell_decision(ci: tuple[float, float], expect: str) -> str:
+    """'ok' if the slope interval shows the expected regime, 'contradicts' if it excludes it,
+    else 'unresolved' (explodes: slope > FLAT; identity: slope < -FLAT; stable: |slope| < FLAT)."""
+    lo, hi = ci
+    if expect == "explodes":
+        return "ok" if lo > FLAT else ("contradicts" if hi < FLAT else "unresolved")
+    if expect == "identity":
+        return "ok" if hi < -FLAT else ("contradicts" if lo > -FLAT else "unresolved")
+    return "ok" if (lo > -FLAT and hi < FLAT) else ("contradicts" if (hi < -FLAT or lo > FLAT) else "unresolved")
 
 
 def init_scaling_experiment(ctx: Context) -> dict:
@@ -24,8 +46,7 @@ def init_scaling_experiment(ctx: Context) -> dict:
     R = ctx.pick(8, 16, 32)
     q = 16
     x = torch.randn(32, q, generator=member_generator(ctx.seed + 77, 0))
-    cells = [("iid", 0.25, "explodes"), ("iid", 0.5, "stable"), ("iid", 0.75, "identity"), ("iid", 1.0, "identity"),
-             ("smooth(0.1)", 1.0, "stable")]
+    cells = [("iid", b, iid_regime(b)) for b in BETAS] + [("smooth(0.1)", 1.0, "stable")]
     level = 1 - ALPHA / len(cells)  # Bonferroni over the cells
     rows = []
     for j, (init, beta, expect) in enumerate(cells):
@@ -37,13 +58,8 @@ def init_scaling_experiment(ctx: Context) -> dict:
             vals.append(fwd)
         vals = np.array(vals)
         fit = scaling_exponent(depths, vals, level=level, seed=ctx.seed + j)
-        lo, hi = fit.ci
-        if expect == "explodes":
-            ok, bad = lo > FLAT, hi < FLAT
-        elif expect == "identity":
-            ok, bad = hi < -FLAT, lo > -FLAT
-        else:
-            ok, bad = (lo > -FLAT and hi < FLAT), (hi < -FLAT or lo > FLAT)
+        call = cell_decision(fit.ci, expect)
+        ok, bad = call == "ok", call == "contradicts"
         rows.append({"init": init, "beta": beta, "expected": expect, "slope": fit.estimate, "ci": fit.ci,
                      "values": vals, "ok": ok, "contradicts": bad})
         ctx.advance((j + 1) / len(cells))
@@ -69,5 +85,5 @@ INIT_SCALING = Claim(
     expected="confirmed", alpha=ALPHA,
     decision="per (init, beta) cell the log-log slope of the ratio in L with a Bonferroni Student-t interval over members "
              f"(level 1 - 0.05/5): explodes = interval above {FLAT}, identity = below -{FLAT}, stable = inside "
-             f"(-{FLAT}, {FLAT}); confirmed if every cell matches",
+             f"(-{FLAT}, {FLAT}) (half the smallest predicted |1/2 - beta|); confirmed if every cell matches",
     experiment=init_scaling_experiment)

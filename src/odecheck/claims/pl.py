@@ -17,8 +17,10 @@ from ..models import ResNet
 from .base import Claim, Context
 
 ALPHA = 0.05
-KEEP = 0.5  # confirmed: the median member keeps more than half its initial PL constant
-COLLAPSE = 0.1  # refuted: the PL constant falls below a tenth of its initial value
+# The overparameterized argument keeps the PL constant within a factor 2 of its value at
+# initialization along the flow (min_t r(t) >= r(0) / 2). Confirmed when the median member's
+# retained fraction is above 1/2 with confidence, refuted when it is below 1/2 with confidence.
+KEEP = 0.5
 
 
 def pl_experiment(ctx: Context) -> dict:
@@ -47,11 +49,12 @@ def pl_run(ctx: Context, *, n, d, q, m, L, R, steps, lr, activation="tanh", init
     T = s.horizon
     rho = s.mu_hat / traj.pl_ratio[0]  # fraction of the initial PL constant kept along the flow
     lo, hi = median_interval(rho, ALPHA)
-    # Groenwall: under PL with mu_hat, l(T) <= exp(-mu_hat T) l(0); 5% slack for the Euler discretization
-    bound_holds = bool(np.all(s.loss_ratio <= np.exp(-s.mu_hat * T) * 1.05))
-    if lo > KEEP and bound_holds:
+    # reported, not decided on: Groenwall's l(T) <= exp(-mu_hat T) l(0) holds for the exact flow by
+    # construction of mu_hat, so its ratio only measures the Euler discretization
+    decay_bound_ratio = s.loss_ratio / np.exp(-s.mu_hat * T)
+    if lo > KEEP:
         verdict = "confirmed"
-    elif hi < COLLAPSE or not bound_holds:
+    elif hi < KEEP:
         verdict = "refuted"
     else:
         verdict = "inconclusive"
@@ -60,7 +63,7 @@ def pl_run(ctx: Context, *, n, d, q, m, L, R, steps, lr, activation="tanh", init
     return {"verdict": verdict, "estimate": float(np.median(rho)), "ci": (lo, hi), "n": R,
             "details": {"n_samples": n, "input_dim": d, "dim": q, "width": m, "depth": L, "steps": steps, "lr": lr,
                         "horizon": T, "mu_hat": s.mu_hat, "r0": traj.pl_ratio[0], "retained": rho,
-                        "fitted_rate": s.rate, "loss_ratio": s.loss_ratio, "bound_holds": bound_holds,
+                        "fitted_rate": s.rate, "loss_ratio": s.loss_ratio, "decay_bound_ratio": decay_bound_ratio,
                         "time": t[idx], "pl_ratio": traj.pl_ratio[idx], "loss": traj.loss[idx], "plot": "pl"}}
 
 
@@ -88,7 +91,7 @@ PL = Claim(
            "inputs": "unit norm, n <= d", "io": "A = (I; 0), B = (0, I) with q >= 2d (F = 0 at init)"},
     expected="confirmed", alpha=ALPHA,
     decision="retained PL constant rho = min_t r(t) / r(0) per member; distribution-free 95% interval for the "
-             "median over members (binomial order statistics): confirmed if its lower bound exceeds 0.5 and every "
-             "member obeys l(T) <= 1.05 exp(-mu_hat T) l(0); refuted if the upper bound is below 0.1 (the PL "
-             "constant collapses: the loss plateaus) or the decay bound fails",
+             "median over members (binomial order statistics): confirmed if its lower bound exceeds 1/2 (the PL "
+             "constant stays within a factor 2 of its value at initialization), refuted if its upper bound is below "
+             "1/2",
     experiment=pl_experiment)

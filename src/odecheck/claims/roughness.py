@@ -57,25 +57,37 @@ def relu_counterexample_experiment(ctx: Context) -> dict:
         frozen &= bool(torch.equal(w[0::2], w0[0::2]))
         L = L2 // 2
         wstar = 2 * L * (C ** (1 / L) - 1)
-        wstar_err.append(float((w[1::2] - wstar).abs().max()))
+        wstar_err.append(float((w[1::2] - wstar).abs().max()) / wstar)
         D.append(float(traj.max_increment[-1, 0]))
         ctx.advance((i + 1) / len(depths))
     D = np.array(D)
     fit = scaling_exponent(depths, D, method="theil-sen", level=1 - ALPHA)
-    # claim: odd layers frozen, even layers at w*, successive differences stay Omega(1) (no decay with L)
-    ok = frozen and max(wstar_err) < 1e-3 and fit.ci[0] > -0.15 and D.min() > 1.0
-    verdict = "confirmed" if ok else ("refuted" if (not frozen or fit.ci[1] < -0.15) else "inconclusive")
+    # Theory: odd layers never move; even layers converge to w* = 2L(C^(1/L) - 1) >= 2 log C, so
+    # max_k |w_{k+1} - w_k| = w* + 1/(2L) >= 2 log C at every depth (Omega(1)). Convergence to the
+    # fixed point is checked to a relative 1e-6 (far above float64 rounding, far below w*).
+    floor = 2 * np.log(C)
+    converged = max(wstar_err) < 1e-6
+    if not frozen or (converged and D.min() < floor):
+        verdict = "refuted"
+    elif converged:
+        verdict = "confirmed"
+    else:
+        verdict = "inconclusive"
     return {"verdict": verdict, "estimate": fit.estimate, "ci": fit.ci, "n": len(depths),
             "details": {"depths": depths, "C": C, "steps": steps, "lr": 0.05, "values": D,
                         "intercept": fit.intercept, "level": fit.level, "odd_layers_frozen": frozen,
-                        "max_abs_error_to_w_star": wstar_err, "statistic": "max_k |w_{k+1} - w_k| after training",
+                        "max_rel_error_to_w_star": wstar_err, "omega1_floor_2logC": floor, "statistic": "max_k |w_{k+1} - w_k| after training",
                         "plot": "loglog", "ylabel": "max_k |w_k+1 - w_k|"}}
 
 
 def trained_regimes_experiment(ctx: Context) -> dict:
     depths = ctx.pick([32, 64, 128], [32, 64, 128, 256], [32, 64, 128, 256, 512])
     R = ctx.pick(4, 4, 8)
-    steps, lr = 300, 1e-3  # the same training horizon at every budget: the budget buys depths and members
+    # The same horizon at every budget (the budget buys depths and members). Adam moves each entry by
+    # about lr per step whatever the gradient's size, so an entry moves at most lr * steps = 0.3 here,
+    # below the unit scale of the init: the init's regularity along depth can survive training.
+    # (At lr 1e-2, lr * steps = 3 exceeds it, and smooth inits did come out rough.)
+    steps, lr = 300, 1e-3
     data = teacher_task(64, 8, width=16, seed=ctx.seed, dtype=torch.float32)
     rows = {}
     for j, init in enumerate(("smooth(0.1)", "iid")):
@@ -123,8 +135,10 @@ RELU_COUNTEREXAMPLE = Claim(
     source="[M24] App. 10",
     scope={"block": ["single"], "dim": [1], "activation": ["relu"], "init": ["counterexample"]},
     expected="confirmed", alpha=ALPHA,
-    decision="odd layers bit-for-bit unchanged, even layers within 1e-3 of w*, and Theil-Sen 95% interval of the "
-             "slope of max_k |w_{k+1} - w_k| against L above -0.15 with every value > 1",
+    decision="confirmed if the odd layers are bit-for-bit unchanged, the even layers reach w* (relative error "
+             "< 1e-6) and max_k |w_{k+1} - w_k| >= 2 log C (the depth-free lower bound of w* + 1/(2L)) at every "
+             "depth; refuted if an odd layer moved or a converged run falls below 2 log C; the estimate is the "
+             "Theil-Sen slope of the increment in L (theory: -> 0)",
     experiment=relu_counterexample_experiment)
 
 TRAINED_REGIMES = Claim(
