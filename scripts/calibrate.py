@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import odecheck as oc
-from odecheck.claims.base import rate_decision
+from odecheck.claims.base import rate_decision, rough_decision
 from odecheck.claims.init_scaling import FLAT, cell_decision
 from odecheck.claims.pl import median_interval
 from odecheck.estimators import classify_regime, scaling_exponent
@@ -62,11 +62,6 @@ def rate_table(reps: int) -> list[str]:
     return rows
 
 
-def iid_rough_decision(fit) -> str:
-    lo, hi = fit.ci
-    return "confirmed" if lo > -0.85 else ("refuted" if hi < -0.85 else "inconclusive")
-
-
 def slope_rules_table(reps: int) -> list[str]:
     depths = np.array([64, 128, 256, 512])
     rng = np.random.default_rng(2)
@@ -77,7 +72,7 @@ def slope_rules_table(reps: int) -> list[str]:
         c = {"confirmed": 0, "refuted": 0, "inconclusive": 0}
         for _ in range(reps):
             vals = depths[:, None] ** slope * np.exp(0.2 * rng.standard_normal((len(depths), 4)))
-            c[iid_rough_decision(scaling_exponent(depths, vals))] += 1
+            c[rough_decision(scaling_exponent(depths, vals))] += 1
         wrong = c["refuted"] if slope > -0.85 else c["confirmed"]
         truth = "claim holds" if slope > -0.85 else "claim fails"
         rows.append(f"| iid-init-rough | {slope} | {truth} | 4 | {c['confirmed']} | {c['refuted']} | "

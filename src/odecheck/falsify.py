@@ -19,7 +19,7 @@ import torch
 from hypothesis import strategies as st
 
 from ._errors import InvalidArgument
-from .claims.base import Context, rate_decision
+from .claims.base import Context, rate_decision, rough_decision
 from .claims.init_scaling import cell_decision, iid_regime
 from .estimators import init_ratios, scaling_exponent
 from .flow import gradient_flow
@@ -62,22 +62,20 @@ def _increment_slopes(cfg: dict, *, steps: int = 200, lr: float = 0.05, R: int =
     return D, scaling_exponent([L, 4 * L], D, paired=True, seed=seed, level=level)
 
 
-def _check_tied(cfg: dict, level: float = 0.95) -> tuple[str, dict]:
+def _check_increments(cfg: dict, level: float, decide) -> tuple[str, dict]:
     D, fit = _increment_slopes(cfg, level=level)
     if fit is None:
         return "diverged", {}
-    return rate_decision(fit), {"statistic": "max_{k,t} increment at depths L and 4L", "values": D.tolist(),
-                                "slope": fit.estimate, "ci": list(fit.ci)}
+    return decide(fit), {"statistic": "max_{k,t} increment at depths L and 4L", "values": D.tolist(),
+                         "slope": fit.estimate, "ci": list(fit.ci)}
+
+
+def _check_tied(cfg: dict, level: float = 0.95) -> tuple[str, dict]:
+    return _check_increments(cfg, level, rate_decision)
 
 
 def _check_iid(cfg: dict, level: float = 0.95) -> tuple[str, dict]:
-    D, fit = _increment_slopes(cfg, level=level)
-    if fit is None:
-        return "diverged", {}
-    lo, hi = fit.ci
-    verdict = "confirmed" if lo > -0.85 else ("refuted" if hi < -0.85 else "inconclusive")
-    return verdict, {"statistic": "max_{k,t} increment at depths L and 4L", "values": D.tolist(),
-                     "slope": fit.estimate, "ci": list(fit.ci)}
+    return _check_increments(cfg, level, rough_decision)
 
 
 def _check_pl(cfg: dict) -> tuple[str, dict]:

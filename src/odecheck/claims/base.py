@@ -98,3 +98,10 @@ def rate_decision(fit, *, target: float = -0.85) -> Outcome:
     if lo > target:
         return "refuted"
     return "inconclusive"
+
+
+def rough_decision(fit, *, target: float = -0.85) -> Outcome:
+    """The mirror image (iid-init-rough: increments do not shrink like 1/L): confirmed if the whole
+    interval lies above ``target``, refuted if below, else inconclusive."""
+    return {"confirmed": "refuted", "refuted": "confirmed", "inconclusive": "inconclusive"}[
+        rate_decision(fit, target=target)]

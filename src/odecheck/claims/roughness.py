@@ -14,7 +14,7 @@ from ..data import teacher_task
 from ..estimators import classify_regime, max_norm, scaling_exponent
 from ..flow import adam, gradient_flow
 from ..models import ResNet
-from .base import Claim, Context
+from .base import Claim, Context, rough_decision
 from .rates import _diverged, _m24_setting
 
 ALPHA = 0.05
@@ -31,9 +31,7 @@ def iid_rough_experiment(ctx: Context) -> dict:
     fit = scaling_exponent(depths, D, seed=ctx.seed)
     net = runs[-1][0]
     regimes = [classify_regime(net.numpy_weights()["V"][r], seed=ctx.seed).regime for r in range(R)]
-    # claim: increments do not shrink like 1/L
-    lo, hi = fit.ci
-    verdict = "confirmed" if lo > -0.85 else ("refuted" if hi < -0.85 else "inconclusive")
+    verdict = rough_decision(fit)  # claim: increments do not shrink like 1/L
     return {"verdict": verdict, "estimate": fit.estimate, "ci": fit.ci, "n": len(depths) * R,
             "details": {"depths": depths, "ensemble": R, "steps": steps, "values": D, "intercept": fit.intercept,
                         "level": fit.level, "statistic": "max_k ||Z_{k+1}(T) - Z_k(T)||_F (trained, iid init)",
