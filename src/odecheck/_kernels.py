@@ -17,18 +17,22 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _native
 from ._errors import invalid
 from .models import ResNet, activate, activate_backward
 
 
 @dataclass
 class Cache:
-    """Saved forward quantities: h (L+1, R, n, q); u, a (L, R, n, m) pre-activations/activations."""
+    """Saved forward quantities: h (L+1, R, n, q); u, a (L, R, n, m) pre-activations/activations.
+
+    ``d``: sigma'(u) instead of u, when the fused CPU kernels (``_native``) ran the mlp forward."""
 
     h: torch.Tensor
     u: torch.Tensor | None
     a: torch.Tensor | None
     x: torch.Tensor
+    d: torch.Tensor | None = None
 
 
 def _delta(net: ResNet, p: dict[str, torch.Tensor], k: int):
@@ -74,8 +78,15 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
         h = None
         cur = h0.clone()
         nxt = torch.empty_like(cur)
-    u = a = None
-    if net.block == "mlp":
+    u = a = d = None
+    if net.block == "mlp" and _native.usable(p["V"], p["W"], act):
+        s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
+        if keep:
+            a, d = _buf(ws, "a", (L, R, n, m), h0), _buf(ws, "d", (L, R, n, m), h0)
+            _native.mlp_forward(act, p["V"], p["W"], h, a, d, s, c)
+        else:
+            _native.mlp_forward(act, p["V"], p["W"], cur, None, None, s, c, keep=False)
+    elif net.block == "mlp":
         V, W = p["V"], p["W"]
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
         if keep:
@@ -132,7 +143,7 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
                 cur, nxt = nxt, cur
     hL = h[L] if keep else cur
     y = torch.bmm(hL, B.transpose(1, 2))
-    return y, (Cache(h=h, u=u, a=a, x=x) if keep else None)
+    return y, (Cache(h=h, u=u, a=a, x=x, d=d) if keep else None)
 
 
 def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reuse: bool = False
@@ -147,7 +158,12 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reu
     act = net.activation
     h, u, a, x = cache.h, cache.u, cache.a, cache.x
     grads, g = _output_backward(g_out, h[L], p["B"])
-    if net.block == "mlp":
+    if net.block == "mlp" and cache.d is not None:
+        V, W = p["V"], p["W"]
+        gV, gW = _buf(ws, "gV", tuple(V.shape), V), _buf(ws, "gW", tuple(W.shape), W)
+        _native.mlp_backward(act, V, W, h, a, cache.d, g, gV, gW, 1.0 / math.sqrt(q), net.alpha / math.sqrt(m))
+        grads["V"], grads["W"] = gV, gW
+    elif net.block == "mlp":
         V, W = p["V"], p["W"]
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
         gV, gW = _buf(ws, "gV", tuple(V.shape), V), _buf(ws, "gW", tuple(W.shape), W)
@@ -260,9 +276,14 @@ def _mlp_loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool):
     hs = _buf(ws, "seg_h", (S + 1, R, n, q), h0)
     us = _buf(ws, "seg_u", (S, R, n, m), h0)
     as_ = _buf(ws, "seg_a", (S, R, n, m), h0)  # separate even for identity: views of one buffer are not `is`
+    fused = _native.usable(V, W, act)  # then us holds sigma'(u), and checkpoints need no stored layers
     ck[0] = h0
     for j, k0 in enumerate(starts):
         k1 = min(k0 + S, L)
+        if fused:
+            ck[j + 1] = ck[j]
+            _native.mlp_forward(act, V[k0:k1], W[k0:k1], ck[j + 1], None, None, s, c, keep=False)
+            continue
         hs[0] = ck[j]
         _mlp_range_forward(act, V[k0:k1], W[k0:k1], hs[: k1 - k0 + 1], us[: k1 - k0], as_[: k1 - k0], s, c)
         ck[j + 1] = hs[k1 - k0]
@@ -276,6 +297,10 @@ def _mlp_loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool):
         k1 = min(k0 + S, L)
         w = k1 - k0
         hs[0] = ck[j]
+        if fused:
+            _native.mlp_forward(act, V[k0:k1], W[k0:k1], hs[: w + 1], as_[:w], us[:w], s, c)
+            _native.mlp_backward(act, V[k0:k1], W[k0:k1], hs[: w + 1], as_[:w], us[:w], g, gV[k0:k1], gW[k0:k1], s, c)
+            continue
         _mlp_range_forward(act, V[k0:k1], W[k0:k1], hs[: w + 1], us[:w], as_[:w], s, c)
         g = _mlp_range_backward(act, V[k0:k1], W[k0:k1], hs[: w + 1], us[:w], as_[:w], g, gV[k0:k1], gW[k0:k1],
                                 s, c, ws)

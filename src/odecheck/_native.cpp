@@ -1,0 +1,342 @@
+// Fused CPU kernels for the mlp block, h_{k+1} = h_k + c V_k sigma(s W_k h_k), over stacked weights.
+//
+// Built on first use by odecheck/_native.py (plain C ABI, loaded with ctypes; no torch headers).
+// Every sample moves through the network independently of the others, so one call walks a range
+// of ensemble members through all layers: no per-layer dispatch, no synchronisation between
+// layers, and each layer's weights (2 q m numbers) stay in L1 while the n rows pass through,
+// RB rows at a time with their accumulators in vector registers.
+//
+// float32 only, q and m multiples of 16 (one 16-lane vector = 64 bytes; GCC/Clang vector
+// extensions, so the compiler maps it to AVX-512, two AVX2 registers, or NEON).
+//
+// Layouts (row-major, contiguous):  h (S+1, R, n, q)   a, d (S, R, n, m)
+//                                    W (S, R, m, q)     V (S, R, q, m)
+// d holds sigma'(u): the forward computes the activation and its derivative together, so the
+// backward needs neither u nor a second activation pass.
+//
+// Adjoint (g = dl/dh_{k+1} row):  ga = c V^T g;  gu = ga * d;  dV += c g a^T;  dW += s gu h^T;
+//                                  dl/dh_k = g + s W^T gu.
+#include <cstdint>
+#include <cstring>
+
+namespace {
+
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+typedef float vfu __attribute__((vector_size(64), aligned(4)));  // unaligned loads and stores
+
+enum Act { IDENTITY = 0, TANH = 1, GELU = 2, SOFTPLUS = 3, RELU = 4 };
+
+inline vf load(const float* p) { return *reinterpret_cast<const vfu*>(p); }
+inline void store(float* p, vf v) { *reinterpret_cast<vfu*>(p) = v; }
+inline vf splat(float x) { return vf{} + x; }
+inline vf vabs(vf x) { return (vf)((vi)x & 0x7fffffff); }
+inline vf vselect(vi mask, vf a, vf b) { return (vf)(((vi)a & mask) | ((vi)b & ~mask)); }
+
+// exp for float32 (Cephes expf: range reduction by ln 2, degree-6 polynomial), ~1 ulp.
+inline vf vexp(vf x) {
+    x = vselect(x < -87.33654f, splat(-87.33654f), x);
+    x = vselect(x > 88.72283f, splat(88.72283f), x);
+    vf fx = x * 1.44269504088896341f + 0.5f;
+    vf n = __builtin_convertvector(__builtin_convertvector(fx, vi), vf);  // truncation ...
+    n = vselect(n > fx, n - 1.0f, n);                                      // ... made a floor
+    vf r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    vf p = splat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+    return p * (vf)bits;
+}
+
+// log(1 + y) for y in [0, 1] (softplus below its threshold): log1p via log of a mantissa in
+// [sqrt(1/2), sqrt(2)) (Cephes logf polynomial).
+inline vf vlog(vf x) {
+    vi xi = (vi)x;
+    vi e = ((xi >> 23) & 0xff) - 126;
+    vf mant = (vf)((xi & 0x007fffff) | 0x3f000000);  // in [0.5, 1)
+    vi small = mant < 0.70710678118654752f;
+    vf ef = __builtin_convertvector(e, vf) - vselect(small, splat(1.0f), splat(0.0f));
+    mant = vselect(small, mant + mant, mant) - 1.0f;
+    vf z = mant * mant;
+    vf y = splat(7.0376836292e-2f);
+    y = y * mant - 1.1514610310e-1f;
+    y = y * mant + 1.1676998740e-1f;
+    y = y * mant - 1.2420140846e-1f;
+    y = y * mant + 1.4249322787e-1f;
+    y = y * mant - 1.6668057665e-1f;
+    y = y * mant + 2.0000714765e-1f;
+    y = y * mant - 2.4999993993e-1f;
+    y = y * mant + 3.3333331174e-1f;
+    y = y * mant * z;
+    y = y + ef * -2.12194440e-4f;
+    y = y - 0.5f * z;
+    return mant + y + ef * 0.693359375f;
+}
+
+// activation a = sigma(u) and derivative d = sigma'(u), 16 lanes at a time. gelu uses the same erf
+// formula as ATen's vectorised float gelu (Abramowitz-Stegun 7.1.26, |error| <= 1.5e-7).
+template <int act>
+inline void act_pair(vf u, vf& a, vf& d) {
+    if constexpr (act == GELU) {
+        const vf x = u * 0.70710678118654752f;
+        const vf t = 1.0f / (vabs(x) * 0.3275911f + 1.0f);
+        const vf poly = ((((t * 1.061405429f - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t
+                         + 0.254829592f) * t;
+        const vf e = vexp(-(x * x));
+        const vf erf_abs = 1.0f - poly * e;
+        const vf erf = vselect(x < 0.0f, -erf_abs, erf_abs);
+        const vf cdf = 0.5f * (1.0f + erf);
+        a = u * cdf;
+        d = cdf + u * (e * 0.39894228040143268f);
+    } else if constexpr (act == TANH) {
+        const vf ax = vabs(u);
+        const vf z = u * u;
+        const vf small = ((((z * -5.70498872745e-3f + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z
+                           + 1.33314422036e-1f) * z - 3.33332819422e-1f) * z * u + u;
+        const vf big_abs = 1.0f - 2.0f / (vexp(ax + ax) + 1.0f);
+        const vf big = vselect(u < 0.0f, -big_abs, big_abs);
+        a = vselect(ax < 0.625f, small, big);
+        d = 1.0f - a * a;
+    } else if constexpr (act == SOFTPLUS) {  // log(1 + e^u), linear above 20 as in torch
+        const vf e = vexp(-vabs(u));                 // in (0, 1]
+        const vf lg = vlog(1.0f + e) + vselect(u > 0.0f, u, splat(0.0f));
+        a = vselect(u > 20.0f, u, lg);
+        const vf sig = vselect(u > 0.0f, 1.0f / (1.0f + e), e / (1.0f + e));
+        d = vselect(u > 20.0f, splat(1.0f), sig);
+    } else if constexpr (act == RELU) {
+        const vi pos = u > 0.0f;
+        a = vselect(pos, u, splat(0.0f));
+        d = vselect(pos, splat(1.0f), splat(0.0f));
+    } else {
+        a = u;
+        d = splat(1.0f);
+    }
+}
+
+// RB rows of one layer, forward. wt: (Q, M) = s W^T, vt: (M, Q) = c V^T, as vectors.
+template <int act, int QV, int MV, int RB>
+inline void fwd_rows(const float* hin, float* hout, float* a, float* d, const vf* wt, const vf* vt) {
+    constexpr int Q = 16 * QV, M = 16 * MV;
+    vf u[RB][MV];
+    for (int r = 0; r < RB; ++r)
+        for (int j = 0; j < MV; ++j) u[r][j] = splat(0.0f);
+    for (int p = 0; p < Q; ++p) {
+        vf w[MV];
+        for (int j = 0; j < MV; ++j) w[j] = wt[p * MV + j];
+        for (int r = 0; r < RB; ++r) {
+            const float hp = hin[r * Q + p];
+            for (int j = 0; j < MV; ++j) u[r][j] += hp * w[j];
+        }
+    }
+    for (int r = 0; r < RB; ++r)
+        for (int j = 0; j < MV; ++j) {
+            vf av, dv;
+            act_pair<act>(u[r][j], av, dv);
+            store(a + r * M + 16 * j, av);
+            store(d + r * M + 16 * j, dv);
+        }
+    vf t[RB][QV];
+    for (int r = 0; r < RB; ++r)
+        for (int p = 0; p < QV; ++p) t[r][p] = load(hin + r * Q + 16 * p);
+    for (int j = 0; j < M; ++j) {
+        vf v[QV];
+        for (int p = 0; p < QV; ++p) v[p] = vt[j * QV + p];
+        for (int r = 0; r < RB; ++r) {
+            const float aj = a[r * M + j];
+            for (int p = 0; p < QV; ++p) t[r][p] += aj * v[p];
+        }
+    }
+    for (int r = 0; r < RB; ++r)
+        for (int p = 0; p < QV; ++p) store(hout + r * Q + 16 * p, t[r][p]);
+}
+
+// RB rows of one layer, backward. g: dl/dh_{k+1} rows in, dl/dh_k rows out; accV (Q, M) and
+// accW (M, Q) accumulate g a^T and gu h^T over the rows (scaled by c and s by the caller).
+template <int QV, int MV, int RB, bool identity>
+inline void bwd_rows(float* g, const float* h, const float* a, const float* d, const float* Wk, const float* Vk,
+                     float s, float c, vf* accV, vf* accW) {
+    constexpr int Q = 16 * QV, M = 16 * MV;
+    vf ga[RB][MV], ar[RB][MV];
+    for (int r = 0; r < RB; ++r)
+        for (int j = 0; j < MV; ++j) {
+            ga[r][j] = splat(0.0f);
+            ar[r][j] = load(a + r * M + 16 * j);
+        }
+    for (int p = 0; p < Q; ++p) {
+        vf v[MV], acc[MV];
+        for (int j = 0; j < MV; ++j) {
+            v[j] = load(Vk + p * M + 16 * j);
+            acc[j] = accV[p * MV + j];
+        }
+        for (int r = 0; r < RB; ++r) {
+            const float gp = g[r * Q + p];
+            for (int j = 0; j < MV; ++j) {
+                ga[r][j] += gp * v[j];
+                acc[j] += gp * ar[r][j];
+            }
+        }
+        for (int j = 0; j < MV; ++j) accV[p * MV + j] = acc[j];
+    }
+    alignas(64) float gu[RB][M];
+    for (int r = 0; r < RB; ++r)
+        for (int j = 0; j < MV; ++j) {
+            vf x = ga[r][j] * c;
+            if constexpr (!identity) x *= load(d + r * M + 16 * j);
+            store(&gu[r][16 * j], x);
+        }
+    vf t[RB][QV], hr[RB][QV];
+    for (int r = 0; r < RB; ++r)
+        for (int p = 0; p < QV; ++p) {
+            t[r][p] = splat(0.0f);
+            hr[r][p] = load(h + r * Q + 16 * p);
+        }
+    for (int j = 0; j < M; ++j) {
+        vf w[QV], acc[QV];
+        for (int p = 0; p < QV; ++p) {
+            w[p] = load(Wk + j * Q + 16 * p);
+            acc[p] = accW[j * QV + p];
+        }
+        for (int r = 0; r < RB; ++r) {
+            const float gj = gu[r][j];
+            for (int p = 0; p < QV; ++p) {
+                t[r][p] += gj * w[p];
+                acc[p] += gj * hr[r][p];
+            }
+        }
+        for (int p = 0; p < QV; ++p) accW[j * QV + p] = acc[p];
+    }
+    for (int r = 0; r < RB; ++r)
+        for (int p = 0; p < QV; ++p) store(g + r * Q + 16 * p, load(g + r * Q + 16 * p) + s * t[r][p]);
+}
+
+constexpr int RB = 4;
+
+template <int act, int QV, int MV>
+void forward(int r0, int r1, int S, int R, int n, float* h, float* a, float* d, const float* W, const float* V,
+             float s, float c, int keep, float* scratch) {
+    constexpr int Q = 16 * QV, M = 16 * MV;
+    vf wt[Q * MV], vt[M * QV];
+    alignas(64) float ar[RB * M], dr[RB * M];
+    for (int r = r0; r < r1; ++r) {
+        // keep == 0: h is (R, n, Q), overwritten by the output; scratch holds n rows of state
+        float* state = scratch;
+        if (!keep) std::memcpy(state, h + (size_t)r * n * Q, sizeof(float) * n * Q);
+        for (int k = 0; k < S; ++k) {
+            const size_t kr = (size_t)k * R + r;
+            const float* Wk = W + kr * M * Q;
+            const float* Vk = V + kr * Q * M;
+            alignas(64) float tw[Q * M], tv[M * Q];
+            for (int j = 0; j < M; ++j)
+                for (int p = 0; p < Q; ++p) {
+                    tw[p * M + j] = s * Wk[j * Q + p];
+                    tv[j * Q + p] = c * Vk[p * M + j];
+                }
+            std::memcpy(wt, tw, sizeof(tw));
+            std::memcpy(vt, tv, sizeof(tv));
+            const float* hin = keep ? h + kr * n * Q : state;
+            float* hout = keep ? h + ((size_t)(k + 1) * R + r) * n * Q : state;
+            int i = 0;
+            for (; i + RB <= n; i += RB)
+                fwd_rows<act, QV, MV, RB>(hin + (size_t)i * Q, hout + (size_t)i * Q,
+                                          keep ? a + (kr * n + i) * M : ar, keep ? d + (kr * n + i) * M : dr, wt, vt);
+            for (; i < n; ++i)
+                fwd_rows<act, QV, MV, 1>(hin + (size_t)i * Q, hout + (size_t)i * Q,
+                                         keep ? a + (kr * n + i) * M : ar, keep ? d + (kr * n + i) * M : dr, wt, vt);
+        }
+        if (!keep) std::memcpy(h + (size_t)r * n * Q, state, sizeof(float) * n * Q);
+    }
+}
+
+template <int QV, int MV, bool identity>
+void backward(int r0, int r1, int S, int R, int n, const float* h, const float* a, const float* d, const float* W,
+              const float* V, float s, float c, float* g, float* gV, float* gW) {
+    constexpr int Q = 16 * QV, M = 16 * MV;
+    vf accV[Q * MV], accW[M * QV];
+    for (int r = r0; r < r1; ++r) {
+        float* gr = g + (size_t)r * n * Q;
+        for (int k = S - 1; k >= 0; --k) {
+            const size_t kr = (size_t)k * R + r;
+            const float* Wk = W + kr * M * Q;
+            const float* Vk = V + kr * Q * M;
+            for (int e = 0; e < Q * MV; ++e) accV[e] = splat(0.0f);
+            for (int e = 0; e < M * QV; ++e) accW[e] = splat(0.0f);
+            int i = 0;
+            for (; i + RB <= n; i += RB)
+                bwd_rows<QV, MV, RB, identity>(gr + (size_t)i * Q, h + (kr * n + i) * Q, a + (kr * n + i) * M,
+                                               d + (kr * n + i) * M, Wk, Vk, s, c, accV, accW);
+            for (; i < n; ++i)
+                bwd_rows<QV, MV, 1, identity>(gr + (size_t)i * Q, h + (kr * n + i) * Q, a + (kr * n + i) * M,
+                                              d + (kr * n + i) * M, Wk, Vk, s, c, accV, accW);
+            float* gVk = gV + kr * Q * M;
+            float* gWk = gW + kr * M * Q;
+            for (int e = 0; e < Q * MV; ++e) store(gVk + 16 * e, c * accV[e]);
+            for (int e = 0; e < M * QV; ++e) store(gWk + 16 * e, s * accW[e]);
+        }
+    }
+}
+
+template <int QV, int MV>
+int forward_act(int act, int r0, int r1, int S, int R, int n, float* h, float* a, float* d, const float* W,
+                const float* V, float s, float c, int keep, float* scratch) {
+    switch (act) {
+    case IDENTITY: forward<IDENTITY, QV, MV>(r0, r1, S, R, n, h, a, d, W, V, s, c, keep, scratch); return 0;
+    case TANH: forward<TANH, QV, MV>(r0, r1, S, R, n, h, a, d, W, V, s, c, keep, scratch); return 0;
+    case GELU: forward<GELU, QV, MV>(r0, r1, S, R, n, h, a, d, W, V, s, c, keep, scratch); return 0;
+    case SOFTPLUS: forward<SOFTPLUS, QV, MV>(r0, r1, S, R, n, h, a, d, W, V, s, c, keep, scratch); return 0;
+    case RELU: forward<RELU, QV, MV>(r0, r1, S, R, n, h, a, d, W, V, s, c, keep, scratch); return 0;
+    default: return 1;
+    }
+}
+
+template <int QV, int MV>
+int backward_id(int identity, int r0, int r1, int S, int R, int n, const float* h, const float* a, const float* d,
+                const float* W, const float* V, float s, float c, float* g, float* gV, float* gW) {
+    if (identity)
+        backward<QV, MV, true>(r0, r1, S, R, n, h, a, d, W, V, s, c, g, gV, gW);
+    else
+        backward<QV, MV, false>(r0, r1, S, R, n, h, a, d, W, V, s, c, g, gV, gW);
+    return 0;
+}
+
+}  // namespace
+
+// (q, m) pairs with a compiled kernel: q, m in {16, 32}, m also 64. The Python side checks
+// odecheck_native_supports first; the entry points return 1 for anything else.
+#define ODECHECK_SHAPES(X) X(1, 1) X(1, 2) X(1, 4) X(2, 1) X(2, 2) X(2, 4)
+
+extern "C" {
+
+int odecheck_native_supports(int q, int m) {
+#define X(QV, MV) if (q == 16 * QV && m == 16 * MV) return 1;
+    ODECHECK_SHAPES(X)
+#undef X
+    return 0;
+}
+
+int mlp_forward_f32(int r0, int r1, int S, int R, int n, int q, int m, float* h, float* a, float* d,
+                    const float* W, const float* V, double s, double c, int act, int keep, float* scratch) {
+#define X(QV, MV) \
+    if (q == 16 * QV && m == 16 * MV) \
+        return forward_act<QV, MV>(act, r0, r1, S, R, n, h, a, d, W, V, (float)s, (float)c, keep, scratch);
+    ODECHECK_SHAPES(X)
+#undef X
+    return 1;
+}
+
+int mlp_backward_f32(int r0, int r1, int S, int R, int n, int q, int m, const float* h, const float* a,
+                     const float* d, const float* W, const float* V, double s, double c, int identity, float* g,
+                     float* gV, float* gW) {
+#define X(QV, MV) \
+    if (q == 16 * QV && m == 16 * MV) \
+        return backward_id<QV, MV>(identity, r0, r1, S, R, n, h, a, d, W, V, (float)s, (float)c, g, gV, gW);
+    ODECHECK_SHAPES(X)
+#undef X
+    return 1;
+}
+
+}  // extern "C"

@@ -1,0 +1,157 @@
+"""Fused CPU kernels for the mlp block (``_native.cpp``), compiled on first use and loaded with ctypes.
+
+The library is built once per source, compiler and CPU into ``$ODECHECK_CACHE`` (default
+``~/.cache/odecheck``) with the system C++ compiler (``$CXX``, else ``c++``/``g++``); it needs no
+torch headers and builds in about a second. Without a compiler the engine keeps its batched
+torch path, with one warning.
+
+``ODECHECK_NATIVE=0`` disables the kernels; ``ODECHECK_NATIVE=1`` makes a failed build an error.
+Threads: the ensemble members are split over ``torch.get_num_threads()`` Python threads (the
+ctypes calls release the GIL); the members are independent, so there is no synchronisation
+inside a pass.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from ._errors import OdecheckError
+
+ACT_CODES = {"identity": 0, "tanh": 1, "gelu": 2, "softplus": 3, "relu": 4}
+_SRC = Path(__file__).with_name("_native.cpp")
+_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
+_state: dict = {}
+
+
+def _compiler() -> str | None:
+    for cand in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if cand and shutil.which(cand):
+            return cand
+    return None
+
+
+def _cpu_key() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        lines = [ln for ln in info.splitlines() if ln.startswith(("model name", "flags"))][:2]
+        return "\n".join(lines)
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _build() -> ctypes.CDLL:
+    cxx = _compiler()
+    if cxx is None:
+        raise OdecheckError("no C++ compiler found (set CXX)")
+    src = _SRC.read_bytes()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
+    key = hashlib.sha256(src + " ".join(_FLAGS).encode() + version.encode() + _cpu_key().encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("ODECHECK_CACHE", Path.home() / ".cache" / "odecheck"))
+    cache.mkdir(parents=True, exist_ok=True)
+    lib = cache / f"native-{key}.so"
+    if not lib.exists():
+        # build under a private name, then rename: concurrent builders (pytest-xdist) never see half a file
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+        os.close(fd)
+        proc = subprocess.run([cxx, *_FLAGS, str(_SRC), "-o", tmp], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            os.unlink(tmp)
+            raise OdecheckError(f"compiling {_SRC.name} failed: {proc.stderr.strip()[-2000:]}")
+        os.replace(tmp, lib)
+    dll = ctypes.CDLL(str(lib))
+    i, d, p = ctypes.c_int, ctypes.c_double, ctypes.c_void_p
+    dll.odecheck_native_supports.argtypes = [i, i]
+    dll.mlp_forward_f32.argtypes = [i, i, i, i, i, i, i, p, p, p, p, p, d, d, i, i, p]
+    dll.mlp_backward_f32.argtypes = [i, i, i, i, i, i, i, p, p, p, p, p, d, d, i, p, p, p]
+    for name in ("odecheck_native_supports", "mlp_forward_f32", "mlp_backward_f32"):
+        getattr(dll, name).restype = ctypes.c_int
+    return dll
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, or None when disabled or unavailable (warned once)."""
+    mode = os.environ.get("ODECHECK_NATIVE", "auto")
+    if mode == "0":
+        return None
+    if "lib" not in _state:
+        try:
+            _state["lib"] = _build()
+        except (OSError, OdecheckError) as exc:
+            if mode == "1":
+                raise
+            warnings.warn(f"odecheck: fused CPU kernels unavailable, using the batched torch path ({exc})",
+                          RuntimeWarning, stacklevel=2)
+            _state["lib"] = None
+    return _state["lib"]
+
+
+def usable(V: torch.Tensor, W: torch.Tensor, activation: str) -> bool:
+    """Whether the fused kernels apply to mlp weights V (S, R, q, m), W (S, R, m, q): CPU, float32,
+    contiguous, a known activation, and (q, m) among the compiled shapes (16 or 32, m also 64)."""
+    if activation not in ACT_CODES or V.device.type != "cpu" or V.dtype != torch.float32:
+        return False
+    if W.dtype != V.dtype or not (V.is_contiguous() and W.is_contiguous()):
+        return False
+    lib = library()
+    return lib is not None and bool(lib.odecheck_native_supports(V.shape[2], V.shape[3]))
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    pool = _state.get("pool")
+    if pool is None or _state.get("workers") != workers:
+        if pool is not None:
+            pool.shutdown(wait=False)
+        pool = _state["pool"] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="odecheck-native")
+        _state["workers"] = workers
+    return pool
+
+
+def _split(fn, R: int) -> None:
+    """Run fn(r0, r1) over contiguous member ranges, one per thread."""
+    workers = max(1, min(R, torch.get_num_threads()))
+    if workers == 1:
+        rcs = [fn(0, R)]
+    else:
+        bounds = [R * w // workers for w in range(workers + 1)]
+        futures = [_pool(workers).submit(fn, bounds[w], bounds[w + 1]) for w in range(1, workers)]
+        rcs = [fn(bounds[0], bounds[1])] + [f.result() for f in futures]
+    if any(rcs):
+        raise OdecheckError("fused kernel called with an unsupported shape or activation")
+
+
+def mlp_forward(act: str, V, W, h, a, d, s: float, c: float, keep: bool = True) -> None:
+    """keep: h (S+1, R, n, q) with h[0] set, writes h[1:], a = sigma(u), d = sigma'(u) (S, R, n, m).
+    not keep: h (R, n, q) is overwritten by the output state; a and d are ignored."""
+    S, R, m, q = W.shape
+    n = h.shape[-2]
+    fn = library().mlp_forward_f32
+    ptr_a = a.data_ptr() if keep else None
+    ptr_d = d.data_ptr() if keep else None
+
+    def run(r0, r1):
+        scratch = None if keep else torch.empty(n * q, dtype=h.dtype)
+        return fn(r0, r1, S, R, n, q, m, h.data_ptr(), ptr_a, ptr_d, W.data_ptr(), V.data_ptr(), s, c,
+                  ACT_CODES[act], int(keep), None if scratch is None else scratch.data_ptr())
+
+    _split(run, R)
+
+
+def mlp_backward(act: str, V, W, h, a, d, g, gV, gW, s: float, c: float) -> None:
+    """g (R, n, q): dl/dh_S in, dl/dh_0 out; writes the weight gradients gV, gW (S, R, ...)."""
+    S, R, m, q = W.shape
+    n = g.shape[-2]
+    fn = library().mlp_backward_f32
+    _split(lambda r0, r1: fn(r0, r1, S, R, n, q, m, h.data_ptr(), a.data_ptr(), d.data_ptr(), W.data_ptr(),
+                             V.data_ptr(), s, c, int(act == "identity"), g.data_ptr(), gV.data_ptr(),
+                             gW.data_ptr()), R)
