@@ -96,3 +96,33 @@ def test_chunked_adam_equals_one_run():
     p2 = oc.adam(b, ds.x, ds.y, steps=5, lr=1e-2, batch_size=4, seed=3, state=st, start_step=3)
     np.testing.assert_allclose(p1.then(p2).loss, one.loss, rtol=1e-12)
     torch.testing.assert_close(b.weights["V"], a.weights["V"])
+
+
+def test_bench_writes_the_issue_keys(tmp_path):
+    import json
+
+    from odecheck import _native
+
+    out = tmp_path / "bench.json"
+    res = runner.invoke(app, ["bench", "--depths", "4", "--depths", "8", "--ensemble", "2", "--repeat", "1",
+                              "--baseline-max-depth", "4", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert {"device", "threads", "workload", "results", "bmm_gflops"} <= set(data)
+    assert [r["depth"] for r in data["results"]] == [4, 8]
+    first, second = data["results"]
+    assert {"depth", "ensemble", "baseline_s", "engine_s", "speedup", "gflops", "roofline_fraction",
+            "engine_path", "batched_s"} <= set(first)
+    assert first["engine_s"] > 0 and first["speedup"] == pytest.approx(first["baseline_s"] / first["engine_s"])
+    assert second["baseline_s"] is None and second["speedup"] is None  # above --baseline-max-depth
+    fused = _native.library() is not None
+    assert first["engine_path"] == ("fused" if fused else "batched")
+    assert (first["batched_s"] is not None) == fused
+
+
+@pytest.mark.parametrize("args,needle", [(["--depths", "0"], "--depths"), (["--ensemble", "0"], "--ensemble"),
+                                         (["--recompute", "0"], "--recompute"), (["--device", "tpu"], "device")])
+def test_bench_bad_arguments_exit_2(args, needle):
+    res = runner.invoke(app, ["bench", *args])
+    assert res.exit_code == 2
+    assert needle in res.output

@@ -1,8 +1,8 @@
 // Fused CPU kernels for the mlp block, h_{k+1} = h_k + c V_k sigma(s W_k h_k), over stacked weights.
 //
 // Built on first use by odecheck/_native.py (plain C ABI, loaded with ctypes; no torch headers).
-// Every sample moves through the network independently of the others, so one call walks a range
-// of ensemble members through all layers: no per-layer dispatch, no synchronisation between
+// Every sample moves through the network independently of the others, so each OpenMP thread walks
+// its ensemble members through all layers: no per-layer dispatch, no synchronisation between
 // layers, and each layer's weights (2 q m numbers) stay in L1 while the n rows pass through,
 // RB rows at a time with their accumulators in vector registers.
 //
@@ -18,6 +18,7 @@
 //                                  dl/dh_k = g + s W^T gu.
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace {
 
@@ -217,14 +218,16 @@ inline void bwd_rows(float* g, const float* h, const float* a, const float* d, c
 constexpr int RB = 4;
 
 template <int act, int QV, int MV>
-void forward(int r0, int r1, int S, int R, int n, float* h, float* a, float* d, const float* W, const float* V,
-             float s, float c, int keep, float* scratch) {
+void forward(int threads, int S, int R, int n, float* h, float* a, float* d, const float* W, const float* V,
+             float s, float c, int keep) {
     constexpr int Q = 16 * QV, M = 16 * MV;
-    vf wt[Q * MV], vt[M * QV];
-    alignas(64) float ar[RB * M], dr[RB * M];
-    for (int r = r0; r < r1; ++r) {
-        // keep == 0: h is (R, n, Q), overwritten by the output; scratch holds n rows of state
-        float* state = scratch;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int r = 0; r < R; ++r) {
+        vf wt[Q * MV], vt[M * QV];
+        alignas(64) float ar[RB * M], dr[RB * M];
+        // keep == 0: h is (R, n, Q), overwritten by the output; the state lives in a private copy
+        std::vector<float> scratch(keep ? 0 : (size_t)n * Q);
+        float* state = scratch.data();
         if (!keep) std::memcpy(state, h + (size_t)r * n * Q, sizeof(float) * n * Q);
         for (int k = 0; k < S; ++k) {
             const size_t kr = (size_t)k * R + r;
@@ -253,11 +256,12 @@ void forward(int r0, int r1, int S, int R, int n, float* h, float* a, float* d, 
 }
 
 template <int QV, int MV, bool identity>
-void backward(int r0, int r1, int S, int R, int n, const float* h, const float* a, const float* d, const float* W,
+void backward(int threads, int S, int R, int n, const float* h, const float* a, const float* d, const float* W,
               const float* V, float s, float c, float* g, float* gV, float* gW) {
     constexpr int Q = 16 * QV, M = 16 * MV;
-    vf accV[Q * MV], accW[M * QV];
-    for (int r = r0; r < r1; ++r) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int r = 0; r < R; ++r) {
+        vf accV[Q * MV], accW[M * QV];
         float* gr = g + (size_t)r * n * Q;
         for (int k = S - 1; k >= 0; --k) {
             const size_t kr = (size_t)k * R + r;
@@ -281,25 +285,25 @@ void backward(int r0, int r1, int S, int R, int n, const float* h, const float* 
 }
 
 template <int QV, int MV>
-int forward_act(int act, int r0, int r1, int S, int R, int n, float* h, float* a, float* d, const float* W,
-                const float* V, float s, float c, int keep, float* scratch) {
+int forward_act(int act, int threads, int S, int R, int n, float* h, float* a, float* d, const float* W,
+                const float* V, float s, float c, int keep) {
     switch (act) {
-    case IDENTITY: forward<IDENTITY, QV, MV>(r0, r1, S, R, n, h, a, d, W, V, s, c, keep, scratch); return 0;
-    case TANH: forward<TANH, QV, MV>(r0, r1, S, R, n, h, a, d, W, V, s, c, keep, scratch); return 0;
-    case GELU: forward<GELU, QV, MV>(r0, r1, S, R, n, h, a, d, W, V, s, c, keep, scratch); return 0;
-    case SOFTPLUS: forward<SOFTPLUS, QV, MV>(r0, r1, S, R, n, h, a, d, W, V, s, c, keep, scratch); return 0;
-    case RELU: forward<RELU, QV, MV>(r0, r1, S, R, n, h, a, d, W, V, s, c, keep, scratch); return 0;
+    case IDENTITY: forward<IDENTITY, QV, MV>(threads, S, R, n, h, a, d, W, V, s, c, keep); return 0;
+    case TANH: forward<TANH, QV, MV>(threads, S, R, n, h, a, d, W, V, s, c, keep); return 0;
+    case GELU: forward<GELU, QV, MV>(threads, S, R, n, h, a, d, W, V, s, c, keep); return 0;
+    case SOFTPLUS: forward<SOFTPLUS, QV, MV>(threads, S, R, n, h, a, d, W, V, s, c, keep); return 0;
+    case RELU: forward<RELU, QV, MV>(threads, S, R, n, h, a, d, W, V, s, c, keep); return 0;
     default: return 1;
     }
 }
 
 template <int QV, int MV>
-int backward_id(int identity, int r0, int r1, int S, int R, int n, const float* h, const float* a, const float* d,
+int backward_id(int identity, int threads, int S, int R, int n, const float* h, const float* a, const float* d,
                 const float* W, const float* V, float s, float c, float* g, float* gV, float* gW) {
     if (identity)
-        backward<QV, MV, true>(r0, r1, S, R, n, h, a, d, W, V, s, c, g, gV, gW);
+        backward<QV, MV, true>(threads, S, R, n, h, a, d, W, V, s, c, g, gV, gW);
     else
-        backward<QV, MV, false>(r0, r1, S, R, n, h, a, d, W, V, s, c, g, gV, gW);
+        backward<QV, MV, false>(threads, S, R, n, h, a, d, W, V, s, c, g, gV, gW);
     return 0;
 }
 
@@ -318,22 +322,22 @@ int odecheck_native_supports(int q, int m) {
     return 0;
 }
 
-int mlp_forward_f32(int r0, int r1, int S, int R, int n, int q, int m, float* h, float* a, float* d,
-                    const float* W, const float* V, double s, double c, int act, int keep, float* scratch) {
+int mlp_forward_f32(int threads, int S, int R, int n, int q, int m, float* h, float* a, float* d,
+                    const float* W, const float* V, double s, double c, int act, int keep) {
 #define X(QV, MV) \
     if (q == 16 * QV && m == 16 * MV) \
-        return forward_act<QV, MV>(act, r0, r1, S, R, n, h, a, d, W, V, (float)s, (float)c, keep, scratch);
+        return forward_act<QV, MV>(act, threads, S, R, n, h, a, d, W, V, (float)s, (float)c, keep);
     ODECHECK_SHAPES(X)
 #undef X
     return 1;
 }
 
-int mlp_backward_f32(int r0, int r1, int S, int R, int n, int q, int m, const float* h, const float* a,
+int mlp_backward_f32(int threads, int S, int R, int n, int q, int m, const float* h, const float* a,
                      const float* d, const float* W, const float* V, double s, double c, int identity, float* g,
                      float* gV, float* gW) {
 #define X(QV, MV) \
     if (q == 16 * QV && m == 16 * MV) \
-        return backward_id<QV, MV>(identity, r0, r1, S, R, n, h, a, d, W, V, (float)s, (float)c, g, gV, gW);
+        return backward_id<QV, MV>(identity, threads, S, R, n, h, a, d, W, V, (float)s, (float)c, g, gV, gW);
     ODECHECK_SHAPES(X)
 #undef X
     return 1;

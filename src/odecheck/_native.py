@@ -6,9 +6,10 @@ torch headers and builds in about a second. Without a compiler the engine keeps 
 torch path, with one warning.
 
 ``ODECHECK_NATIVE=0`` disables the kernels; ``ODECHECK_NATIVE=1`` makes a failed build an error.
-Threads: the ensemble members are split over ``torch.get_num_threads()`` Python threads (the
-ctypes calls release the GIL); the members are independent, so there is no synchronisation
-inside a pass.
+Threads: the kernels split the ensemble members over ``torch.get_num_threads()`` OpenMP threads.
+The library links ``libgomp.so.1``, the runtime torch itself loads, so torch and the kernels share
+one thread pool (a second pool would spin against torch's workers on the same cores). The members
+are independent: the result does not depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -31,6 +32,7 @@ from ._errors import OdecheckError
 ACT_CODES = {"identity": 0, "tanh": 1, "gelu": 2, "softplus": 3, "relu": 4}
 _SRC = Path(__file__).with_name("_native.cpp")
 _FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
+_OPENMP = ["-fopenmp"]  # dropped (single-threaded kernels) when the compiler has no OpenMP
 _state: dict = {}
 
 
@@ -64,7 +66,11 @@ def _build() -> ctypes.CDLL:
         # build under a private name, then rename: concurrent builders (pytest-xdist) never see half a file
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
         os.close(fd)
-        proc = subprocess.run([cxx, *_FLAGS, str(_SRC), "-o", tmp], capture_output=True, text=True, check=False)
+        for extra in (_OPENMP, []):
+            proc = subprocess.run([cxx, *_FLAGS, *extra, str(_SRC), "-o", tmp], capture_output=True, text=True,
+                                  check=False)
+            if proc.returncode == 0:
+                break
         if proc.returncode != 0:
             os.unlink(tmp)
             raise OdecheckError(f"compiling {_SRC.name} failed: {proc.stderr.strip()[-2000:]}")
@@ -72,8 +78,8 @@ def _build() -> ctypes.CDLL:
     dll = ctypes.CDLL(str(lib))
     i, d, p = ctypes.c_int, ctypes.c_double, ctypes.c_void_p
     dll.odecheck_native_supports.argtypes = [i, i]
-    dll.mlp_forward_f32.argtypes = [i, i, i, i, i, i, i, p, p, p, p, p, d, d, i, i, p]
-    dll.mlp_backward_f32.argtypes = [i, i, i, i, i, i, i, p, p, p, p, p, d, d, i, p, p, p]
+    dll.mlp_forward_f32.argtypes = [i, i, i, i, i, i, p, p, p, p, p, d, d, i, i]
+    dll.mlp_backward_f32.argtypes = [i, i, i, i, i, i, p, p, p, p, p, d, d, i, p, p, p]
     for name in ("odecheck_native_supports", "mlp_forward_f32", "mlp_backward_f32"):
         getattr(dll, name).restype = ctypes.c_int
     return dll
@@ -82,7 +88,7 @@ def _build() -> ctypes.CDLL:
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, or None when disabled or unavailable (warned once)."""
     mode = os.environ.get("ODECHECK_NATIVE", "auto")
-    if mode == "0":
+    if mode == "0" or _state.get("off"):
         return None
     if "lib" not in _state:
         try:
@@ -96,6 +102,17 @@ def library() -> ctypes.CDLL | None:
     return _state["lib"]
 
 
+@contextmanager
+def disabled():
+    """Within this block the engine takes the batched torch path (for comparisons)."""
+    before = _state.get("off", False)
+    _state["off"] = True
+    try:
+        yield
+    finally:
+        _state["off"] = before
+
+
 def usable(V: torch.Tensor, W: torch.Tensor, activation: str) -> bool:
     """Whether the fused kernels apply to mlp weights V (S, R, q, m), W (S, R, m, q): CPU, float32,
     contiguous, a known activation, and (q, m) among the compiled shapes (16 or 32, m also 64)."""
@@ -107,26 +124,8 @@ def usable(V: torch.Tensor, W: torch.Tensor, activation: str) -> bool:
     return lib is not None and bool(lib.odecheck_native_supports(V.shape[2], V.shape[3]))
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
-    pool = _state.get("pool")
-    if pool is None or _state.get("workers") != workers:
-        if pool is not None:
-            pool.shutdown(wait=False)
-        pool = _state["pool"] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="odecheck-native")
-        _state["workers"] = workers
-    return pool
-
-
-def _split(fn, R: int) -> None:
-    """Run fn(r0, r1) over contiguous member ranges, one per thread."""
-    workers = max(1, min(R, torch.get_num_threads()))
-    if workers == 1:
-        rcs = [fn(0, R)]
-    else:
-        bounds = [R * w // workers for w in range(workers + 1)]
-        futures = [_pool(workers).submit(fn, bounds[w], bounds[w + 1]) for w in range(1, workers)]
-        rcs = [fn(bounds[0], bounds[1])] + [f.result() for f in futures]
-    if any(rcs):
+def _check(rc: int) -> None:
+    if rc:
         raise OdecheckError("fused kernel called with an unsupported shape or activation")
 
 
@@ -135,23 +134,16 @@ def mlp_forward(act: str, V, W, h, a, d, s: float, c: float, keep: bool = True) 
     not keep: h (R, n, q) is overwritten by the output state; a and d are ignored."""
     S, R, m, q = W.shape
     n = h.shape[-2]
-    fn = library().mlp_forward_f32
     ptr_a = a.data_ptr() if keep else None
     ptr_d = d.data_ptr() if keep else None
-
-    def run(r0, r1):
-        scratch = None if keep else torch.empty(n * q, dtype=h.dtype)
-        return fn(r0, r1, S, R, n, q, m, h.data_ptr(), ptr_a, ptr_d, W.data_ptr(), V.data_ptr(), s, c,
-                  ACT_CODES[act], int(keep), None if scratch is None else scratch.data_ptr())
-
-    _split(run, R)
+    _check(library().mlp_forward_f32(torch.get_num_threads(), S, R, n, q, m, h.data_ptr(), ptr_a, ptr_d,
+                                     W.data_ptr(), V.data_ptr(), s, c, ACT_CODES[act], int(keep)))
 
 
 def mlp_backward(act: str, V, W, h, a, d, g, gV, gW, s: float, c: float) -> None:
     """g (R, n, q): dl/dh_S in, dl/dh_0 out; writes the weight gradients gV, gW (S, R, ...)."""
     S, R, m, q = W.shape
     n = g.shape[-2]
-    fn = library().mlp_backward_f32
-    _split(lambda r0, r1: fn(r0, r1, S, R, n, q, m, h.data_ptr(), a.data_ptr(), d.data_ptr(), W.data_ptr(),
-                             V.data_ptr(), s, c, int(act == "identity"), g.data_ptr(), gV.data_ptr(),
-                             gW.data_ptr()), R)
+    _check(library().mlp_backward_f32(torch.get_num_threads(), S, R, n, q, m, h.data_ptr(), a.data_ptr(),
+                                      d.data_ptr(), W.data_ptr(), V.data_ptr(), s, c, int(act == "identity"),
+                                      g.data_ptr(), gV.data_ptr(), gW.data_ptr()))

@@ -4,6 +4,10 @@ Workload [M24] finite time: n = 100, d = q = 16, m = 32, gelu, full-batch gradie
 (forward, backward, update), R networks. The baseline is written the way the papers' code is:
 per network an nn.ModuleList of per-layer modules, the networks one after another, autograd
 and torch.optim.SGD (learning rate L * lr on the blocks, as in the flow).
+
+``engine_path`` says which engine ran: ``fused`` (the C++ kernels of ``_native``, CPU float32)
+or ``batched`` (one batched torch product per layer and weight family). When the fused path ran,
+``batched_s`` times the batched path in the same run, so the gain of the fusion is measured too.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from . import _native
 from ._kernels import loss_and_grads
 from .models import ResNet
 
@@ -127,6 +132,15 @@ def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, b
         if progress:
             progress(f"depth {L}: engine")
         eng = _median_time(engine_step_fn(L, ensemble, x, y, recompute=recompute), device, repeat=repeat)
+        probe = torch.empty(1, 1, Q, M, device=device)
+        path = "fused" if _native.usable(probe, probe.transpose(2, 3).contiguous(), "gelu") else "batched"
+        batched = None
+        if path == "fused":
+            if progress:
+                progress(f"depth {L}: engine, batched torch path")
+            with _native.disabled():
+                batched = _median_time(engine_step_fn(L, ensemble, x, y, recompute=recompute), device,
+                                       repeat=max(2, repeat // 2))
         base = None
         if L <= baseline_max_depth:
             if progress:
@@ -134,7 +148,8 @@ def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, b
             base = _median_time(baseline_step_fn(L, ensemble, x, y), device, repeat=max(2, repeat // 2))
         gf = flops_per_step(L, ensemble) / eng / 1e9
         results.append({"depth": L, "ensemble": ensemble, "baseline_s": base, "engine_s": eng,
-                        "speedup": (base / eng) if base else None, "gflops": gf, "roofline_fraction": gf / peak})
+                        "speedup": (base / eng) if base else None, "gflops": gf, "roofline_fraction": gf / peak,
+                        "engine_path": path, "batched_s": batched})
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(), "bmm_gflops": peak, "recompute": recompute,
             "workload": {"n": N, "d": Q, "q": Q, "m": M, "activation": "gelu", "step": "full-batch gradient step",

@@ -1,0 +1,155 @@
+"""The fused CPU kernels (``_native``) against the batched torch path in float64."""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+
+import pytest
+import torch
+
+from odecheck import _kernels as K
+from odecheck import _native
+from odecheck._errors import OdecheckError
+from odecheck.models import ACTIVATIONS, ResNet, activate, activate_backward
+
+needs_native = pytest.mark.skipif(os.environ.get("ODECHECK_NATIVE") == "0" or _native.library() is None,
+                                  reason="fused CPU kernels disabled or not buildable here")
+
+
+@needs_native
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_activation_and_derivative_to_float32_accuracy(act):
+    # one layer with W = 4 I and s = 1/4 puts u on the grid exactly; V = 0
+    u = torch.linspace(-30.0, 30.0, 16 * 2001, dtype=torch.float64).float()
+    n = u.numel() // 16
+    W = 4.0 * torch.eye(16).reshape(1, 1, 16, 16)
+    V = torch.zeros(1, 1, 16, 16)
+    h = torch.zeros(2, 1, n, 16)
+    h[0, 0] = u.reshape(n, 16)
+    a, d = torch.empty(1, 1, n, 16), torch.empty(1, 1, n, 16)
+    _native.mlp_forward(act, V, W, h, a, d, 0.25, 1.0)
+    u64 = u.double().reshape(n, 16)
+    ref = activate(act, u64)
+    dref = activate_backward(act, torch.ones_like(u64), u64, ref)
+    scale = ref.abs().clamp(min=1.0)
+    assert ((a[0, 0].double() - ref).abs() / scale).max() < 1e-6
+    assert (d[0, 0].double() - dref).abs().max() < 1e-6
+    assert torch.equal(h[1], h[0])  # V = 0 leaves the state unchanged
+
+
+def _grads(net, x, y, **kw):
+    loss, grads = K.loss_and_grads(net, x, y, **kw)
+    return loss, {k: v.clone() for k, v in grads.items()}
+
+
+@needs_native
+@pytest.mark.parametrize("q,m", [(16, 32), (32, 16), (16, 64), (16, 16)])
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_fused_step_matches_float64_reference(q, m, act):
+    # n = 11 is not a multiple of the 4-row blocks; R = 3 splits unevenly over the threads
+    net = ResNet(block="mlp", depth=6, dim=q, width=m, activation=act, init="iid", ensemble=3, seed=1,
+                 dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    x = 2.0 * torch.randn(11, q, generator=g, dtype=torch.float64)
+    y = torch.randn(11, q, generator=g, dtype=torch.float64)
+    out64, cache64 = K.forward(net, x)
+    assert cache64.d is None  # float64: batched torch path
+    loss64, g64 = _grads(net, x, y)
+    net32 = net.to(dtype=torch.float32)
+    out32, cache32 = K.forward(net32, x.float())
+    assert cache32.d is not None  # the fused path ran
+    loss32, g32 = _grads(net32, x.float(), y.float())
+    rel = lambda a, b: ((a.double() - b).abs().max() / b.abs().max()).item()
+    assert rel(out32, out64) < 1e-5
+    assert rel(cache32.h, cache64.h) < 1e-5
+    assert rel(loss32, loss64) < 1e-5
+    assert set(g32) == set(g64)
+    for k in g64:
+        assert rel(g32[k], g64[k]) < 1e-5, k
+    out_nokeep, _ = K.forward(net32, x.float(), keep=False)
+    assert torch.equal(out_nokeep, out32)  # same arithmetic with or without storing the layers
+
+
+@needs_native
+def test_fused_recompute_is_bitwise_the_plain_fused_step():
+    net = ResNet(block="mlp", depth=37, dim=16, width=32, activation="gelu", init="iid", ensemble=4, seed=2)
+    x, y = torch.randn(20, 16), torch.randn(20, 16)
+    loss, grads = _grads(net, x, y)
+    for segment in (1, 5, 37, 100):
+        loss_s, grads_s = _grads(net, x, y, segment=segment)
+        assert torch.equal(loss_s, loss)
+        for k in grads:
+            assert torch.equal(grads_s[k], grads[k]), (segment, k)
+
+
+@needs_native
+def test_fused_members_are_independent_of_thread_split():
+    net = ResNet(block="mlp", depth=9, dim=16, width=32, activation="tanh", init="iid", ensemble=5, seed=3)
+    x, y = torch.randn(13, 16), torch.randn(13, 16)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _, one = _grads(net, x, y)
+        torch.set_num_threads(3)
+        _, three = _grads(net, x, y)
+    finally:
+        torch.set_num_threads(threads)
+    for k in one:
+        assert torch.equal(one[k], three[k]), k
+    alone = net.select([3])
+    _, g3 = _grads(alone, x, y)
+    assert torch.equal(g3["V"][:, 0], one["V"][:, 3])
+
+
+def test_unsupported_shapes_and_dtypes_take_the_torch_path():
+    x = torch.randn(7, 5)
+    net = ResNet(block="mlp", depth=3, dim=5, width=7, activation="gelu", init="iid", ensemble=2, seed=0)
+    assert K.forward(net, x)[1].d is None
+    net64 = ResNet(block="mlp", depth=3, dim=16, width=32, activation="gelu", init="iid", ensemble=2, seed=0,
+                   dtype=torch.float64)
+    assert K.forward(net64, torch.randn(7, 16, dtype=torch.float64))[1].d is None
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setenv("ODECHECK_NATIVE", "0")
+    assert _native.library() is None
+    net = ResNet(block="mlp", depth=3, dim=16, width=32, activation="gelu", init="iid", ensemble=2, seed=0)
+    assert K.forward(net, torch.randn(7, 16))[1].d is None
+
+
+def test_failed_build_warns_and_falls_back(monkeypatch, tmp_path):
+    fake = tmp_path / "broken-c++"
+    fake.write_text("#!/bin/sh\necho 'broken compiler' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(_native, "_state", {})
+    monkeypatch.setenv("CXX", str(fake))
+    monkeypatch.setenv("ODECHECK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ODECHECK_NATIVE", "auto")
+    with pytest.warns(RuntimeWarning, match="broken compiler"):
+        assert _native.library() is None
+    net = ResNet(block="mlp", depth=3, dim=16, width=32, activation="gelu", init="iid", ensemble=2, seed=0)
+    x, y = torch.randn(7, 16), torch.randn(7, 16)
+    loss, _ = K.loss_and_grads(net, x, y)  # the torch path still trains
+    assert torch.isfinite(loss).all()
+    monkeypatch.setattr(_native, "_state", {})
+    monkeypatch.setenv("ODECHECK_NATIVE", "1")
+    with pytest.raises(OdecheckError, match="broken compiler"):
+        _native.library()
+    assert not list((tmp_path / "cache").glob("*.so"))  # no half-built library left behind
+
+
+@needs_native
+def test_fused_forward_matches_a_naive_layer_loop():
+    # the scaling constants the kernels receive: s = 1/sqrt(q), c = alpha/sqrt(m), alpha = L^-beta
+    net = ResNet(block="mlp", depth=4, dim=16, width=32, activation="identity", init="iid", ensemble=1, seed=0,
+                 beta=1.0)
+    assert math.isclose(net.alpha, 0.25)
+    x = torch.randn(5, 16)
+    h = x @ net.weights["A"][0].T
+    for k in range(4):
+        V, W = net.weights["V"][0, k], net.weights["W"][0, k]
+        h = h + 0.25 / math.sqrt(32) * (h @ W.T / 4.0) @ V.T
+    out, _ = K.forward(net, x)
+    assert torch.allclose(out[0], h @ net.weights["B"][0].T, rtol=1e-5, atol=1e-6)
