@@ -5,9 +5,11 @@ Workload [M24] finite time: n = 100, d = q = 16, m = 32, gelu, full-batch gradie
 per network an nn.ModuleList of per-layer modules, the networks one after another, autograd
 and torch.optim.SGD (learning rate L * lr on the blocks, as in the flow).
 
-``engine_path`` says which engine ran: ``fused`` (the C++ kernels of ``_native``, CPU float32)
-or ``batched`` (one batched torch product per layer and weight family). When the fused path ran,
-``batched_s`` times the batched path in the same run, so the gain of the fusion is measured too.
+``engine_path`` says which engine ran: ``fused`` (the C++ kernels of ``_native``, CPU float32),
+``cuda-graph`` (the batched path captured once in a CUDA graph and replayed) or ``batched`` (one
+batched torch product per layer and weight family). Otherwise ``batched_s`` times the batched
+path in the same run, and ``path_max_rel_diff`` compares the two paths' gradients on the same
+weights (at depth min(L, 1024)), so the gain and the agreement are both measured.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import torch
 from torch import nn
 
 from . import _native
-from ._kernels import loss_and_grads
+from ._kernels import GraphedLossAndGrads, loss_and_grads
 from .models import ResNet
 
 N, Q, M = 100, 16, 32
+CHECK_DEPTH = 1024  # the paths' gradients are compared at depth min(L, CHECK_DEPTH) (memory)
 
 
 def _sync(device: torch.device) -> None:
@@ -87,18 +90,48 @@ def baseline_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float
     return step
 
 
+def _bench_net(L: int, R: int, device: torch.device) -> ResNet:
+    return ResNet(block="mlp", depth=L, dim=Q, width=M, activation="gelu", init="iid", ensemble=R, seed=0,
+                  device=device)
+
+
 def engine_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float = 1e-2,
-                   recompute: int | None = None) -> Callable[[], None]:
-    net = ResNet(block="mlp", depth=L, dim=Q, width=M, activation="gelu", init="iid", ensemble=R, seed=0,
-                 device=x.device)
+                   recompute: int | None = None, graph: bool = False) -> Callable[[], None]:
+    """One full-batch gradient step of the engine; ``graph``: the loss and gradient pass replayed
+    from a CUDA graph (CUDA only)."""
+    net = _bench_net(L, R, x.device)
     names = net.trainable
+    graphed = GraphedLossAndGrads(net, x, y, segment=recompute) if graph else None
 
     def step():
-        _, grads = loss_and_grads(net, x, y, reuse=True, segment=recompute)
+        _, grads = graphed() if graphed is not None else loss_and_grads(net, x, y, reuse=True, segment=recompute)
         for name in names:
             net._p[name].sub_(grads[name], alpha=lr * L)
 
     return step
+
+
+def engine_path(device: torch.device) -> str:
+    """The path the engine takes on the bench workload: ``fused`` (C++ kernels, CPU float32),
+    ``cuda-graph`` (batched path replayed from a CUDA graph) or ``batched``."""
+    if device.type == "cuda":
+        return "cuda-graph"
+    probe = torch.empty(1, 1, Q, M, device=device)
+    return "fused" if _native.usable(probe, probe.transpose(2, 3).contiguous(), "gelu") else "batched"
+
+
+def path_difference(L: int, R: int, x: torch.Tensor, y: torch.Tensor, path: str,
+                    recompute: int | None = None) -> float:
+    """Largest relative gradient difference between ``path`` and the batched path on the same
+    weights: max over parameters of max|g - g_batched| / max|g_batched| (float32 rounding: ~1e-6)."""
+    net = _bench_net(L, R, x.device)
+    if path == "cuda-graph":
+        grads = {k: v.clone() for k, v in GraphedLossAndGrads(net, x, y, segment=recompute)()[1].items()}
+    else:
+        grads = {k: v.clone() for k, v in loss_and_grads(net, x, y, segment=recompute)[1].items()}
+    with _native.disabled():
+        ref = loss_and_grads(net, x, y, segment=recompute)[1]
+    return max(((grads[k] - ref[k]).abs().max() / ref[k].abs().max()).item() for k in net.trainable)
 
 
 def flops_per_step(L: int, R: int) -> float:
@@ -131,16 +164,17 @@ def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, b
     for L in depths:
         if progress:
             progress(f"depth {L}: engine")
-        eng = _median_time(engine_step_fn(L, ensemble, x, y, recompute=recompute), device, repeat=repeat)
-        probe = torch.empty(1, 1, Q, M, device=device)
-        path = "fused" if _native.usable(probe, probe.transpose(2, 3).contiguous(), "gelu") else "batched"
-        batched = None
-        if path == "fused":
+        path = engine_path(device)
+        eng = _median_time(engine_step_fn(L, ensemble, x, y, recompute=recompute, graph=path == "cuda-graph"),
+                           device, repeat=repeat)
+        batched = diff = None
+        if path != "batched":
             if progress:
-                progress(f"depth {L}: engine, batched torch path")
+                progress(f"depth {L}: engine, batched path")
             with _native.disabled():
                 batched = _median_time(engine_step_fn(L, ensemble, x, y, recompute=recompute), device,
                                        repeat=max(2, repeat // 2))
+            diff = path_difference(min(L, CHECK_DEPTH), ensemble, x, y, path, recompute)
         base = None
         if L <= baseline_max_depth:
             if progress:
@@ -149,7 +183,7 @@ def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, b
         gf = flops_per_step(L, ensemble) / eng / 1e9
         results.append({"depth": L, "ensemble": ensemble, "baseline_s": base, "engine_s": eng,
                         "speedup": (base / eng) if base else None, "gflops": gf, "roofline_fraction": gf / peak,
-                        "engine_path": path, "batched_s": batched})
+                        "engine_path": path, "batched_s": batched, "path_max_rel_diff": diff})
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(), "bmm_gflops": peak, "recompute": recompute,
             "workload": {"n": N, "d": Q, "q": Q, "m": M, "activation": "gelu", "step": "full-batch gradient step",

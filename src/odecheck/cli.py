@@ -242,14 +242,14 @@ def bench(
                         recompute=recompute, progress=lambda msg: status.update(msg))
     table = Table(title=f"odecheck bench: {res['device']}, {res['threads']} threads, "
                         f"bare bmm {res['bmm_gflops']:.1f} GFLOP/s")
-    for col in ("L", "R", "baseline s/step", "batched s/step", "engine s/step", "path", "speedup", "GFLOP/s",
-                "roofline"):
+    for col in ("L", "R", "baseline s/step", "batched s/step", "engine s/step", "path", "max rel diff", "speedup",
+                "GFLOP/s", "roofline"):
         table.add_column(col, justify="right")
     for r in res["results"]:
         table.add_row(str(r["depth"]), str(r["ensemble"]),
                       "-" if r["baseline_s"] is None else f"{r['baseline_s']:.4f}",
                       "-" if r["batched_s"] is None else f"{r['batched_s']:.4f}", f"{r['engine_s']:.4f}",
-                      r["engine_path"],
+                      r["engine_path"], "-" if r["path_max_rel_diff"] is None else f"{r['path_max_rel_diff']:.1e}",
                       "-" if r["speedup"] is None else f"{r['speedup']:.1f}x", f"{r['gflops']:.1f}",
                       f"{r['roofline_fraction']:.2f}")
     Console(width=max(Console().width, 100)).print(table)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ._errors import invalid
-from ._kernels import loss_and_grads
+from ._kernels import GraphedLossAndGrads, loss_and_grads
 from .models import LAYER_FAMILIES, ResNet, as_tensor, layer_increments, member_axis
 
 StepCallback = Callable[[int, np.ndarray], None]
@@ -137,6 +137,7 @@ def gradient_flow(
     start_step: int = 0,
     recompute: int | None = None,
     track_increments: bool = True,
+    cuda_graph: bool = False,
 ) -> Trajectory:
     """Train ``net`` in place by explicit Euler on the gradient flow of [M24].
 
@@ -155,6 +156,9 @@ def gradient_flow(
         False when only the loss and PL ratio matter: the column is then NaN)
     recompute : mlp block only: keep one hidden state per ``recompute`` layers and recompute the
         others in the backward pass (memory bounded in depth, about one extra forward per step)
+    cuda_graph : CUDA only: capture the loss and gradient pass once in a CUDA graph and replay it
+        each step (:class:`odecheck._kernels.GraphedLossAndGrads`). Not yet validated on GPU
+        hardware: the cuda-marked tests compare it with the eager step on a GPU.
 
     Returns
     -------
@@ -164,6 +168,8 @@ def gradient_flow(
     if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
         raise invalid("clip", clip, "None or a positive float")
     x, y = _check_data(net, x, y)
+    if cuda_graph and net.device.type != "cuda":
+        raise invalid("cuda_graph", cuda_graph, f"False on device {net.device} (CUDA graphs need a CUDA device)")
     snap = set()
     for s in snapshots:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not (start_step <= s <= start_step + steps):
@@ -181,8 +187,9 @@ def gradient_flow(
     alive = torch.ones(R, dtype=torch.bool, device=net.device)
     kept: dict[int, dict[str, np.ndarray]] = {}
     fams = net.layer_families
+    graphed = GraphedLossAndGrads(net, x, y, segment=recompute) if cuda_graph else None
     for t in range(rows):
-        loss, grads = loss_and_grads(net, x, y, reuse=True, segment=recompute)
+        loss, grads = graphed() if graphed is not None else loss_and_grads(net, x, y, reuse=True, segment=recompute)
         num = torch.zeros(R, dtype=torch.float64, device=net.device)
         for name in names:
             num += _flow_factor(net, name) * _sq_norm(net, name, grads[name])

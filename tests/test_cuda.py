@@ -1,0 +1,78 @@
+"""CUDA paths: run on a GPU (the `cuda` tox environment), skipped cleanly where none is visible."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from odecheck import _kernels as K
+from odecheck._errors import InvalidArgument
+from odecheck.bench import engine_path, path_difference
+from odecheck.flow import gradient_flow
+from odecheck.models import ResNet
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
+
+
+def _net(device, block="mlp", **kw):
+    return ResNet(block=block, depth=kw.pop("depth", 12), dim=16, width=32, activation="gelu", init="iid",
+                  ensemble=kw.pop("ensemble", 3), seed=0, device=device, **kw)
+
+
+def test_cuda_graph_needs_a_cuda_device():
+    net = _net("cpu")
+    x, y = torch.randn(10, 16), torch.randn(10, 16)
+    with pytest.raises(InvalidArgument, match="device"):
+        K.GraphedLossAndGrads(net, x, y)
+    with pytest.raises(InvalidArgument, match="cuda_graph"):
+        gradient_flow(net, x, y, steps=1, lr=1e-2, cuda_graph=True)
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("block", ["mlp", "single", "res1"])
+def test_graph_replay_equals_eager_step_after_in_place_updates(block):
+    net = _net("cuda", block=block)
+    eager = net.clone()
+    x, y = torch.randn(10, 16, device="cuda"), torch.randn(10, 16, device="cuda")
+    graphed = K.GraphedLossAndGrads(net, x, y)
+    for _ in range(3):
+        loss, grads = graphed()
+        loss_e, grads_e = K.loss_and_grads(eager, x, y)
+        torch.testing.assert_close(loss, loss_e, rtol=1e-6, atol=1e-7)
+        for name in net.trainable:
+            torch.testing.assert_close(grads[name], grads_e[name], rtol=1e-5, atol=1e-7)
+            net._p[name].sub_(grads[name], alpha=0.1)
+            eager._p[name].sub_(grads_e[name], alpha=0.1)
+
+
+@pytest.mark.cuda
+@cuda
+def test_graph_refuses_reallocated_weights():
+    net = _net("cuda")
+    x, y = torch.randn(10, 16, device="cuda"), torch.randn(10, 16, device="cuda")
+    graphed = K.GraphedLossAndGrads(net, x, y)
+    net._p["V"] = net._p["V"].clone()
+    with pytest.raises(InvalidArgument, match="reallocated"):
+        graphed()
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("recompute", [None, 5])
+def test_gradient_flow_with_cuda_graph_matches_eager(recompute):
+    x, y = torch.randn(20, 16, device="cuda"), torch.randn(20, 16, device="cuda")
+    a, b = _net("cuda", depth=16), _net("cuda", depth=16)
+    ta = gradient_flow(a, x, y, steps=5, lr=1e-2, cuda_graph=True, recompute=recompute)
+    tb = gradient_flow(b, x, y, steps=5, lr=1e-2, recompute=recompute)
+    assert ta.loss == pytest.approx(tb.loss, rel=1e-5)
+    for name in a.trainable:
+        torch.testing.assert_close(a._p[name], b._p[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.cuda
+@cuda
+def test_bench_cuda_path_agrees_with_eager():
+    x, y = torch.randn(100, 16, device="cuda"), torch.randn(100, 16, device="cuda")
+    assert engine_path(torch.device("cuda")) == "cuda-graph"
+    assert path_difference(32, 4, x, y, "cuda-graph") < 1e-5
