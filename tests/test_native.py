@@ -153,3 +153,15 @@ def test_fused_forward_matches_a_naive_layer_loop():
         h = h + 0.25 / math.sqrt(32) * (h @ W.T / 4.0) @ V.T
     out, _ = K.forward(net, x)
     assert torch.allclose(out[0], h @ net.weights["B"][0].T, rtol=1e-5, atol=1e-6)
+
+
+@needs_native
+def test_builds_from_scratch_into_an_empty_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(_native, "_state", {})
+    monkeypatch.setenv("ODECHECK_CACHE", str(tmp_path))
+    monkeypatch.setenv("ODECHECK_NATIVE", "1")
+    lib = _native.library()
+    built = list(tmp_path.glob("native-*.so"))
+    assert len(built) == 1 and lib._name == str(built[0])
+    assert lib.odecheck_native_supports(16, 32) == 1 and lib.odecheck_native_supports(16, 48) == 0
+    assert not [p for p in tmp_path.iterdir() if p not in built]  # no temporary file left
