@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import subprocess
 
 import pytest
 import torch
@@ -164,4 +165,7 @@ def test_builds_from_scratch_into_an_empty_cache(monkeypatch, tmp_path):
     built = list(tmp_path.glob("native-*.so"))
     assert len(built) == 1 and lib._name == str(built[0])
     assert lib.odecheck_native_supports(16, 32) == 1 and lib.odecheck_native_supports(16, 48) == 0
+    version = subprocess.run([_native._compiler(), "--version"], capture_output=True, text=True).stdout
+    if "Free Software Foundation" in version:  # gcc always has OpenMP
+        assert lib.odecheck_native_openmp() == 1
     assert not [p for p in tmp_path.iterdir() if p not in built]  # no temporary file left

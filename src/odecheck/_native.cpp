@@ -315,6 +315,14 @@ int backward_id(int identity, int threads, int S, int R, int n, const float* h, 
 
 extern "C" {
 
+int odecheck_native_openmp() {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 int odecheck_native_supports(int q, int m) {
 #define X(QV, MV) if (q == 16 * QV && m == 16 * MV) return 1;
     ODECHECK_SHAPES(X)

@@ -78,9 +78,10 @@ def _build() -> ctypes.CDLL:
     dll = ctypes.CDLL(str(lib))
     i, d, p = ctypes.c_int, ctypes.c_double, ctypes.c_void_p
     dll.odecheck_native_supports.argtypes = [i, i]
+    dll.odecheck_native_openmp.argtypes = []
     dll.mlp_forward_f32.argtypes = [i, i, i, i, i, i, p, p, p, p, p, d, d, i, i]
     dll.mlp_backward_f32.argtypes = [i, i, i, i, i, i, p, p, p, p, p, d, d, i, p, p, p]
-    for name in ("odecheck_native_supports", "mlp_forward_f32", "mlp_backward_f32"):
+    for name in ("odecheck_native_supports", "odecheck_native_openmp", "mlp_forward_f32", "mlp_backward_f32"):
         getattr(dll, name).restype = ctypes.c_int
     return dll
 
@@ -115,13 +116,18 @@ def disabled():
 
 def usable(V: torch.Tensor, W: torch.Tensor, activation: str) -> bool:
     """Whether the fused kernels apply to mlp weights V (S, R, q, m), W (S, R, m, q): CPU, float32,
-    contiguous, a known activation, and (q, m) among the compiled shapes (16 or 32, m also 64)."""
+    contiguous, a known activation, and (q, m) among the compiled shapes (16 or 32, m also 64).
+    A build without OpenMP runs on one thread: it is used only when torch has at most 2 threads
+    (one fused thread is about as fast as the batched path on two; on more cores the batched
+    path wins)."""
     if activation not in ACT_CODES or V.device.type != "cpu" or V.dtype != torch.float32:
         return False
     if W.dtype != V.dtype or not (V.is_contiguous() and W.is_contiguous()):
         return False
     lib = library()
-    return lib is not None and bool(lib.odecheck_native_supports(V.shape[2], V.shape[3]))
+    if lib is None or not lib.odecheck_native_supports(V.shape[2], V.shape[3]):
+        return False
+    return bool(lib.odecheck_native_openmp()) or torch.get_num_threads() <= 2
 
 
 def _check(rc: int) -> None:
