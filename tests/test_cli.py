@@ -113,7 +113,8 @@ def test_bench_writes_the_issue_keys(tmp_path):
     first, second = data["results"]
     assert {"depth", "ensemble", "baseline_s", "engine_s", "speedup", "gflops", "roofline_fraction",
             "engine_path", "batched_s"} <= set(first)
-    assert first["engine_s"] > 0 and first["speedup"] == pytest.approx(first["baseline_s"] / first["engine_s"])
+    assert first["engine_s"] > 0 and first["speedup_normalized"] > 0 and first["roofline_fraction"] > 0
+    assert first["speedup"] == pytest.approx(first["baseline_s"] / first["engine_s"])
     assert second["baseline_s"] is None and second["speedup"] is None  # above --baseline-max-depth
     fused = _native.library() is not None
     assert first["engine_path"] == ("fused" if fused else "batched")
@@ -128,3 +129,10 @@ def test_bench_bad_arguments_exit_2(args, needle):
     res = runner.invoke(app, ["bench", *args])
     assert res.exit_code == 2
     assert needle in res.output
+
+
+def test_bench_normalizes_by_the_reference_timed_alongside():
+    from odecheck.bench import _normalized
+
+    # a load that doubles halfway slows both the timed function and its reference
+    assert _normalized([2.0, 2.0, 4.0, 4.0, 4.0], [1.0, 1.0, 2.0, 2.0, 2.0]) == 2.0

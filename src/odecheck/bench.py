@@ -139,53 +139,102 @@ def flops_per_step(L: int, R: int) -> float:
     return 12.0 * R * N * Q * M * L
 
 
-def bmm_gflops(R: int, device: torch.device, repeat: int = 50) -> float:
-    """Throughput of a bare batched matmul of the workload's shapes: (R, n, q) @ (R, q, m)."""
+BMM_REPS = 200
+
+
+def bmm_fn(R: int, device: torch.device) -> Callable[[], None]:
+    """The reference: BMM_REPS bare batched matmuls of the workload's shapes, (R, n, q) @ (R, q, m)."""
     a = torch.randn(R, N, Q, device=device)
     b = torch.randn(R, Q, M, device=device)
     out = torch.empty(R, N, M, device=device)
-    reps = 200
 
     def fn():
-        for _ in range(reps):
+        for _ in range(BMM_REPS):
             torch.bmm(a, b, out=out)
 
-    t = _median_time(fn, device, repeat=max(3, repeat // 10))
-    return 2.0 * R * N * Q * M * reps / t / 1e9
+    return fn
+
+
+def bmm_flops(R: int) -> float:
+    return 2.0 * R * N * Q * M * BMM_REPS
+
+
+def bmm_gflops(R: int, device: torch.device, repeat: int = 50) -> float:
+    """Throughput of a bare batched matmul of the workload's shapes: (R, n, q) @ (R, q, m)."""
+    t = _median_time(bmm_fn(R, device), device, repeat=max(3, repeat // 10))
+    return bmm_flops(R) / t / 1e9
+
+
+def paired_times(fn: Callable[[], None], ref: Callable[[], None], device: torch.device, *, repeat: int
+                 ) -> tuple[list[float], list[float]]:
+    """Times of ``fn`` and of the reference ``ref``, alternated call by call (after one warm-up of
+    each), so that both see the same background load; a shared machine drifts by 10-50 %."""
+    fn()
+    ref()
+    _sync(device)
+    ts, rs = [], []
+    for _ in range(repeat):
+        for f, out in ((fn, ts), (ref, rs)):
+            t0 = time.perf_counter()
+            f()
+            _sync(device)
+            out.append(time.perf_counter() - t0)
+    return ts, rs
+
+
+def _normalized(ts: list[float], rs: list[float]) -> float:
+    """Median time in units of the reference timed next to it."""
+    return statistics.median(t / r for t, r in zip(ts, rs, strict=True))
 
 
 def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, baseline_max_depth: int = 1024,
               recompute: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    """Median seconds per step of the engine, the batched path and the baseline, each timed call by
+    call alternately with the bare-bmm reference. ``roofline_fraction`` is the median of the paired
+    ratios (engine GFLOP/s over bmm GFLOP/s at the same moment). ``speedup`` is
+    ``baseline_s / engine_s``; ``speedup_normalized`` divides the baseline's bmm-normalised time by
+    the engine's instead, which removes a load change between the two measurements (and adds
+    whatever each timed function does to the reference's caches). ``engine_bmm_units``: the engine's
+    step time in units of the reference timed next to it, for ratios across depths or runs."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(N, Q, generator=g).to(device)
     y = torch.randn(N, Q, generator=g).to(device)
-    peak = bmm_gflops(ensemble, device)
+    ref = bmm_fn(ensemble, device)
+    ref_times: list[float] = []
     results = []
     for L in depths:
-        if progress:
-            progress(f"depth {L}: engine")
         path = engine_path(device)
-        eng = _median_time(engine_step_fn(L, ensemble, x, y, recompute=recompute, graph=path == "cuda-graph"),
-                           device, repeat=repeat)
+        say = progress or (lambda msg: None)
+        say(f"depth {L}: engine ({path})")
+        eng_t, eng_r = paired_times(engine_step_fn(L, ensemble, x, y, recompute=recompute,
+                                                   graph=path == "cuda-graph"), ref, device, repeat=repeat)
+        ref_times += eng_r
+        eng, eng_n = statistics.median(eng_t), _normalized(eng_t, eng_r)
         batched = diff = None
         if path != "batched":
-            if progress:
-                progress(f"depth {L}: engine, batched path")
+            say(f"depth {L}: batched path")
             with _native.disabled():
-                batched = _median_time(engine_step_fn(L, ensemble, x, y, recompute=recompute), device,
-                                       repeat=max(2, repeat // 2))
+                bt, br = paired_times(engine_step_fn(L, ensemble, x, y, recompute=recompute), ref, device,
+                                      repeat=max(2, repeat // 2))
+            batched = statistics.median(bt)
             diff = path_difference(min(L, CHECK_DEPTH), ensemble, x, y, path, recompute)
-        base = None
+        base = speedup_n = None
         if L <= baseline_max_depth:
-            if progress:
-                progress(f"depth {L}: baseline")
-            base = _median_time(baseline_step_fn(L, ensemble, x, y), device, repeat=max(2, repeat // 2))
-        gf = flops_per_step(L, ensemble) / eng / 1e9
+            say(f"depth {L}: baseline")
+            bt, br = paired_times(baseline_step_fn(L, ensemble, x, y), ref, device, repeat=max(2, repeat // 2))
+            base, speedup_n = statistics.median(bt), _normalized(bt, br) / eng_n
+        flops = flops_per_step(L, ensemble)
         results.append({"depth": L, "ensemble": ensemble, "baseline_s": base, "engine_s": eng,
-                        "speedup": (base / eng) if base else None, "gflops": gf, "roofline_fraction": gf / peak,
+                        "speedup": (base / eng) if base else None, "speedup_normalized": speedup_n,
+                        "gflops": flops / eng / 1e9,
+                        "roofline_fraction": statistics.median(flops * r / (t * bmm_flops(ensemble))
+                                                               for t, r in zip(eng_t, eng_r, strict=True)),
+                        "bmm_gflops": bmm_flops(ensemble) / statistics.median(eng_r) / 1e9,
+                        "engine_bmm_units": eng_n,
                         "engine_path": path, "batched_s": batched, "path_max_rel_diff": diff})
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "threads": torch.get_num_threads(), "bmm_gflops": peak, "recompute": recompute,
+            "threads": torch.get_num_threads(), "bmm_gflops": bmm_flops(ensemble) / statistics.median(ref_times) / 1e9,
+            "recompute": recompute,
             "workload": {"n": N, "d": Q, "q": Q, "m": M, "activation": "gelu", "step": "full-batch gradient step",
                          "dtype": "float32"},
             "results": results}
