@@ -100,8 +100,10 @@ def _flow_factor(net: ResNet, name: str) -> float:
 
 def _sq_norm(net: ResNet, name: str, g: torch.Tensor) -> torch.Tensor:
     axis = member_axis(net.block, name, g)
-    gg = g.movedim(axis, 0).reshape(g.shape[axis], -1)
-    return torch.linalg.vector_norm(gg, dim=1).double() ** 2
+    others = tuple(i for i in range(g.ndim) if i != axis)
+    if not others:
+        return g.double() ** 2
+    return torch.linalg.vector_norm(g, dim=others).double() ** 2  # no transposed copy of g
 
 
 def _check_data(net: ResNet, x, y) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,6 +215,9 @@ def gradient_flow(
         all_alive = bool(alive.all())
         for name in names:
             p, g = net._p[name], grads[name]
+            if clip is None and all_alive:  # the common case: no weight-sized temporary
+                p.sub_(g, alpha=lr * _flow_factor(net, name))
+                continue
             step = g * _flow_factor(net, name)
             if clip is not None:
                 step = step.clamp(-clip, clip)
