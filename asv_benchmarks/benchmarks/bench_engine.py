@@ -36,6 +36,28 @@ class TrainStep:
         self.step()
 
 
+class BatchedTrainStep:
+    """The training step on the batched torch path (what non-mlp blocks, float64 and CUDA use),
+    tracked next to the default (fused on CPU) path so that a regression in either shows."""
+
+    params = ([64, 256, 1024], [16])
+    param_names = ["depth", "ensemble"]
+    timeout = 300
+
+    def setup(self, L, R):
+        from odecheck import _native
+
+        self.disabled = _native.disabled()
+        self.disabled.__enter__()
+        self.step = train_step(L, R, torch.device("cpu"))
+
+    def teardown(self, L, R):
+        self.disabled.__exit__(None, None, None)
+
+    def time_batched_train_step(self, L, R):
+        self.step()
+
+
 class GPUMemory:
     """Peak GPU memory of one training step (CUDA only; skipped in setup elsewhere)."""
 
