@@ -124,7 +124,8 @@ def test_bench_writes_the_issue_keys(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [(["--depths", "0"], "--depths"), (["--ensemble", "0"], "--ensemble"),
-                                         (["--recompute", "0"], "--recompute"), (["--device", "tpu"], "device")])
+                                         (["--recompute", "0"], "--recompute"), (["--device", "tpu"], "device"),
+                                         (["--json", "/proc/odecheck/bench.json"], "--json")])
 def test_bench_bad_arguments_exit_2(args, needle):
     res = runner.invoke(app, ["bench", *args])
     assert res.exit_code == 2
@@ -136,3 +137,15 @@ def test_bench_normalizes_by_the_reference_timed_alongside():
 
     # a load that doubles halfway slows both the timed function and its reference
     assert _normalized([2.0, 2.0, 4.0, 4.0, 4.0], [1.0, 1.0, 2.0, 2.0, 2.0]) == 2.0
+
+
+def test_bench_reports_each_depth_as_it_finishes():
+    import torch
+
+    from odecheck.bench import run_bench
+
+    seen = []
+    res = run_bench([3, 5], 2, torch.device("cpu"), repeat=1, baseline_max_depth=0,
+                    on_result=lambda partial: seen.append([r["depth"] for r in partial["results"]]))
+    assert seen == [[3], [3, 5]]
+    assert [r["depth"] for r in res["results"]] == [3, 5]

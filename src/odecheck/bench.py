@@ -188,14 +188,16 @@ def _normalized(ts: list[float], rs: list[float]) -> float:
 
 
 def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, baseline_max_depth: int = 1024,
-              recompute: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
+              recompute: int | None = None, progress: Callable[[str], None] | None = None,
+              on_result: Callable[[dict], None] | None = None) -> dict:
     """Median seconds per step of the engine, the batched path and the baseline, each timed call by
     call alternately with the bare-bmm reference. ``roofline_fraction`` is the median of the paired
     ratios (engine GFLOP/s over bmm GFLOP/s at the same moment). ``speedup`` is
     ``baseline_s / engine_s``; ``speedup_normalized`` divides the baseline's bmm-normalised time by
     the engine's instead, which removes a load change between the two measurements (and adds
     whatever each timed function does to the reference's caches). ``engine_bmm_units``: the engine's
-    step time in units of the reference timed next to it, for ratios across depths or runs."""
+    step time in units of the reference timed next to it, for ratios across depths or runs.
+    ``on_result`` receives the report so far after each depth (to write it as the run goes)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(N, Q, generator=g).to(device)
     y = torch.randn(N, Q, generator=g).to(device)
@@ -232,9 +234,16 @@ def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, b
                         "bmm_gflops": bmm_flops(ensemble) / statistics.median(eng_r) / 1e9,
                         "engine_bmm_units": eng_n,
                         "engine_path": path, "batched_s": batched, "path_max_rel_diff": diff})
+        if on_result is not None:
+            on_result(_report(device, ensemble, ref_times, recompute, results))
+    return _report(device, ensemble, ref_times, recompute, results)
+
+
+def _report(device: torch.device, ensemble: int, ref_times: list[float], recompute: int | None,
+            results: list[dict]) -> dict:
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(), "bmm_gflops": bmm_flops(ensemble) / statistics.median(ref_times) / 1e9,
             "recompute": recompute,
             "workload": {"n": N, "d": Q, "q": Q, "m": M, "activation": "gelu", "step": "full-batch gradient step",
                          "dtype": "float32"},
-            "results": results}
+            "results": list(results)}

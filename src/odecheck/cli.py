@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -234,12 +235,21 @@ def bench(
         _fail(f"--depths {depths}: expected positive integers")
     if ensemble < 1:
         _fail(f"--ensemble {ensemble}: expected a positive integer")
+    if recompute is not None and recompute < 1:
+        _fail(f"--recompute {recompute}: expected a positive integer")
+    if json_file is not None:
+        try:
+            json_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            _fail(f"--json {json_file}: cannot create its folder ({e.strerror})")
+        if not os.access(json_file.parent, os.W_OK) or json_file.is_dir():
+            _fail(f"--json {json_file}: not a writable file path")
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
-        if recompute is not None and recompute < 1:
-            _fail(f"--recompute {recompute}: expected a positive integer")
+        # the JSON is rewritten after each depth: an interrupted run keeps the depths it finished
         res = run_bench(depths, ensemble, dev, repeat=repeat, baseline_max_depth=baseline_max_depth,
-                        recompute=recompute, progress=lambda msg: status.update(msg))
+                        recompute=recompute, progress=lambda msg: status.update(msg),
+                        on_result=None if json_file is None else lambda partial: _write_json(json_file, partial))
     table = Table(title=f"odecheck bench: {res['device']}, {res['threads']} threads, "
                         f"bare bmm {res['bmm_gflops']:.1f} GFLOP/s")
     for col in ("L", "R", "baseline s/step", "batched s/step", "engine s/step", "path", "max rel diff", "speedup",
