@@ -36,7 +36,10 @@ def test_verify_cli_writes_report_and_resumes(tmp_path):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
-    assert set(rep) >= {"version", "budget", "device", "seed", "claims"}
+    assert set(rep) >= {"version", "budget", "device", "seed", "environment", "claims"}
+    assert set(rep["environment"]) == {"torch", "threads", "fused_cpu_kernels"}
+    assert rep["environment"]["fused_cpu_kernels"] in ("available", "disabled", "unavailable")
+    assert "fused CPU kernels" in (out / "report.md").read_text()
     for c in rep["claims"]:
         assert set(c) >= {"id", "verdict", "expected", "estimate", "ci", "alpha", "n", "seconds", "details"}
     assert (out / "report.md").exists() and (out / "relu-counterexample.png").exists()

@@ -242,7 +242,8 @@ def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, b
 def _report(device: torch.device, ensemble: int, ref_times: list[float], recompute: int | None,
             results: list[dict]) -> dict:
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "threads": torch.get_num_threads(), "bmm_gflops": bmm_flops(ensemble) / statistics.median(ref_times) / 1e9,
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "bmm_gflops": bmm_flops(ensemble) / statistics.median(ref_times) / 1e9,
             "recompute": recompute,
             "workload": {"n": N, "d": Q, "q": Q, "m": M, "activation": "gelu", "step": "full-batch gradient step",
                          "dtype": "float32"},

@@ -7,8 +7,32 @@ from typing import Any
 from . import __version__
 
 
+def environment() -> dict[str, Any]:
+    """What computed the numbers: torch build, threads, and whether the fused CPU kernels ran
+    (float32 mlp work on CPU takes them when available; everything else the batched torch path)."""
+    import os
+
+    import torch
+
+    from . import _native
+
+    if os.environ.get("ODECHECK_NATIVE") == "0":
+        fused = "disabled"
+    else:
+        fused = "available" if _native.library() is not None else "unavailable"
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "fused_cpu_kernels": fused}
+
+
 def report_dict(verdicts: list[dict[str, Any]], *, budget: str, device: str, seed: int) -> dict[str, Any]:
-    return {"version": __version__, "budget": budget, "device": device, "seed": seed, "claims": verdicts}
+    return {"version": __version__, "budget": budget, "device": device, "seed": seed, "environment": environment(),
+            "claims": verdicts}
+
+
+def _env_line(env: dict[str, Any] | None) -> str:
+    if not env:
+        return ""
+    return (f" torch {env['torch']}, {env['threads']} threads, fused CPU kernels "
+            f"{env['fused_cpu_kernels']}.")
 
 
 def _fmt(x) -> str:
@@ -20,7 +44,7 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
 
     lines = ["# odecheck verify report", "",
              f"odecheck {report['version']}, budget `{report['budget']}`, device `{report['device']}`, "
-             f"seed {report['seed']}.", "",
+             f"seed {report['seed']}." + _env_line(report.get("environment")), "",
              "| claim | verdict | expected | estimate | interval | alpha | n | seconds |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in report["claims"]:
