@@ -109,3 +109,29 @@ def test_ode_gap_shrinks_from_L_to_4L_for_lipschitz_weights(q, m, act, L):
     gap = lambda net: float((net(x) - limit).norm(dim=-1).max())
     g1, g4 = gap(stack(L)), gap(stack(4 * L))
     assert g4 < 4**-0.85 * g1, (g1, g4)  # at least the project's rate boundary L^-0.85 (theory: L^-1)
+
+
+@given(architectures(blocks=("mlp",), min_depth=1, max_depth=12, max_ensemble=5),
+       st.sampled_from([(16, 16), (16, 32), (32, 16), (32, 32), (16, 64), (32, 64)]),
+       st.integers(1, 40), initializations(kinds=("iid", "tied", "smooth", "fbm")))
+def test_fused_cpu_kernels_agree_with_float64_batched_path(arch, qm, n, init):
+    """The fused float32 kernels (when built) against the float64 batched path, on any drawn mlp
+    architecture whose (q, m) has a compiled kernel: loss and every gradient to float32 rounding."""
+    from odecheck import _kernels as K
+    from odecheck import _native
+
+    q, m = qm
+    arch = {**arch, "dim": q, "width": m, "input_dim": min(arch["input_dim"], q), "output_dim": arch["output_dim"]}
+    net64 = build(arch, init)
+    net32 = net64.to(dtype=torch.float32)
+    g = torch.Generator().manual_seed(derived_seed(arch, init, n))
+    x = torch.randn(n, arch["input_dim"], dtype=torch.float64, generator=g)
+    y = torch.randn(n, arch["output_dim"], dtype=torch.float64, generator=g)
+    loss64, g64 = loss_and_grads(net64, x, y)
+    out32, cache32 = K.forward(net32, x.float())
+    assert (cache32.d is not None) == (_native.library() is not None)
+    loss32, g32 = loss_and_grads(net32, x.float(), y.float())
+    rel = lambda a, b: ((a.double() - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
+    assert rel(loss32, loss64) < 1e-4
+    for k in g64:
+        assert rel(g32[k], g64[k]) < 1e-4, k
