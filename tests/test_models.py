@@ -7,10 +7,24 @@ import torch
 from helpers import naive_forward, naive_loss_grads
 
 import odecheck as oc
+from odecheck import _native
 from odecheck._kernels import backward, forward, loss_and_grads, mse
 
 CASES = [(b, a, d) for b in oc.BLOCKS for a in oc.ACTIVATIONS
          for d in (["fixed", "shared", "per_layer"] if b == "single" else ["fixed"])]
+
+
+@pytest.fixture(params=["fused", "batched"])
+def path(request):
+    """Run a correctness test on both engine paths: the fused CPU kernels (which the small float64
+    mlp layers here take when they are built) and the batched torch path."""
+    if request.param == "batched":
+        with _native.disabled():
+            yield "batched"
+    else:
+        if _native.library() is None:
+            pytest.skip("fused CPU kernels unavailable")
+        yield "fused"
 
 
 def make(block, act, delta="fixed", **kw):
@@ -32,8 +46,10 @@ def public(net, grads):
 
 
 @pytest.mark.parametrize("block,act,delta", CASES)
-def test_forward_matches_naive_loop(block, act, delta):
+def test_forward_matches_naive_loop(block, act, delta, path):
     net = make(block, act, delta)
+    if block == "mlp":
+        assert (forward(net, torch.zeros(2, 3, dtype=torch.float64))[1].d is not None) == (path == "fused")
     x = torch.randn(7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(net(x), naive_forward(net, x), rtol=1e-12, atol=1e-12)
     hs = net.hidden_states(x)
@@ -41,7 +57,7 @@ def test_forward_matches_naive_loop(block, act, delta):
 
 
 @pytest.mark.parametrize("block,act,delta", CASES)
-def test_gradients_match_autograd_on_naive_model(block, act, delta):
+def test_gradients_match_autograd_on_naive_model(block, act, delta, path):
     net = make(block, act, delta)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(7, 3, dtype=torch.float64, generator=g)
@@ -75,7 +91,7 @@ class _KernelLoss(torch.autograd.Function):
 @pytest.mark.parametrize("block,name", [("mlp", "V"), ("mlp", "W"), ("single", "W"), ("single", "b"),
                                         ("res1", "V"), ("mlp", "A"), ("mlp", "B")])
 @pytest.mark.parametrize("act", ["tanh", "gelu", "softplus"])
-def test_gradcheck_float64(block, name, act):
+def test_gradcheck_float64(block, name, act, path):
     net = make(block, act, depth=3, ensemble=2)
     g = torch.Generator().manual_seed(2)
     x = torch.randn(4, 3, dtype=torch.float64, generator=g)
@@ -188,7 +204,7 @@ def test_import_is_light():
 
 @pytest.mark.parametrize("act", ["identity", "gelu", "tanh", "relu", "softplus"])
 @pytest.mark.parametrize("segment", [1, 5, 37, 100])
-def test_recomputation_gives_identical_gradients(act, segment):
+def test_recomputation_gives_identical_gradients(act, segment, path):
     net = oc.ResNet(depth=37, dim=4, width=5, activation=act, init="iid", ensemble=3, dtype=torch.float64,
                     train_io=True, io_init="gaussian")
     g = torch.Generator().manual_seed(9)

@@ -55,12 +55,12 @@ def test_fused_step_matches_float64_reference(q, m, act):
     g = torch.Generator().manual_seed(0)
     x = 2.0 * torch.randn(11, q, generator=g, dtype=torch.float64)
     y = torch.randn(11, q, generator=g, dtype=torch.float64)
-    out64, cache64 = K.forward(net, x)
-    assert cache64.d is None  # float64: batched torch path
-    loss64, g64 = _grads(net, x, y)
+    with _native.disabled():
+        out64, cache64 = K.forward(net, x)
+        loss64, g64 = _grads(net, x, y)
     net32 = net.to(dtype=torch.float32)
     out32, cache32 = K.forward(net32, x.float())
-    assert cache32.d is not None  # the fused path ran
+    assert _native.kind(net32._p["V"], net32._p["W"], act) == "vector"  # the vector kernel ran
     loss32, g32 = _grads(net32, x.float(), y.float())
     rel = lambda a, b: ((a.double() - b).abs().max() / b.abs().max()).item()
     assert rel(out32, out64) < 1e-5
@@ -104,13 +104,48 @@ def test_fused_members_are_independent_of_thread_split():
     assert torch.equal(g3["V"][:, 0], one["V"][:, 3])
 
 
-def test_unsupported_shapes_and_dtypes_take_the_torch_path():
-    x = torch.randn(7, 5)
-    net = ResNet(block="mlp", depth=3, dim=5, width=7, activation="gelu", init="iid", ensemble=2, seed=0)
-    assert K.forward(net, x)[1].d is None
-    net64 = ResNet(block="mlp", depth=3, dim=16, width=32, activation="gelu", init="iid", ensemble=2, seed=0,
-                   dtype=torch.float64)
-    assert K.forward(net64, torch.randn(7, 16, dtype=torch.float64))[1].d is None
+@needs_native
+def test_kernel_kinds():
+    def kind(q, m, dtype=torch.float32, act="gelu", R=3, n=10):
+        V = torch.zeros(2, R, q, m, dtype=dtype)
+        return _native.kind(V, V.transpose(2, 3).contiguous(), act, n)
+
+    assert kind(16, 32) == kind(32, 16) == kind(16, 64) == kind(16, 32, n=10**6) == "vector"
+    assert kind(5, 7) == kind(5, 7, torch.float64) == kind(1, 1) == kind(8, 8, torch.float64) == "generic"
+    assert kind(2, 4, n=64, R=8) == "generic"  # R n m = 2048: the largest generic layer
+    assert kind(2, 4, n=100, R=8) is None and kind(16, 32, torch.float64, n=100) is None  # larger: batched
+    assert kind(5, 7, n=None) is None  # the generic kernels need the sample count
+    assert kind(4, 4, torch.float16) is None and kind(4, 4, act="swish") is None
+    V = torch.zeros(2, 3, 4, 5)
+    assert _native.kind(V.transpose(0, 1), V.transpose(0, 1).transpose(2, 3), "gelu", 4) is None  # not contiguous
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("q,m,R,n", [(1, 1, 1, 1), (4, 3, 3, 7), (5, 7, 2, 13), (2, 16, 4, 3)])
+def test_generic_kernel_matches_the_batched_path(dtype, act, q, m, R, n):
+    net = ResNet(block="mlp", depth=7, dim=q, width=m, activation=act, init="iid", ensemble=R, seed=5, dtype=dtype,
+                 io_init="gaussian", input_dim=q, output_dim=q)
+    assert _native.kind(net._p["V"], net._p["W"], act, n) == "generic"
+    g = torch.Generator().manual_seed(6)
+    x = 2.0 * torch.randn(n, q, generator=g, dtype=dtype)
+    y = torch.randn(n, q, generator=g, dtype=dtype)
+    out, cache = K.forward(net, x)
+    assert cache.d is not None
+    loss, grads = _grads(net, x, y)
+    with _native.disabled():
+        out_b = K.forward(net, x)[0]
+        loss_b, grads_b = _grads(net, x, y)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    rel = lambda a, b: ((a - b).abs().max() / b.abs().max().clamp(min=1e-300)).item()
+    assert rel(out, out_b) < tol and rel(loss, loss_b) < tol
+    for k in grads_b:
+        assert rel(grads[k], grads_b[k]) < tol, k
+    assert torch.equal(K.forward(net, x, keep=False)[0], out)
+    _, grads_r = _grads(net, x, y, segment=3)
+    for k in grads:
+        assert torch.equal(grads_r[k], grads[k]), k
 
 
 def test_disabled_by_environment(monkeypatch):

@@ -79,7 +79,7 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
         cur = h0.clone()
         nxt = torch.empty_like(cur)
     u = a = d = None
-    if net.block == "mlp" and _native.usable(p["V"], p["W"], act):
+    if net.block == "mlp" and _native.usable(p["V"], p["W"], act, n):
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
         if keep:
             a, d = _buf(ws, "a", (L, R, n, m), h0), _buf(ws, "d", (L, R, n, m), h0)
@@ -276,7 +276,7 @@ def _mlp_loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool):
     hs = _buf(ws, "seg_h", (S + 1, R, n, q), h0)
     us = _buf(ws, "seg_u", (S, R, n, m), h0)
     as_ = _buf(ws, "seg_a", (S, R, n, m), h0)  # separate even for identity: views of one buffer are not `is`
-    fused = _native.usable(V, W, act)  # then us holds sigma'(u), and checkpoints need no stored layers
+    fused = _native.usable(V, W, act, n)  # then us holds sigma'(u), and checkpoints need no stored layers
     ck[0] = h0
     for j, k0 in enumerate(starts):
         k1 = min(k0 + S, L)

@@ -16,6 +16,8 @@
 //
 // Adjoint (g = dl/dh_{k+1} row):  ga = c V^T g;  gu = ga * d;  dV += c g a^T;  dW += s gu h^T;
 //                                  dl/dh_k = g + s W^T gu.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -307,6 +309,123 @@ int backward_id(int identity, int threads, int S, int R, int n, const float* h, 
     return 0;
 }
 
+
+// ----------------------------------------------------------------------------- any (q, m), float32 or float64
+// Small layers (falsification probes, properties, the small-dimension claims) spend almost all of
+// their time in per-operation overhead on the batched path; plain loops over one member's rows
+// beat it there. The C library's functions make these exact to rounding, like ATen's.
+template <typename T, int act>
+inline void act_scalar(T u, T& a, T& d) {
+    if constexpr (act == GELU) {
+        const T cdf = T(0.5) * (T(1) + std::erf(u * T(0.70710678118654752440)));
+        a = u * cdf;
+        d = cdf + u * T(0.39894228040143267794) * std::exp(T(-0.5) * u * u);
+    } else if constexpr (act == TANH) {
+        a = std::tanh(u);
+        d = T(1) - a * a;
+    } else if constexpr (act == SOFTPLUS) {
+        a = u > T(20) ? u : std::log1p(std::exp(u));
+        d = u > T(20) ? T(1) : T(1) / (T(1) + std::exp(-u));
+    } else if constexpr (act == RELU) {
+        a = u > T(0) ? u : T(0);
+        d = u > T(0) ? T(1) : T(0);
+    } else {
+        a = u;
+        d = T(1);
+    }
+}
+
+template <typename T, int act>
+void forward_generic(int threads, int S, int R, int n, int q, int m, T* h, T* a, T* d, const T* W, const T* V,
+                     T s, T c, int keep) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int r = 0; r < R; ++r) {
+        std::vector<T> u(m), ar(m), dr(m), t(q), state(keep ? 0 : (size_t)n * q);
+        if (!keep) std::memcpy(state.data(), h + (size_t)r * n * q, sizeof(T) * n * q);
+        for (int k = 0; k < S; ++k) {
+            const size_t kr = (size_t)k * R + r;
+            const T* Wk = W + kr * m * q;  // (m, q)
+            const T* Vk = V + kr * q * m;  // (q, m)
+            const T* hin = keep ? h + kr * n * q : state.data();
+            T* hout = keep ? h + ((size_t)(k + 1) * R + r) * n * q : state.data();
+            for (int i = 0; i < n; ++i) {
+                const T* hi = hin + (size_t)i * q;
+                T* ai = keep ? a + (kr * n + i) * m : ar.data();
+                T* di = keep ? d + (kr * n + i) * m : dr.data();
+                for (int j = 0; j < m; ++j) {
+                    T acc = 0;
+                    for (int p = 0; p < q; ++p) acc += Wk[j * q + p] * hi[p];
+                    act_scalar<T, act>(s * acc, ai[j], di[j]);
+                }
+                for (int p = 0; p < q; ++p) {
+                    T acc = 0;
+                    for (int j = 0; j < m; ++j) acc += Vk[p * m + j] * ai[j];
+                    t[p] = hi[p] + c * acc;
+                }
+                std::memcpy(hout + (size_t)i * q, t.data(), sizeof(T) * q);
+            }
+        }
+        if (!keep) std::memcpy(h + (size_t)r * n * q, state.data(), sizeof(T) * n * q);
+    }
+}
+
+template <typename T>
+void backward_generic(int threads, int S, int R, int n, int q, int m, const T* h, const T* a, const T* d,
+                      const T* W, const T* V, T s, T c, int identity, T* g, T* gV, T* gW) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int r = 0; r < R; ++r) {
+        std::vector<T> gu(m), t(q);
+        T* gr = g + (size_t)r * n * q;
+        for (int k = S - 1; k >= 0; --k) {
+            const size_t kr = (size_t)k * R + r;
+            const T* Wk = W + kr * m * q;
+            const T* Vk = V + kr * q * m;
+            T* gVk = gV + kr * q * m;
+            T* gWk = gW + kr * m * q;
+            std::fill(gVk, gVk + q * m, T(0));
+            std::fill(gWk, gWk + m * q, T(0));
+            for (int i = 0; i < n; ++i) {
+                T* gi = gr + (size_t)i * q;
+                const T* ai = a + (kr * n + i) * m;
+                const T* di = d + (kr * n + i) * m;
+                const T* hi = h + (kr * n + i) * q;
+                for (int j = 0; j < m; ++j) {
+                    T acc = 0;
+                    for (int p = 0; p < q; ++p) acc += gi[p] * Vk[p * m + j];
+                    gu[j] = identity ? c * acc : c * acc * di[j];
+                }
+                for (int p = 0; p < q; ++p)
+                    for (int j = 0; j < m; ++j) gVk[p * m + j] += gi[p] * ai[j];
+                for (int j = 0; j < m; ++j)
+                    for (int p = 0; p < q; ++p) gWk[j * q + p] += gu[j] * hi[p];
+                for (int p = 0; p < q; ++p) {
+                    T acc = 0;
+                    for (int j = 0; j < m; ++j) acc += gu[j] * Wk[j * q + p];
+                    t[p] = acc;
+                }
+                for (int p = 0; p < q; ++p) gi[p] += s * t[p];
+            }
+            for (int e = 0; e < q * m; ++e) {
+                gVk[e] *= c;
+                gWk[e] *= s;
+            }
+        }
+    }
+}
+
+template <typename T>
+int forward_generic_act(int act, int threads, int S, int R, int n, int q, int m, T* h, T* a, T* d, const T* W,
+                        const T* V, T s, T c, int keep) {
+    switch (act) {
+    case IDENTITY: forward_generic<T, IDENTITY>(threads, S, R, n, q, m, h, a, d, W, V, s, c, keep); return 0;
+    case TANH: forward_generic<T, TANH>(threads, S, R, n, q, m, h, a, d, W, V, s, c, keep); return 0;
+    case GELU: forward_generic<T, GELU>(threads, S, R, n, q, m, h, a, d, W, V, s, c, keep); return 0;
+    case SOFTPLUS: forward_generic<T, SOFTPLUS>(threads, S, R, n, q, m, h, a, d, W, V, s, c, keep); return 0;
+    case RELU: forward_generic<T, RELU>(threads, S, R, n, q, m, h, a, d, W, V, s, c, keep); return 0;
+    default: return 1;
+    }
+}
+
 }  // namespace
 
 // (q, m) pairs with a compiled kernel: q, m in {16, 32}, m also 64. The Python side checks
@@ -349,6 +468,30 @@ int mlp_backward_f32(int threads, int S, int R, int n, int q, int m, const float
     ODECHECK_SHAPES(X)
 #undef X
     return 1;
+}
+
+int mlp_forward_generic_f32(int threads, int S, int R, int n, int q, int m, float* h, float* a, float* d,
+                            const float* W, const float* V, double s, double c, int act, int keep) {
+    return forward_generic_act<float>(act, threads, S, R, n, q, m, h, a, d, W, V, (float)s, (float)c, keep);
+}
+
+int mlp_forward_generic_f64(int threads, int S, int R, int n, int q, int m, double* h, double* a, double* d,
+                            const double* W, const double* V, double s, double c, int act, int keep) {
+    return forward_generic_act<double>(act, threads, S, R, n, q, m, h, a, d, W, V, s, c, keep);
+}
+
+int mlp_backward_generic_f32(int threads, int S, int R, int n, int q, int m, const float* h, const float* a,
+                             const float* d, const float* W, const float* V, double s, double c, int identity,
+                             float* g, float* gV, float* gW) {
+    backward_generic<float>(threads, S, R, n, q, m, h, a, d, W, V, (float)s, (float)c, identity, g, gV, gW);
+    return 0;
+}
+
+int mlp_backward_generic_f64(int threads, int S, int R, int n, int q, int m, const double* h, const double* a,
+                             const double* d, const double* W, const double* V, double s, double c, int identity,
+                             double* g, double* gV, double* gW) {
+    backward_generic<double>(threads, S, R, n, q, m, h, a, d, W, V, s, c, identity, g, gV, gW);
+    return 0;
 }
 
 }  // extern "C"

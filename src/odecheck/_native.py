@@ -79,9 +79,15 @@ def _build() -> ctypes.CDLL:
     i, d, p = ctypes.c_int, ctypes.c_double, ctypes.c_void_p
     dll.odecheck_native_supports.argtypes = [i, i]
     dll.odecheck_native_openmp.argtypes = []
-    dll.mlp_forward_f32.argtypes = [i, i, i, i, i, i, p, p, p, p, p, d, d, i, i]
-    dll.mlp_backward_f32.argtypes = [i, i, i, i, i, i, p, p, p, p, p, d, d, i, p, p, p]
-    for name in ("odecheck_native_supports", "odecheck_native_openmp", "mlp_forward_f32", "mlp_backward_f32"):
+    fwd = [i, i, i, i, i, i, p, p, p, p, p, d, d, i, i]
+    bwd = [i, i, i, i, i, i, p, p, p, p, p, d, d, i, p, p, p]
+    for name, args in (("mlp_forward_f32", fwd), ("mlp_backward_f32", bwd), ("mlp_forward_generic_f32", fwd),
+                       ("mlp_forward_generic_f64", fwd), ("mlp_backward_generic_f32", bwd),
+                       ("mlp_backward_generic_f64", bwd)):
+        getattr(dll, name).argtypes = args
+    for name in ("odecheck_native_supports", "odecheck_native_openmp", "mlp_forward_f32", "mlp_backward_f32",
+                 "mlp_forward_generic_f32", "mlp_forward_generic_f64", "mlp_backward_generic_f32",
+                 "mlp_backward_generic_f64"):
         getattr(dll, name).restype = ctypes.c_int
     return dll
 
@@ -114,25 +120,56 @@ def disabled():
         _state["off"] = before
 
 
-def usable(V: torch.Tensor, W: torch.Tensor, activation: str) -> bool:
-    """Whether the fused kernels apply to mlp weights V (S, R, q, m), W (S, R, m, q): CPU, float32,
-    contiguous, a known activation, and (q, m) among the compiled shapes (16 or 32, m also 64).
+# Plain-loop kernels only for small layers: per layer at most this many activations (R n m) and
+# multiply-adds per product (R n q m). Measured on the 2-core machine (depth 128, R = 8, tanh,
+# float64 and float32): 2-4x faster than the batched path at R n m <= 1280, even at
+# R n m = 3200 with q m = 8, slower beyond (0.7x at R n m = 6400, 0.3x at 51 200).
+GENERIC_MAX_ACTIVATIONS = 2048
+GENERIC_MAX_MACS = 16384
+
+
+def kind(V: torch.Tensor, W: torch.Tensor, activation: str, n: int | None = None) -> str | None:
+    """Which fused kernel applies to mlp weights V (S, R, q, m), W (S, R, m, q) on n samples:
+
+    - ``"vector"``: float32 and (q, m) among the compiled shapes (q, m in {16, 32}, m also 64);
+    - ``"generic"``: float32 or float64, any shape, when the layers are small (``n`` given and
+      R n m <= GENERIC_MAX_ACTIVATIONS, R n q m <= GENERIC_MAX_MACS);
+    - None: the batched torch path (CUDA, other dtypes, larger layers, kernels unavailable).
+
     A build without OpenMP runs on one thread: it is used only when torch has at most 2 threads
     (one fused thread is about as fast as the batched path on two; on more cores the batched
     path wins)."""
-    if activation not in ACT_CODES or V.device.type != "cpu" or V.dtype != torch.float32:
-        return False
+    if activation not in ACT_CODES or V.device.type != "cpu" or V.dtype not in (torch.float32, torch.float64):
+        return None
     if W.dtype != V.dtype or not (V.is_contiguous() and W.is_contiguous()):
-        return False
+        return None
     lib = library()
-    if lib is None or not lib.odecheck_native_supports(V.shape[2], V.shape[3]):
-        return False
-    return bool(lib.odecheck_native_openmp()) or torch.get_num_threads() <= 2
+    if lib is None or not (lib.odecheck_native_openmp() or torch.get_num_threads() <= 2):
+        return None
+    R, q, m = V.shape[1], V.shape[2], V.shape[3]
+    if V.dtype == torch.float32 and lib.odecheck_native_supports(q, m):
+        return "vector"
+    if n is not None and R * n * m <= GENERIC_MAX_ACTIVATIONS and R * n * q * m <= GENERIC_MAX_MACS:
+        return "generic"
+    return None
+
+
+def usable(V: torch.Tensor, W: torch.Tensor, activation: str, n: int | None = None) -> bool:
+    """Whether a fused kernel applies (see :func:`kind`)."""
+    return kind(V, W, activation, n) is not None
 
 
 def _check(rc: int) -> None:
     if rc:
         raise OdecheckError("fused kernel called with an unsupported shape or activation")
+
+
+def _entry(prefix: str, V: torch.Tensor, W: torch.Tensor, act: str, n: int):
+    k = kind(V, W, act, n)
+    if k is None:
+        raise OdecheckError("no fused kernel for these weights (check kind() first)")
+    suffix = "_f32" if V.dtype == torch.float32 else "_f64"
+    return getattr(library(), prefix + ("_generic" if k == "generic" else "") + suffix)
 
 
 def mlp_forward(act: str, V, W, h, a, d, s: float, c: float, keep: bool = True) -> None:
@@ -142,14 +179,14 @@ def mlp_forward(act: str, V, W, h, a, d, s: float, c: float, keep: bool = True) 
     n = h.shape[-2]
     ptr_a = a.data_ptr() if keep else None
     ptr_d = d.data_ptr() if keep else None
-    _check(library().mlp_forward_f32(torch.get_num_threads(), S, R, n, q, m, h.data_ptr(), ptr_a, ptr_d,
-                                     W.data_ptr(), V.data_ptr(), s, c, ACT_CODES[act], int(keep)))
+    _check(_entry("mlp_forward", V, W, act, n)(torch.get_num_threads(), S, R, n, q, m, h.data_ptr(), ptr_a, ptr_d,
+                                           W.data_ptr(), V.data_ptr(), s, c, ACT_CODES[act], int(keep)))
 
 
 def mlp_backward(act: str, V, W, h, a, d, g, gV, gW, s: float, c: float) -> None:
     """g (R, n, q): dl/dh_S in, dl/dh_0 out; writes the weight gradients gV, gW (S, R, ...)."""
     S, R, m, q = W.shape
     n = g.shape[-2]
-    _check(library().mlp_backward_f32(torch.get_num_threads(), S, R, n, q, m, h.data_ptr(), a.data_ptr(),
-                                      d.data_ptr(), W.data_ptr(), V.data_ptr(), s, c, int(act == "identity"),
-                                      g.data_ptr(), gV.data_ptr(), gW.data_ptr()))
+    _check(_entry("mlp_backward", V, W, act, n)(torch.get_num_threads(), S, R, n, q, m, h.data_ptr(), a.data_ptr(),
+                                            d.data_ptr(), W.data_ptr(), V.data_ptr(), s, c, int(act == "identity"),
+                                            g.data_ptr(), gV.data_ptr(), gW.data_ptr()))
