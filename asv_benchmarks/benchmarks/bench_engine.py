@@ -58,6 +58,38 @@ class BatchedTrainStep:
         self.step()
 
 
+class SmallLayers:
+    """Falsification-probe-sized layers (q = 4, m = 8, n = 10, R = 8, float64): the plain-loop
+    kernels against the batched path, whose per-operation overhead dominates at this size."""
+
+    params = ([32, 128, 512], ["fused", "batched"])
+    param_names = ["depth", "path"]
+
+    def setup(self, L, path):
+        import odecheck as oc
+        from odecheck import _kernels, _native
+
+        self.disabled = _native.disabled() if path == "batched" else None
+        if self.disabled is not None:
+            self.disabled.__enter__()
+        net = oc.ResNet(block="mlp", depth=L, dim=4, width=8, activation="tanh", init="tied", ensemble=8, seed=0,
+                        dtype=torch.float64)
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(10, 4, generator=g, dtype=torch.float64)
+        y = torch.randn(10, 4, generator=g, dtype=torch.float64)
+        if path == "fused" and _native.kind(net._p["V"], net._p["W"], "tanh", 10) is None:
+            raise NotImplementedError("fused CPU kernels unavailable")
+        self.step = lambda: _kernels.loss_and_grads(net, x, y, reuse=True)
+        self.step()
+
+    def teardown(self, L, path):
+        if self.disabled is not None:
+            self.disabled.__exit__(None, None, None)
+
+    def time_small_layers_step(self, L, path):
+        self.step()
+
+
 class GPUMemory:
     """Peak GPU memory of one training step (CUDA only; skipped in setup elsewhere)."""
 
