@@ -36,8 +36,33 @@ def drop_flow_depth_factor():
     flow._flow_factor = lambda net, name: 1.0
 
 
+def _mutate_native(*edits: tuple[str, str]) -> None:
+    """Build the fused kernels from an edited copy of their source (its own cache entry)."""
+    import tempfile
+    from pathlib import Path
+
+    import odecheck._native as native
+
+    if native._SRC.parent.name.startswith("odecheck-mutation-"):
+        return  # already applied (both conftest files apply the mutation)
+    src = native._SRC.read_text()
+    for old, new in edits:
+        assert old in src, old
+        src = src.replace(old, new)
+    path = Path(tempfile.mkdtemp(prefix="odecheck-mutation-")) / "_native.cpp"
+    path.write_text(src)
+    native._SRC = path
+
+
+def fused_backward_ignores_derivative():
+    """The fused kernels' backward drops sigma'(u), as if every activation were the identity."""
+    _mutate_native(("            if constexpr (!identity) x *= load(d + r * M + 16 * j);\n", ""),
+                   ("gu[j] = identity ? c * acc : c * acc * di[j];", "gu[j] = c * acc;"))
+
+
 MUTATIONS = {"drop_residual_scaling": drop_residual_scaling, "shared_member_draws": shared_member_draws,
-             "drop_flow_depth_factor": drop_flow_depth_factor}
+             "drop_flow_depth_factor": drop_flow_depth_factor,
+             "fused_backward_ignores_derivative": fused_backward_ignores_derivative}
 
 
 def apply_from_env():
