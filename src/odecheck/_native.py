@@ -100,7 +100,7 @@ def library() -> ctypes.CDLL | None:
     if "lib" not in _state:
         try:
             _state["lib"] = _build()
-        except (OSError, OdecheckError) as exc:
+        except Exception as exc:  # any failure to build or load: warn once, keep the batched path
             if mode == "1":
                 raise
             warnings.warn(f"odecheck: fused CPU kernels unavailable, using the batched torch path ({exc})",
