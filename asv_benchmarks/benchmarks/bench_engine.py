@@ -2,7 +2,7 @@
 
 import torch
 
-from .common import DEPTHS, DEVICES, ENSEMBLES, data, device_or_skip, network, sync, train_step
+from .common import DEPTHS, DEVICES, ENSEMBLES, data, device_or_skip, engine_path, network, sync, train_step
 
 
 class Forward:
@@ -45,14 +45,11 @@ class BatchedTrainStep:
     timeout = 300
 
     def setup(self, L, R):
-        from odecheck import _native
-
-        self.disabled = _native.disabled()
-        self.disabled.__enter__()
+        self.path = engine_path("batched")
         self.step = train_step(L, R, torch.device("cpu"))
 
     def teardown(self, L, R):
-        self.disabled.__exit__(None, None, None)
+        self.path.close()
 
     def time_batched_train_step(self, L, R):
         self.step()
@@ -67,24 +64,19 @@ class SmallLayers:
 
     def setup(self, L, path):
         import odecheck as oc
-        from odecheck import _kernels, _native
+        from odecheck._kernels import loss_and_grads
 
-        self.disabled = _native.disabled() if path == "batched" else None
-        if self.disabled is not None:
-            self.disabled.__enter__()
+        self.path = engine_path(path)
         net = oc.ResNet(block="mlp", depth=L, dim=4, width=8, activation="tanh", init="tied", ensemble=8, seed=0,
                         dtype=torch.float64)
         g = torch.Generator().manual_seed(0)
         x = torch.randn(10, 4, generator=g, dtype=torch.float64)
         y = torch.randn(10, 4, generator=g, dtype=torch.float64)
-        if path == "fused" and _native.kind(net._p["V"], net._p["W"], "tanh", 10) is None:
-            raise NotImplementedError("fused CPU kernels unavailable")
-        self.step = lambda: _kernels.loss_and_grads(net, x, y, reuse=True)
+        self.step = lambda: loss_and_grads(net, x, y, reuse=True)
         self.step()
 
     def teardown(self, L, path):
-        if self.disabled is not None:
-            self.disabled.__exit__(None, None, None)
+        self.path.close()
 
     def time_small_layers_step(self, L, path):
         self.step()

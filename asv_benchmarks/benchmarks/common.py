@@ -14,6 +14,21 @@ def device_or_skip(device: str) -> torch.device:
     return torch.device(device)
 
 
+def engine_path(path: str):
+    """A context to hold open from setup to teardown: ``"batched"`` forces the batched torch path,
+    ``"fused"`` keeps the default (and needs the kernels: skipped where they are unavailable)."""
+    from contextlib import ExitStack
+
+    from odecheck import _native
+
+    stack = ExitStack()
+    if path == "batched":
+        stack.enter_context(_native.disabled())
+    elif _native.library() is None:
+        raise NotImplementedError("fused CPU kernels unavailable")
+    return stack
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()

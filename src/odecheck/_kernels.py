@@ -79,17 +79,16 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
         cur = h0.clone()
         nxt = torch.empty_like(cur)
     u = a = d = None
-    if net.block == "mlp" and _native.usable(p["V"], p["W"], act, n):
-        s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
-        if keep:
-            a, d = _buf(ws, "a", (L, R, n, m), h0), _buf(ws, "d", (L, R, n, m), h0)
-            _native.mlp_forward(act, p["V"], p["W"], h, a, d, s, c)
-        else:
-            _native.mlp_forward(act, p["V"], p["W"], cur, None, None, s, c, keep=False)
-    elif net.block == "mlp":
+    if net.block == "mlp":
         V, W = p["V"], p["W"]
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
-        if keep:
+        if _native.usable(V, W, act, n):
+            if keep:
+                a, d = _buf(ws, "a", (L, R, n, m), h0), _buf(ws, "d", (L, R, n, m), h0)
+                _native.mlp_forward(act, V, W, h, a, d, s, c)
+            else:
+                _native.mlp_forward(act, V, W, cur, None, None, s, c, keep=False)
+        elif keep:
             u = _buf(ws, "u", (L, R, n, m), h0)
             a = u if act == "identity" else _buf(ws, "a", (L, R, n, m), h0)
             _mlp_range_forward(act, V, W, h, u, a, s, c)
@@ -158,16 +157,14 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reu
     act = net.activation
     h, u, a, x = cache.h, cache.u, cache.a, cache.x
     grads, g = _output_backward(g_out, h[L], p["B"])
-    if net.block == "mlp" and cache.d is not None:
-        V, W = p["V"], p["W"]
-        gV, gW = _buf(ws, "gV", tuple(V.shape), V), _buf(ws, "gW", tuple(W.shape), W)
-        _native.mlp_backward(act, V, W, h, a, cache.d, g, gV, gW, 1.0 / math.sqrt(q), net.alpha / math.sqrt(m))
-        grads["V"], grads["W"] = gV, gW
-    elif net.block == "mlp":
+    if net.block == "mlp":
         V, W = p["V"], p["W"]
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
         gV, gW = _buf(ws, "gV", tuple(V.shape), V), _buf(ws, "gW", tuple(W.shape), W)
-        g = _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s, c, ws)
+        if cache.d is not None:  # the forward ran the fused kernels
+            _native.mlp_backward(act, V, W, h, a, cache.d, g, gV, gW, s, c)
+        else:
+            g = _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s, c, ws)
         grads["V"], grads["W"] = gV, gW
     elif net.block == "single":
         W = p["W"]

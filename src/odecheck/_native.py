@@ -2,7 +2,7 @@
 
 The library is built once per source, compiler and CPU into ``$ODECHECK_CACHE`` (default
 ``~/.cache/odecheck``) with the system C++ compiler (``$CXX``, else ``c++``/``g++``); it needs no
-torch headers and builds in about a second. Without a compiler the engine keeps its batched
+torch headers and builds in a few seconds. Without a compiler the engine keeps its batched
 torch path, with one warning.
 
 ``ODECHECK_NATIVE=0`` disables the kernels; ``ODECHECK_NATIVE=1`` makes a failed build an error.
@@ -92,11 +92,15 @@ def _build() -> ctypes.CDLL:
     return dll
 
 
+def _off() -> bool:
+    return os.environ.get("ODECHECK_NATIVE", "auto") == "0" or bool(_state.get("off"))
+
+
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, or None when disabled or unavailable (warned once)."""
-    mode = os.environ.get("ODECHECK_NATIVE", "auto")
-    if mode == "0" or _state.get("off"):
+    if _off():
         return None
+    mode = os.environ.get("ODECHECK_NATIVE", "auto")
     if "lib" not in _state:
         try:
             _state["lib"] = _build()
@@ -107,6 +111,13 @@ def library() -> ctypes.CDLL | None:
                           RuntimeWarning, stacklevel=2)
             _state["lib"] = None
     return _state["lib"]
+
+
+def status() -> str:
+    """``"disabled"`` (ODECHECK_NATIVE=0 or :func:`disabled`), ``"available"`` or ``"unavailable"``."""
+    if _off():
+        return "disabled"
+    return "available" if library() is not None else "unavailable"
 
 
 @contextmanager

@@ -35,23 +35,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _median_time(fn: Callable[[], None], device: torch.device, *, repeat: int, min_time: float = 0.0) -> float:
-    fn()  # warm-up
-    _sync(device)
-    times = []
-    total = 0.0
-    while len(times) < repeat or total < min_time:
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        dt = time.perf_counter() - t0
-        times.append(dt)
-        total += dt
-        if len(times) >= 10 * repeat:
-            break
-    return statistics.median(times)
-
-
 class _Block(nn.Module):
     def __init__(self, q: int, m: int, scale: float):
         super().__init__()
@@ -159,12 +142,6 @@ def bmm_flops(R: int) -> float:
     return 2.0 * R * N * Q * M * BMM_REPS
 
 
-def bmm_gflops(R: int, device: torch.device, repeat: int = 50) -> float:
-    """Throughput of a bare batched matmul of the workload's shapes: (R, n, q) @ (R, q, m)."""
-    t = _median_time(bmm_fn(R, device), device, repeat=max(3, repeat // 10))
-    return bmm_flops(R) / t / 1e9
-
-
 def paired_times(fn: Callable[[], None], ref: Callable[[], None], device: torch.device, *, repeat: int
                  ) -> tuple[list[float], list[float]]:
     """Times of ``fn`` and of the reference ``ref``, alternated call by call (after one warm-up of
@@ -204,9 +181,9 @@ def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, b
     ref = bmm_fn(ensemble, device)
     ref_times: list[float] = []
     results = []
+    path = engine_path(device)
+    say = progress or (lambda msg: None)
     for L in depths:
-        path = engine_path(device)
-        say = progress or (lambda msg: None)
         say(f"depth {L}: engine ({path})")
         eng_t, eng_r = paired_times(engine_step_fn(L, ensemble, x, y, recompute=recompute,
                                                    graph=path == "cuda-graph"), ref, device, repeat=repeat)

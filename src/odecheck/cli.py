@@ -246,7 +246,8 @@ def bench(
             _fail(f"--json {json_file}: not a writable file path")
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
-        # the JSON is rewritten after each depth: an interrupted run keeps the depths it finished
+        # the JSON is written after each depth (the last write is the whole report): an interrupted
+        # run keeps the depths it finished
         res = run_bench(depths, ensemble, dev, repeat=repeat, baseline_max_depth=baseline_max_depth,
                         recompute=recompute, progress=lambda msg: status.update(msg),
                         on_result=None if json_file is None else lambda partial: _write_json(json_file, partial))
@@ -263,8 +264,6 @@ def bench(
                       "-" if r["speedup"] is None else f"{r['speedup']:.1f}x", f"{r['gflops']:.1f}",
                       f"{r['roofline_fraction']:.2f}")
     Console(width=max(Console().width, 100)).print(table)
-    if json_file is not None:
-        _write_json(json_file, res)
 
 
 @app.command()

@@ -8,19 +8,13 @@ from . import __version__
 
 
 def environment() -> dict[str, Any]:
-    """What computed the numbers: torch build, threads, and whether the fused CPU kernels ran
-    (float32 mlp work on CPU takes them when available; everything else the batched torch path)."""
-    import os
-
+    """What computed the numbers: torch build, threads, and whether the fused CPU kernels could run
+    (they take the mlp work they cover; the rest runs on the batched torch path)."""
     import torch
 
     from . import _native
 
-    if os.environ.get("ODECHECK_NATIVE") == "0":
-        fused = "disabled"
-    else:
-        fused = "available" if _native.library() is not None else "unavailable"
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "fused_cpu_kernels": fused}
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "fused_cpu_kernels": _native.status()}
 
 
 def report_dict(verdicts: list[dict[str, Any]], *, budget: str, device: str, seed: int) -> dict[str, Any]:
