@@ -42,3 +42,18 @@ def naive_loss_grads(net, x, y):
     loss = ((out - y) ** 2).sum(dim=(1, 2)) / out.shape[1]
     loss.sum().backward()
     return loss.detach(), {k: v.grad for k, v in w.items()}
+
+
+F32_UNIT_ROUNDOFF = 2.0**-24
+
+
+def rounding_bound(depth: int, *dims: int, unit_roundoff: float = F32_UNIT_ROUNDOFF) -> float:
+    """First-order worst-case relative rounding error of one loss-and-gradient pass.
+
+    Every entry the pass computes is a sum of at most K = max(dims) products, which floating point
+    evaluates to within gamma_K ~ K u (u the unit roundoff, 2^-24 in float32 and 2^-53 in float64;
+    Higham, Accuracy and Stability of Numerical Algorithms, sec. 3.1); the activation adds its own
+    few-u error (at most 3 u: the fused float32 forms are held to ATen's float32 error plus 2 u).
+    The forward and backward passes chain 2 (depth + 1) such steps, so errors add up to
+    2 (depth + 1) (K + 3) u. Two implementations of the same pass differ by at most twice that."""
+    return 2 * (depth + 1) * (max(dims) + 3) * unit_roundoff

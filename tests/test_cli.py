@@ -119,8 +119,10 @@ def test_bench_writes_the_issue_keys(tmp_path):
     fused = _native.library() is not None
     assert first["engine_path"] == ("fused" if fused else "batched")
     assert (first["batched_s"] is not None) == fused
-    if fused:  # the two paths agree to float32 rounding on the same weights
-        assert 0 < first["path_max_rel_diff"] < 1e-4
+    if fused:  # two float32 implementations of the pass agree within twice its rounding bound
+        from helpers import rounding_bound
+
+        assert 0 < first["path_max_rel_diff"] < 2 * rounding_bound(4, 16, 32, 100)
 
 
 @pytest.mark.parametrize("args,needle", [(["--depths", "0"], "--depths"), (["--ensemble", "0"], "--ensemble"),

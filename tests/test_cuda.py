@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import rounding_bound
 
 from odecheck import _kernels as K
 from odecheck._errors import InvalidArgument
@@ -39,9 +40,11 @@ def test_graph_replay_equals_eager_step_after_in_place_updates(block):
     for _ in range(3):
         loss, grads = graphed()
         loss_e, grads_e = K.loss_and_grads(eager, x, y)
-        torch.testing.assert_close(loss, loss_e, rtol=1e-6, atol=1e-7)
+        # the same kernels replayed: equal up to a change of cuBLAS algorithm, within the rounding bound
+        tol = 2 * rounding_bound(12, 16, 32, 10)
+        torch.testing.assert_close(loss, loss_e, rtol=tol, atol=0)
         for name in net.trainable:
-            torch.testing.assert_close(grads[name], grads_e[name], rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(grads[name], grads_e[name], rtol=tol, atol=tol * grads_e[name].abs().max().item())
             net._p[name].sub_(grads[name], alpha=0.1)
             eager._p[name].sub_(grads_e[name], alpha=0.1)
 
@@ -65,9 +68,10 @@ def test_gradient_flow_with_cuda_graph_matches_eager(recompute):
     a, b = _net("cuda", depth=16), _net("cuda", depth=16)
     ta = gradient_flow(a, x, y, steps=5, lr=1e-2, cuda_graph=True, recompute=recompute)
     tb = gradient_flow(b, x, y, steps=5, lr=1e-2, recompute=recompute)
-    assert ta.loss == pytest.approx(tb.loss, rel=1e-5)
+    tol = 5 * 2 * rounding_bound(16, 16, 32, 20)  # 5 steps, each within twice the bound of one pass
+    assert ta.loss == pytest.approx(tb.loss, rel=tol)
     for name in a.trainable:
-        torch.testing.assert_close(a._p[name], b._p[name], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a._p[name], b._p[name], rtol=tol, atol=tol * b._p[name].abs().max().item())
 
 
 @pytest.mark.cuda
@@ -75,4 +79,4 @@ def test_gradient_flow_with_cuda_graph_matches_eager(recompute):
 def test_bench_cuda_path_agrees_with_eager():
     x, y = torch.randn(100, 16, device="cuda"), torch.randn(100, 16, device="cuda")
     assert engine_path(torch.device("cuda")) == "cuda-graph"
-    assert path_difference(32, 4, x, y, "cuda-graph") < 1e-5
+    assert path_difference(32, 4, x, y, "cuda-graph") < 2 * rounding_bound(32, 16, 32, 100)

@@ -23,10 +23,12 @@ def test_scaling_exponent_recovers_planted_power_law():
     rng = np.random.default_rng(0)
     depths = np.array([16, 32, 64, 128, 256])
     vals = 3.0 * depths[:, None] ** -0.7 * np.exp(0.05 * rng.standard_normal((5, 8)))
+    # least-squares slope of one member: sd 0.05 / sqrt(sum (log L - mean)^2); mean of 8 members
+    se = 0.05 / np.sqrt(((np.log(depths) - np.log(depths).mean()) ** 2).sum() * 8)
     for method in ("bootstrap", "theil-sen"):
         fit = scaling_exponent(depths, vals, method=method)
         assert fit.ci[0] < -0.7 < fit.ci[1]
-        assert abs(fit.estimate + 0.7) < 0.05
+        assert abs(fit.estimate + 0.7) < 6 * se  # 6 standard errors (Theil-Sen is less efficient, still inside)
 
 
 def test_scaling_interval_coverage_is_nominal():
@@ -62,8 +64,9 @@ def test_path_statistics_on_known_path():
 def test_hurst_recovers_planted_fbm(H):
     path = oc.fbm_paths(32, 512, H, member_generator(3, 0)).T.numpy()
     est = hurst(path)
-    assert abs(est.estimate - H) < 0.06, est
-    assert est.ci[0] - 0.03 < H < est.ci[1] + 0.03
+    # 6 sd of the estimator (sd 0.0086 measured over 400 draws, properties/test_estimator_properties.py)
+    assert abs(est.estimate - H) < 6 * 0.0086, est
+    assert est.ci[0] < H < est.ci[1]
 
 
 def test_regimes_of_planted_paths():
