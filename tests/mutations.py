@@ -56,7 +56,7 @@ def _mutate_native(*edits: tuple[str, str]) -> None:
 
 def fused_backward_ignores_derivative():
     """The fused kernels' backward drops sigma'(u), as if every activation were the identity."""
-    _mutate_native(("            if constexpr (!identity) x *= load(d + r * M + 16 * j);\n", ""),
+    _mutate_native(("                if constexpr (!identity) x *= load(d + r * M + VL * (j0 + j));\n", ""),
                    ("gu[j] = identity ? c * acc : c * acc * di[j];", "gu[j] = c * acc;"))
 
 

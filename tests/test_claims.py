@@ -38,7 +38,11 @@ def test_verify_cli_writes_report_and_resumes(tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert set(rep) >= {"version", "budget", "device", "seed", "environment", "claims"}
     assert set(rep["environment"]) == {"torch", "threads", "fused_cpu_kernels"}
-    assert rep["environment"]["fused_cpu_kernels"] in ("available", "disabled", "unavailable")
+    kernels = rep["environment"]["fused_cpu_kernels"]
+    assert kernels["state"] in ("available", "disabled", "unavailable")
+    if kernels["state"] == "available":  # the instruction set the kernels were built for is on record
+        assert kernels["isa"] in ("avx512", "avx2", "avx", "sse2", "neon", "scalar") and kernels["lanes"] >= 1
+        assert f"({kernels['isa']}, {kernels['lanes']} lanes" in (out / "report.md").read_text()
     assert "fused CPU kernels" in (out / "report.md").read_text()
     for c in rep["claims"]:
         assert set(c) >= {"id", "verdict", "expected", "estimate", "ci", "alpha", "n", "seconds", "details"}

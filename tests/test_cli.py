@@ -117,15 +117,23 @@ def test_bench_writes_the_issue_keys(tmp_path):
     assert first["speedup"] == pytest.approx(first["baseline_s"] / first["engine_s"])
     assert second["baseline_s"] is None and second["speedup"] is None  # above --baseline-max-depth
     fused = _native.library() is not None
-    assert first["engine_path"] == ("fused" if fused else "batched")
+    # the engine runs the fused kernels where it measured them faster than the batched path
+    assert first["engine_path"] == (first["choice"]["path"] if fused else "batched")
     assert (first["batched_s"] is not None) == fused
     if fused:  # two float32 implementations of the pass agree within twice its rounding bound
         from helpers import rounding_bound
 
-        assert 0 < first["path_max_rel_diff"] < 2 * rounding_bound(4, 16, 32, 100)
+        assert first["choice"]["fused_s"] > 0 and first["choice"]["batched_s"] > 0
+        assert data["native"]["state"] == "available" and data["native"]["isa"]
+        variants = first["variants"]
+        assert "native" in variants and ("avx2" in variants) == (data["native"]["isa"] == "avx512")
+        for v in variants.values():
+            assert v["fused_s"] > 0 and v["vs_batched"] == pytest.approx(first["batched_s"] / v["fused_s"])
+            assert 0 < v["path_max_rel_diff"] < 2 * rounding_bound(4, 16, 32, 100)
 
 
 @pytest.mark.parametrize("args,needle", [(["--depths", "0"], "--depths"), (["--ensemble", "0"], "--ensemble"),
+                                         (["--isa", "avx1024"], "--isa"),
                                          (["--recompute", "0"], "--recompute"), (["--device", "tpu"], "device"),
                                          (["--json", "/proc/odecheck/bench.json"], "--json")])
 def test_bench_bad_arguments_exit_2(args, needle):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import stat
@@ -13,16 +14,29 @@ from helpers import F32_UNIT_ROUNDOFF, rounding_bound
 
 from odecheck import _kernels as K
 from odecheck import _native
-from odecheck._errors import OdecheckError
+from odecheck._errors import InvalidArgument, OdecheckError
 from odecheck.models import ACTIVATIONS, ResNet, activate, activate_backward
 
 needs_native = pytest.mark.skipif(os.environ.get("ODECHECK_NATIVE") == "0" or _native.library() is None,
                                   reason="fused CPU kernels disabled or not buildable here")
+# every kernel build this CPU can run: the reference tests hold for each instruction set, not only
+# for the one the machine happens to have
+VARIANTS = _native.runnable_variants()
+
+
+@pytest.fixture(autouse=True)
+def _fused_wherever_they_apply():
+    """These tests are about the kernels: run them wherever they apply, whatever the engine's timing
+    of the two paths would choose on this machine."""
+    with _native.forcing():
+        yield
 
 
 @needs_native
+@pytest.mark.parametrize("isa", VARIANTS)
 @pytest.mark.parametrize("act", ACTIVATIONS)
-def test_activation_and_derivative_as_accurate_as_atens_float32(act):
+def test_activation_and_derivative_as_accurate_as_atens_float32(act, isa, monkeypatch):
+    monkeypatch.setenv("ODECHECK_ISA", isa)
     # one layer with W = 4 I and s = 1/4 puts u on the grid exactly; V = 0
     u = torch.linspace(-30.0, 30.0, 16 * 2001, dtype=torch.float64).float()
     n = u.numel() // 16
@@ -49,9 +63,11 @@ def _grads(net, x, y, **kw):
 
 
 @needs_native
-@pytest.mark.parametrize("q,m", [(16, 32), (32, 16), (16, 64), (16, 16)])
+@pytest.mark.parametrize("q,m,isa", [(16, 32, "native"), (32, 16, "native"), (16, 64, "native"), (16, 16, "native"),
+                                     *[(q, m, v) for v in VARIANTS if v != "native" for q, m in ((16, 32), (32, 64))]])
 @pytest.mark.parametrize("act", ACTIVATIONS)
-def test_fused_step_matches_float64_reference(q, m, act):
+def test_fused_step_matches_float64_reference(q, m, act, isa, monkeypatch):
+    monkeypatch.setenv("ODECHECK_ISA", isa)
     # n = 11 is not a multiple of the 4-row blocks; R = 3 splits unevenly over the threads
     net = ResNet(block="mlp", depth=6, dim=q, width=m, activation=act, init="iid", ensemble=3, seed=1,
                  dtype=torch.float64)
@@ -214,8 +230,110 @@ def test_builds_from_scratch_into_an_empty_cache(monkeypatch, tmp_path):
 
 def test_status_names_why_the_kernels_do_not_run(monkeypatch):
     expected = "available" if _native.library() is not None else "unavailable"
-    assert _native.status() == expected
+    assert _native.status()["state"] == expected
     with _native.disabled():
-        assert _native.status() == "disabled"
+        assert _native.status()["state"] == "disabled"
     monkeypatch.setenv("ODECHECK_NATIVE", "0")
-    assert _native.status() == "disabled"
+    assert _native.status()["state"] == "disabled"
+
+
+# what each x86-64 build must target, from the compiler's flags alone: (isa, float32 lanes, registers)
+EXPECTED_BUILD = {"avx512": ("avx512", 16, 32), "avx2": ("avx2", 8, 16), "sse2": ("sse2", 4, 16),
+                  "scalar": ("scalar", 1, 16)}
+
+
+@needs_native
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_status_records_the_instruction_set_each_build_targets(isa):
+    with _native.using(isa):
+        st = _native.status()
+    assert st["state"] == "available" and st["variant"] == isa
+    if isa in EXPECTED_BUILD:
+        assert (st["isa"], st["lanes"], st["registers"]) == EXPECTED_BUILD[isa]
+    else:  # native: the widest this CPU has
+        flags = _native.cpu_flags()
+        widest = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= flags else None
+        if widest is not None:
+            assert st["isa"] == widest
+    assert st["cpu"] == _native.cpu_model()
+
+
+def test_a_variant_the_cpu_cannot_run_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("ODECHECK_ISA", "avx1024")
+    with pytest.raises(InvalidArgument, match="ODECHECK_ISA"):
+        _native.library()
+    missing = [v for v in _native.ISAS if v not in _native.runnable_variants()]
+    if missing:
+        monkeypatch.setattr(_native, "_state", {})
+        monkeypatch.setenv("ODECHECK_ISA", missing[0])
+        with pytest.raises(InvalidArgument, match="ODECHECK_ISA"):
+            _native.library()
+
+
+def test_runnable_variants_follow_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(_native.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(_native, "cpu_flags", lambda: frozenset({"sse2", "avx", "avx2", "fma"}))
+    assert _native.runnable_variants() == ("native", "avx2", "sse2", "scalar")
+    monkeypatch.setattr(_native, "cpu_flags", lambda: frozenset({"sse2"}))
+    assert _native.runnable_variants() == ("native", "sse2", "scalar")
+    monkeypatch.setattr(_native.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(_native, "cpu_flags", lambda: frozenset({"asimd", "fp"}))
+    assert _native.runnable_variants() == ("native", "scalar")
+
+
+# ----------------------------------------------------------------------------- the safety net
+def _fake_timing(monkeypatch, fused_s: float, batched_s: float) -> list:
+    calls = []
+
+    def fake(kind, dtype, act, R, n, q, m):
+        calls.append((kind, R, n, q, m))
+        return {"path": "fused" if fused_s <= batched_s else "batched", "fused_s": fused_s, "batched_s": batched_s,
+                "kind": kind, "isa": "fake"}
+
+    monkeypatch.setattr(K, "time_paths", fake)
+    return calls
+
+
+@needs_native
+@pytest.mark.parametrize("fused_s,batched_s,path", [(2.0, 1.0, "batched"), (1.0, 2.0, "fused")])
+def test_engine_keeps_the_path_measured_faster_and_remembers_it(fused_s, batched_s, path, monkeypatch, tmp_path):
+    monkeypatch.setattr(_native, "_state", {})
+    monkeypatch.setenv("ODECHECK_CACHE", str(tmp_path))
+    monkeypatch.setenv("ODECHECK_NATIVE", "auto")
+    calls = _fake_timing(monkeypatch, fused_s, batched_s)
+    net = ResNet(block="mlp", depth=5, dim=16, width=32, activation="gelu", init="iid", ensemble=3, seed=0)
+    x, y = torch.randn(9, 16), torch.randn(9, 16)
+    with _native.disabled():
+        _, ref = _grads(net, x, y)
+    out, cache = K.forward(net, x)
+    assert (cache.d is not None) == (path == "fused")  # the fused forward keeps sigma'(u) in d
+    _, grads = _grads(net, x, y)
+    tol = 2 * rounding_bound(5, 16, 32, 9)
+    for k in ref:
+        assert ((grads[k] - ref[k]).abs().max() / ref[k].abs().max()).item() < tol
+    assert len(calls) == 1  # timed once, then remembered in memory ...
+    stored = json.loads((tmp_path / "path-choices.json").read_text())
+    assert [c["path"] for c in stored.values()] == [path]
+    monkeypatch.setattr(_native, "_state", {})  # ... and on disk, for the next process
+    K.forward(net, x)
+    assert len(calls) == 1
+    # another shape class (R = 40 rounds up to 64, not 4) is timed anew
+    K.forward(ResNet(block="mlp", depth=2, dim=16, width=32, activation="gelu", init="iid", ensemble=40, seed=0), x)
+    assert len(calls) == 2 and calls[1][1] == 40
+
+
+@needs_native
+def test_time_paths_measures_both_paths():
+    rec = K.time_paths("vector", torch.float32, "tanh", 2, 8, 16, 32)
+    assert rec["fused_s"] > 0 and rec["batched_s"] > 0
+    assert rec["path"] == ("fused" if rec["fused_s"] <= rec["batched_s"] else "batched")
+    assert rec["isa"] == _native.status()["isa"]
+
+
+@needs_native
+def test_forcing_skips_the_timing(monkeypatch, tmp_path):
+    monkeypatch.setenv("ODECHECK_CACHE", str(tmp_path))
+    calls = _fake_timing(monkeypatch, 2.0, 1.0)
+    V = torch.zeros(2, 3, 16, 32)
+    assert K.path_choice(V, V.transpose(2, 3).contiguous(), "gelu", 10)["path"] == "fused"
+    assert calls == [] and not (tmp_path / "path-choices.json").exists()

@@ -13,6 +13,7 @@ Adjoint of the mlp block (g_k = dl/dh_k, c = alpha_L / sqrt(m), s = 1/sqrt(q)):
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,90 @@ class Cache:
     a: torch.Tensor | None
     x: torch.Tensor
     d: torch.Tensor | None = None
+
+
+# ----------------------------------------------------------------------------- fused or batched: measured
+TUNE_LAYERS = 16  # layers of the synthetic pass each path is timed on
+TUNE_REPS = 3  # timed passes per path, alternating (after one warm-up each); the fastest counts
+
+
+def _pow2(x: int) -> int:
+    return 1 << max(0, int(x) - 1).bit_length()
+
+
+def choice_key(kind: str, dtype: torch.dtype, act: str, R: int, n: int, q: int, m: int) -> str:
+    """The shape class a path choice is remembered for: the kernel library (source, flags, compiler,
+    CPU), the kernel kind, dtype, activation, q, m, the torch thread count, and R and n rounded up to
+    powers of two."""
+    return "|".join([str(_native.build_key()), kind, str(dtype).replace("torch.", ""), act, f"q{q}", f"m{m}",
+                     f"R{_pow2(R)}", f"n{_pow2(n)}", f"threads{torch.get_num_threads()}"])
+
+
+def time_paths(kind: str, dtype: torch.dtype, act: str, R: int, n: int, q: int, m: int) -> dict:
+    """Seconds per layer of a full mlp forward and backward pass on each path (fused kernels and
+    batched torch products), timed alternately on TUNE_LAYERS layers of random weights of the given
+    shapes; the faster path is ``path``."""
+    S = TUNE_LAYERS
+    g = torch.Generator().manual_seed(0)
+    V = torch.randn(S, R, q, m, generator=g, dtype=dtype)
+    W = torch.randn(S, R, m, q, generator=g, dtype=dtype)
+    h = torch.empty(S + 1, R, n, q, dtype=dtype)
+    h[0] = torch.randn(R, n, q, generator=g, dtype=dtype)
+    g_out = torch.randn(R, n, q, generator=g, dtype=dtype)
+    a, d, u = (torch.empty(S, R, n, m, dtype=dtype) for _ in range(3))
+    gV, gW = torch.empty_like(V), torch.empty_like(W)
+    s, c = 1.0 / math.sqrt(q), 1.0 / (S * math.sqrt(m))
+    ws: dict = {}
+
+    def fused():
+        _native.mlp_forward(act, V, W, h, a, d, s, c)
+        _native.mlp_backward(act, V, W, h, a, d, g_out.clone(), gV, gW, s, c)
+
+    def batched():
+        av = u if act == "identity" else a
+        _mlp_range_forward(act, V, W, h, u, av, s, c)
+        _mlp_range_backward(act, V, W, h, u, av, g_out, gV, gW, s, c, ws)
+
+    times: dict[str, list[float]] = {"fused": [], "batched": []}
+    with torch.no_grad():
+        fused()
+        batched()
+        for _ in range(TUNE_REPS):
+            for name, fn in (("fused", fused), ("batched", batched)):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    best = {k: min(v) / S for k, v in times.items()}
+    return {"path": "fused" if best["fused"] <= best["batched"] else "batched", "fused_s": best["fused"],
+            "batched_s": best["batched"], "kind": kind, "isa": _native.status().get("isa")}
+
+
+def path_choice(V: torch.Tensor, W: torch.Tensor, act: str, n: int) -> dict | None:
+    """How the mlp layers with weights V (S, R, q, m), W (S, R, m, q) on n samples run: None when no
+    fused kernel applies (:func:`_native.kind`), else a dict whose ``path`` is ``fused`` or ``batched``.
+
+    ``ODECHECK_NATIVE=1`` (or ``_native.forcing()``) takes the fused kernels wherever they apply. Otherwise, on first use of a
+    shape class (:func:`choice_key`), both paths are timed (:func:`time_paths`) and the faster one is
+    remembered in the cache directory (``_native.remember``), so the engine never keeps a fused
+    kernel slower than its batched torch path on the machine at hand."""
+    kind = _native.kind(V, W, act, n)
+    if kind is None:
+        return None
+    if _native.forced():
+        return {"path": "fused", "kind": kind, "forced": True}
+    R, q, m = V.shape[1], V.shape[2], V.shape[3]
+    key = choice_key(kind, V.dtype, act, R, n, q, m)
+    choice = _native.remembered(key)
+    if choice is None:
+        choice = time_paths(kind, V.dtype, act, R, n, q, m)
+        _native.remember(key, choice)
+    return choice
+
+
+def fused_chosen(V: torch.Tensor, W: torch.Tensor, act: str, n: int) -> bool:
+    """Whether the fused kernels run these mlp layers (see :func:`path_choice`)."""
+    choice = path_choice(V, W, act, n)
+    return choice is not None and choice["path"] == "fused"
 
 
 def _delta(net: ResNet, p: dict[str, torch.Tensor], k: int):
@@ -82,7 +167,7 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
     if net.block == "mlp":
         V, W = p["V"], p["W"]
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
-        if _native.usable(V, W, act, n):
+        if fused_chosen(V, W, act, n):
             if keep:
                 a, d = _buf(ws, "a", (L, R, n, m), h0), _buf(ws, "d", (L, R, n, m), h0)
                 _native.mlp_forward(act, V, W, h, a, d, s, c)
@@ -273,7 +358,7 @@ def _mlp_loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool):
     hs = _buf(ws, "seg_h", (S + 1, R, n, q), h0)
     us = _buf(ws, "seg_u", (S, R, n, m), h0)
     as_ = _buf(ws, "seg_a", (S, R, n, m), h0)  # separate even for identity: views of one buffer are not `is`
-    fused = _native.usable(V, W, act, n)  # then us holds sigma'(u), and checkpoints need no stored layers
+    fused = fused_chosen(V, W, act, n)  # then us holds sigma'(u), and checkpoints need no stored layers
     ck[0] = h0
     for j, k0 in enumerate(starts):
         k1 = min(k0 + S, L)

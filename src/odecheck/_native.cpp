@@ -6,8 +6,12 @@
 // layers, and each layer's weights (2 q m numbers) stay in L1 while the n rows pass through,
 // RB rows at a time with their accumulators in vector registers.
 //
-// float32 only, q and m multiples of 16 (one 16-lane vector = 64 bytes; GCC/Clang vector
-// extensions, so the compiler maps it to AVX-512, two AVX2 registers, or NEON).
+// The vector width follows the instruction set the library is compiled for (GCC/Clang vector
+// extensions): VL = 16 float32 lanes on AVX-512, 8 on AVX/AVX2, 4 on SSE2 and NEON, 1 in the
+// scalar build (ODECHECK_SCALAR, or no known SIMD). The register blocking follows the number
+// of vector registers (32 on AVX-512 and NEON, 16 on AVX2 and SSE): every inner loop works on a
+// tile of RB rows by T vectors whose accumulators, weights and broadcast fit in the register file,
+// so no target spills in its inner loops. q and m are multiples of 16, hence of every VL.
 //
 // Layouts (row-major, contiguous):  h (S+1, R, n, q)   a, d (S, R, n, m)
 //                                    W (S, R, m, q)     V (S, R, q, m)
@@ -22,11 +26,59 @@
 #include <cstring>
 #include <vector>
 
+#if defined(ODECHECK_SCALAR)
+#define ODECHECK_VL 1
+#define ODECHECK_NREG 16
+#define ODECHECK_ISA "scalar"
+#elif defined(__AVX512F__)
+#define ODECHECK_VL 16
+#define ODECHECK_NREG 32
+#define ODECHECK_ISA "avx512"
+#elif defined(__AVX2__) && defined(__FMA__)
+#define ODECHECK_VL 8
+#define ODECHECK_NREG 16
+#define ODECHECK_ISA "avx2"
+#elif defined(__AVX__)
+#define ODECHECK_VL 8
+#define ODECHECK_NREG 16
+#define ODECHECK_ISA "avx"
+#elif defined(__ARM_NEON) || defined(__aarch64__)
+#define ODECHECK_VL 4
+#define ODECHECK_NREG 32
+#define ODECHECK_ISA "neon"
+#elif defined(__SSE2__)
+#define ODECHECK_VL 4
+#define ODECHECK_NREG 16
+#define ODECHECK_ISA "sse2"
+#else
+#define ODECHECK_VL 1
+#define ODECHECK_NREG 16
+#define ODECHECK_ISA "scalar"
+#endif
+
 namespace {
 
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-typedef float vfu __attribute__((vector_size(64), aligned(4)));  // unaligned loads and stores
+constexpr int VL = ODECHECK_VL;      // float32 lanes per vector
+constexpr int NREG = ODECHECK_NREG;  // vector registers of the target
+// rows per block: 4 with 32 registers, 2 with 16 (measured on one Zen 4/5 core, L = 1024, R = 16, AVX2
+// build: 118 ms per step at 2 rows, 129 ms at 4; m = 64: 218 ms against 266 ms)
+#ifndef ODECHECK_RB
+#define ODECHECK_RB (NREG >= 32 ? 4 : 2)
+#endif
+constexpr int RB = ODECHECK_RB;
+
+typedef float vf __attribute__((vector_size(4 * VL)));
+typedef int32_t vi __attribute__((vector_size(4 * VL)));
+typedef float vfu __attribute__((vector_size(4 * VL), aligned(4)));  // unaligned loads and stores
+
+// The widest tile T (a divisor of `total` vectors) whose live registers fit: `per_vec` registers
+// per tile vector (accumulators of the RB rows plus loaded operands) and `fixed` more (broadcast).
+constexpr int tile(int total, int per_vec, int fixed) {
+    int best = 1;
+    for (int t = 1; t <= total; ++t)
+        if (total % t == 0 && t * per_vec + fixed <= NREG) best = t;
+    return best;
+}
 
 enum Act { IDENTITY = 0, TANH = 1, GELU = 2, SOFTPLUS = 3, RELU = 4 };
 
@@ -81,7 +133,7 @@ inline vf vlog(vf x) {
     return mant + y + ef * 0.693359375f;
 }
 
-// activation a = sigma(u) and derivative d = sigma'(u), 16 lanes at a time. gelu uses the same erf
+// activation a = sigma(u) and derivative d = sigma'(u), VL lanes at a time. gelu uses the same erf
 // formula as ATen's vectorised float gelu (Abramowitz-Stegun 7.1.26, |error| <= 1.5e-7).
 template <int act>
 inline void act_pair(vf u, vf& a, vf& d) {
@@ -121,41 +173,49 @@ inline void act_pair(vf u, vf& a, vf& d) {
     }
 }
 
-// RB rows of one layer, forward. wt: (Q, M) = s W^T, vt: (M, Q) = c V^T, as vectors.
+// RB rows of one layer, forward. wt: (Q, M) = s W^T, vt: (M, Q) = c V^T, as vectors (MV resp. QV a row).
+// hin may be hout (the state updated in place): every tile reads the columns it writes, after the
+// first product has read all of hin.
 template <int act, int QV, int MV, int RB>
 inline void fwd_rows(const float* hin, float* hout, float* a, float* d, const vf* wt, const vf* vt) {
-    constexpr int Q = 16 * QV, M = 16 * MV;
-    vf u[RB][MV];
-    for (int r = 0; r < RB; ++r)
-        for (int j = 0; j < MV; ++j) u[r][j] = splat(0.0f);
-    for (int p = 0; p < Q; ++p) {
-        vf w[MV];
-        for (int j = 0; j < MV; ++j) w[j] = wt[p * MV + j];
-        for (int r = 0; r < RB; ++r) {
-            const float hp = hin[r * Q + p];
-            for (int j = 0; j < MV; ++j) u[r][j] += hp * w[j];
+    constexpr int Q = VL * QV, M = VL * MV;
+    constexpr int JT = tile(MV, RB + 1, 1);  // u tile: RB x JT accumulators, JT weights, a broadcast
+    for (int j0 = 0; j0 < MV; j0 += JT) {
+        vf u[RB][JT];
+        for (int r = 0; r < RB; ++r)
+            for (int j = 0; j < JT; ++j) u[r][j] = splat(0.0f);
+        for (int p = 0; p < Q; ++p) {
+            vf w[JT];
+            for (int j = 0; j < JT; ++j) w[j] = wt[p * MV + j0 + j];
+            for (int r = 0; r < RB; ++r) {
+                const float hp = hin[r * Q + p];
+                for (int j = 0; j < JT; ++j) u[r][j] += hp * w[j];
+            }
         }
+        for (int r = 0; r < RB; ++r)
+            for (int j = 0; j < JT; ++j) {
+                vf av, dv;
+                act_pair<act>(u[r][j], av, dv);
+                store(a + r * M + VL * (j0 + j), av);
+                store(d + r * M + VL * (j0 + j), dv);
+            }
     }
-    for (int r = 0; r < RB; ++r)
-        for (int j = 0; j < MV; ++j) {
-            vf av, dv;
-            act_pair<act>(u[r][j], av, dv);
-            store(a + r * M + 16 * j, av);
-            store(d + r * M + 16 * j, dv);
+    constexpr int PT = tile(QV, RB + 1, 1);  // output tile: RB x PT accumulators, PT weights, a broadcast
+    for (int p0 = 0; p0 < QV; p0 += PT) {
+        vf t[RB][PT];
+        for (int r = 0; r < RB; ++r)
+            for (int p = 0; p < PT; ++p) t[r][p] = load(hin + r * Q + VL * (p0 + p));
+        for (int j = 0; j < M; ++j) {
+            vf v[PT];
+            for (int p = 0; p < PT; ++p) v[p] = vt[j * QV + p0 + p];
+            for (int r = 0; r < RB; ++r) {
+                const float aj = a[r * M + j];
+                for (int p = 0; p < PT; ++p) t[r][p] += aj * v[p];
+            }
         }
-    vf t[RB][QV];
-    for (int r = 0; r < RB; ++r)
-        for (int p = 0; p < QV; ++p) t[r][p] = load(hin + r * Q + 16 * p);
-    for (int j = 0; j < M; ++j) {
-        vf v[QV];
-        for (int p = 0; p < QV; ++p) v[p] = vt[j * QV + p];
-        for (int r = 0; r < RB; ++r) {
-            const float aj = a[r * M + j];
-            for (int p = 0; p < QV; ++p) t[r][p] += aj * v[p];
-        }
+        for (int r = 0; r < RB; ++r)
+            for (int p = 0; p < PT; ++p) store(hout + r * Q + VL * (p0 + p), t[r][p]);
     }
-    for (int r = 0; r < RB; ++r)
-        for (int p = 0; p < QV; ++p) store(hout + r * Q + 16 * p, t[r][p]);
 }
 
 // RB rows of one layer, backward. g: dl/dh_{k+1} rows in, dl/dh_k rows out; accV (Q, M) and
@@ -163,66 +223,76 @@ inline void fwd_rows(const float* hin, float* hout, float* a, float* d, const vf
 template <int QV, int MV, int RB, bool identity>
 inline void bwd_rows(float* g, const float* h, const float* a, const float* d, const float* Wk, const float* Vk,
                      float s, float c, vf* accV, vf* accW) {
-    constexpr int Q = 16 * QV, M = 16 * MV;
-    vf ga[RB][MV], ar[RB][MV];
-    for (int r = 0; r < RB; ++r)
-        for (int j = 0; j < MV; ++j) {
-            ga[r][j] = splat(0.0f);
-            ar[r][j] = load(a + r * M + 16 * j);
-        }
-    for (int p = 0; p < Q; ++p) {
-        vf v[MV], acc[MV];
-        for (int j = 0; j < MV; ++j) {
-            v[j] = load(Vk + p * M + 16 * j);
-            acc[j] = accV[p * MV + j];
-        }
-        for (int r = 0; r < RB; ++r) {
-            const float gp = g[r * Q + p];
-            for (int j = 0; j < MV; ++j) {
-                ga[r][j] += gp * v[j];
-                acc[j] += gp * ar[r][j];
-            }
-        }
-        for (int j = 0; j < MV; ++j) accV[p * MV + j] = acc[j];
-    }
+    constexpr int Q = VL * QV, M = VL * MV;
     alignas(64) float gu[RB][M];
-    for (int r = 0; r < RB; ++r)
-        for (int j = 0; j < MV; ++j) {
-            vf x = ga[r][j] * c;
-            if constexpr (!identity) x *= load(d + r * M + 16 * j);
-            store(&gu[r][16 * j], x);
-        }
-    vf t[RB][QV], hr[RB][QV];
-    for (int r = 0; r < RB; ++r)
-        for (int p = 0; p < QV; ++p) {
-            t[r][p] = splat(0.0f);
-            hr[r][p] = load(h + r * Q + 16 * p);
-        }
-    for (int j = 0; j < M; ++j) {
-        vf w[QV], acc[QV];
-        for (int p = 0; p < QV; ++p) {
-            w[p] = load(Wk + j * Q + 16 * p);
-            acc[p] = accW[j * QV + p];
-        }
-        for (int r = 0; r < RB; ++r) {
-            const float gj = gu[r][j];
-            for (int p = 0; p < QV; ++p) {
-                t[r][p] += gj * w[p];
-                acc[p] += gj * hr[r][p];
+    // ga = V^T g and accV += g a^T, sharing the broadcast of g: per tile vector RB ga and RB a
+    // registers, one V and one accV vector
+    constexpr int JT = tile(MV, 2 * RB + 2, 1);
+    for (int j0 = 0; j0 < MV; j0 += JT) {
+        vf ga[RB][JT], ar[RB][JT];
+        for (int r = 0; r < RB; ++r)
+            for (int j = 0; j < JT; ++j) {
+                ga[r][j] = splat(0.0f);
+                ar[r][j] = load(a + r * M + VL * (j0 + j));
             }
+        for (int p = 0; p < Q; ++p) {
+            vf v[JT], acc[JT];
+            for (int j = 0; j < JT; ++j) {
+                v[j] = load(Vk + p * M + VL * (j0 + j));
+                acc[j] = accV[p * MV + j0 + j];
+            }
+            for (int r = 0; r < RB; ++r) {
+                const float gp = g[r * Q + p];
+                for (int j = 0; j < JT; ++j) {
+                    ga[r][j] += gp * v[j];
+                    acc[j] += gp * ar[r][j];
+                }
+            }
+            for (int j = 0; j < JT; ++j) accV[p * MV + j0 + j] = acc[j];
         }
-        for (int p = 0; p < QV; ++p) accW[j * QV + p] = acc[p];
+        for (int r = 0; r < RB; ++r)
+            for (int j = 0; j < JT; ++j) {
+                vf x = ga[r][j] * c;
+                if constexpr (!identity) x *= load(d + r * M + VL * (j0 + j));
+                store(&gu[r][VL * (j0 + j)], x);
+            }
     }
-    for (int r = 0; r < RB; ++r)
-        for (int p = 0; p < QV; ++p) store(g + r * Q + 16 * p, load(g + r * Q + 16 * p) + s * t[r][p]);
+    // t = W^T gu and accW += gu h^T, sharing the broadcast of gu
+    constexpr int PT = tile(QV, 2 * RB + 2, 1);
+    for (int p0 = 0; p0 < QV; p0 += PT) {
+        vf t[RB][PT], hr[RB][PT];
+        for (int r = 0; r < RB; ++r)
+            for (int p = 0; p < PT; ++p) {
+                t[r][p] = splat(0.0f);
+                hr[r][p] = load(h + r * Q + VL * (p0 + p));
+            }
+        for (int j = 0; j < M; ++j) {
+            vf w[PT], acc[PT];
+            for (int p = 0; p < PT; ++p) {
+                w[p] = load(Wk + j * Q + VL * (p0 + p));
+                acc[p] = accW[j * QV + p0 + p];
+            }
+            for (int r = 0; r < RB; ++r) {
+                const float gj = gu[r][j];
+                for (int p = 0; p < PT; ++p) {
+                    t[r][p] += gj * w[p];
+                    acc[p] += gj * hr[r][p];
+                }
+            }
+            for (int p = 0; p < PT; ++p) accW[j * QV + p0 + p] = acc[p];
+        }
+        for (int r = 0; r < RB; ++r)
+            for (int p = 0; p < PT; ++p) {
+                float* gp = g + r * Q + VL * (p0 + p);
+                store(gp, load(gp) + s * t[r][p]);
+            }
+    }
 }
-
-constexpr int RB = 4;
 
 template <int act, int QV, int MV>
 void forward(int threads, int S, int R, int n, float* h, float* a, float* d, const float* W, const float* V,
              float s, float c, int keep) {
-    constexpr int Q = 16 * QV, M = 16 * MV;
+    constexpr int Q = VL * QV, M = VL * MV;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int r = 0; r < R; ++r) {
         vf wt[Q * MV], vt[M * QV];
@@ -260,7 +330,7 @@ void forward(int threads, int S, int R, int n, float* h, float* a, float* d, con
 template <int QV, int MV, bool identity>
 void backward(int threads, int S, int R, int n, const float* h, const float* a, const float* d, const float* W,
               const float* V, float s, float c, float* g, float* gV, float* gW) {
-    constexpr int Q = 16 * QV, M = 16 * MV;
+    constexpr int Q = VL * QV, M = VL * MV;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int r = 0; r < R; ++r) {
         vf accV[Q * MV], accW[M * QV];
@@ -280,8 +350,8 @@ void backward(int threads, int S, int R, int n, const float* h, const float* a, 
                                               d + (kr * n + i) * M, Wk, Vk, s, c, accV, accW);
             float* gVk = gV + kr * Q * M;
             float* gWk = gW + kr * M * Q;
-            for (int e = 0; e < Q * MV; ++e) store(gVk + 16 * e, c * accV[e]);
-            for (int e = 0; e < M * QV; ++e) store(gWk + 16 * e, s * accW[e]);
+            for (int e = 0; e < Q * MV; ++e) store(gVk + VL * e, c * accV[e]);
+            for (int e = 0; e < M * QV; ++e) store(gWk + VL * e, s * accW[e]);
         }
     }
 }
@@ -430,9 +500,17 @@ int forward_generic_act(int act, int threads, int S, int R, int n, int q, int m,
 
 // (q, m) pairs with a compiled kernel: q, m in {16, 32}, m also 64. The Python side checks
 // odecheck_native_supports first; the entry points return 1 for anything else.
+// X(q / 16, m / 16); the kernels take q / VL and m / VL vectors a row.
 #define ODECHECK_SHAPES(X) X(1, 1) X(1, 2) X(1, 4) X(2, 1) X(2, 2) X(2, 4)
+#define ODECHECK_V(x16) (16 / VL * (x16))
 
 extern "C" {
+
+const char* odecheck_native_isa() { return ODECHECK_ISA; }
+
+int odecheck_native_lanes() { return VL; }
+
+int odecheck_native_registers() { return NREG; }
 
 int odecheck_native_openmp() {
 #ifdef _OPENMP
@@ -443,7 +521,7 @@ int odecheck_native_openmp() {
 }
 
 int odecheck_native_supports(int q, int m) {
-#define X(QV, MV) if (q == 16 * QV && m == 16 * MV) return 1;
+#define X(Q16, M16) if (q == 16 * Q16 && m == 16 * M16) return 1;
     ODECHECK_SHAPES(X)
 #undef X
     return 0;
@@ -451,9 +529,9 @@ int odecheck_native_supports(int q, int m) {
 
 int mlp_forward_f32(int threads, int S, int R, int n, int q, int m, float* h, float* a, float* d,
                     const float* W, const float* V, double s, double c, int act, int keep) {
-#define X(QV, MV) \
-    if (q == 16 * QV && m == 16 * MV) \
-        return forward_act<QV, MV>(act, threads, S, R, n, h, a, d, W, V, (float)s, (float)c, keep);
+#define X(Q16, M16) \
+    if (q == 16 * Q16 && m == 16 * M16) \
+        return forward_act<ODECHECK_V(Q16), ODECHECK_V(M16)>(act, threads, S, R, n, h, a, d, W, V, (float)s, (float)c, keep);
     ODECHECK_SHAPES(X)
 #undef X
     return 1;
@@ -462,9 +540,9 @@ int mlp_forward_f32(int threads, int S, int R, int n, int q, int m, float* h, fl
 int mlp_backward_f32(int threads, int S, int R, int n, int q, int m, const float* h, const float* a,
                      const float* d, const float* W, const float* V, double s, double c, int identity, float* g,
                      float* gV, float* gW) {
-#define X(QV, MV) \
-    if (q == 16 * QV && m == 16 * MV) \
-        return backward_id<QV, MV>(identity, threads, S, R, n, h, a, d, W, V, (float)s, (float)c, g, gV, gW);
+#define X(Q16, M16) \
+    if (q == 16 * Q16 && m == 16 * M16) \
+        return backward_id<ODECHECK_V(Q16), ODECHECK_V(M16)>(identity, threads, S, R, n, h, a, d, W, V, (float)s, (float)c, g, gV, gW);
     ODECHECK_SHAPES(X)
 #undef X
     return 1;

@@ -1,11 +1,21 @@
 """Fused CPU kernels for the mlp block (``_native.cpp``), compiled on first use and loaded with ctypes.
 
-The library is built once per source, compiler and CPU into ``$ODECHECK_CACHE`` (default
+The library is built once per source, compiler, flags and CPU into ``$ODECHECK_CACHE`` (default
 ``~/.cache/odecheck``) with the system C++ compiler (``$CXX``, else ``c++``/``g++``); it needs no
 torch headers and builds in a few seconds. Without a compiler the engine keeps its batched
 torch path, with one warning.
 
-``ODECHECK_NATIVE=0`` disables the kernels; ``ODECHECK_NATIVE=1`` makes a failed build an error.
+Instruction-set variants (``ODECHECK_ISA``, default ``native``): ``native`` compiles for the CPU it
+runs on (``-march=native``); ``avx512``, ``avx2``, ``sse2`` pin an x86-64 level (``-march=x86-64-v4``,
+``-v3``, baseline), ``scalar`` compiles the kernels without SIMD types. The kernels' vector width and
+register blocking follow the target at compile time (16 float32 lanes on AVX-512, 8 on AVX2, 4 on
+SSE2 and NEON, 1 scalar); :func:`status` reports what was built. A variant the CPU cannot run is
+refused with an error naming ``ODECHECK_ISA``.
+
+``ODECHECK_NATIVE=0`` disables the kernels; ``ODECHECK_NATIVE=1`` makes a failed build an error and
+uses the kernels wherever they apply; the default (``auto``) lets the engine time both paths on
+first use of a shape class and keep the faster one (``_kernels``; choices persist in the cache
+directory, see :func:`remembered`).
 Threads: the kernels split the ensemble members over ``torch.get_num_threads()`` OpenMP threads.
 The library links ``libgomp.so.1``, the runtime torch itself loads, so torch and the kernels share
 one thread pool (a second pool would spin against torch's workers on the same cores). The members
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -27,12 +38,24 @@ from pathlib import Path
 
 import torch
 
-from ._errors import OdecheckError
+from ._errors import InvalidArgument, OdecheckError, invalid
 
 ACT_CODES = {"identity": 0, "tanh": 1, "gelu": 2, "softplus": 3, "relu": 4}
 _SRC = Path(__file__).with_name("_native.cpp")
-_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
+_FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
 _OPENMP = ["-fopenmp"]  # dropped (single-threaded kernels) when the compiler has no OpenMP
+# flag sets tried in turn for each variant (the first that compiles is used)
+ISA_FLAGS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "native": (("-march=native",), ("-mcpu=native",), ()),
+    "avx512": (("-march=x86-64-v4", "-mtune=native"),),
+    "avx2": (("-march=x86-64-v3", "-mtune=native"),),
+    "sse2": (("-march=x86-64", "-mtune=native"),),
+    "scalar": (("-DODECHECK_SCALAR",),),
+}
+ISAS: tuple[str, ...] = tuple(ISA_FLAGS)
+# the CPU flags (as /proc/cpuinfo names them) an x86-64 variant needs
+_ISA_NEEDS = {"avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma"), "avx2": ("avx2", "fma"),
+              "sse2": ("sse2",)}
 _state: dict = {}
 
 
@@ -43,49 +66,98 @@ def _compiler() -> str | None:
     return None
 
 
-def _cpu_key() -> str:
+def _cpuinfo() -> str:
     try:
-        info = Path("/proc/cpuinfo").read_text()
-        lines = [ln for ln in info.splitlines() if ln.startswith(("model name", "flags"))][:2]
-        return "\n".join(lines)
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or platform.machine()
+        return ""
 
 
-def _build() -> ctypes.CDLL:
+def _cpu_key() -> str:
+    lines = [ln for ln in _cpuinfo().splitlines() if ln.startswith(("model name", "flags", "Features"))][:2]
+    return "\n".join(lines) if lines else (platform.processor() or platform.machine())
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    for ln in _cpuinfo().splitlines():
+        if ln.startswith("model name"):
+            return ln.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (x86 ``flags`` or Arm ``Features`` of ``/proc/cpuinfo``; empty if unknown)."""
+    for ln in _cpuinfo().splitlines():
+        if ln.startswith(("flags", "Features")):
+            return frozenset(ln.split(":", 1)[1].split())
+    return frozenset()
+
+
+def variant() -> str:
+    """The variant in use: :func:`using`, else ``$ODECHECK_ISA``, else ``native``."""
+    name = _state.get("isa") or os.environ.get("ODECHECK_ISA", "native")
+    if name not in ISA_FLAGS:
+        raise invalid("ODECHECK_ISA", name, f"one of {', '.join(ISAS)}")
+    return name
+
+
+def runnable_variants() -> tuple[str, ...]:
+    """The variants this CPU can run: native and scalar always, an x86-64 level when the CPU has its flags."""
+    flags = cpu_flags()
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return tuple(v for v in ISAS if v not in _ISA_NEEDS or (x86 and set(_ISA_NEEDS[v]) <= flags))
+
+
+def _build(isa: str) -> tuple[ctypes.CDLL, dict]:
+    if isa not in runnable_variants():
+        raise invalid("ODECHECK_ISA", isa, f"a variant this CPU can run: {', '.join(runnable_variants())}")
     cxx = _compiler()
     if cxx is None:
         raise OdecheckError("no C++ compiler found (set CXX)")
     src = _SRC.read_bytes()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256(src + " ".join(_FLAGS).encode() + version.encode() + _cpu_key().encode()).hexdigest()[:16]
     cache = Path(os.environ.get("ODECHECK_CACHE", Path.home() / ".cache" / "odecheck"))
     cache.mkdir(parents=True, exist_ok=True)
-    lib = cache / f"native-{key}.so"
-    if not lib.exists():
-        # build under a private name, then rename: concurrent builders (pytest-xdist) never see half a file
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
-        os.close(fd)
-        for extra in (_OPENMP, []):
-            proc = subprocess.run([cxx, *_FLAGS, *extra, str(_SRC), "-o", tmp], capture_output=True, text=True,
-                                  check=False)
-            if proc.returncode == 0:
-                break
-        if proc.returncode != 0:
-            os.unlink(tmp)
-            raise OdecheckError(f"compiling {_SRC.name} failed: {proc.stderr.strip()[-2000:]}")
-        os.replace(tmp, lib)
+    errors = []
+    for isa_flags in ISA_FLAGS[isa]:
+        flags = [*_FLAGS, *isa_flags]
+        key = hashlib.sha256(src + " ".join(flags).encode() + version.encode() + _cpu_key().encode()).hexdigest()[:16]
+        lib = cache / f"native-{key}.so"
+        if not lib.exists():
+            # build under a private name, then rename: concurrent builders (pytest-xdist) never see half a file
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+            os.close(fd)
+            for extra in (_OPENMP, []):
+                proc = subprocess.run([cxx, *flags, *extra, str(_SRC), "-o", tmp], capture_output=True, text=True,
+                                      check=False)
+                if proc.returncode == 0:
+                    break
+            if proc.returncode != 0:
+                os.unlink(tmp)
+                errors.append(proc.stderr.strip()[-2000:])
+                continue
+            os.replace(tmp, lib)
+        return _load(lib), {"variant": isa, "flags": " ".join(isa_flags), "key": key}
+    raise OdecheckError(f"compiling {_SRC.name} for ODECHECK_ISA={isa} failed: {errors[-1]}")
+
+
+def _load(lib: Path) -> ctypes.CDLL:
     dll = ctypes.CDLL(str(lib))
     i, d, p = ctypes.c_int, ctypes.c_double, ctypes.c_void_p
     dll.odecheck_native_supports.argtypes = [i, i]
-    dll.odecheck_native_openmp.argtypes = []
+    dll.odecheck_native_isa.restype = ctypes.c_char_p
+    for name in ("odecheck_native_openmp", "odecheck_native_lanes", "odecheck_native_registers",
+                 "odecheck_native_isa"):
+        getattr(dll, name).argtypes = []
     fwd = [i, i, i, i, i, i, p, p, p, p, p, d, d, i, i]
     bwd = [i, i, i, i, i, i, p, p, p, p, p, d, d, i, p, p, p]
     for name, args in (("mlp_forward_f32", fwd), ("mlp_backward_f32", bwd), ("mlp_forward_generic_f32", fwd),
                        ("mlp_forward_generic_f64", fwd), ("mlp_backward_generic_f32", bwd),
                        ("mlp_backward_generic_f64", bwd)):
         getattr(dll, name).argtypes = args
-    for name in ("odecheck_native_supports", "odecheck_native_openmp", "mlp_forward_f32", "mlp_backward_f32",
+    for name in ("odecheck_native_supports", "odecheck_native_openmp", "odecheck_native_lanes",
+                 "odecheck_native_registers", "mlp_forward_f32", "mlp_backward_f32",
                  "mlp_forward_generic_f32", "mlp_forward_generic_f64", "mlp_backward_generic_f32",
                  "mlp_backward_generic_f64"):
         getattr(dll, name).restype = ctypes.c_int
@@ -96,28 +168,122 @@ def _off() -> bool:
     return os.environ.get("ODECHECK_NATIVE", "auto") == "0" or bool(_state.get("off"))
 
 
-def library() -> ctypes.CDLL | None:
-    """The compiled kernels, or None when disabled or unavailable (warned once)."""
+def library(isa: str | None = None) -> ctypes.CDLL | None:
+    """The compiled kernels of variant ``isa`` (default :func:`variant`), or None when disabled or
+    unavailable (warned once per variant)."""
     if _off():
         return None
     mode = os.environ.get("ODECHECK_NATIVE", "auto")
-    if "lib" not in _state:
+    isa = isa or variant()
+    libs = _state.setdefault("libs", {})
+    if isa not in libs:
         try:
-            _state["lib"] = _build()
+            libs[isa] = _build(isa)
         except Exception as exc:  # any failure to build or load: warn once, keep the batched path
-            if mode == "1":
+            if mode == "1" or isinstance(exc, InvalidArgument):  # a variant this CPU cannot run
                 raise
             warnings.warn(f"odecheck: fused CPU kernels unavailable, using the batched torch path ({exc})",
                           RuntimeWarning, stacklevel=2)
-            _state["lib"] = None
-    return _state["lib"]
+            libs[isa] = None
+    entry = libs[isa]
+    return None if entry is None else entry[0]
 
 
-def status() -> str:
-    """``"disabled"`` (ODECHECK_NATIVE=0 or :func:`disabled`), ``"available"`` or ``"unavailable"``."""
+def status() -> dict:
+    """What the engine's fused kernels are on this machine.
+
+    ``state``: ``"disabled"`` (ODECHECK_NATIVE=0 or :func:`disabled`), ``"available"`` or
+    ``"unavailable"``; when available also ``variant`` (requested), ``isa`` (what the compiler
+    targeted: avx512, avx2, avx, sse2, neon or scalar), ``lanes`` (float32 per vector),
+    ``registers`` (vector registers the blocking assumes), ``flags``, ``openmp``; always ``cpu``."""
+    out: dict = {"cpu": cpu_model()}
     if _off():
-        return "disabled"
-    return "available" if library() is not None else "unavailable"
+        return {"state": "disabled", **out}
+    lib = library()
+    if lib is None:
+        return {"state": "unavailable", "variant": variant(), **out}
+    meta = _state["libs"][variant()][1]
+    return {"state": "available", "variant": meta["variant"], "isa": lib.odecheck_native_isa().decode(),
+            "lanes": lib.odecheck_native_lanes(), "registers": lib.odecheck_native_registers(),
+            "flags": meta["flags"], "openmp": bool(lib.odecheck_native_openmp()), **out}
+
+
+def build_key() -> str | None:
+    """A key of the library in use (source, flags, compiler, CPU), or None without one."""
+    if library() is None:
+        return None
+    return _state["libs"][variant()][1]["key"]
+
+
+@contextmanager
+def using(isa: str):
+    """Within this block the kernels of variant ``isa`` run (for comparisons, e.g. AVX2 on an AVX-512 CPU)."""
+    if isa not in ISA_FLAGS:
+        raise invalid("isa", isa, f"one of {', '.join(ISAS)}")
+    before = _state.get("isa")
+    _state["isa"] = isa
+    try:
+        yield
+    finally:
+        _state["isa"] = before
+
+
+# ----------------------------------------------------------------------------- remembered path choices
+def _choices_file() -> Path:
+    return Path(os.environ.get("ODECHECK_CACHE", Path.home() / ".cache" / "odecheck")) / "path-choices.json"
+
+
+def remembered(key: str) -> dict | None:
+    """The path choice stored for a shape class (see ``_kernels.fused_chosen``), or None."""
+    mem = _state.setdefault("choices", {})
+    if key in mem:
+        return mem[key]
+    try:
+        stored = json.loads(_choices_file().read_text())
+    except (OSError, ValueError):
+        stored = {}
+    if isinstance(stored, dict):
+        mem.update({k: v for k, v in stored.items() if isinstance(v, dict)})
+    return mem.get(key)
+
+
+def remember(key: str, choice: dict) -> None:
+    """Store a path choice in memory and in the cache directory (best effort: an unwritable cache
+    keeps the choice for this process only)."""
+    _state.setdefault("choices", {})[key] = choice
+    path = _choices_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            stored = {}
+        if not isinstance(stored, dict):
+            stored = {}
+        stored[key] = choice
+        fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(stored, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def forced() -> bool:
+    """Whether the kernels run wherever they apply, without timing the paths: ``ODECHECK_NATIVE=1``
+    or inside :func:`forcing`."""
+    return os.environ.get("ODECHECK_NATIVE") == "1" or bool(_state.get("force"))
+
+
+@contextmanager
+def forcing():
+    """Within this block the fused kernels run wherever they apply (the bench times them this way)."""
+    before = _state.get("force", False)
+    _state["force"] = True
+    try:
+        yield
+    finally:
+        _state["force"] = before
 
 
 @contextmanager

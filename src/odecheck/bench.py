@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import _native
-from ._kernels import GraphedLossAndGrads, loss_and_grads
+from ._kernels import GraphedLossAndGrads, fused_chosen, loss_and_grads, path_choice
 from .models import ResNet
 
 N, Q, M = 100, 16, 32
@@ -94,13 +94,14 @@ def engine_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float =
     return step
 
 
-def engine_path(device: torch.device) -> str:
+def engine_path(device: torch.device, ensemble: int = 16) -> str:
     """The path the engine takes on the bench workload: ``fused`` (C++ kernels, CPU float32),
-    ``cuda-graph`` (batched path replayed from a CUDA graph) or ``batched``."""
+    ``cuda-graph`` (batched path replayed from a CUDA graph) or ``batched`` (no fused kernel
+    applies, or the engine measured the batched path faster here: see ``_kernels.path_choice``)."""
     if device.type == "cuda":
         return "cuda-graph"
-    probe = torch.empty(1, 1, Q, M, device=device)
-    return "fused" if _native.usable(probe, probe.transpose(2, 3).contiguous(), "gelu") else "batched"
+    probe = torch.empty(1, ensemble, Q, M, device=device)
+    return "fused" if fused_chosen(probe, probe.transpose(2, 3).contiguous(), "gelu", N) else "batched"
 
 
 def path_difference(L: int, R: int, x: torch.Tensor, y: torch.Tensor, path: str,
@@ -164,64 +165,112 @@ def _normalized(ts: list[float], rs: list[float]) -> float:
     return statistics.median(t / r for t, r in zip(ts, rs, strict=True))
 
 
-def run_bench(depths, ensemble: int, device: torch.device, *, repeat: int = 5, baseline_max_depth: int = 1024,
-              recompute: int | None = None, progress: Callable[[str], None] | None = None,
+def default_variants(device: torch.device) -> list[str]:
+    """The kernel variants a bench times next to each other: on the CPU the native build and, on an
+    AVX-512 machine, the AVX2 build too (what most laptops and many cloud CPUs run); none on CUDA."""
+    if device.type != "cpu" or _native.library() is None:
+        return []
+    out = ["native"]
+    if _native.status().get("isa") == "avx512" and "avx2" in _native.runnable_variants():
+        out.append("avx2")
+    return out
+
+
+def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, baseline_max_depth: int = 1024,
+              recompute: int | None = None, variants: list[str] | None = None,
+              progress: Callable[[str], None] | None = None,
               on_result: Callable[[dict], None] | None = None) -> dict:
-    """Median seconds per step of the engine, the batched path and the baseline, each timed call by
-    call alternately with the bare-bmm reference. ``roofline_fraction`` is the median of the paired
-    ratios (engine GFLOP/s over bmm GFLOP/s at the same moment). ``speedup`` is
-    ``baseline_s / engine_s``; ``speedup_normalized`` divides the baseline's bmm-normalised time by
-    the engine's instead, which removes a load change between the two measurements (and adds
-    whatever each timed function does to the reference's caches). ``engine_bmm_units``: the engine's
-    step time in units of the reference timed next to it, for ratios across depths or runs.
-    ``on_result`` receives the report so far after each depth (to write it as the run goes)."""
+    """Median seconds per step of the engine, the batched path, each fused-kernel variant and the
+    baseline, each timed call by call alternately with the bare-bmm reference, for every (ensemble
+    size, depth) pair.
+
+    ``engine_s`` is the engine as a user gets it (on the CPU: the native kernels where the engine
+    measured them faster than the batched path, ``choice`` holding that measurement), ``batched_s``
+    the batched torch path, ``variants[isa]`` the fused kernels of that build forced on
+    (``fused_s``, ``speedup``, ``roofline_fraction``, ``path_max_rel_diff`` against the batched
+    path's gradients at depth min(L, 1024)). ``roofline_fraction`` is the median of the paired
+    ratios (GFLOP/s over bmm GFLOP/s at the same moment). ``speedup`` is ``baseline_s / engine_s``;
+    ``speedup_normalized`` divides the baseline's bmm-normalised time by the engine's instead, which
+    removes a load change between the two measurements. ``engine_bmm_units``: the engine's step time
+    in units of the reference timed next to it, for ratios across depths or runs. ``on_result``
+    receives the report so far after each row (to write it as the run goes)."""
+    if isinstance(ensembles, int):
+        ensembles = [ensembles]
+    variants = default_variants(device) if variants is None else list(variants)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(N, Q, generator=g).to(device)
     y = torch.randn(N, Q, generator=g).to(device)
-    ref = bmm_fn(ensemble, device)
-    ref_times: list[float] = []
-    results = []
-    path = engine_path(device)
+    results: list[dict] = []
     say = progress or (lambda msg: None)
-    for L in depths:
-        say(f"depth {L}: engine ({path})")
-        eng_t, eng_r = paired_times(engine_step_fn(L, ensemble, x, y, recompute=recompute,
-                                                   graph=path == "cuda-graph"), ref, device, repeat=repeat)
-        ref_times += eng_r
-        eng, eng_n = statistics.median(eng_t), _normalized(eng_t, eng_r)
-        batched = diff = None
-        if path != "batched":
-            say(f"depth {L}: batched path")
-            with _native.disabled():
-                bt, br = paired_times(engine_step_fn(L, ensemble, x, y, recompute=recompute), ref, device,
-                                      repeat=max(2, repeat // 2))
-            batched = statistics.median(bt)
-            diff = path_difference(min(L, CHECK_DEPTH), ensemble, x, y, path, recompute)
-        base = speedup_n = None
-        if L <= baseline_max_depth:
-            say(f"depth {L}: baseline")
-            bt, br = paired_times(baseline_step_fn(L, ensemble, x, y), ref, device, repeat=max(2, repeat // 2))
-            base, speedup_n = statistics.median(bt), _normalized(bt, br) / eng_n
-        flops = flops_per_step(L, ensemble)
-        results.append({"depth": L, "ensemble": ensemble, "baseline_s": base, "engine_s": eng,
-                        "speedup": (base / eng) if base else None, "speedup_normalized": speedup_n,
-                        "gflops": flops / eng / 1e9,
-                        "roofline_fraction": statistics.median(flops * r / (t * bmm_flops(ensemble))
-                                                               for t, r in zip(eng_t, eng_r, strict=True)),
-                        "bmm_gflops": bmm_flops(ensemble) / statistics.median(eng_r) / 1e9,
-                        "engine_bmm_units": eng_n,
-                        "engine_path": path, "batched_s": batched, "path_max_rel_diff": diff})
-        if on_result is not None:
-            on_result(_report(device, ensemble, ref_times, recompute, results))
-    return _report(device, ensemble, ref_times, recompute, results)
+    builds = {}
+    for isa in variants:
+        with _native.using(isa):
+            builds[isa] = _native.status()
+    for R in ensembles:
+        ref = bmm_fn(R, device)
+        path = engine_path(device, R)
+        choice = None if device.type != "cpu" else path_choice(*_probe(R), "gelu", N)
+        for L in depths:
+            say(f"R={R}, L={L}: engine ({path})")
+            eng_t, eng_r = paired_times(engine_step_fn(L, R, x, y, recompute=recompute,
+                                                       graph=path == "cuda-graph"), ref, device, repeat=repeat)
+            eng, eng_n = statistics.median(eng_t), _normalized(eng_t, eng_r)
+            flops = flops_per_step(L, R)
+            batched = diff = None
+            if path != "batched" or variants:
+                say(f"R={R}, L={L}: batched path")
+                with _native.disabled():
+                    bt, br = paired_times(engine_step_fn(L, R, x, y, recompute=recompute), ref, device,
+                                          repeat=max(2, repeat // 2))
+                batched = statistics.median(bt)
+            if path == "cuda-graph":
+                diff = path_difference(min(L, CHECK_DEPTH), R, x, y, path, recompute)
+            base = speedup_n = None
+            if L <= baseline_max_depth:
+                say(f"R={R}, L={L}: baseline")
+                bt, br = paired_times(baseline_step_fn(L, R, x, y), ref, device, repeat=max(2, repeat // 2))
+                base, speedup_n = statistics.median(bt), _normalized(bt, br) / eng_n
+            per_variant = {}
+            for isa in variants:
+                say(f"R={R}, L={L}: fused kernels, {isa} build")
+                with _native.using(isa), _native.forcing():
+                    ft, fr = paired_times(engine_step_fn(L, R, x, y, recompute=recompute), ref, device,
+                                          repeat=repeat)
+                    vdiff = path_difference(min(L, CHECK_DEPTH), R, x, y, "fused", recompute)
+                fused = statistics.median(ft)
+                per_variant[isa] = {
+                    "isa": builds[isa].get("isa"), "lanes": builds[isa].get("lanes"), "fused_s": fused,
+                    "speedup": (base / fused) if base else None,
+                    "roofline_fraction": statistics.median(flops * r / (t * bmm_flops(R)) for t, r in zip(ft, fr,
+                                                                                                      strict=True)),
+                    "vs_batched": batched / fused, "path_max_rel_diff": vdiff}
+            if path == "fused" and variants:
+                diff = per_variant[variants[0]]["path_max_rel_diff"]
+            results.append({"depth": L, "ensemble": R, "baseline_s": base, "engine_s": eng,
+                            "speedup": (base / eng) if base else None, "speedup_normalized": speedup_n,
+                            "gflops": flops / eng / 1e9,
+                            "roofline_fraction": statistics.median(flops * r / (t * bmm_flops(R))
+                                                                   for t, r in zip(eng_t, eng_r, strict=True)),
+                            "bmm_gflops": bmm_flops(R) / statistics.median(eng_r) / 1e9,
+                            "engine_bmm_units": eng_n, "engine_path": path, "choice": choice,
+                            "batched_s": batched, "engine_vs_batched": None if batched is None else batched / eng,
+                            "path_max_rel_diff": diff, "variants": per_variant})
+            if on_result is not None:
+                on_result(_report(device, recompute, builds, results))
+    return _report(device, recompute, builds, results)
 
 
-def _report(device: torch.device, ensemble: int, ref_times: list[float], recompute: int | None,
-            results: list[dict]) -> dict:
+def _probe(R: int) -> tuple[torch.Tensor, torch.Tensor]:
+    V = torch.empty(1, R, Q, M)
+    return V, V.transpose(2, 3).contiguous()
+
+
+def _report(device: torch.device, recompute: int | None, builds: dict, results: list[dict]) -> dict:
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "bmm_gflops": bmm_flops(ensemble) / statistics.median(ref_times) / 1e9,
-            "recompute": recompute,
+            "cpu": _native.cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "bmm_gflops": statistics.median(r["bmm_gflops"] for r in results) if results else None,
+            "recompute": recompute, "native": _native.status() if device.type == "cpu" else None,
+            "variants": builds,
             "workload": {"n": N, "d": Q, "q": Q, "m": M, "activation": "gelu", "step": "full-batch gradient step",
                          "dtype": "float32"},
             "results": list(results)}

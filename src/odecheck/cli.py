@@ -211,17 +211,20 @@ def analyze(
 def bench(
     device: str = typer.Option("cpu", help="cpu | cuda"),
     depths: list[int] = typer.Option([64, 256, 1024], "--depths", help="Depths L (repeat the option)."),
-    ensemble: int = typer.Option(16, help="Ensemble size R."),
+    ensemble: list[int] = typer.Option([16], "--ensemble", help="Ensemble sizes R (repeat the option)."),
     repeat: int = typer.Option(5, help="Timed repetitions per measurement (median reported)."),
     baseline_max_depth: int = typer.Option(1024, help="Skip the (slow) baseline above this depth."),
     recompute: int | None = typer.Option(None, help="Engine keeps one state per RECOMPUTE layers "
                                                        "(bounded memory)."),
+    isa: list[str] = typer.Option([], "--isa", help="Fused-kernel builds to time (repeat): native, avx512, avx2, "
+                                                    "sse2, scalar. Default: native, plus avx2 on an AVX-512 CPU."),
     json_file: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
     """Time the engine against a per-layer nn.ModuleList baseline on the [M24] workload."""
     from rich.console import Console
     from rich.table import Table
 
+    from . import _native
     from ._errors import InvalidArgument
     from .bench import run_bench
     from .models import resolve_device
@@ -233,10 +236,17 @@ def bench(
         return
     if any(L < 1 for L in depths):
         _fail(f"--depths {depths}: expected positive integers")
-    if ensemble < 1:
-        _fail(f"--ensemble {ensemble}: expected a positive integer")
+    if any(R < 1 for R in ensemble):
+        _fail(f"--ensemble {ensemble}: expected positive integers")
     if recompute is not None and recompute < 1:
         _fail(f"--recompute {recompute}: expected a positive integer")
+    for name in isa:
+        if name not in _native.ISAS:
+            _fail(f"--isa {name}: expected one of {', '.join(_native.ISAS)}")
+        if name not in _native.runnable_variants():
+            _fail(f"--isa {name}: this CPU cannot run it (runnable: {', '.join(_native.runnable_variants())})")
+    if isa and dev.type != "cpu":
+        _fail("--isa: the fused-kernel builds are CPU kernels (use --device cpu)")
     if json_file is not None:
         try:
             json_file.parent.mkdir(parents=True, exist_ok=True)
@@ -246,24 +256,37 @@ def bench(
             _fail(f"--json {json_file}: not a writable file path")
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
-        # the JSON is written after each depth (the last write is the whole report): an interrupted
-        # run keeps the depths it finished
+        # the JSON is written after each row (the last write is the whole report): an interrupted
+        # run keeps the rows it finished
         res = run_bench(depths, ensemble, dev, repeat=repeat, baseline_max_depth=baseline_max_depth,
-                        recompute=recompute, progress=lambda msg: status.update(msg),
+                        recompute=recompute, variants=list(isa) or None, progress=lambda msg: status.update(msg),
                         on_result=None if json_file is None else lambda partial: _write_json(json_file, partial))
-    table = Table(title=f"odecheck bench: {res['device']}, {res['threads']} threads, "
-                        f"bare bmm {res['bmm_gflops']:.1f} GFLOP/s")
+    native = res.get("native") or {}
+    where = f"{res['device']}" + (f" ({res['cpu']}; kernels: {native.get('isa', native.get('state'))})"
+                                   if dev.type == "cpu" else "")
+    table = Table(title=f"odecheck bench: {where}, {res['threads']} threads, bare bmm {res['bmm_gflops']:.1f} GFLOP/s")
     for col in ("L", "R", "baseline s/step", "batched s/step", "engine s/step", "path", "max rel diff", "speedup",
-                "GFLOP/s", "roofline"):
+                "engine vs batched", "GFLOP/s", "roofline"):
         table.add_column(col, justify="right")
+    fmt = lambda v, f: "-" if v is None else format(v, f)
     for r in res["results"]:
-        table.add_row(str(r["depth"]), str(r["ensemble"]),
-                      "-" if r["baseline_s"] is None else f"{r['baseline_s']:.4f}",
-                      "-" if r["batched_s"] is None else f"{r['batched_s']:.4f}", f"{r['engine_s']:.4f}",
-                      r["engine_path"], "-" if r["path_max_rel_diff"] is None else f"{r['path_max_rel_diff']:.1e}",
-                      "-" if r["speedup"] is None else f"{r['speedup']:.1f}x", f"{r['gflops']:.1f}",
+        table.add_row(str(r["depth"]), str(r["ensemble"]), fmt(r["baseline_s"], ".4f"), fmt(r["batched_s"], ".4f"),
+                      f"{r['engine_s']:.4f}", r["engine_path"], fmt(r["path_max_rel_diff"], ".1e"),
+                      "-" if r["speedup"] is None else f"{r['speedup']:.1f}x",
+                      "-" if r["engine_vs_batched"] is None else f"{r['engine_vs_batched']:.2f}x", f"{r['gflops']:.1f}",
                       f"{r['roofline_fraction']:.2f}")
-    Console(width=max(Console().width, 100)).print(table)
+    wide = Console(width=max(Console().width, 100))
+    wide.print(table)
+    if any(r["variants"] for r in res["results"]):
+        vt = Table(title="fused kernels by build (forced on)")
+        for col in ("L", "R", "build", "isa", "fused s/step", "speedup", "vs batched", "roofline", "max rel diff"):
+            vt.add_column(col, justify="right")
+        for r in res["results"]:
+            for name, v in r["variants"].items():
+                vt.add_row(str(r["depth"]), str(r["ensemble"]), name, f"{v['isa']} ({v['lanes']} lanes)",
+                           f"{v['fused_s']:.4f}", "-" if v["speedup"] is None else f"{v['speedup']:.1f}x",
+                           f"{v['vs_batched']:.2f}x", f"{v['roofline_fraction']:.2f}", fmt(v["path_max_rel_diff"], ".1e"))
+        wide.print(vt)
 
 
 @app.command()

@@ -8,8 +8,9 @@ from . import __version__
 
 
 def environment() -> dict[str, Any]:
-    """What computed the numbers: torch build, threads, and whether the fused CPU kernels could run
-    (they take the mlp work they cover; the rest runs on the batched torch path)."""
+    """What computed the numbers: torch build, threads, and whether the fused CPU kernels could run,
+    with the instruction set they were built for (they take the mlp work they cover where the engine
+    measured them faster; the rest runs on the batched torch path)."""
     import torch
 
     from . import _native
@@ -22,11 +23,21 @@ def report_dict(verdicts: list[dict[str, Any]], *, budget: str, device: str, see
             "claims": verdicts}
 
 
+def kernels_text(status: dict[str, Any] | str) -> str:
+    """One phrase for ``_native.status()``: 'available (avx2, 8 lanes; AMD EPYC)', 'disabled', ..."""
+    if isinstance(status, str):  # reports written before the instruction set was recorded
+        return status
+    text = status.get("state", "unknown")
+    if status.get("isa"):
+        text += f" ({status['isa']}, {status['lanes']} lanes; {status.get('cpu', '?')})"
+    return text
+
+
 def _env_line(env: dict[str, Any] | None) -> str:
     if not env:
         return ""
     return (f" torch {env['torch']}, {env['threads']} threads, fused CPU kernels "
-            f"{env['fused_cpu_kernels']}.")
+            f"{kernels_text(env['fused_cpu_kernels'])}.")
 
 
 def _fmt(x) -> str:
