@@ -35,6 +35,9 @@ def test_verify_cli_writes_report_and_resumes(tmp_path):
             "--device", "cpu", "--out", str(out), "--json", str(tmp_path / "r.json")]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
+    # not a terminal: one plain line per finished claim instead of live progress bars
+    assert "[1/2] relu-counterexample: confirmed, estimate" in res.output
+    assert "[2/2] init-scaling-regimes: confirmed, estimate" in res.output
     rep = json.loads((out / "report.json").read_text())
     assert set(rep) >= {"version", "budget", "device", "seed", "environment", "claims"}
     assert set(rep["environment"]) == {"torch", "threads", "fused_cpu_kernels"}
@@ -71,3 +74,10 @@ def test_same_seed_same_report(tmp_path):
 def test_verify_bad_arguments_exit_2(tmp_path, args, needle):
     res = runner.invoke(app, ["verify", "--out", str(tmp_path / "o")] + args)
     assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output
+
+
+def test_verify_refuses_an_unwritable_json_before_running_any_claim(tmp_path):
+    res = runner.invoke(app, ["verify", "--budget", "quick", "--claims", "relu-counterexample", "--device", "cpu",
+                              "--out", str(tmp_path / "rep"), "--json", "/proc/odecheck/r.json"])
+    assert res.exit_code == 2 and "--json" in res.output
+    assert not (tmp_path / "rep" / "report.json").exists()  # nothing ran

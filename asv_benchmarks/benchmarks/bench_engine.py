@@ -2,7 +2,8 @@
 
 import torch
 
-from .common import DEPTHS, DEVICES, ENSEMBLES, data, device_or_skip, engine_path, network, sync, train_step
+from .common import (DEPTHS, DEVICES, ENSEMBLES, data, device_or_skip, engine_path, fused_build, network, sync,
+                     train_step)
 
 
 class Forward:
@@ -53,6 +54,46 @@ class BatchedTrainStep:
 
     def time_batched_train_step(self, L, R):
         self.step()
+
+
+class FusedBuilds:
+    """The fused kernels of each instruction-set build, forced on, next to the batched path: native
+    (what -march=native gives this machine) and AVX2 (what most laptops and cloud CPUs run; buildable
+    and runnable on an AVX-512 machine). A build the CPU cannot run, or a checkout without builds,
+    is skipped in setup. ``track_native_lanes`` records which instruction set the native build
+    targeted (16 float32 lanes: AVX-512, 8: AVX2, 4: SSE2/NEON, 1: scalar)."""
+
+    params = ([64, 256, 1024], [16], ["native", "avx2"])
+    param_names = ["depth", "ensemble", "isa"]
+    timeout = 300
+
+    def setup(self, L, R, isa):
+        self.path = fused_build(isa)
+        self.step = train_step(L, R, torch.device("cpu"))
+
+    def teardown(self, L, R, isa):
+        self.path.close()
+
+    def time_fused_build_train_step(self, L, R, isa):
+        self.step()
+
+
+class KernelBuild:
+    """Which instruction set the native fused-kernel build targets on the machine that ran the suite."""
+
+    def setup(self):
+        from odecheck import _native
+
+        if not hasattr(_native, "status") or not isinstance(_native.status(), dict):
+            raise NotImplementedError("this checkout does not record the kernels' instruction set")
+        self.status = _native.status()
+        if self.status.get("state") != "available":
+            raise NotImplementedError("fused CPU kernels unavailable")
+
+    def track_native_lanes(self):
+        return self.status["lanes"]
+
+    track_native_lanes.unit = "float32 lanes"
 
 
 class SmallLayers:

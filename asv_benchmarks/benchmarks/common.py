@@ -29,6 +29,26 @@ def engine_path(path: str):
     return stack
 
 
+def fused_build(isa: str):
+    """A context to hold open from setup to teardown: the fused kernels of build ``isa`` run wherever
+    they apply (skipped where the checkout has no builds, the CPU cannot run it, or no kernels)."""
+    from contextlib import ExitStack
+
+    from odecheck import _native
+
+    if not hasattr(_native, "using"):
+        raise NotImplementedError("this checkout has one kernel build only")
+    if isa not in _native.runnable_variants():
+        raise NotImplementedError(f"this CPU cannot run the {isa} build")
+    stack = ExitStack()
+    stack.enter_context(_native.using(isa))
+    stack.enter_context(_native.forcing())
+    if _native.library() is None:
+        stack.close()
+        raise NotImplementedError("fused CPU kernels unavailable")
+    return stack
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()

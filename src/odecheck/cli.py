@@ -73,6 +73,16 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def _check_writable_file(option: str, path: Path) -> None:
+    """Fail (exit 2) unless ``path`` can be written: its folder is created if missing."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _fail(f"{option} {path}: cannot create its folder ({e.strerror})")
+    if not os.access(path.parent, os.W_OK) or path.is_dir():
+        _fail(f"{option} {path}: not a writable file path")
+
+
 @app.command()
 def verify(
     budget: str = typer.Option("standard", help="quick | standard | thorough"),
@@ -109,7 +119,14 @@ def verify(
     except InvalidArgument as e:
         _fail(str(e))
         return
-    out.mkdir(parents=True, exist_ok=True)  # every sample's seed is derived from --seed inside the claims
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # every sample's seed is derived from --seed inside the claims
+    except OSError as e:
+        _fail(f"--out {out}: cannot create it ({e.strerror})")
+    if not os.access(out, os.W_OK):
+        _fail(f"--out {out}: not writable")
+    if json_file is not None:  # checked before any claim runs, not after
+        _check_writable_file("--json", json_file)
     report_path = out / "report.json"
     done: dict[str, dict] = {}
     if resume and report_path.exists():
@@ -124,8 +141,10 @@ def verify(
     console = Console(stderr=True)
     verdicts: list[dict] = []
     figures: dict[str, str] = {}
+    # progress bars on a terminal; elsewhere (CI logs, nohup) one plain line per finished claim
+    live = console.is_terminal
     with Progress(TextColumn("{task.description:<26}"), BarColumn(), TextColumn("{task.fields[status]}"),
-                  TimeElapsedColumn(), console=console) as prog:
+                  TimeElapsedColumn(), console=console, disable=not live) as prog:
         tasks = {cid: prog.add_task(cid, total=1.0, status="queued") for cid in ids}
         for cid in ids:
             task = tasks[cid]
@@ -139,6 +158,11 @@ def verify(
                 v = REGISTRY[cid].run(ctx).to_json()
                 prog.update(task, completed=1.0, status=v["verdict"])
             verdicts.append(v)
+            if not live:
+                est = "n/a" if v["estimate"] is None else f"{v['estimate']:.4g}"
+                src = f" (from {report_path.name})" if cid in done else ""
+                typer.echo(f"[{len(verdicts)}/{len(ids)}] {cid}: {v['verdict']}{src}, estimate {est}, "
+                           f"{v['seconds']:.1f} s", err=True)
             fig = verdict_figure(v, out / f"{cid}.png")
             if fig is not None:
                 figures[cid] = fig.name
@@ -248,12 +272,7 @@ def bench(
     if isa and dev.type != "cpu":
         _fail("--isa: the fused-kernel builds are CPU kernels (use --device cpu)")
     if json_file is not None:
-        try:
-            json_file.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            _fail(f"--json {json_file}: cannot create its folder ({e.strerror})")
-        if not os.access(json_file.parent, os.W_OK) or json_file.is_dir():
-            _fail(f"--json {json_file}: not a writable file path")
+        _check_writable_file("--json", json_file)
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
         # the JSON is written after each row (the last write is the whole report): an interrupted
