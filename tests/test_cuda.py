@@ -45,8 +45,8 @@ def test_graph_replay_equals_eager_step_after_in_place_updates(block):
         torch.testing.assert_close(loss, loss_e, rtol=tol, atol=0)
         for name in net.trainable:
             torch.testing.assert_close(grads[name], grads_e[name], rtol=tol, atol=tol * grads_e[name].abs().max().item())
-            net._p[name].sub_(grads[name], alpha=0.1)
-            eager._p[name].sub_(grads_e[name], alpha=0.1)
+        net.update_(net.public({k: grads[k] for k in net.trainable}), 0.1)  # in place: the graph's storage stays
+        eager.update_(eager.public({k: grads_e[k] for k in eager.trainable}), 0.1)
 
 
 @pytest.mark.cuda
@@ -71,7 +71,8 @@ def test_gradient_flow_with_cuda_graph_matches_eager(recompute):
     tol = 5 * 2 * rounding_bound(16, 16, 32, 20)  # 5 steps, each within twice the bound of one pass
     assert ta.loss == pytest.approx(tb.loss, rel=tol)
     for name in a.trainable:
-        torch.testing.assert_close(a._p[name], b._p[name], rtol=tol, atol=tol * b._p[name].abs().max().item())
+        torch.testing.assert_close(a.weights[name], b.weights[name], rtol=tol,
+                                   atol=tol * b.weights[name].abs().max().item())
 
 
 @pytest.mark.cuda

@@ -75,8 +75,11 @@ def train_step(L: int, R: int, device: torch.device):
 
     def step():
         _, grads = loss_and_grads(net, x, y, reuse=True)
-        for name in net.trainable:
-            net._p[name].sub_(grads[name], alpha=1e-2 * L)
+        if hasattr(net, "update_"):  # the public update (older checkouts: in place on the engine's tensors)
+            net.update_(net.public({k: grads[k] for k in net.trainable}), 1e-2, flow=True)
+        else:
+            for name in net.trainable:
+                net._p[name].sub_(grads[name], alpha=1e-2 * L)
 
     step()
     return step

@@ -5,9 +5,10 @@ Public API (re-exports only).
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import nn
 from ._errors import InvalidArgument, OdecheckError
 from .data import Dataset, digits, gaussian_task, teacher_task
-from .flow import Trajectory, adam, discretization_error, gradient_flow, sgd
+from .flow import Trajectory, adam, discretization_error, gradient_flow, loss_and_grads, sgd
 from .init import Init, fbm_paths, fgn, gp_paths
 from .models import ACTIVATIONS, BLOCKS, ResNet
 from .ode import neural_ode, ode_distance
@@ -35,7 +36,9 @@ __all__ = [
     "gaussian_task",
     "gp_paths",
     "gradient_flow",
+    "loss_and_grads",
     "neural_ode",
+    "nn",
     "ode_distance",
     "sgd",
     "teacher_task",

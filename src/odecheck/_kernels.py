@@ -127,8 +127,11 @@ def _delta(net: ResNet, p: dict[str, torch.Tensor], k: int):
     return d[:, None, None]
 
 
-def _workspace(net: ResNet, reuse: bool) -> dict:
-    """Buffers kept on the network between calls (``reuse``) to avoid re-faulting fresh memory each step."""
+def _workspace(net: ResNet, reuse: bool | dict) -> dict:
+    """Buffers kept on the network between calls (``reuse``) to avoid re-faulting fresh memory each step;
+    ``reuse`` may also be the workspace dict itself (``odecheck.nn`` keeps a pool of them)."""
+    if isinstance(reuse, dict):
+        return reuse
     if not reuse:
         return {}
     return net.__dict__.setdefault("_ws", {})
@@ -142,14 +145,14 @@ def _buf(ws: dict, key: str, shape: tuple[int, ...], like: torch.Tensor) -> torc
     return t
 
 
-def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reuse: bool = False
+def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reuse: bool | dict = False
             ) -> tuple[torch.Tensor, Cache | None]:
     """Network output (R, n, d') and, if ``keep``, the cache needed by :func:`backward`.
 
     ``reuse``: write the cache into buffers kept on ``net`` (overwritten by the next call).
     """
     p = net._p if params is None else params
-    ws = _workspace(net, reuse and keep)
+    ws = _workspace(net, reuse if keep else False)
     L, R, q, m = net.depth, net.ensemble, net.dim, net.width
     act = net.activation
     A, B = p["A"], p["B"]
@@ -230,11 +233,14 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
     return y, (Cache(h=h, u=u, a=a, x=x, d=d) if keep else None)
 
 
-def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reuse: bool = False
-             ) -> dict[str, torch.Tensor]:
+def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reuse: bool | dict = False,
+             consume: bool = True, fresh_grads: bool = False) -> dict[str, torch.Tensor]:
     """Gradients of sum_r l_r given g_out = dl/dF (R, n, d'), in the internal (L, R, ...) layout.
 
-    ``reuse``: gradients live in buffers kept on ``net`` (overwritten by the next call).
+    ``reuse``: gradients and temporaries live in buffers kept on ``net`` (overwritten by the next
+    call), or in the given workspace dict. ``consume=False`` leaves the cache intact (a second
+    backward through it gives the same result); ``fresh_grads``: the weight gradients are new
+    tensors even when the temporaries are reused.
     """
     p = net._p if params is None else params
     ws = _workspace(net, reuse)
@@ -245,11 +251,14 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reu
     if net.block == "mlp":
         V, W = p["V"], p["W"]
         s, c = 1.0 / math.sqrt(q), net.alpha / math.sqrt(m)
-        gV, gW = _buf(ws, "gV", tuple(V.shape), V), _buf(ws, "gW", tuple(W.shape), W)
+        if fresh_grads:
+            gV, gW = torch.empty_like(V), torch.empty_like(W)
+        else:
+            gV, gW = _buf(ws, "gV", tuple(V.shape), V), _buf(ws, "gW", tuple(W.shape), W)
         if cache.d is not None:  # the forward ran the fused kernels
             _native.mlp_backward(act, V, W, h, a, cache.d, g, gV, gW, s, c)
         else:
-            g = _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s, c, ws)
+            g = _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s, c, ws, consume=consume)
         grads["V"], grads["W"] = gV, gW
     elif net.block == "single":
         W = p["W"]
@@ -294,10 +303,12 @@ def _input_backward(grads: dict, g0: torch.Tensor, x: torch.Tensor, R: int) -> N
     grads["A"] = gA if gA.shape[0] == R else gA.expand(R, *gA.shape[1:]).clone()
 
 
-def _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s: float, c: float, ws: dict) -> torch.Tensor:
+def _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s: float, c: float, ws: dict, consume: bool = True
+                        ) -> torch.Tensor:
     """Backward through consecutive mlp layers (V, W, u, a: their slices; h: the len+1 states).
 
-    Writes the weight gradients into gV, gW and returns dl/dh at the first layer. u is overwritten.
+    Writes the weight gradients into gV, gW and returns dl/dh at the first layer. u is overwritten
+    unless ``consume=False``.
     """
     S, R, n, q = V.shape[0], g.shape[0], g.shape[1], h.shape[-1]
     m = V.shape[-1]
@@ -307,7 +318,7 @@ def _mlp_range_backward(act, V, W, h, u, a, g, gV, gW, s: float, c: float, ws: d
     G[S] = g
     ga = torch.empty_like(u[0])
     # dl/du_k overwrites u_k, which is not needed afterwards (unless a is u: identity)
-    GU = u if a is not u else _buf(ws, "GU", tuple(u.shape), u)
+    GU = u if (a is not u and consume) else _buf(ws, "GU", tuple(u.shape), u)
     Gs, GUs, Vs, Ws, us, as_ = G.unbind(0), GU.unbind(0), V.unbind(0), W.unbind(0), u.unbind(0), a.unbind(0)
     same = a is u
     for k in range(S - 1, -1, -1):

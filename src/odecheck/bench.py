@@ -88,8 +88,7 @@ def engine_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float =
 
     def step():
         _, grads = graphed() if graphed is not None else loss_and_grads(net, x, y, reuse=True, segment=recompute)
-        for name in names:
-            net._p[name].sub_(grads[name], alpha=lr * L)
+        net.update_(net.public({k: grads[k] for k in names}), lr, flow=True)
 
     return step
 

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ._errors import invalid
-from ._kernels import GraphedLossAndGrads, loss_and_grads
+from ._kernels import GraphedLossAndGrads
+from ._kernels import loss_and_grads as _engine_loss_and_grads
 from .models import LAYER_FAMILIES, ResNet, as_tensor, layer_increments, member_axis
 
 StepCallback = Callable[[int, np.ndarray], None]
@@ -118,6 +119,31 @@ def _check_data(net: ResNet, x, y) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def loss_and_grads(net: ResNet, x, y, *, recompute: int | None = None
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    r"""Per-member loss and its gradients, computed by the engine (fused or batched path).
+
+    l_r = (1/n) sum_i ||F_r(x_i) - y_i||^2 for every member r, and dl_r/dtheta_r for every trained
+    parameter theta (``net.trainable``) in the public layout: per-layer families (R, L, ...) like
+    ``net.weights``, A (R, q, d), B (R, d', q). The tensors are new (not overwritten by later
+    calls). Apply them with ``net.update_(grads, lr)``; ``net.update_(grads, lr, flow=True)`` is one
+    Euler step of :func:`gradient_flow`.
+
+    Parameters
+    ----------
+    net : ResNet
+    x : (n, d) or (R, n, d);  y : (n, d') or (R, n, d')
+    recompute : mlp block only: keep one hidden state per ``recompute`` layers (bounded memory)
+
+    Returns
+    -------
+    loss : (R,) tensor;  grads : dict name -> tensor
+    """
+    x, y = _check_data(net, x, y)
+    loss, grads = _engine_loss_and_grads(net, x, y, segment=recompute)
+    return loss, {k: v for k, v in net.public(grads).items() if k in net.trainable}
+
+
 def _check_steps(steps, lr) -> None:
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise invalid("steps", steps, "an integer >= 0")
@@ -191,7 +217,8 @@ def gradient_flow(
     fams = net.layer_families
     graphed = GraphedLossAndGrads(net, x, y, segment=recompute) if cuda_graph else None
     for t in range(rows):
-        loss, grads = graphed() if graphed is not None else loss_and_grads(net, x, y, reuse=True, segment=recompute)
+        loss, grads = graphed() if graphed is not None else _engine_loss_and_grads(net, x, y, reuse=True,
+                                                                                    segment=recompute)
         num = torch.zeros(R, dtype=torch.float64, device=net.device)
         for name in names:
             num += _flow_factor(net, name) * _sq_norm(net, name, grads[name])
@@ -278,11 +305,11 @@ def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method
     ar = torch.arange(R, device=x.device)[:, None]
     for t in range(rows):
         if t == steps:
-            loss, _ = loss_and_grads(net, x, y)  # full-batch loss at the end
+            loss, _ = _engine_loss_and_grads(net, x, y)  # full-batch loss at the end
             loss_a[t] = loss.double().cpu().numpy()
             break
         idx = torch.argsort(torch.rand(R, n, generator=g), dim=1)[:, :batch_size].to(x.device)
-        loss, grads = loss_and_grads(net, xr[ar, idx], yr[ar, idx], reuse=True)
+        loss, grads = _engine_loss_and_grads(net, xr[ar, idx], yr[ar, idx], reuse=True)
         loss_np = loss.double().cpu().numpy()
         loss_a[t] = loss_np
         bad = ~np.isfinite(loss_np) & (diverged_at < 0)

@@ -23,6 +23,7 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
+from . import layout
 from ._errors import InvalidArgument, invalid
 from .init import Init, as_init, member_generator, sample_stack
 
@@ -79,7 +80,8 @@ def activate_backward(name: str, grad: torch.Tensor, u: torch.Tensor, a: torch.T
 def member_axis(block: str, name: str, t: torch.Tensor) -> int:
     """Axis of the ensemble members in an internal parameter tensor: 1 for layer-major stacks
     (the block's families and a per-layer delta), 0 for A, B and a shared delta."""
-    return 1 if (name in LAYER_FAMILIES[block] or (name == "delta" and t.ndim == 2)) else 0
+    layered = LAYER_FAMILIES[block] + (("delta",) if name == "delta" and t.ndim == 2 else ())
+    return layout.member_axis(name, t, layered)
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -390,17 +392,53 @@ class ResNet:
         return tuple(names)
 
     @property
+    def layered(self) -> tuple[str, ...]:
+        """Names of the parameters with a layer axis (all of the block's families, and delta when
+        trained per layer), whether trained or not."""
+        return LAYER_FAMILIES[self.block] + (("delta",) if self.delta_mode == "per_layer" else ())
+
+    @property
     def weights(self) -> dict[str, torch.Tensor]:
         """Views (no copies) of every weight: per-layer families as (R, L, ...), A, B, delta."""
-        out: dict[str, torch.Tensor] = {}
-        for k, v in self._p.items():
-            if k == "b":
-                out[k] = v[:, :, 0, :].transpose(0, 1)
-            elif k in LAYER_FAMILIES[self.block] or (k == "delta" and self.delta_mode == "per_layer"):
-                out[k] = v.transpose(0, 1)
-            else:
-                out[k] = v
-        return out
+        return {k: layout.to_public(k, v, self.layered) for k, v in self._p.items()}
+
+    def public(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Engine-layout tensors named like the parameters (gradients, say) as public (R, L, ...) views."""
+        return {k: layout.to_public(k, v, self.layered) for k, v in tensors.items() if k in self._p}
+
+    def _checked_internal(self, arg: str, name: str, value) -> torch.Tensor:
+        if name not in self._p:
+            raise invalid(arg, name, f"parameter names among {', '.join(self._p)}")
+        want = tuple(self.weights[name].shape)
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != want:
+            got = f"<shape {tuple(value.shape)}>" if isinstance(value, torch.Tensor) else type(value).__name__
+            raise invalid(f"{arg}[{name!r}]", got, f"a tensor of shape {want}")
+        return layout.to_internal(name, value, self.layered)
+
+    def update_(self, grads: dict[str, torch.Tensor], lr: float, *, flow: bool = False) -> ResNet:
+        r"""Gradient step in place: w <- w - lr * g for every named tensor of ``grads`` (public
+        layout, as :func:`odecheck.loss_and_grads` returns). ``flow=True`` multiplies the per-layer
+        families by L, the factor of the gradient flow of [M24] (dZ_k/dt = -L dl/dZ_k): one Euler
+        step of :func:`odecheck.gradient_flow`. Returns ``self``."""
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
+            raise invalid("lr", lr, "a finite float")
+        if not isinstance(grads, dict):
+            raise invalid("grads", type(grads).__name__, "a dict of tensors named like the parameters")
+        staged = {name: self._checked_internal("grads", name, g) for name, g in grads.items()}
+        for name, g in staged.items():  # all validated before any weight moves
+            factor = float(self.depth) if (flow and name in self.layered) else 1.0
+            self._p[name].sub_(g.to(dtype=self.dtype, device=self.device), alpha=lr * factor)
+        return self
+
+    def load_weights_(self, weights: dict[str, torch.Tensor]) -> ResNet:
+        """Copy weights (public layout, e.g. another network's :attr:`weights`) into this network in
+        place, keeping its storage. Every name must be a parameter with the same shape. Returns ``self``."""
+        if not isinstance(weights, dict):
+            raise invalid("weights", type(weights).__name__, "a dict of tensors named like the parameters")
+        staged = {name: self._checked_internal("weights", name, w) for name, w in weights.items()}
+        for name, w in staged.items():
+            self._p[name].copy_(w)
+        return self
 
     def config(self) -> dict:
         """The constructor's keyword arguments (JSON/TOML-friendly)."""

@@ -72,7 +72,10 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
             state = torch.load(ckpt, map_location=net.device, weights_only=False)
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported, not ignored
             raise InvalidArgument(f"checkpoint {str(ckpt)!r} is unreadable ({type(e).__name__}); remove it to restart") from None
-        net._p = {k: v.to(net.device) for k, v in state["params"].items()}
+        if "weights" in state:
+            net.load_weights_(state["weights"])
+        else:  # checkpoints written before the public layout was saved hold the engine's tensors
+            net.load_weights_(net.public(state["params"]))
         traj = state["trajectory"]
         opt_state = state.get("opt_state", {})
         step0 = traj.steps
@@ -96,7 +99,7 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
             part = replace(part, snapshots=kept)
         traj = part if traj is None else traj.then(part)
         step0 += chunk
-        _atomic_save({"params": net._p, "trajectory": traj, "opt_state": opt_state}, ckpt, torch.save)
+        _atomic_save({"weights": net.weights, "trajectory": traj, "opt_state": opt_state}, ckpt, torch.save)
     if traj is None:
         traj = gradient_flow(net, data.x, data.y, steps=0, lr=tc.lr, snapshots=[0] if 0 in tc.snapshots else [])
     assert traj is not None
