@@ -115,6 +115,7 @@ def test_bench_writes_the_issue_keys(tmp_path):
             "engine_path", "batched_s"} <= set(first)
     assert first["engine_s"] > 0 and first["speedup_normalized"] > 0 and first["roofline_fraction"] > 0
     assert first["speedup"] == pytest.approx(first["baseline_s"] / first["engine_s"])
+    assert first["module_s"] > 0 and first["module_vs_engine"] == pytest.approx(first["module_s"] / first["engine_s"])
     assert second["baseline_s"] is None and second["speedup"] is None  # above --baseline-max-depth
     fused = _native.library() is not None
     # the engine runs the fused kernels where it measured them faster than the batched path

@@ -93,6 +93,25 @@ def engine_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float =
     return step
 
 
+def module_step_fn(L: int, R: int, x: torch.Tensor, y: torch.Tensor, lr: float = 1e-2) -> Callable[[], None]:
+    """The engine's step through its ``torch.nn.Module`` face: ``odecheck.nn.StackedResNet`` forward,
+    loss, ``backward()`` (the engine's own backward under autograd) and ``torch.optim.SGD`` with the
+    flow's rates (L * lr on the blocks)."""
+    from .nn import StackedResNet
+
+    module = StackedResNet.from_resnet(_bench_net(L, R, x.device))
+    opt = torch.optim.SGD(module.flow_param_groups(lr))
+    n = x.shape[0]
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = ((module(x) - y) ** 2).sum() / n
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def engine_path(device: torch.device, ensemble: int = 16) -> str:
     """The path the engine takes on the bench workload: ``fused`` (C++ kernels, CPU float32),
     ``cuda-graph`` (batched path replayed from a CUDA graph) or ``batched`` (no fused kernel
@@ -190,7 +209,9 @@ def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, basel
     path's gradients at depth min(L, 1024)). ``roofline_fraction`` is the median of the paired
     ratios (GFLOP/s over bmm GFLOP/s at the same moment). ``speedup`` is ``baseline_s / engine_s``;
     ``speedup_normalized`` divides the baseline's bmm-normalised time by the engine's instead, which
-    removes a load change between the two measurements. ``engine_bmm_units``: the engine's step time
+    removes a load change between the two measurements. ``module_s``: the same step through
+    ``odecheck.nn.StackedResNet`` (forward, autograd backward into the engine, torch.optim.SGD);
+    ``module_vs_engine`` its time over the engine's. ``engine_bmm_units``: the engine's step time
     in units of the reference timed next to it, for ratios across depths or runs. ``on_result``
     receives the report so far after each row (to write it as the run goes)."""
     if isinstance(ensembles, int):
@@ -224,6 +245,11 @@ def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, basel
                 batched = statistics.median(bt)
             if path == "cuda-graph":
                 diff = path_difference(min(L, CHECK_DEPTH), R, x, y, path, recompute)
+            module_s = None
+            if device.type == "cpu" or path != "cuda-graph":
+                say(f"R={R}, L={L}: odecheck.nn module")
+                mt, mr = paired_times(module_step_fn(L, R, x, y), ref, device, repeat=max(2, repeat // 2))
+                module_s = statistics.median(mt)
             base = speedup_n = None
             if L <= baseline_max_depth:
                 say(f"R={R}, L={L}: baseline")
@@ -253,6 +279,7 @@ def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, basel
                             "bmm_gflops": bmm_flops(R) / statistics.median(eng_r) / 1e9,
                             "engine_bmm_units": eng_n, "engine_path": path, "choice": choice,
                             "batched_s": batched, "engine_vs_batched": None if batched is None else batched / eng,
+                            "module_s": module_s, "module_vs_engine": None if module_s is None else module_s / eng,
                             "path_max_rel_diff": diff, "variants": per_variant})
             if on_result is not None:
                 on_result(_report(device, recompute, builds, results))

@@ -285,14 +285,15 @@ def bench(
                                    if dev.type == "cpu" else "")
     table = Table(title=f"odecheck bench: {where}, {res['threads']} threads, bare bmm {res['bmm_gflops']:.1f} GFLOP/s")
     for col in ("L", "R", "baseline s/step", "batched s/step", "engine s/step", "path", "max rel diff", "speedup",
-                "engine vs batched", "GFLOP/s", "roofline"):
+                "engine vs batched", "nn.Module / engine", "GFLOP/s", "roofline"):
         table.add_column(col, justify="right")
     fmt = lambda v, f: "-" if v is None else format(v, f)
     for r in res["results"]:
         table.add_row(str(r["depth"]), str(r["ensemble"]), fmt(r["baseline_s"], ".4f"), fmt(r["batched_s"], ".4f"),
                       f"{r['engine_s']:.4f}", r["engine_path"], fmt(r["path_max_rel_diff"], ".1e"),
                       "-" if r["speedup"] is None else f"{r['speedup']:.1f}x",
-                      "-" if r["engine_vs_batched"] is None else f"{r['engine_vs_batched']:.2f}x", f"{r['gflops']:.1f}",
+                      "-" if r["engine_vs_batched"] is None else f"{r['engine_vs_batched']:.2f}x",
+                      "-" if r["module_vs_engine"] is None else f"{r['module_vs_engine']:.2f}", f"{r['gflops']:.1f}",
                       f"{r['roofline_fraction']:.2f}")
     wide = Console(width=max(Console().width, 100))
     wide.print(table)
