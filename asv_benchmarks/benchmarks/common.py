@@ -2,9 +2,12 @@
 
 import torch
 
+import os
+
 N, Q, M = 100, 16, 32
-DEPTHS = [16, 64, 256, 1024, 4096]
-ENSEMBLES = [1, 16]
+# a history run over many commits may narrow the grid: ODECHECK_ASV_DEPTHS=64,256,1024 ODECHECK_ASV_ENSEMBLES=16
+DEPTHS = [int(v) for v in os.environ.get("ODECHECK_ASV_DEPTHS", "16,64,256,1024,4096").split(",")]
+ENSEMBLES = [int(v) for v in os.environ.get("ODECHECK_ASV_ENSEMBLES", "1,16").split(",")]
 DEVICES = ["cpu", "cuda"]
 
 
