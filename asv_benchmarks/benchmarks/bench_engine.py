@@ -2,8 +2,18 @@
 
 import torch
 
-from .common import (DEPTHS, DEVICES, ENSEMBLES, data, device_or_skip, engine_path, fused_build, network, sync,
-                     train_step)
+from .common import (
+    DEPTHS,
+    DEVICES,
+    ENSEMBLES,
+    data,
+    device_or_skip,
+    engine_path,
+    fused_build,
+    network,
+    sync,
+    train_step,
+)
 
 
 class Forward:

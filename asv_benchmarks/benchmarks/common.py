@@ -1,8 +1,8 @@
 """Seeded data and helpers shared by the benchmarks ([M24] finite-time workload)."""
 
-import torch
-
 import os
+
+import torch
 
 N, Q, M = 100, 16, 32
 # a history run over many commits may narrow the grid: ODECHECK_ASV_DEPTHS=64,256,1024 ODECHECK_ASV_ENSEMBLES=16
