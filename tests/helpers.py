@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from odecheck.models import activate
+from odecheck.blocks import REGISTRY
 
 
-def naive_forward(net, x, weights=None):
-    """Loop over members and layers with plain matrix-vector algebra; returns (R, n, d')."""
+def naive_forward(net, x, weights=None, *, config=None):
+    """Loop over members and layers with plain matrix-vector algebra; returns (R, n, d').
+
+    The layer update is the block class's ``naive_update``; its constants (alpha_L = L^-beta,
+    1/sqrt(m), 1/sqrt(q)) come from ``config`` (default ``net.config()``, the constructor's
+    arguments), never from the network's derived attributes such as ``net.alpha``."""
+    cfg = net.config() if config is None else config
     w = weights if weights is not None else {k: v for k, v in net.weights.items()}
-    R, L = net.ensemble, net.depth
+    block = REGISTRY[cfg["block"]]
+    R, L = cfg["ensemble"], cfg["depth"]
     outs = []
     for r in range(R):
         xr = x if x.ndim == 2 else x[r if x.shape[0] > 1 else 0]
         h = xr @ w["A"][r].T
         for k in range(L):
-            if net.block == "mlp":
-                pre = h @ w["W"][r, k].T / math.sqrt(net.dim)
-                h = h + net.alpha / math.sqrt(net.width) * activate(net.activation, pre) @ w["V"][r, k].T
-            elif net.block == "single":
-                if net.delta_mode == "fixed":
-                    dk = net.alpha
-                elif net.delta_mode == "shared":
-                    dk = w["delta"][r]
-                else:
-                    dk = w["delta"][r, k]
-                h = h + dk * activate(net.activation, h @ w["W"][r, k].T + w["b"][r, k])
-            else:
-                h = h + net.alpha * activate(net.activation, h) @ w["V"][r, k].T
+            z = {f: w[f][r, k] for f in block.families}
+            delta = None
+            if cfg.get("delta", "fixed") == "shared":
+                delta = w["delta"][r]
+            elif cfg.get("delta", "fixed") == "per_layer":
+                delta = w["delta"][r, k]
+            h = h + block.naive_update(h, z, depth=L, beta=cfg["beta"], q=cfg["dim"], m=cfg["width"],
+                                       activation=cfg["activation"], delta=delta)
         outs.append(h @ w["B"][r].T)
     return torch.stack(outs)
 

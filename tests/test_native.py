@@ -15,6 +15,7 @@ from helpers import F32_UNIT_ROUNDOFF, rounding_bound
 from odecheck import _kernels as K
 from odecheck import _native
 from odecheck._errors import InvalidArgument, OdecheckError
+from odecheck.blocks import mlp as mlp_block
 from odecheck.models import ACTIVATIONS, ResNet, activate, activate_backward
 
 needs_native = pytest.mark.skipif(os.environ.get("ODECHECK_NATIVE") == "0" or _native.library() is None,
@@ -290,7 +291,7 @@ def _fake_timing(monkeypatch, fused_s: float, batched_s: float) -> list:
         return {"path": "fused" if fused_s <= batched_s else "batched", "fused_s": fused_s, "batched_s": batched_s,
                 "kind": kind, "isa": "fake"}
 
-    monkeypatch.setattr(K, "time_paths", fake)
+    monkeypatch.setattr(mlp_block, "time_paths", fake)
     return calls
 
 

@@ -65,11 +65,11 @@ def _write_json(path: Path, obj) -> None:
     import json
     import os
 
-    from .claims.base import _jsonable
+    from .claims.base import jsonable
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False))
+    tmp.write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False))
     os.replace(tmp, path)
 
 

@@ -14,7 +14,7 @@ import torch
 
 from ._errors import invalid
 from .init import member_generator
-from .models import _check_int
+from .validation import check_int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,10 +43,10 @@ class Dataset:
 def gaussian_task(n: int = 100, input_dim: int = 16, output_dim: int = 16, *, n_test: int = 0,
                   seed: int = 0, dtype=torch.float32) -> Dataset:
     """x and y independent standard Gaussians, as in the [M24] synthetic experiments."""
-    n = _check_int("n", n, 1)
-    _check_int("input_dim", input_dim, 1)
-    _check_int("output_dim", output_dim, 1)
-    _check_int("n_test", n_test, 0)
+    n = check_int("n", n, 1)
+    check_int("input_dim", input_dim, 1)
+    check_int("output_dim", output_dim, 1)
+    check_int("n_test", n_test, 0)
     g = member_generator(seed, 10_000)
     x = torch.randn(n + n_test, input_dim, generator=g, dtype=torch.float64)
     y = torch.randn(n + n_test, output_dim, generator=g, dtype=torch.float64)
@@ -65,7 +65,7 @@ def teacher_task(n: int = 100, dim: int = 16, *, width: int = 32, activation: st
     """
     from .models import ResNet
 
-    n = _check_int("n", n, 1)
+    n = check_int("n", n, 1)
     teacher = ResNet(block="mlp", depth=depth, dim=dim, width=width, activation=activation, beta=1.0,
                      init=f"smooth({length_scale})", ensemble=1, seed=seed + 1, dtype=torch.float64)
     g = member_generator(seed, 10_001)

@@ -25,7 +25,7 @@ import torch
 from ._errors import invalid
 from ._kernels import GraphedLossAndGrads
 from ._kernels import loss_and_grads as _engine_loss_and_grads
-from .models import LAYER_FAMILIES, ResNet, as_tensor, layer_increments, member_axis
+from .models import ResNet, as_tensor, layer_increments, member_axis
 
 StepCallback = Callable[[int, np.ndarray], None]
 
@@ -95,8 +95,7 @@ class Trajectory:
 
 
 def _flow_factor(net: ResNet, name: str) -> float:
-    per_layer = name in LAYER_FAMILIES[net.block] or (name == "delta" and net.delta_mode == "per_layer")
-    return float(net.depth) if per_layer else 1.0
+    return float(net.depth) if name in net.layered else 1.0
 
 
 def _sq_norm(net: ResNet, name: str, g: torch.Tensor) -> torch.Tensor:

@@ -23,58 +23,19 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
-from . import layout
+from . import _kernels, blocks, layout
 from ._errors import InvalidArgument, invalid
+from .activations import ACTIVATIONS, SMOOTH_ACTIVATIONS, Activation, activate, activate_backward
 from .init import Init, as_init, member_generator, sample_stack
+from .validation import as_tensor, check_choice, check_dtype, check_int, resolve_device
 
 Block = Literal["mlp", "single", "res1"]
-Activation = Literal["identity", "tanh", "gelu", "softplus", "relu"]
 DeltaMode = Literal["fixed", "shared", "per_layer"]
 IOInit = Literal["identity", "gaussian"]
-BLOCKS: tuple[str, ...] = get_args(Block)
-ACTIVATIONS: tuple[str, ...] = get_args(Activation)
-SMOOTH_ACTIVATIONS: tuple[str, ...] = ("identity", "tanh", "gelu", "softplus")
+BLOCKS: tuple[str, ...] = tuple(blocks.REGISTRY)
 
-# per-layer weight families of each block, in a fixed order
-LAYER_FAMILIES: dict[str, tuple[str, ...]] = {"mlp": ("V", "W"), "single": ("W", "b"), "res1": ("V",)}
-
-
-# ----------------------------------------------------------------------------- activations
-def activate(name: str, u: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """sigma(u) for the named activation (exact erf gelu). Without ``out`` the functional form
-    (differentiable by autograd); with ``out`` written in place, no temporary."""
-    if name not in ACTIVATIONS:
-        raise invalid("activation", name, f"one of {', '.join(ACTIVATIONS)}")
-    if out is None:
-        return {"identity": lambda v: v, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu,
-                "softplus": torch.nn.functional.softplus, "relu": torch.relu}[name](u)
-    if name == "identity":
-        return out.copy_(u)
-    if name == "tanh":
-        return torch.tanh(u, out=out)
-    if name == "gelu":
-        return torch._C._nn.gelu(u, out=out)
-    if name == "softplus":
-        return torch.ops.aten.softplus.out(u, 1.0, 20.0, out=out)
-    return torch.clamp(u, min=0.0, out=out)
-
-
-def activate_backward(name: str, grad: torch.Tensor, u: torch.Tensor, a: torch.Tensor,
-                      out: torch.Tensor | None = None) -> torch.Tensor:
-    """grad * sigma'(u) in one fused pass (``a`` = sigma(u)), written into ``out`` if given."""
-    if name == "identity":
-        return grad if out is None else out.copy_(grad)
-    if out is None:
-        out = torch.empty_like(grad)
-    if name == "tanh":
-        return torch.ops.aten.tanh_backward.grad_input(grad, a, grad_input=out)
-    if name == "gelu":
-        return torch.ops.aten.gelu_backward.grad_input(grad, u, grad_input=out)
-    if name == "softplus":
-        return torch.ops.aten.softplus_backward.grad_input(grad, u, 1.0, 20.0, grad_input=out)
-    if name == "relu":
-        return torch.ops.aten.threshold_backward.grad_input(grad, a, 0.0, grad_input=out)
-    raise invalid("activation", name, f"one of {', '.join(ACTIVATIONS)}")
+# per-layer weight families of each block, in a fixed order (from the block classes)
+LAYER_FAMILIES: dict[str, tuple[str, ...]] = {name: cls.families for name, cls in blocks.REGISTRY.items()}
 
 
 def member_axis(block: str, name: str, t: torch.Tensor) -> int:
@@ -82,62 +43,6 @@ def member_axis(block: str, name: str, t: torch.Tensor) -> int:
     (the block's families and a per-layer delta), 0 for A, B and a shared delta."""
     layered = LAYER_FAMILIES[block] + (("delta",) if name == "delta" and t.ndim == 2 else ())
     return layout.member_axis(name, t, layered)
-
-
-# ----------------------------------------------------------------------------- validation helpers
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise invalid(name, value, f"an integer >= {minimum}")
-    return int(value)
-
-
-def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise invalid(name, value, f"one of {', '.join(map(repr, choices))}")
-    return value
-
-
-def _check_dtype(dtype) -> torch.dtype:
-    if dtype in ("float32", torch.float32):
-        return torch.float32
-    if dtype in ("float64", torch.float64):
-        return torch.float64
-    raise invalid("dtype", dtype, "torch.float32 or torch.float64")
-
-
-def resolve_device(device) -> torch.device:
-    """'auto' -> cuda if available else cpu; validates 'cpu', 'cuda', 'cuda:N' and torch.device."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise invalid("device", device, "a visible CUDA device (torch.cuda.is_available() is False)")
-    if dev.type not in ("cpu", "cuda"):
-        raise invalid("device", device, "'cpu' or 'cuda'")
-    return dev
-
-
-def as_tensor(name: str, value, *, ndim: tuple[int, ...], dtype=None, device=None) -> torch.Tensor:
-    """Convert array-likes to tensors, checking ndim and finiteness."""
-    if isinstance(value, torch.Tensor):
-        t = value
-    else:
-        try:
-            t = torch.as_tensor(np.asarray(value))
-        except (TypeError, ValueError):
-            raise invalid(name, type(value).__name__, "an array or tensor") from None
-    if t.ndim not in ndim:
-        raise invalid(name, f"<tensor of shape {tuple(t.shape)}>", f"{' or '.join(map(str, ndim))} dimensions")
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-        raise invalid(name, f"<tensor of dtype {t.dtype}>", "a floating-point array")
-    if dtype is not None or device is not None:
-        t = t.to(dtype=dtype or t.dtype, device=device or t.device)
-    if not torch.isfinite(t).all():
-        raise invalid(name, "<tensor with NaN or inf entries>", "finite values")
-    return t
 
 
 # ----------------------------------------------------------------------------- the model
@@ -209,15 +114,16 @@ class ResNet:
             raise invalid("bias", bias, "a bool")
         self.bias = bias
         self.init = as_init(init)
-        self.seed = _check_int("seed", seed, 0)
-        _check_choice("io_init", io_init, get_args(IOInit))
+        self.seed = check_int("seed", seed, 0)
+        check_choice("io_init", io_init, get_args(IOInit))
         self.io_init = io_init
+        impl = blocks.get(self.block)
         stacks = sample_stack(
-            self.init, self._layer_shapes(), depth=self.depth, ensemble=self.ensemble, seed=self.seed,
-            zero_at_tied=("V",) if self.block == "mlp" else (),
+            self.init, impl.layer_shapes(self.dim, self.width), depth=self.depth, ensemble=self.ensemble,
+            seed=self.seed, zero_at_tied=impl.zero_at_tied,
         )
         params: dict[str, torch.Tensor] = {k: v.transpose(0, 1) for k, v in stacks.items()}
-        if self.block == "single" and not bias:
+        if "b" in params and not bias:
             params["b"] = torch.zeros_like(params["b"])
         if self.delta_mode == "per_layer":
             params["delta"] = torch.full((self.depth, self.ensemble), self.alpha, dtype=torch.float64)
@@ -230,36 +136,28 @@ class ResNet:
     # -- construction helpers
     def _configure(self, *, block, depth, dim, width, input_dim, output_dim, activation, beta,
                    train_io, delta, ensemble, dtype, device) -> None:
-        self.block = _check_choice("block", block, BLOCKS)
-        self.depth = _check_int("depth", depth, 1)
-        self.dim = _check_int("dim", dim, 1)
-        if self.block == "mlp":
-            self.width = _check_int("width", width if width is not None else dim, 1)
+        self.block = check_choice("block", block, BLOCKS)
+        impl = blocks.get(self.block)
+        self.depth = check_int("depth", depth, 1)
+        self.dim = check_int("dim", dim, 1)
+        if impl.uses_width:
+            self.width = check_int("width", width if width is not None else dim, 1)
         else:
             self.width = self.dim
-        self.input_dim = _check_int("input_dim", input_dim if input_dim is not None else dim, 1)
-        self.output_dim = _check_int("output_dim", output_dim if output_dim is not None else dim, 1)
-        self.activation = _check_choice("activation", activation, ACTIVATIONS)
+        self.input_dim = check_int("input_dim", input_dim if input_dim is not None else dim, 1)
+        self.output_dim = check_int("output_dim", output_dim if output_dim is not None else dim, 1)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
             raise invalid("beta", beta, "a finite float >= 0")
         self.beta = float(beta)
         if not isinstance(train_io, bool):
             raise invalid("train_io", train_io, "a bool")
         self.train_io = train_io
-        self.delta_mode = _check_choice("delta", delta, get_args(DeltaMode))
-        if self.delta_mode != "fixed" and self.block != "single":
-            raise invalid("delta", delta, "'fixed' unless block='single'")
-        self.ensemble = _check_int("ensemble", ensemble, 1)
-        self.dtype = _check_dtype(dtype)
+        self.delta_mode = check_choice("delta", delta, get_args(DeltaMode))
+        impl.check_config(self)
+        self.ensemble = check_int("ensemble", ensemble, 1)
+        self.dtype = check_dtype(dtype)
         self.device = resolve_device(device)
-
-    def _layer_shapes(self) -> dict[str, tuple[int, ...]]:
-        q, m = self.dim, self.width
-        if self.block == "mlp":
-            return {"V": (q, m), "W": (m, q)}
-        if self.block == "single":
-            return {"W": (q, q), "b": (1, q)}
-        return {"V": (q, q)}
 
     def _io_maps(self, io_init: str) -> tuple[torch.Tensor, torch.Tensor]:
         q, d, dp, R = self.dim, self.input_dim, self.output_dim, self.ensemble
@@ -303,7 +201,7 @@ class ResNet:
         A (R, q, d) or (1, q, d), default identity (d = q); B (R, d', q) or (1, d', q),
         default identity (d' = q). Arrays are copied.
         """
-        _check_choice("block", block, BLOCKS)
+        check_choice("block", block, BLOCKS)
         given = {"V": V, "W": W, "b": b}
         fams = LAYER_FAMILIES[block]
         for name, val in given.items():
@@ -312,37 +210,15 @@ class ResNet:
             if name not in fams and val is not None:
                 raise invalid(name, "<array>", f"None: block={block!r} has no {name}")
         first = as_tensor(fams[0], given[fams[0]], ndim=(4,))
-        dtype = _check_dtype(dtype) if dtype is not None else (
+        dtype = check_dtype(dtype) if dtype is not None else (
             first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32)
         R, L = first.shape[:2]
-        if block == "mlp":
-            Vt = as_tensor("V", V, ndim=(4,), dtype=torch.float64)
-            Wt = as_tensor("W", W, ndim=(4,), dtype=torch.float64)
-            q, m = Vt.shape[2], Vt.shape[3]
-            if Wt.shape != (R, L, m, q):
-                raise invalid("W", f"<shape {tuple(Wt.shape)}>", f"shape {(R, L, m, q)} to match V {tuple(Vt.shape)}")
-            layer = {"V": Vt, "W": Wt}
-        elif block == "single":
-            Wt = as_tensor("W", W, ndim=(4,), dtype=torch.float64)
-            q = Wt.shape[2]
-            m = q
-            if Wt.shape[3] != q:
-                raise invalid("W", f"<shape {tuple(Wt.shape)}>", "shape (R, L, q, q)")
-            bt = as_tensor("b", b, ndim=(3,), dtype=torch.float64)
-            if bt.shape != (R, L, q):
-                raise invalid("b", f"<shape {tuple(bt.shape)}>", f"shape {(R, L, q)}")
-            layer = {"W": Wt, "b": bt[:, :, None, :]}
-        else:
-            Vt = as_tensor("V", V, ndim=(4,), dtype=torch.float64)
-            q = m = Vt.shape[2]
-            if Vt.shape[3] != q:
-                raise invalid("V", f"<shape {tuple(Vt.shape)}>", "shape (R, L, q, q)")
-            layer = {"V": Vt}
+        arrays = {name: as_tensor(name, given[name], ndim=(3,) if name == "b" else (4,), dtype=torch.float64)
+                  for name in fams}
+        layer, q, m = blocks.get(block).layer_weights(arrays)
         mode = "fixed"
         delta_t = None
-        if delta is not None:
-            if block != "single":
-                raise invalid("delta", "<array>", "None unless block='single'")
+        if delta is not None:  # whether the block has a trained delta: its check_config, in _configure
             delta_t = as_tensor("delta", delta, ndim=(1, 2), dtype=torch.float64)
             if delta_t.shape == (R,):
                 mode = "shared"
@@ -482,7 +358,7 @@ class ResNet:
         """A copy in another dtype and/or on another device."""
         net = self.clone()
         if dtype is not None:
-            net.dtype = _check_dtype(dtype)
+            net.dtype = check_dtype(dtype)
         if device is not None:
             net.device = resolve_device(device)
         net._p = {k: v.to(dtype=net.dtype, device=net.device) for k, v in net._p.items()}
@@ -503,18 +379,14 @@ class ResNet:
 
     def __call__(self, x) -> torch.Tensor:
         """F(x): x of shape (n, d) or (R, n, d) -> (R, n, d')."""
-        from ._kernels import forward
-
         with torch.no_grad():
-            out, _ = forward(self, self._prepare_input(x), keep=False)
+            out, _ = _kernels.forward(self, self._prepare_input(x), keep=False)
         return out
 
     def hidden_states(self, x) -> torch.Tensor:
         """All states h_0..h_L: (R, L+1, n, q)."""
-        from ._kernels import forward
-
         with torch.no_grad():
-            _, cache = forward(self, self._prepare_input(x), keep=True)
+            _, cache = _kernels.forward(self, self._prepare_input(x), keep=True)
         return cache.h.transpose(0, 1)
 
     def increments(self) -> torch.Tensor:
@@ -552,4 +424,5 @@ def _io_tensor(name: str, value, R: int, q: int, *, default: int, output: bool =
     return t.expand(R, *t.shape[1:]).clone()
 
 
-__all__ = ["ACTIVATIONS", "BLOCKS", "ResNet", "InvalidArgument", "activate", "activate_backward"]
+__all__ = ["ACTIVATIONS", "BLOCKS", "SMOOTH_ACTIVATIONS", "Activation", "InvalidArgument", "ResNet", "activate",
+           "activate_backward", "as_tensor", "resolve_device"]

@@ -22,8 +22,9 @@ from typing import Literal
 
 import torch
 
+from . import blocks, layout
 from ._errors import OdecheckError, invalid
-from .models import LAYER_FAMILIES, ResNet, activate
+from .models import LAYER_FAMILIES, ResNet
 
 Interpolation = Literal["constant", "linear"]
 
@@ -71,28 +72,16 @@ def neural_ode(net: ResNet, x, *, rtol: float = 1e-7, atol: float = 1e-9, method
         if not (isinstance(val, (int, float)) and val > 0):
             raise invalid(name, val, "a positive float")
     x = net._prepare_input(x)
-    p64 = {k: v.to(torch.float64) for k, v in net._p.items()}
-    L, q, m = net.depth, net.dim, net.width
-    act = net.activation
-    scale = L * net.alpha
+    p64 = {k: layout.to_internal(k, v.to(torch.float64), net.layered) for k, v in net.weights.items()}
+    L = net.depth
     bounds = torch.arange(1, L, dtype=torch.float64, device=net.device) / L
     if interpolation == "linear" and L > 1:
         bounds = torch.arange(1, L - 1, dtype=torch.float64, device=net.device) / (L - 1)
 
+    block = blocks.get(net.block)
+
     def rhs(s, H):
-        w = _weights_at(net, p64, s, interpolation, bounds)
-        if net.block == "mlp":
-            u = torch.bmm(H, w["W"].transpose(1, 2)) / math.sqrt(q)
-            return scale / math.sqrt(m) * torch.bmm(activate(act, u), w["V"].transpose(1, 2))
-        if net.block == "single":
-            if net.delta_mode == "fixed":
-                d = net.alpha
-            elif net.delta_mode == "shared":
-                d = p64["delta"][:, None, None]
-            else:
-                d = w["delta"][:, None, None]
-            return L * d * activate(act, torch.baddbmm(w["b"], H, w["W"].transpose(1, 2)))
-        return scale * torch.bmm(activate(act, H), w["V"].transpose(1, 2))
+        return block.vector_field(net, _weights_at(net, p64, s, interpolation, bounds), p64, H)
 
     H0 = torch.matmul(x.to(torch.float64), p64["A"].transpose(1, 2))
     t = torch.tensor([0.0, 1.0], dtype=torch.float64, device=net.device)

@@ -31,7 +31,7 @@ class Verdict:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "verdict": self.verdict, "expected": self.expected, "estimate": _num(self.estimate),
                 "ci": [_num(self.ci[0]), _num(self.ci[1])], "alpha": self.alpha, "n": self.n,
-                "seconds": round(self.seconds, 3), "details": _jsonable(self.details)}
+                "seconds": round(self.seconds, 3), "details": jsonable(self.details)}
 
 
 def _num(v):
@@ -39,13 +39,13 @@ def _num(v):
     return v if np.isfinite(v) else None
 
 
-def _jsonable(obj):
+def jsonable(obj):
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, (np.floating, float)):
         return _num(obj)
     if isinstance(obj, (np.integer,)):

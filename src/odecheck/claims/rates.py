@@ -21,7 +21,7 @@ from .base import Claim, Context, rate_decision
 ALPHA = 0.05
 
 
-def _diverged(*trajs) -> bool:
+def any_diverged(*trajs) -> bool:
     return any(bool(t.diverged.any()) for t in trajs)
 
 
@@ -61,7 +61,7 @@ def ode_rate_experiment(ctx: Context) -> dict:
                         "plot": "loglog", "ylabel": "sup_x |F^L(x) - F(x)|"}}
 
 
-def _m24_setting(ctx: Context, depths, R, steps, *, init="tied", activation="gelu", snapshots=()):
+def m24_setting(ctx: Context, depths, R, steps, *, init="tied", activation="gelu", snapshots=()):
     data = gaussian_task(100, 16, 16, seed=ctx.seed, dtype=torch.float32)
     out = []
     for i, L in enumerate(depths):
@@ -79,8 +79,8 @@ def tied_lipschitz_experiment(ctx: Context) -> dict:
     depths = ctx.pick([16, 32, 64, 128, 256], [16, 32, 64, 128, 256, 512], [16, 32, 64, 128, 256, 512, 1024])
     R = ctx.pick(4, 4, 16)
     steps = ctx.pick(200, 500, 500)
-    _, runs = _m24_setting(ctx, depths, R, steps, snapshots=(0, steps // 2, steps))
-    if _diverged(*(t for _, t in runs)):
+    _, runs = m24_setting(ctx, depths, R, steps, snapshots=(0, steps // 2, steps))
+    if any_diverged(*(t for _, t in runs)):
         return {"verdict": "diverged", "estimate": np.nan, "ci": (np.nan, np.nan), "n": 0, "details": {}}
     D = np.array([t.max_increment.max(axis=0) for _, t in runs])  # max over k and t
     fit = scaling_exponent(depths, D, seed=ctx.seed, paired=True)
@@ -98,8 +98,8 @@ def trained_ode_experiment(ctx: Context) -> dict:
     R = ctx.pick(4, 4, 8)
     steps = ctx.pick(100, 300, 500)
     ref_depth = 4 * depths[-1]
-    data, runs = _m24_setting(ctx, depths + [ref_depth], R, steps)
-    if _diverged(*(t for _, t in runs)):
+    data, runs = m24_setting(ctx, depths + [ref_depth], R, steps)
+    if any_diverged(*(t for _, t in runs)):
         return {"verdict": "diverged", "estimate": np.nan, "ci": (np.nan, np.nan), "n": 0, "details": {}}
     ref_net, _ = runs[-1]
     xt = data.x[:32].double()

@@ -15,7 +15,7 @@ from ..estimators import classify_regime, max_norm, scaling_exponent
 from ..flow import adam, gradient_flow
 from ..models import ResNet
 from .base import Claim, Context, rough_decision
-from .rates import _diverged, _m24_setting
+from .rates import any_diverged, m24_setting
 
 ALPHA = 0.05
 
@@ -24,8 +24,8 @@ def iid_rough_experiment(ctx: Context) -> dict:
     depths = ctx.pick([16, 32, 64, 128], [16, 32, 64, 128, 256], [16, 32, 64, 128, 256, 512])
     R = ctx.pick(4, 4, 8)
     steps = ctx.pick(100, 300, 500)
-    _, runs = _m24_setting(ctx, depths, R, steps, init="iid")
-    if _diverged(*(t for _, t in runs)):
+    _, runs = m24_setting(ctx, depths, R, steps, init="iid")
+    if any_diverged(*(t for _, t in runs)):
         return {"verdict": "diverged", "estimate": np.nan, "ci": (np.nan, np.nan), "n": 0, "details": {}}
     D = np.array([t.max_increment[-1] for _, t in runs])
     fit = scaling_exponent(depths, D, seed=ctx.seed)
@@ -49,7 +49,7 @@ def relu_counterexample_experiment(ctx: Context) -> dict:
                      dtype=torch.float64)
         w0 = net.weights["W"][0, :, 0, 0].clone()
         traj = gradient_flow(net, x, C * x, steps=steps, lr=0.05)
-        if _diverged(traj):
+        if any_diverged(traj):
             return {"verdict": "diverged", "estimate": np.nan, "ci": (np.nan, np.nan), "n": 0, "details": {}}
         w = net.weights["W"][0, :, 0, 0]
         frozen &= bool(torch.equal(w[0::2], w0[0::2]))

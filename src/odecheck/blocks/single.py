@@ -1,0 +1,107 @@
+r"""The single-layer block of [C21]: h_{k+1} = h_k + delta_k sigma(W_k h_k + b_k).
+
+W_k: (q, q), b_k: (q,) (stored as a row (1, q) per layer inside the engine). delta_k = alpha_L fixed,
+or trained: one scalar per member (``delta="shared"``) or one per layer (``"per_layer"``).
+
+References
+----------
+[C21] Cohen et al., ICML 2021, eq. (1).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._errors import invalid
+from ..activations import activate, activate_backward
+from .base import Block, buf, residual_scale
+
+
+def _delta(net, p: dict[str, torch.Tensor], k: int):
+    if net.delta_mode == "fixed":
+        return residual_scale(net.depth, net.beta)
+    d = p["delta"][k] if net.delta_mode == "per_layer" else p["delta"]
+    return d[:, None, None]
+
+
+class Single(Block):
+    name = "single"
+    families = ("W", "b")
+
+    def layer_shapes(self, q: int, m: int) -> dict[str, tuple[int, ...]]:
+        return {"W": (q, q), "b": (1, q)}
+
+    def check_config(self, net) -> None:
+        return None  # every delta mode is this block's
+
+    def layer_weights(self, given):
+        W, b = given["W"], given["b"]
+        R, L, q = W.shape[0], W.shape[1], W.shape[2]
+        if W.shape[3] != q:
+            raise invalid("W", f"<shape {tuple(W.shape)}>", "shape (R, L, q, q)")
+        if b is None or b.ndim != 3 or b.shape != (R, L, q):
+            raise invalid("b", "<missing>" if b is None else f"<shape {tuple(b.shape)}>", f"shape {(R, L, q)}")
+        return {"W": W, "b": b[:, :, None, :]}, q, q
+
+    def _step(self, net, p, k, hk, uk, ak, out):
+        act = net.activation
+        torch.baddbmm(p["b"][k], hk, p["W"][k].transpose(1, 2), out=uk)
+        if act != "identity":
+            activate(act, uk, ak)
+        dk = _delta(net, p, k)
+        if isinstance(dk, float):
+            torch.add(hk, ak, alpha=dk, out=out)
+        else:
+            torch.addcmul(hk, ak, dk, out=out)
+
+    def forward(self, net, p, h, ws):
+        L, R, n, q = h.shape[0] - 1, h.shape[1], h.shape[2], h.shape[3]
+        u = buf(ws, "u", (L, R, n, q), h[0])
+        a = u if net.activation == "identity" else buf(ws, "a", (L, R, n, q), h[0])
+        for k in range(L):
+            self._step(net, p, k, h[k], u[k], a[k], h[k + 1])
+        return {"u": u, "a": a, "d": None}
+
+    def forward_state(self, net, p, h0):
+        cur, nxt = h0.clone(), torch.empty_like(h0)
+        ub = torch.empty_like(h0)
+        ab = ub if net.activation == "identity" else torch.empty_like(ub)
+        for k in range(net.depth):
+            self._step(net, p, k, cur, ub, ab, nxt)
+            cur, nxt = nxt, cur
+        return cur
+
+    def backward(self, net, p, cache, g, ws, *, consume, fresh_grads):
+        L, act = net.depth, net.activation
+        W = p["W"]
+        h, u, a = cache.h, cache.u, cache.a
+        gW, gb = torch.empty_like(W), torch.empty_like(p["b"])
+        gdelta = None
+        if net.delta_mode != "fixed":
+            gdelta = torch.zeros((L, net.ensemble), dtype=g.dtype, device=g.device)
+        for k in range(L - 1, -1, -1):
+            dk = _delta(net, p, k)
+            if gdelta is not None:
+                gdelta[k] = (g * a[k]).sum(dim=(1, 2))
+            gu = activate_backward(act, g * dk, u[k], a[k])
+            torch.bmm(gu.transpose(1, 2), h[k], out=gW[k])
+            torch.sum(gu, dim=1, keepdim=True, out=gb[k])
+            g.baddbmm_(gu, W[k])
+        grads = {"W": gW, "b": gb}
+        if gdelta is not None:
+            grads["delta"] = gdelta if net.delta_mode == "per_layer" else gdelta.sum(0)
+        return grads, g
+
+    def vector_field(self, net, w, p64, H):
+        if net.delta_mode == "fixed":
+            d = residual_scale(net.depth, net.beta)
+        elif net.delta_mode == "shared":
+            d = p64["delta"][:, None, None]
+        else:
+            d = w["delta"][:, None, None]
+        return net.depth * d * activate(net.activation, torch.baddbmm(w["b"], H, w["W"].transpose(1, 2)))
+
+    @staticmethod
+    def naive_update(h, z, *, depth, beta, q, m, activation, delta=None):
+        dk = depth ** (-beta) if delta is None else delta
+        return dk * activate(activation, h @ z["W"].T + z["b"])
