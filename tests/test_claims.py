@@ -81,3 +81,23 @@ def test_verify_refuses_an_unwritable_json_before_running_any_claim(tmp_path):
                               "--out", str(tmp_path / "rep"), "--json", "/proc/odecheck/r.json"])
     assert res.exit_code == 2 and "--json" in res.output
     assert not (tmp_path / "rep" / "report.json").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("cid", ["ode-rate-fixed-weights", "iid-init-rough", "trained-scaling-regimes"])
+def test_figure_line_is_the_fit_of_the_data_it_is_drawn_over(cid):
+    from odecheck.plot import loglog_line
+
+    torch.set_num_threads(1)
+    v = REGISTRY[cid].run(Context(budget="quick", seed=0)).to_json()
+    d = v["details"]
+    assert d["plot"] == "loglog"
+    assert v["ci"][0] <= v["estimate"] <= v["ci"][1]  # an interval contains its own estimate
+    slope, intercept, (lo, hi) = loglog_line(v)
+    # the mean of per-member OLS slopes is the OLS slope of the members' mean log (linearity of OLS)
+    x = np.log(np.asarray(d["depths"], dtype=float))
+    logs = np.log(np.asarray(d["values"], dtype=float))
+    ybar = logs.mean(1) if logs.ndim == 2 else logs
+    want_slope, want_intercept = np.polyfit(x, ybar, 1)
+    assert slope == pytest.approx(want_slope, rel=1e-9, abs=1e-12)
+    assert intercept == pytest.approx(want_intercept, rel=1e-9, abs=1e-12)
+    assert lo <= slope <= hi

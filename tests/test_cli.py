@@ -160,3 +160,20 @@ def test_bench_reports_each_depth_as_it_finishes():
                     on_result=lambda partial: seen.append([r["depth"] for r in partial["results"]]))
     assert seen == [[3], [3, 5]]
     assert [r["depth"] for r in res["results"]] == [3, 5]
+
+
+def test_train_refuses_a_model_that_cannot_take_the_data_before_drawing_progress(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[model]\ndim = 16\n[data]\ntask = "digits"\n')  # digits have 64 inputs: dim 16 < 64
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "dim" in res.output
+    assert "train" not in res.output.split("error")[0]  # no progress line before the error
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_train_with_adam_reports_a_finite_increment(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[model]\ndepth = 4\nensemble = 2\n[train]\nmethod = "adam"\nsteps = 3\nsnapshots = []\n')
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "nan" not in res.output and "of the final weights, median" in res.output

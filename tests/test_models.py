@@ -222,3 +222,12 @@ def test_recomputation_only_for_mlp():
     net = oc.ResNet(block="res1", depth=4, dim=3)
     with pytest.raises(oc.InvalidArgument, match="segment"):
         loss_and_grads(net, torch.randn(2, 3), torch.randn(2, 3), segment=2)
+
+
+def test_from_weights_says_its_weights_were_given_not_drawn():
+    V = torch.randn(2, 3, 4, 5)
+    net = oc.ResNet.from_weights(block="mlp", V=V, W=torch.randn(2, 3, 5, 4))
+    assert net.config()["init"] == "given" and "init='given'" in repr(net)
+    assert net.config()["io_init"] == "identity"
+    with_io = oc.ResNet.from_weights(block="mlp", V=V, W=torch.randn(2, 3, 5, 4), A=torch.randn(1, 4, 3))
+    assert with_io.config()["io_init"] == "given"

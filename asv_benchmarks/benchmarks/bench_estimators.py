@@ -30,8 +30,11 @@ class Scaling:
         self.depths = np.array([16, 32, 64, 128, 256, 512])
         self.vals = self.depths[:, None] ** -1.0 * np.exp(0.2 * rng.standard_normal((6, 16)))
 
-    def time_scaling_exponent_bootstrap(self):
+    def time_scaling_exponent_members(self):
         scaling_exponent(self.depths, self.vals)
+
+    def time_scaling_exponent_bootstrap(self):
+        scaling_exponent(self.depths, self.vals, method="bootstrap")
 
     def track_scaling_exponent_error(self):
         return abs(scaling_exponent(self.depths, self.vals).estimate + 1.0)

@@ -35,11 +35,12 @@ def train(
 
     from ._errors import InvalidArgument
     from .config import RunConfig
-    from .runner import run
+    from .runner import check, run
 
     console = Console(stderr=True)
     try:
         cfg = RunConfig.load(config) if config is not None else RunConfig()
+        check(cfg, device=device)  # data and model are valid before any progress bar is drawn
         with Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                       console=console, transient=False) as prog:
@@ -55,9 +56,14 @@ def train(
     if resumed:
         console.print(f"resumed from step {resumed}")
     div = int(traj.diverged.sum())
+    if np.isfinite(traj.max_increment).any():
+        inc = f"max_k,t ||Z_k+1 - Z_k|| median {np.nanmedian(np.nanmax(traj.max_increment, axis=0)):.4g}"
+    elif net.depth > 1:  # SGD/Adam record no increments per step: those of the final weights
+        inc = f"max_k ||Z_k+1 - Z_k|| of the final weights, median {float(net.increments().amax(1).median()):.4g}"
+    else:
+        inc = "no increments (depth 1)"
     typer.echo(f"trained {net.ensemble} networks of depth {net.depth} for {traj.steps} steps; "
-               f"final loss median {np.nanmedian(traj.loss[-1]):.4g}; "
-               f"max_k,t ||Z_k+1 - Z_k|| median {np.median(traj.max_increment.max(0)):.4g}; diverged {div}")
+               f"final loss median {np.nanmedian(traj.loss[-1]):.4g}; {inc}; diverged {div}")
     typer.echo(f"wrote {out}/config.toml, trajectory.npz, weights.npz")
 
 

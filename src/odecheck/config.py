@@ -30,6 +30,29 @@ class ModelConfig:
     seed: int = 0
     dtype: str = "float32"
 
+    def __post_init__(self) -> None:
+        from . import blocks
+        from .activations import ACTIVATIONS
+        from .init import as_init
+        from .validation import check_choice, check_float, check_int
+
+        check_choice("model.block", self.block, tuple(blocks.REGISTRY))
+        for name in ("depth", "dim", "width", "ensemble"):
+            check_int(f"model.{name}", getattr(self, name), 1)
+        check_int("model.seed", self.seed, 0)
+        check_choice("model.activation", self.activation, ACTIVATIONS)
+        check_float("model.beta", self.beta, minimum=0.0)
+        try:
+            as_init(self.init)
+        except InvalidArgument as e:
+            raise invalid("model.init", self.init, "an initialization such as 'tied', 'iid', 'smooth(0.1)', "
+                                                   "'fbm(0.7)', 'zero' or 'counterexample'") from e
+        check_choice("model.io_init", self.io_init, ("identity", "gaussian"))
+        if not isinstance(self.train_io, bool):
+            raise invalid("model.train_io", self.train_io, "true or false")
+        check_choice("model.delta", self.delta, ("fixed", "shared", "per_layer"))
+        check_choice("model.dtype", self.dtype, ("float32", "float64"))
+
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:

@@ -235,9 +235,9 @@ class ResNet:
                        activation=activation, beta=beta, train_io=train_io, delta=mode,
                        ensemble=R, dtype=dtype, device=device)
         net.bias = True
-        net.init = Init(kind="zero")
+        net.init = None  # weights handed in, not drawn: config() says "given"
         net.seed = 0
-        net.io_init = "identity"
+        net.io_init = "given" if (A is not None or B is not None) else "identity"
         params = {k: v.transpose(0, 1) for k, v in layer.items()}
         if delta_t is not None:
             params["delta"] = delta_t
@@ -321,7 +321,7 @@ class ResNet:
         return {
             "block": self.block, "depth": self.depth, "dim": self.dim, "width": self.width,
             "input_dim": self.input_dim, "output_dim": self.output_dim, "activation": self.activation,
-            "beta": self.beta, "init": str(self.init), "io_init": self.io_init, "train_io": self.train_io,
+            "beta": self.beta, "init": "given" if self.init is None else str(self.init), "io_init": self.io_init, "train_io": self.train_io,
             "delta": self.delta_mode, "bias": self.bias, "ensemble": self.ensemble, "seed": self.seed,
             "dtype": str(self.dtype).replace("torch.", ""), "device": str(self.device),
         }

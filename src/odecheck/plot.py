@@ -45,6 +45,16 @@ def _depth_ticks(ax, depths) -> None:
     ax.minorticks_off()
 
 
+def loglog_line(v: dict) -> tuple[float, float, tuple[float, float]]:
+    """(slope, intercept, slope interval) of the fitted line a log-log verdict figure draws: the
+    verdict's estimate, unless the estimate is not itself a slope (``line_slope`` in its details,
+    e.g. beta_hat = -slope)."""
+    d = v.get("details") or {}
+    if "line_slope" in d:
+        return d["line_slope"], d.get("intercept", 0.0), tuple(d["line_slope_ci"])
+    return v["estimate"], d.get("intercept", 0.0), tuple(v["ci"])
+
+
 def verdict_figure(v: dict, path: Path) -> Path | None:
     """One PNG for a verdict (its JSON form). Returns the path, or None if there is nothing to draw."""
     d = v.get("details") or {}
@@ -57,7 +67,8 @@ def verdict_figure(v: dict, path: Path) -> Path | None:
         extra = "weight_entry" in d
         fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(10 if extra else 5.5, 4))
         axes = np.atleast_1d(axes)
-        _loglog(axes[0], d["depths"], d["values"], v["estimate"], v["ci"], d.get("intercept", 0.0), d.get("ylabel", ""))
+        slope, intercept, slope_ci = loglog_line(v)
+        _loglog(axes[0], d["depths"], d["values"], slope, slope_ci, intercept, d.get("ylabel", ""))
         if extra:
             we = d["weight_entry"]
             for step, ys in sorted(we["by_step"].items(), key=lambda kv: int(kv[0])):

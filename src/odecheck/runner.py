@@ -39,6 +39,12 @@ def build_model(cfg: RunConfig, data: Dataset, device="cpu") -> ResNet:
                   dtype=torch.float64 if m.dtype == "float64" else torch.float32, device=device)
 
 
+def check(cfg: RunConfig, *, device="cpu") -> None:
+    """Raise InvalidArgument if the config's data or model cannot be built (before a run starts)."""
+    dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
+    build_model(cfg, build_data(cfg, dtype), device)
+
+
 def _atomic_save(obj, path: Path, saver: Callable) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:

@@ -101,18 +101,20 @@ def trained_regimes_experiment(ctx: Context) -> dict:
                 regimes = [classify_regime(W[r], seed=ctx.seed).regime for r in range(R)]
             ctx.advance((j * len(depths) + i + 1) / (2 * len(depths)))
         fit = scaling_exponent(depths, np.array(norms), seed=ctx.seed)
-        rows[init] = {"values": np.array(norms), "beta_hat": -fit.estimate, "ci": fit.ci, "regimes": regimes,
-                      "intercept": fit.intercept}
+        lo, hi = fit.ci
+        # beta_hat = -slope, so its interval is the slope's negated and reversed
+        rows[init] = {"values": np.array(norms), "beta_hat": -fit.estimate, "ci": (-hi, -lo), "slope": fit.estimate,
+                      "slope_ci": fit.ci, "regimes": regimes, "intercept": fit.intercept}
     smooth_ok = all(r == "ode" for r in rows["smooth(0.1)"]["regimes"])
     iid_ok = all(r == "none" for r in rows["iid"]["regimes"])
     smooth_bad = all(r == "none" for r in rows["smooth(0.1)"]["regimes"])
     iid_bad = all(r == "ode" for r in rows["iid"]["regimes"])
     verdict = "confirmed" if (smooth_ok and iid_ok) else ("refuted" if (smooth_bad or iid_bad) else "inconclusive")
-    lo, hi = rows["iid"]["ci"]
-    return {"verdict": verdict, "estimate": rows["iid"]["beta_hat"], "ci": (-hi, -lo), "n": 2 * len(depths) * R,
+    return {"verdict": verdict, "estimate": rows["iid"]["beta_hat"], "ci": rows["iid"]["ci"], "n": 2 * len(depths) * R,
             "details": {"depths": depths, "ensemble": R, "steps": steps, "optimizer": "adam", "lr": lr,
                         "statistic": "beta_hat from max_k ||W_k|| ~ L^-beta (iid init); regime of k -> W_k",
                         "by_init": rows, "values": rows["iid"]["values"], "intercept": rows["iid"]["intercept"],
+                        "line_slope": rows["iid"]["slope"], "line_slope_ci": rows["iid"]["slope_ci"],
                         "plot": "loglog", "ylabel": "max_k ||W_k|| (iid init, Adam)"}}
 
 

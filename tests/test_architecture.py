@@ -1,0 +1,123 @@
+"""The package's shape: no import cycles inside src/odecheck, no private names imported across
+modules, and a new block is one module plus one registry line."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import odecheck
+from odecheck import blocks
+
+SRC = Path(odecheck.__file__).resolve().parent
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(imported module, imported names) for every import in the file, lazy ones included, but not
+    those under ``if TYPE_CHECKING:`` (annotations only)."""
+    tree = ast.parse(path.read_text())
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            skip.update(id(n) for n in ast.walk(node))
+    me = _module_name(path).split(".")
+    package = me if path.name == "__init__.py" else me[:-1]
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out.append((mod, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out.extend((a.name, []) for a in node.names)
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for mod, path in files.items():
+        for target, names in _imports(path):
+            if not target.startswith("odecheck"):
+                continue
+            # "from . import nn" imports the submodule odecheck.nn
+            subs = [f"{target}.{n}" for n in names if f"{target}.{n}" in files]
+            for t in subs or [target]:
+                if t in files and t != mod:
+                    graph[mod].add(t)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    found, state, stack = [], {}, []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph[m]):
+            # a package's __init__ importing its own submodules is how packages are built, not a cycle
+            if m != "odecheck" and t.startswith(m + "."):
+                continue
+            if state.get(t) == 1 and not (t == "odecheck" or m.startswith(t + ".")):
+                found.append(stack[stack.index(t):] + [t])
+            elif t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    return found
+
+
+def test_no_import_cycles_inside_the_package():
+    assert _cycles(_graph()) == []
+
+
+def test_the_cycle_detector_finds_a_planted_cycle():
+    graph = {"odecheck.a": {"odecheck.b"}, "odecheck.b": {"odecheck.c"}, "odecheck.c": {"odecheck.a"}}
+    assert _cycles(graph) == [["odecheck.a", "odecheck.b", "odecheck.c", "odecheck.a"]]
+
+
+def test_no_module_imports_another_modules_private_names():
+    # private submodules (_native, _kernels, _errors) are the package's own internals and may be
+    # imported inside it; a private function, class or constant of another module may not
+    modules = {_module_name(p) for p in SRC.rglob("*.py")}
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        for target, names in _imports(path):
+            if target.startswith("odecheck"):
+                offenders += [f"{path.relative_to(SRC)}: {target}.{n}" for n in names
+                              if n.startswith("_") and n != "__version__" and f"{target}.{n}" not in modules]
+    assert offenders == []
+
+
+def test_the_graph_sees_the_engine_edges():
+    graph = _graph()
+    assert "odecheck._kernels" in graph["odecheck.models"]  # a real edge, so the cycle test has something to check
+    assert "odecheck.models" not in graph["odecheck._kernels"]  # annotations only, under TYPE_CHECKING
+
+
+def test_every_block_is_one_registered_module():
+    for name, cls in blocks.REGISTRY.items():
+        assert cls.name == name
+        assert Path(__import__(cls.__module__, fromlist=["x"]).__file__).parent == SRC / "blocks"
+        # the engine, the ODE and the references need nothing else from a block
+        for method in ("layer_shapes", "layer_weights", "forward", "forward_state", "backward", "vector_field",
+                       "naive_update"):
+            assert getattr(cls, method) is not getattr(blocks.Block, method), (name, method)
+    assert odecheck.BLOCKS == tuple(blocks.REGISTRY)
