@@ -9,7 +9,7 @@ from helpers import rounding_bound
 from odecheck import _kernels as K
 from odecheck._errors import InvalidArgument
 from odecheck.bench import engine_path, path_difference
-from odecheck.flow import gradient_flow
+from odecheck.flow import EngineOptions, gradient_flow
 from odecheck.models import ResNet
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
@@ -25,8 +25,8 @@ def test_cuda_graph_needs_a_cuda_device():
     x, y = torch.randn(10, 16), torch.randn(10, 16)
     with pytest.raises(InvalidArgument, match="device"):
         K.GraphedLossAndGrads(net, x, y)
-    with pytest.raises(InvalidArgument, match="cuda_graph"):
-        gradient_flow(net, x, y, steps=1, lr=1e-2, cuda_graph=True)
+    with pytest.raises(InvalidArgument, match="engine.cuda_graph"):
+        gradient_flow(net, x, y, steps=1, lr=1e-2, engine=EngineOptions(cuda_graph=True))
 
 
 @pytest.mark.cuda
@@ -66,8 +66,8 @@ def test_graph_refuses_reallocated_weights():
 def test_gradient_flow_with_cuda_graph_matches_eager(recompute):
     x, y = torch.randn(20, 16, device="cuda"), torch.randn(20, 16, device="cuda")
     a, b = _net("cuda", depth=16), _net("cuda", depth=16)
-    ta = gradient_flow(a, x, y, steps=5, lr=1e-2, cuda_graph=True, recompute=recompute)
-    tb = gradient_flow(b, x, y, steps=5, lr=1e-2, recompute=recompute)
+    ta = gradient_flow(a, x, y, steps=5, lr=1e-2, engine=EngineOptions(cuda_graph=True, recompute=recompute))
+    tb = gradient_flow(b, x, y, steps=5, lr=1e-2, engine=EngineOptions(recompute=recompute))
     tol = 5 * 2 * rounding_bound(16, 16, 32, 20)  # 5 steps, each within twice the bound of one pass
     assert ta.loss == pytest.approx(tb.loss, rel=tol)
     for name in a.trainable:

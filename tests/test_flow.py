@@ -132,7 +132,7 @@ def test_flow_rejects_mismatched_targets():
 
 def test_increments_can_be_skipped_and_match_naive_when_tracked():
     net, ds = small(), data()
-    tr = oc.gradient_flow(net.clone(), ds.x, ds.y, steps=3, lr=1e-2, track_increments=False)
+    tr = oc.gradient_flow(net.clone(), ds.x, ds.y, steps=3, lr=1e-2, engine=oc.EngineOptions(track_increments=False))
     assert np.isnan(tr.max_increment).all()
     tr = oc.gradient_flow(net, ds.x, ds.y, steps=3, lr=1e-2)
     w = net.weights

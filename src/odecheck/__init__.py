@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import nn
 from ._errors import InvalidArgument, OdecheckError
 from .data import Dataset, digits, gaussian_task, teacher_task
-from .flow import Trajectory, adam, discretization_error, gradient_flow, loss_and_grads, sgd
+from .flow import EngineOptions, Trajectory, adam, discretization_error, gradient_flow, loss_and_grads, sgd
 from .init import Init, fbm_paths, fgn, gp_paths
 from .models import ACTIVATIONS, BLOCKS, ResNet
 from .ode import neural_ode, ode_distance
@@ -22,6 +22,7 @@ __all__ = [
     "ACTIVATIONS",
     "BLOCKS",
     "Dataset",
+    "EngineOptions",
     "Init",
     "InvalidArgument",
     "OdecheckError",

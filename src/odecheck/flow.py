@@ -150,6 +150,33 @@ def _check_steps(steps, lr) -> None:
         raise invalid("lr", lr, "a finite float > 0")
 
 
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    """How the engine computes each step of :func:`gradient_flow` (not what it computes).
+
+    Attributes
+    ----------
+    recompute : mlp block only: keep one hidden state per ``recompute`` layers and recompute the
+        others in the backward pass (memory bounded in depth, about one extra forward per step)
+    track_increments : record max_k ||Z_{k+1} - Z_k|| at every step (a pass over the weights; False
+        when only the loss and PL ratio matter: the column is then NaN)
+    cuda_graph : CUDA only: capture the loss and gradient pass once in a CUDA graph and replay it
+        each step (``odecheck._kernels.GraphedLossAndGrads``; not yet validated on GPU hardware)
+    """
+
+    recompute: int | None = None
+    track_increments: bool = True
+    cuda_graph: bool = False
+
+    def __post_init__(self) -> None:
+        if self.recompute is not None and (isinstance(self.recompute, bool) or not isinstance(self.recompute, int)
+                                           or self.recompute < 1):
+            raise invalid("engine.recompute", self.recompute, "None or a positive integer")
+        for name in ("track_increments", "cuda_graph"):
+            if not isinstance(getattr(self, name), bool):
+                raise invalid(f"engine.{name}", getattr(self, name), "a bool")
+
+
 def gradient_flow(
     net: ResNet,
     x,
@@ -162,9 +189,7 @@ def gradient_flow(
     check_halving: bool = False,
     callback: StepCallback | None = None,
     start_step: int = 0,
-    recompute: int | None = None,
-    track_increments: bool = True,
-    cuda_graph: bool = False,
+    engine: EngineOptions = EngineOptions(),
 ) -> Trajectory:
     """Train ``net`` in place by explicit Euler on the gradient flow of [M24].
 
@@ -179,13 +204,7 @@ def gradient_flow(
     check_halving : also run the flow with step eta/2 for 2*steps steps on a copy and report the
         relative weight gap per member in ``discretization_error`` (Euler: O(eta))
     callback : called as callback(step, loss) after each step
-    track_increments : record max_k ||Z_{k+1} - Z_k|| at every step (a pass over the weights; set
-        False when only the loss and PL ratio matter: the column is then NaN)
-    recompute : mlp block only: keep one hidden state per ``recompute`` layers and recompute the
-        others in the backward pass (memory bounded in depth, about one extra forward per step)
-    cuda_graph : CUDA only: capture the loss and gradient pass once in a CUDA graph and replay it
-        each step (:class:`odecheck._kernels.GraphedLossAndGrads`). Not yet validated on GPU
-        hardware: the cuda-marked tests compare it with the eager step on a GPU.
+    engine : :class:`EngineOptions` (recomputation, increment tracking, CUDA graph replay)
 
     Returns
     -------
@@ -194,9 +213,12 @@ def gradient_flow(
     _check_steps(steps, lr)
     if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
         raise invalid("clip", clip, "None or a positive float")
+    if not isinstance(engine, EngineOptions):
+        raise invalid("engine", type(engine).__name__, "an odecheck.EngineOptions")
+    recompute, track_increments, cuda_graph = engine.recompute, engine.track_increments, engine.cuda_graph
     x, y = _check_data(net, x, y)
     if cuda_graph and net.device.type != "cuda":
-        raise invalid("cuda_graph", cuda_graph, f"False on device {net.device} (CUDA graphs need a CUDA device)")
+        raise invalid("engine.cuda_graph", cuda_graph, f"False on device {net.device} (CUDA graphs need a CUDA device)")
     snap = set()
     for s in snapshots:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not (start_step <= s <= start_step + steps):

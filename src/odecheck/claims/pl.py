@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..estimators import pl_summary
-from ..flow import gradient_flow
+from ..flow import EngineOptions, gradient_flow
 from ..init import member_generator
 from ..models import ResNet
 from .base import Claim, Context
@@ -41,7 +41,7 @@ def pl_run(ctx: Context, *, n, d, q, m, L, R, steps, lr, activation="tanh", init
     y = 0.1 * torch.randn(n, d, generator=g, dtype=torch.float64)  # small targets
     net = ResNet(block="mlp", depth=L, dim=q, input_dim=d, output_dim=d, width=m, activation=activation,
                  init=init, ensemble=R, seed=ctx.seed, dtype=torch.float64, device=ctx.device)
-    traj = gradient_flow(net, x.to(net.device), y.to(net.device), steps=steps, lr=lr, track_increments=False,
+    traj = gradient_flow(net, x.to(net.device), y.to(net.device), steps=steps, lr=lr, engine=EngineOptions(track_increments=False),
                          callback=lambda t, _: ctx.advance(t / steps) if t % 50 == 0 else None)
     if traj.diverged.any():
         return {"verdict": "diverged", "estimate": np.nan, "ci": (np.nan, np.nan), "n": 0, "details": {}}
