@@ -220,12 +220,8 @@ def using(isa: str):
     """Within this block the kernels of variant ``isa`` run (for comparisons, e.g. AVX2 on an AVX-512 CPU)."""
     if isa not in ISA_FLAGS:
         raise invalid("isa", isa, f"one of {', '.join(ISAS)}")
-    before = _state.get("isa")
-    _state["isa"] = isa
-    try:
+    with _setting("isa", isa):
         yield
-    finally:
-        _state["isa"] = before
 
 
 # ----------------------------------------------------------------------------- remembered path choices
@@ -276,25 +272,23 @@ def forced() -> bool:
 
 
 @contextmanager
+def _setting(key: str, value):
+    before = _state.get(key)
+    _state[key] = value
+    try:
+        yield
+    finally:
+        _state[key] = before
+
+
 def forcing():
     """Within this block the fused kernels run wherever they apply (the bench times them this way)."""
-    before = _state.get("force", False)
-    _state["force"] = True
-    try:
-        yield
-    finally:
-        _state["force"] = before
+    return _setting("force", True)
 
 
-@contextmanager
 def disabled():
     """Within this block the engine takes the batched torch path (for comparisons)."""
-    before = _state.get("off", False)
-    _state["off"] = True
-    try:
-        yield
-    finally:
-        _state["off"] = before
+    return _setting("off", True)
 
 
 # Plain-loop kernels only for small layers: per layer at most this many activations (R n m) and
