@@ -1,0 +1,105 @@
+"""Decision rules at planted truth, on both sides of each boundary: false-verdict rates held below
+the rule's alpha by binomial bounds.
+
+Every test draws N independent planted replicates (fixed seeds) and fails when a count exceeds
+the (1 - 1e-3) binomial quantile at the allowed rate, so each test's own false-failure
+probability is at most 1e-3, written next to it. The boundaries are the documented ones
+(docs/calibration.md, docs/theory.md), written here as the specification, not read from the code
+under test, so a moved threshold is caught.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from odecheck.claims.base import rate_decision, rough_decision
+from odecheck.estimators import classify_regime, scaling_exponent
+from odecheck.init import fbm_paths, gp_paths, member_generator
+
+FALSE_FAILURE = 1e-3  # each test's own probability of failing on a correct rule
+ALPHA = 0.05  # the rules' stated error rate
+RATE_BOUNDARY = -0.85  # rate claims: confirmed iff the slope interval lies below L^-0.85
+ODE_ABOVE, NONE_BELOW = 0.75, 0.25  # regime rule: Hurst interval above 0.75 -> ode, below 0.25 -> none
+
+
+def allowed(n: int, rate: float) -> int:
+    """Largest count a correct rule with error rate <= ``rate`` exceeds with probability <= FALSE_FAILURE."""
+    return int(stats.binom.ppf(1 - FALSE_FAILURE, n, rate))
+
+
+# ----------------------------------------------------------------------------- regime of a weight path
+def _regimes(kind: str, param: float, L: int, n: int, seed: int) -> list[str]:
+    out = []
+    for r in range(n):
+        g = member_generator(seed, r)
+        if kind == "fbm":
+            path = fbm_paths(16, L, param, g).T.numpy()
+        elif kind == "gp":
+            path = gp_paths(16, L, param, g).T.numpy()
+        else:  # white noise
+            path = torch.randn(L, 16, generator=g, dtype=torch.float64).numpy()
+        out.append(classify_regime(path, seed=r).regime)
+    return out
+
+
+N_PATHS = 60  # replicates per planted truth (16 entries each)
+
+
+@pytest.mark.parametrize("L", [64, 256])
+def test_rough_paths_are_not_called_ode_and_fairly_rough_ones_not_none(L):
+    # fbm(0.7) is rough (Hurst 0.7 < 0.75): calling it `ode` is a false verdict
+    calls = _regimes("fbm", 0.7, L, N_PATHS, seed=101)
+    assert calls.count("ode") <= allowed(N_PATHS, ALPHA), calls
+    # fbm(0.3) has Hurst 0.3 > 0.25: calling it `none` (white noise) is a false verdict
+    calls = _regimes("fbm", 0.3, L, N_PATHS, seed=102)
+    assert calls.count("none") <= allowed(N_PATHS, ALPHA), calls
+
+
+@pytest.mark.parametrize("L", [64, 256])
+def test_clear_truths_never_get_a_wrong_regime(L):
+    # clearly inside each region a wrong regime is an error (inconclusive is a loss of power)
+    for kind, param, truth in (("gp", 0.1, "ode"), ("fbm", 0.5, "sde"), ("white", 0.0, "none")):
+        calls = _regimes(kind, param, L, N_PATHS, seed=103)
+        wrong = sum(c not in (truth, "inconclusive") for c in calls)
+        assert wrong <= allowed(N_PATHS, ALPHA), (kind, calls)
+
+
+# ----------------------------------------------------------------------------- rate and roughness rules
+DEPTHS = np.array([16, 32, 64, 128, 256, 512])
+N_FITS = 400
+
+
+def _fits(slope: float, members: int, seed: int, sigma: float = 0.2):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(N_FITS):
+        vals = 3.0 * DEPTHS[:, None] ** slope * np.exp(sigma * rng.standard_normal((len(DEPTHS), members)))
+        out.append(scaling_exponent(DEPTHS, vals))
+    return out
+
+
+@pytest.mark.parametrize("members", [4, 16])
+def test_rate_rule_false_confirmation_at_and_beyond_the_boundary(members):
+    # at the boundary slope the claim "error <= C/L^0.85" is false by a hair: confirmed at most alpha/2
+    at = [rate_decision(f) for f in _fits(RATE_BOUNDARY, members, seed=201)]
+    assert at.count("confirmed") <= allowed(N_FITS, ALPHA / 2)
+    assert at.count("refuted") <= allowed(N_FITS, ALPHA / 2)
+    # L^-0.7 is clearly slower than the neural-ODE rate: never confirmed beyond alpha
+    slow = [rate_decision(f) for f in _fits(-0.7, members, seed=202)]
+    assert slow.count("confirmed") <= allowed(N_FITS, ALPHA / 2)
+    # L^-1, the claim's truth: refuted at most alpha/2 (inconclusive is a loss of power, not an error)
+    true = [rate_decision(f) for f in _fits(-1.0, members, seed=203)]
+    assert true.count("refuted") <= allowed(N_FITS, ALPHA / 2)
+
+
+@pytest.mark.parametrize("members", [4, 16])
+def test_roughness_rule_mirrors_the_rate_rule(members):
+    flat = [rough_decision(f) for f in _fits(0.0, members, seed=301)]  # iid-like: increments do not shrink
+    assert flat.count("refuted") <= allowed(N_FITS, ALPHA / 2)
+    smooth = [rough_decision(f) for f in _fits(-1.0, members, seed=302)]  # smooth: they shrink like 1/L
+    assert smooth.count("confirmed") <= allowed(N_FITS, ALPHA / 2)
+    at = [rough_decision(f) for f in _fits(RATE_BOUNDARY, members, seed=303)]
+    assert at.count("confirmed") <= allowed(N_FITS, ALPHA / 2)
