@@ -9,9 +9,17 @@ import torch
 
 def drop_residual_scaling():
     """alpha_L = 1 instead of L^-beta (drops the 1/L factor)."""
-    from odecheck.models import ResNet
+    import odecheck.blocks.base as base
 
-    ResNet.alpha = property(lambda self: 1.0)
+    base.residual_scale = lambda depth, beta: 1.0
+
+
+def residual_scale_off_by_one():
+    """alpha_L = (L + 1)^-beta: every engine comparison against a reference that read the scale
+    from the network under test would pass."""
+    import odecheck.blocks.base as base
+
+    base.residual_scale = lambda depth, beta: float(depth + 1) ** (-beta)
 
 
 def shared_member_draws():
@@ -60,7 +68,7 @@ def fused_backward_ignores_derivative():
                    ("gu[j] = identity ? c * acc : c * acc * di[j];", "gu[j] = c * acc;"))
 
 
-MUTATIONS = {"drop_residual_scaling": drop_residual_scaling, "shared_member_draws": shared_member_draws,
+MUTATIONS = {"drop_residual_scaling": drop_residual_scaling, "residual_scale_off_by_one": residual_scale_off_by_one, "shared_member_draws": shared_member_draws,
              "drop_flow_depth_factor": drop_flow_depth_factor,
              "fused_backward_ignores_derivative": fused_backward_ignores_derivative}
 

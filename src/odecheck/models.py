@@ -248,8 +248,8 @@ class ResNet:
     # -- properties
     @property
     def alpha(self) -> float:
-        """Residual scaling alpha_L = L^-beta."""
-        return float(self.depth) ** (-self.beta)
+        """Residual scaling alpha_L = L^-beta (the engine's own: ``blocks.base.residual_scale``)."""
+        return blocks.base.residual_scale(self.depth, self.beta)
 
     @property
     def layer_families(self) -> tuple[str, ...]:

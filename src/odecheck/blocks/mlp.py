@@ -25,7 +25,8 @@ import torch
 from .. import _native
 from .._errors import invalid
 from ..activations import activate, activate_backward
-from .base import Block, buf, input_backward, mse, output_backward, residual_scale, workspace
+from . import base
+from .base import Block, buf, input_backward, mse, output_backward, workspace
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models import ResNet
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def scales(net) -> tuple[float, float]:
     """(s, c) = (1/sqrt(q), alpha_L / sqrt(m)) of the network's configuration."""
-    return 1.0 / math.sqrt(net.dim), residual_scale(net.depth, net.beta) / math.sqrt(net.width)
+    return 1.0 / math.sqrt(net.dim), base.residual_scale(net.depth, net.beta) / math.sqrt(net.width)
 
 
 # ----------------------------------------------------------------------------- fused or batched: measured
@@ -289,7 +290,7 @@ class MLP(Block):
     def vector_field(self, net, w, p64, H):
         L = net.depth
         u = torch.bmm(H, w["W"].transpose(1, 2)) / math.sqrt(net.dim)
-        scale = L * residual_scale(L, net.beta) / math.sqrt(net.width)
+        scale = L * base.residual_scale(L, net.beta) / math.sqrt(net.width)
         return scale * torch.bmm(activate(net.activation, u), w["V"].transpose(1, 2))
 
     @staticmethod

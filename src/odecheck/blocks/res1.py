@@ -11,7 +11,8 @@ import torch
 
 from .._errors import invalid
 from ..activations import activate, activate_backward
-from .base import Block, buf, residual_scale
+from . import base
+from .base import Block, buf
 
 
 class Res1(Block):
@@ -30,7 +31,7 @@ class Res1(Block):
 
     def forward(self, net, p, h, ws):
         L, R, n, q = h.shape[0] - 1, h.shape[1], h.shape[2], h.shape[3]
-        c = residual_scale(net.depth, net.beta)
+        c = base.residual_scale(net.depth, net.beta)
         a = buf(ws, "a", (L, R, n, q), h[0])
         for k in range(L):
             activate(net.activation, h[k], a[k])
@@ -38,7 +39,7 @@ class Res1(Block):
         return {"u": None, "a": a, "d": None}
 
     def forward_state(self, net, p, h0):
-        c = residual_scale(net.depth, net.beta)
+        c = base.residual_scale(net.depth, net.beta)
         cur, nxt, ab = h0.clone(), torch.empty_like(h0), torch.empty_like(h0)
         for k in range(net.depth):
             activate(net.activation, cur, ab)
@@ -48,7 +49,7 @@ class Res1(Block):
 
     def backward(self, net, p, cache, g, ws, *, consume, fresh_grads):
         V = p["V"]
-        c = residual_scale(net.depth, net.beta)
+        c = base.residual_scale(net.depth, net.beta)
         h, a = cache.h, cache.a
         gV = torch.empty_like(V)
         for k in range(net.depth - 1, -1, -1):
@@ -58,7 +59,7 @@ class Res1(Block):
         return {"V": gV}, g
 
     def vector_field(self, net, w, p64, H):
-        scale = net.depth * residual_scale(net.depth, net.beta)
+        scale = net.depth * base.residual_scale(net.depth, net.beta)
         return scale * torch.bmm(activate(net.activation, H), w["V"].transpose(1, 2))
 
     @staticmethod

@@ -14,12 +14,13 @@ import torch
 
 from .._errors import invalid
 from ..activations import activate, activate_backward
-from .base import Block, buf, residual_scale
+from . import base
+from .base import Block, buf
 
 
 def _delta(net, p: dict[str, torch.Tensor], k: int):
     if net.delta_mode == "fixed":
-        return residual_scale(net.depth, net.beta)
+        return base.residual_scale(net.depth, net.beta)
     d = p["delta"][k] if net.delta_mode == "per_layer" else p["delta"]
     return d[:, None, None]
 
@@ -94,7 +95,7 @@ class Single(Block):
 
     def vector_field(self, net, w, p64, H):
         if net.delta_mode == "fixed":
-            d = residual_scale(net.depth, net.beta)
+            d = base.residual_scale(net.depth, net.beta)
         elif net.delta_mode == "shared":
             d = p64["delta"][:, None, None]
         else:
