@@ -26,6 +26,8 @@ def engine_path(path: str):
 
     stack = ExitStack()
     if path == "batched":
+        if not hasattr(_native, "disabled"):
+            raise NotImplementedError("this checkout cannot switch the fused kernels off")
         stack.enter_context(_native.disabled())
     elif _native.library() is None:
         raise NotImplementedError("fused CPU kernels unavailable")
