@@ -54,18 +54,18 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
 
 
 def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reuse: bool | dict = False,
-             consume: bool = True, fresh_grads: bool = False) -> dict[str, torch.Tensor]:
+             consume: bool = True, out: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Gradients of sum_r l_r given g_out = dl/dF (R, n, d'), in the internal (L, R, ...) layout.
 
     ``reuse``: gradients and temporaries live in buffers kept on ``net`` (overwritten by the next
     call), or in the given workspace dict. ``consume=False`` leaves the cache intact (a second
-    backward through it gives the same result); ``fresh_grads``: the weight gradients are new
-    tensors even when the temporaries are reused.
+    backward through it gives the same result); ``out``: tensors (engine layout) the block may write
+    its weight gradients into (``odecheck.nn`` hands autograd tensors shaped like its parameters).
     """
     p = net._p if params is None else params
     ws = workspace(net, reuse)
     grads, g = output_backward(g_out, cache.h[net.depth], p["B"])
-    block_grads, g = get_block(net.block).backward(net, p, cache, g, ws, consume=consume, fresh_grads=fresh_grads)
+    block_grads, g = get_block(net.block).backward(net, p, cache, g, ws, consume=consume, out=out)
     grads.update(block_grads)
     input_backward(grads, g, cache.x, net.ensemble)
     return grads

@@ -64,9 +64,15 @@ class _EngineFunction(torch.autograd.Function):
         ctx.saved_tensors  # noqa: B018 - raises if an input was modified in place since forward
         module = ctx.module
         shell = module._shell
-        # the cache stays intact (retain_graph, gradcheck); only the returned gradients are new tensors
+        # the cache stays intact (retain_graph, gradcheck). The weight gradients are new tensors shaped
+        # and strided like their parameters, so autograd takes them as .grad without a copy; the engine
+        # writes them through their (contiguous) engine-layout views.
+        public = {name: torch.empty_like(t) for name, t in zip(module._names, ctx.saved_tensors[1:], strict=True)
+                  if name in shell.layered}
+        out = {name: layout.to_internal(name, t, shell.layered) for name, t in public.items()}
+        out = {name: t for name, t in out.items() if t.is_contiguous()}
         grads = _kernels.backward(shell, ctx.cache, g_out.contiguous(), params=ctx.params, reuse=ctx.ws,
-                                  consume=False, fresh_grads=True)
+                                  consume=False, out=out)
         gx = None
         if ctx.needs_input_grad[1]:
             gx = torch.matmul(grads["_h0"], module._tensor("A").detach())  # dl/dx = (dl/dh_0) A: (R, n, d)
@@ -74,10 +80,15 @@ class _EngineFunction(torch.autograd.Function):
                 gx = gx.sum(0)
             elif ctx.x_shape[0] == 1:
                 gx = gx.sum(0, keepdim=True)
-        out = [None, gx]
+        result = [None, gx]
         for i, name in enumerate(module._names):
-            out.append(layout.to_public(name, grads[name], shell.layered) if ctx.needs_input_grad[2 + i] else None)
-        return tuple(out)
+            if not ctx.needs_input_grad[2 + i]:
+                result.append(None)
+            elif name in out and grads[name] is out[name]:
+                result.append(public[name])  # the tensor itself, not a view of it
+            else:
+                result.append(layout.to_public(name, grads[name], shell.layered))
+        return tuple(result)
 
 
 class StackedResNet(nn.Module):

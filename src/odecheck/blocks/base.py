@@ -123,8 +123,11 @@ class Block:
         raise NotImplementedError
 
     def backward(self, net: ResNet, p: dict, cache: Cache, g: torch.Tensor, ws: dict, *, consume: bool,
-                 fresh_grads: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Weight gradients (engine layout) and dl/dh_0 from g = dl/dh_L (may be modified in place)."""
+                 out: dict[str, torch.Tensor] | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Weight gradients (engine layout) and dl/dh_0 from g = dl/dh_L (may be modified in place).
+
+        ``out``: tensors (engine layout) the block may write its weight gradients into instead of
+        its own buffers; the returned dict holds whichever tensors hold the gradients."""
         raise NotImplementedError
 
     # -- the neural-ODE limit

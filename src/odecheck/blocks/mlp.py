@@ -273,12 +273,12 @@ class MLP(Block):
             cur, nxt = nxt, cur
         return cur
 
-    def backward(self, net, p, cache, g, ws, *, consume, fresh_grads):
+    def backward(self, net, p, cache, g, ws, *, consume, out):
         V, W = p["V"], p["W"]
         s, c = scales(net)
         act = net.activation
-        if fresh_grads:
-            gV, gW = torch.empty_like(V), torch.empty_like(W)
+        if out is not None:
+            gV, gW = out["V"], out["W"]
         else:
             gV, gW = buf(ws, "gV", tuple(V.shape), V), buf(ws, "gW", tuple(W.shape), W)
         if cache.d is not None:  # the forward ran the fused kernels

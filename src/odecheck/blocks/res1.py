@@ -47,7 +47,7 @@ class Res1(Block):
             cur, nxt = nxt, cur
         return cur
 
-    def backward(self, net, p, cache, g, ws, *, consume, fresh_grads):
+    def backward(self, net, p, cache, g, ws, *, consume, out):
         V = p["V"]
         c = base.residual_scale(net.depth, net.beta)
         h, a = cache.h, cache.a

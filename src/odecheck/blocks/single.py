@@ -72,7 +72,7 @@ class Single(Block):
             cur, nxt = nxt, cur
         return cur
 
-    def backward(self, net, p, cache, g, ws, *, consume, fresh_grads):
+    def backward(self, net, p, cache, g, ws, *, consume, out):
         L, act = net.depth, net.activation
         W = p["W"]
         h, u, a = cache.h, cache.u, cache.a
