@@ -103,3 +103,69 @@ def test_roughness_rule_mirrors_the_rate_rule(members):
     assert smooth.count("confirmed") <= allowed(N_FITS, ALPHA / 2)
     at = [rough_decision(f) for f in _fits(RATE_BOUNDARY, members, seed=303)]
     assert at.count("confirmed") <= allowed(N_FITS, ALPHA / 2)
+
+
+# ----------------------------------------------------------------------------- PL rule
+PL_KEEP = 0.5  # the overparameterized argument keeps the PL constant within a factor 2 along the flow
+N_PL = 2000
+
+
+@pytest.mark.parametrize("members", [16, 32])
+@pytest.mark.parametrize("dist", ["lognormal", "uniform"])
+def test_pl_rule_at_and_around_the_factor_two(members, dist):
+    from odecheck.claims.pl import pl_decision
+
+    rng = np.random.default_rng(401 + members)
+
+    def draws(median):
+        if dist == "lognormal":
+            return median * np.exp(0.5 * rng.standard_normal((N_PL, members)))
+        return median * 2 * rng.uniform(size=(N_PL, members))  # uniform(0, 2 median)
+
+    at = [pl_decision(r)[0] for r in draws(PL_KEEP)]  # median exactly 1/2: either call is an error
+    assert at.count("confirmed") <= allowed(N_PL, ALPHA / 2)
+    assert at.count("refuted") <= allowed(N_PL, ALPHA / 2)
+    lost = [pl_decision(r)[0] for r in draws(0.3)]  # the flow lost more than half the PL constant
+    assert lost.count("confirmed") <= allowed(N_PL, ALPHA / 2)
+    kept = [pl_decision(r)[0] for r in draws(0.8)]
+    assert kept.count("refuted") <= allowed(N_PL, ALPHA / 2)
+    # coverage of the median interval itself (distribution-free, >= 1 - alpha)
+    true_median = PL_KEEP
+    miss = sum(not (lo <= true_median <= hi) for lo, hi in (pl_decision(r)[2] for r in draws(PL_KEEP)))
+    assert miss <= allowed(N_PL, ALPHA)
+
+
+# ----------------------------------------------------------------------------- init-scaling cells
+FLAT = 0.125  # |slope| < 0.125 counts as Theta(1): half the smallest predicted |1/2 - beta| (0.25)
+
+
+@pytest.mark.parametrize("expect,slope,wrong", [
+    ("explodes", 0.25, "contradicts"), ("stable", 0.0, "contradicts"), ("identity", -0.25, "contradicts"),
+    ("explodes", FLAT, "ok"), ("identity", -FLAT, "ok"), ("stable", FLAT, "ok"), ("stable", -FLAT, "ok"),
+    ("identity", 0.0, "ok"), ("stable", -0.25, "ok"), ("explodes", 0.0, "ok")])
+def test_init_scaling_cell_rule(expect, slope, wrong):
+    # planted slope on the predicted side: contradicting it is the error; on or across the band's
+    # edge: calling the cell ok is the error. One-sided, so at most alpha/2 per cell (99 % intervals
+    # in the claim; here the 95 % the rule is stated for)
+    from odecheck.claims.init_scaling import cell_decision
+
+    fits = _fits(slope, 8, seed=int(500 + 1000 * (slope + 1)) + len(expect), sigma=0.2)
+    calls = [cell_decision(f.ci, expect) for f in fits]
+    assert calls.count(wrong) <= allowed(N_FITS, ALPHA / 2), (expect, slope, calls.count(wrong))
+
+
+# ----------------------------------------------------------------------------- relu counterexample bound
+@pytest.mark.parametrize("C", [1.5, 2.0, 4.0])
+def test_relu_rule_floor_is_two_log_c(C):
+    from odecheck.claims.roughness import relu_decision
+
+    floor = 2 * np.log(C)  # w* = 2L(C^(1/L) - 1) >= 2 log C for every L
+    ok = dict(frozen=True, max_rel_error=1e-9, C=C)
+    assert relu_decision(increments=[floor * 1.001, 5.0], **ok) == "confirmed"
+    assert relu_decision(increments=[floor * 0.999, 5.0], **ok) == "refuted"
+    assert relu_decision(increments=[floor * 1.001], frozen=False, max_rel_error=1e-9, C=C) == "refuted"
+    assert relu_decision(increments=[floor * 1.001], frozen=True, max_rel_error=1e-3, C=C) == "inconclusive"
+    # the exact fixed point at every depth sits above the floor: w* + 1/(2L) with w* from the recursion
+    for L in (1, 4, 64, 4096):
+        wstar = 2 * L * (C ** (1 / L) - 1)
+        assert relu_decision(increments=[wstar + 1 / (2 * L)], **ok) == "confirmed"

@@ -48,16 +48,10 @@ def pl_run(ctx: Context, *, n, d, q, m, L, R, steps, lr, activation="tanh", init
     s = pl_summary(traj)
     T = s.horizon
     rho = s.mu_hat / traj.pl_ratio[0]  # fraction of the initial PL constant kept along the flow
-    lo, hi = median_interval(rho, ALPHA)
+    verdict, _, (lo, hi) = pl_decision(rho)
     # reported, not decided on: Groenwall's l(T) <= exp(-mu_hat T) l(0) holds for the exact flow by
     # construction of mu_hat, so its ratio only measures the Euler discretization
     decay_bound_ratio = s.loss_ratio / np.exp(-s.mu_hat * T)
-    if lo > KEEP:
-        verdict = "confirmed"
-    elif hi < KEEP:
-        verdict = "refuted"
-    else:
-        verdict = "inconclusive"
     t = np.arange(steps + 1) * lr
     idx = np.unique(np.linspace(0, steps, 60).astype(int))
     return {"verdict": verdict, "estimate": float(np.median(rho)), "ci": (lo, hi), "n": R,
@@ -65,6 +59,15 @@ def pl_run(ctx: Context, *, n, d, q, m, L, R, steps, lr, activation="tanh", init
                         "horizon": T, "mu_hat": s.mu_hat, "r0": traj.pl_ratio[0], "retained": rho,
                         "fitted_rate": s.rate, "loss_ratio": s.loss_ratio, "decay_bound_ratio": decay_bound_ratio,
                         "time": t[idx], "pl_ratio": traj.pl_ratio[idx], "loss": traj.loss[idx], "plot": "pl"}}
+
+
+def pl_decision(retained, *, alpha: float = ALPHA, keep: float = KEEP) -> tuple[str, float, tuple[float, float]]:
+    """The PL rule on the members' retained fractions rho = min_t r(t) / r(0): the median with its
+    distribution-free (1 - alpha) interval; confirmed if the interval lies above ``keep`` (1/2),
+    refuted if below, else inconclusive. Returns (verdict, median, interval)."""
+    lo, hi = median_interval(retained, alpha)
+    verdict = "confirmed" if lo > keep else ("refuted" if hi < keep else "inconclusive")
+    return verdict, float(np.median(retained)), (lo, hi)
 
 
 def median_interval(values, alpha: float) -> tuple[float, float]:

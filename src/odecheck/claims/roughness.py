@@ -38,6 +38,19 @@ def iid_rough_experiment(ctx: Context) -> dict:
                         "regimes_deepest": regimes, "plot": "loglog", "ylabel": "max_k ||Z_k+1 - Z_k|| at T"}}
 
 
+CONVERGED = 1e-6  # relative distance of the even layers to w* that counts as converged
+
+
+def relu_decision(*, frozen: bool, max_rel_error: float, increments, C: float) -> str:
+    """The counterexample's rule: refuted if an odd layer moved, or if the even layers converged to
+    w* and some depth's max increment fell below 2 log C (the Omega(1) floor: w* >= 2 log C);
+    confirmed if they converged and every increment stays above it; else inconclusive."""
+    converged = max_rel_error < CONVERGED
+    if not frozen or (converged and float(np.min(increments)) < 2 * np.log(C)):
+        return "refuted"
+    return "confirmed" if converged else "inconclusive"
+
+
 def relu_counterexample_experiment(ctx: Context) -> dict:
     depths = ctx.pick([16, 32, 64], [16, 32, 64, 128], [16, 32, 64, 128, 256, 512])
     C = 2.0
@@ -64,13 +77,7 @@ def relu_counterexample_experiment(ctx: Context) -> dict:
     # max_k |w_{k+1} - w_k| = w* + 1/(2L) >= 2 log C at every depth (Omega(1)). Convergence to the
     # fixed point is checked to a relative 1e-6 (far above float64 rounding, far below w*).
     floor = 2 * np.log(C)
-    converged = max(wstar_err) < 1e-6
-    if not frozen or (converged and D.min() < floor):
-        verdict = "refuted"
-    elif converged:
-        verdict = "confirmed"
-    else:
-        verdict = "inconclusive"
+    verdict = relu_decision(frozen=frozen, max_rel_error=max(wstar_err), increments=D, C=C)
     return {"verdict": verdict, "estimate": fit.estimate, "ci": fit.ci, "n": len(depths),
             "details": {"depths": depths, "C": C, "steps": steps, "lr": 0.05, "values": D,
                         "intercept": fit.intercept, "level": fit.level, "odd_layers_frozen": frozen,
