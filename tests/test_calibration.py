@@ -169,3 +169,32 @@ def test_relu_rule_floor_is_two_log_c(C):
     for L in (1, 4, 64, 4096):
         wstar = 2 * L * (C ** (1 / L) - 1)
         assert relu_decision(increments=[wstar + 1 / (2 * L)], **ok) == "confirmed"
+
+
+# ----------------------------------------------------------------------------- interval coverage
+N_COVER = 500  # enough that an interval missing 10 % instead of 5 % fails (allowed: 41 misses = 8.2 %)
+
+
+@pytest.mark.parametrize("L", [64, 256])
+@pytest.mark.parametrize("H", [0.3, 0.7])
+def test_hurst_interval_covers_a_planted_fbm_at_its_level(L, H):
+    from odecheck.estimators import hurst
+
+    miss = 0
+    for r in range(N_COVER):
+        h = hurst(fbm_paths(16, L, H, member_generator(601, r)).T.numpy())
+        miss += not (h.ci[0] <= H <= h.ci[1])
+    assert miss <= allowed(N_COVER, 1 - 0.95), miss
+
+
+@pytest.mark.parametrize("method", ["members", "theil-sen"])
+@pytest.mark.parametrize("members", [4, 16])
+def test_scaling_interval_covers_a_planted_exponent(method, members):
+    fits = _fits(-1.0, members, seed=701 + members, sigma=0.2) if method == "members" else None
+    if fits is None:
+        rng = np.random.default_rng(702 + members)
+        fits = [scaling_exponent(DEPTHS, 3.0 * DEPTHS[:, None] ** -1.0
+                                 * np.exp(0.2 * rng.standard_normal((len(DEPTHS), members))), method=method)
+                for _ in range(N_FITS)]
+    miss = sum(not (f.ci[0] <= -1.0 <= f.ci[1]) for f in fits)
+    assert miss <= allowed(N_FITS, 1 - 0.95), miss

@@ -82,12 +82,22 @@ class HurstEstimate:
 
 
 def hurst(path, *, level: float = 0.95, n_boot: int = 200, seed: int = 0) -> HurstEstimate:
-    """Hoelder/Hurst exponent of a weight path with a bootstrap interval.
+    r"""Hoelder/Hurst exponent of a weight path with a confidence interval.
 
-    The interval resamples the path's entries (columns) when it has at least 8 of them,
-    else blocks of consecutive increments (moving-block bootstrap, block ~ L^(1/3)).
+    Estimate: slope of log m(h) against log h over dyadic lags h, where
+    m(h) = mean_k ||Z_{k+h} - Z_k||_F.
+
+    Interval: with at least 8 entries (columns), the delete-one-entry jackknife standard error and a
+    Student-t quantile with P - 1 degrees of freedom,
+    H_hat +- t_{P-1, (1+level)/2} sqrt((P-1)/P sum_i (H_(-i) - mean H_(-i))^2), deterministic. (A
+    percentile bootstrap over entries covered a planted fbm's H only 87-91 % of the time at the 95 %
+    level with 16 entries; the jackknife-t interval 93-96 %, see docs/calibration.md.) With fewer
+    entries, a moving-block bootstrap of consecutive increments (block ~ L^(1/3), ``n_boot``
+    resamples from ``seed``), percentile interval.
     A constant path (all increments zero) is reported with ``constant=True`` and NaN.
     """
+    from scipy import stats
+
     Z = _path(path)
     L, P = Z.shape
     if L < 3:
@@ -96,20 +106,33 @@ def hurst(path, *, level: float = 0.95, n_boot: int = 200, seed: int = 0) -> Hur
     if np.all(Z == Z[:1]):
         return HurstEstimate(float("nan"), (float("nan"), float("nan")), level, tuple(lags.tolist()), P, True)
     est = _hurst_from(Z, lags)
-    rng = np.random.default_rng(seed)
-    boots = []
     if P >= 8:
-        for _ in range(n_boot):
-            boots.append(_hurst_from(Z[:, rng.integers(0, P, P)], lags))
-    else:
-        inc = np.diff(Z, axis=0)
-        b = max(2, int(round(L ** (1 / 3))))
-        nb = int(np.ceil((L - 1) / b))
-        for _ in range(n_boot):
-            starts = rng.integers(0, L - b, nb)
-            pieces = np.concatenate([inc[s:s + b] for s in starts])[: L - 1]
-            Zb = np.concatenate([Z[:1], Z[:1] + np.cumsum(pieces, 0)])
-            boots.append(_hurst_from(Zb, lags))
+        # per-entry squared increments at every lag, computed once; each jackknife fit drops one column
+        sq = [(Z[h:] - Z[:-h]) ** 2 for h in lags]
+        total = [d.sum(1) for d in sq]
+        jk = []
+        for i in range(P):
+            m = np.array([np.sqrt(np.maximum(t - d[:, i], 0.0)).mean() for t, d in zip(total, sq, strict=True)])
+            jk.append(np.polyfit(np.log(lags), np.log(m), 1)[0] if np.all(m > 0) else np.nan)
+        jk = np.array(jk)
+        jk = jk[np.isfinite(jk)]
+        if len(jk) >= 2:
+            se = np.sqrt((len(jk) - 1) / len(jk) * ((jk - jk.mean()) ** 2).sum())
+            q = stats.t.ppf((1 + level) / 2, P - 1)
+            lo, hi = est - q * se, est + q * se
+        else:
+            lo = hi = np.nan
+        return HurstEstimate(est, (float(lo), float(hi)), level, tuple(lags.tolist()), P, False)
+    rng = np.random.default_rng(seed)
+    inc = np.diff(Z, axis=0)
+    b = max(2, int(round(L ** (1 / 3))))
+    nb = int(np.ceil((L - 1) / b))
+    boots = []
+    for _ in range(n_boot):
+        starts = rng.integers(0, L - b, nb)
+        pieces = np.concatenate([inc[s:s + b] for s in starts])[: L - 1]
+        Zb = np.concatenate([Z[:1], Z[:1] + np.cumsum(pieces, 0)])
+        boots.append(_hurst_from(Zb, lags))
     boots = np.array(boots)
     boots = boots[np.isfinite(boots)]
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]) if len(boots) else (np.nan, np.nan)
