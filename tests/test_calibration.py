@@ -198,3 +198,26 @@ def test_scaling_interval_covers_a_planted_exponent(method, members):
                 for _ in range(N_FITS)]
     miss = sum(not (f.ci[0] <= -1.0 <= f.ci[1]) for f in fits)
     assert miss <= allowed(N_FITS, 1 - 0.95), miss
+
+
+def test_hurst_grouped_jackknife_is_the_entry_jackknife_up_to_64_entries_and_cheap_beyond():
+    from odecheck.estimators import hurst
+    from odecheck.estimators.regularity import _lags
+
+    Z = fbm_paths(16, 128, 0.6, member_generator(801, 0)).T.numpy()
+    # the delete-one-entry jackknife written out plainly
+    lags = _lags(128)
+
+    def slope(M):
+        m = [np.sqrt(((M[h:] - M[:-h]) ** 2).sum(1)).mean() for h in lags]
+        return np.polyfit(np.log(lags), np.log(m), 1)[0]
+
+    jk = np.array([slope(np.delete(Z, i, axis=1)) for i in range(16)])
+    se = np.sqrt(15 / 16 * ((jk - jk.mean()) ** 2).sum())
+    q = stats.t.ppf(0.975, 15)
+    h = hurst(Z)
+    assert h.ci == pytest.approx((slope(Z) - q * se, slope(Z) + q * se), rel=1e-10)
+    # 4096 entries: 64 groups of 64, one pass over the path; more entries, a narrower interval
+    big = fbm_paths(4096, 128, 0.6, member_generator(802, 0)).T.numpy()
+    hb = hurst(big)
+    assert hb.ci[0] < hb.estimate < hb.ci[1] and hb.ci[1] - hb.ci[0] < h.ci[1] - h.ci[0]
