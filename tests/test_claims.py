@@ -101,3 +101,24 @@ def test_figure_line_is_the_fit_of_the_data_it_is_drawn_over(cid):
     assert slope == pytest.approx(want_slope, rel=1e-9, abs=1e-12)
     assert intercept == pytest.approx(want_intercept, rel=1e-9, abs=1e-12)
     assert lo <= slope <= hi
+
+
+def test_verify_is_a_library_function_with_resume_and_named_errors(tmp_path):
+    import odecheck as oc
+    from odecheck._errors import InvalidArgument
+
+    seen = []
+    rep = oc.verify(["relu-counterexample"], budget="quick", device="cpu", out=tmp_path,
+                    on_claim_done=lambda v, reused: seen.append((v["id"], reused)))
+    assert [c["id"] for c in rep["claims"]] == ["relu-counterexample"] and seen == [("relu-counterexample", False)]
+    assert (tmp_path / "report.json").exists() and (tmp_path / "report.md").exists()
+    again = oc.verify(["relu-counterexample"], budget="quick", device="cpu", out=tmp_path,
+                      on_claim_done=lambda v, reused: seen.append((v["id"], reused)))
+    assert seen[-1] == ("relu-counterexample", True) and again["claims"] == rep["claims"]
+    for kwargs, name in (({"budget": "huge"}, "budget"), ({"claims": ["nope"]}, "claims"),
+                         ({"out": "/proc/odecheck-report"}, "out")):
+        with pytest.raises(InvalidArgument) as e:
+            oc.verify(**{"budget": "quick", "device": "cpu", "out": tmp_path, **kwargs})
+        assert e.value.argument == name
+    res = runner.invoke(app, ["verify", "--budget", "huge"])
+    assert res.exit_code == 2 and "--budget 'huge'" in res.output

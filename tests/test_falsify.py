@@ -28,3 +28,22 @@ def test_bad_arguments_exit_2():
                          (["tied-init-lipschitz", "--replay", "{}"], "lacks")):
         res = runner.invoke(app, ["falsify", *args])
         assert res.exit_code == 2 and needle in res.output, (args, res.output)
+
+
+def test_library_errors_name_arguments_and_the_cli_names_flags():
+    import pytest
+
+    from odecheck._errors import InvalidArgument
+    from odecheck.falsify import falsify, replay
+
+    with pytest.raises(InvalidArgument, match=r"^widen='colour'") as e:
+        falsify("tied-init-lipschitz", ("colour",))
+    assert e.value.argument == "widen"
+    with pytest.raises(InvalidArgument, match=r"^max_examples=0"):
+        falsify("tied-init-lipschitz", (), max_examples=0)
+    with pytest.raises(InvalidArgument, match=r"^config="):
+        replay("tied-init-lipschitz", {})
+    res = runner.invoke(app, ["falsify", "tied-init-lipschitz", "--widen", "colour"])
+    assert res.exit_code == 2 and "--widen 'colour'" in res.output
+    res = runner.invoke(app, ["falsify", "tied-init-lipschitz", "--max-examples", "0"])
+    assert res.exit_code == 2 and "--max-examples 0" in res.output

@@ -12,6 +12,7 @@ from .flow import EngineOptions, Trajectory, adam, discretization_error, gradien
 from .init import Init, fbm_paths, fgn, gp_paths
 from .models import ACTIVATIONS, BLOCKS, ResNet
 from .ode import neural_ode, ode_distance
+from .verification import verify
 
 try:
     __version__ = version("odecheck")
@@ -43,4 +44,5 @@ __all__ = [
     "ode_distance",
     "sgd",
     "teacher_task",
+    "verify",
 ]

@@ -12,8 +12,11 @@ class OdecheckError(Exception):
 class InvalidArgument(OdecheckError, ValueError):
     """An argument has the wrong type, shape, dtype or value.
 
-    The message names the argument, the value received and what was expected.
+    The message names the argument, the value received and what was expected; ``argument`` holds
+    the argument's name (for front ends that call it something else, e.g. a command-line flag).
     """
+
+    argument: str | None = None
 
 
 def invalid(name: str, value: Any, expected: str) -> InvalidArgument:
@@ -21,4 +24,6 @@ def invalid(name: str, value: Any, expected: str) -> InvalidArgument:
     shown = repr(value)
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    return InvalidArgument(f"{name}={shown}: expected {expected}")
+    err = InvalidArgument(f"{name}={shown}: expected {expected}")
+    err.argument = name
+    return err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -20,6 +21,15 @@ def _root() -> None:
 def _fail(msg: str) -> None:
     typer.secho(f"error: {msg}", err=True, fg=typer.colors.RED)
     raise typer.Exit(2)
+
+
+def _as_flags(err, flags: dict[str, str]) -> str:
+    """A library error in the command line's words: the argument's name replaced by its flag."""
+    msg = str(err)
+    name = getattr(err, "argument", None)
+    if name in flags and msg.startswith(f"{name}="):
+        return f"{flags[name]} {msg[len(name) + 1:]}"
+    return msg
 
 
 @app.command()
@@ -101,83 +111,51 @@ def verify(
                                            "seed and device."),
 ) -> None:
     """Run the claims of the theory and decide each one with its evidence and error control."""
-    import json
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from . import __version__
     from ._errors import InvalidArgument
-    from .claims import BUDGETS, REGISTRY, Context
-    from .models import resolve_device
-    from .plot import verdict_figure
-    from .report import markdown, report_dict
+    from .claims import REGISTRY
+    from .verification import verify as run_verify
 
-    if budget not in BUDGETS:
-        _fail(f"--budget {budget!r}: expected one of {', '.join(BUDGETS)}")
     ids = list(REGISTRY) if not claims else [c.strip() for c in claims.split(",") if c.strip()]
-    unknown = [c for c in ids if c not in REGISTRY]
-    if unknown:
-        _fail(f"--claims: unknown claim id {unknown[0]!r}; known: {', '.join(REGISTRY)}")
-    try:
-        dev = str(resolve_device(device))
-    except InvalidArgument as e:
-        _fail(str(e))
-        return
-    try:
-        out.mkdir(parents=True, exist_ok=True)  # every sample's seed is derived from --seed inside the claims
-    except OSError as e:
-        _fail(f"--out {out}: cannot create it ({e.strerror})")
-    if not os.access(out, os.W_OK):
-        _fail(f"--out {out}: not writable")
+    flags = {"budget": "--budget", "claims": "--claims", "device": "--device", "out": "--out"}
     if json_file is not None:  # checked before any claim runs, not after
         _check_writable_file("--json", json_file)
-    report_path = out / "report.json"
-    done: dict[str, dict] = {}
-    if resume and report_path.exists():
-        try:
-            old = json.loads(report_path.read_text())
-            if (old.get("budget"), old.get("seed"), old.get("device"), old.get("version")) == (
-                    budget, seed, dev, __version__):
-                done = {c["id"]: c for c in old.get("claims", [])}
-        except (OSError, ValueError):
-            console_err = Console(stderr=True)
-            console_err.print(f"[yellow]{report_path} unreadable; starting over[/yellow]")
     console = Console(stderr=True)
-    verdicts: list[dict] = []
-    figures: dict[str, str] = {}
     # progress bars on a terminal; elsewhere (CI logs, nohup) one plain line per finished claim
     live = console.is_terminal
+    report_name = "report.json"
     with Progress(TextColumn("{task.description:<26}"), BarColumn(), TextColumn("{task.fields[status]}"),
                   TimeElapsedColumn(), console=console, disable=not live) as prog:
-        tasks = {cid: prog.add_task(cid, total=1.0, status="queued") for cid in ids}
-        for cid in ids:
-            task = tasks[cid]
-            if cid in done:
-                v = done[cid]
-                prog.update(task, completed=1.0, status=f"{v['verdict']} (from {report_path.name})")
-            else:
-                prog.update(task, status="running")
-                ctx = Context(budget=budget, seed=seed, device=dev,
-                              advance=lambda f, task=task: prog.update(task, completed=min(float(f), 1.0)))
-                v = REGISTRY[cid].run(ctx).to_json()
-                prog.update(task, completed=1.0, status=v["verdict"])
-            verdicts.append(v)
+        tasks: dict[str, Any] = {}
+
+        def start(cid, i, total):
+            if not tasks:
+                tasks.update({c: prog.add_task(c, total=1.0, status="queued") for c in ids})
+            prog.update(tasks[cid], status="running")
+
+        def done(v, reused):
+            status = f"{v['verdict']} (from {report_name})" if reused else v["verdict"]
+            prog.update(tasks[v["id"]], completed=1.0, status=status)
             if not live:
                 est = "n/a" if v["estimate"] is None else f"{v['estimate']:.4g}"
-                src = f" (from {report_path.name})" if cid in done else ""
-                typer.echo(f"[{len(verdicts)}/{len(ids)}] {cid}: {v['verdict']}{src}, estimate {est}, "
-                           f"{v['seconds']:.1f} s", err=True)
-            fig = verdict_figure(v, out / f"{cid}.png")
-            if fig is not None:
-                figures[cid] = fig.name
-                v["figure"] = fig.name
-            rep = report_dict(verdicts, budget=budget, device=dev, seed=seed)
-            _write_json(report_path, rep)  # written as it goes: an interrupted run keeps finished claims
-    rep = report_dict(verdicts, budget=budget, device=dev, seed=seed)
-    _write_json(report_path, rep)
-    (out / "report.md").write_text(markdown(rep, figures))
+                n_done = sum(1 for t in prog.tasks if t.completed >= 1.0)
+                typer.echo(f"[{n_done}/{len(ids)}] {v['id']}: {status}, estimate {est}, {v['seconds']:.1f} s",
+                           err=True)
+
+        try:
+            rep = run_verify(ids, budget=budget, seed=seed, device=device, out=out, resume=resume,
+                             on_claim_start=start, on_progress=lambda cid, f: prog.update(tasks[cid], completed=f),
+                             on_claim_done=done)
+        except InvalidArgument as e:
+            _fail(_as_flags(e, flags))
+            return
+    verdicts, dev = rep["claims"], rep["device"]
+    figures = [v for v in verdicts if v.get("figure")]
+    report_path = out / report_name
     if json_file is not None:
         _write_json(json_file, rep)
     table = Table(title=f"odecheck verify (budget {budget}, device {dev}, seed {seed})")
@@ -358,7 +336,8 @@ def falsify(
 
             res = search(claim, tuple(widen), max_examples=max_examples, on_example=seen)
     except InvalidArgument as e:
-        _fail(str(e))
+        _fail(_as_flags(e, {"widen": "--widen", "max_examples": "--max-examples", "config": "--replay",
+                            "claim": "CLAIM"}))
         return
     out = {"claim": claim, "widened": list(res.widened), "examples": res.examples, "found": res.config is not None,
            "config": res.config, "verdict": res.verdict, "evidence": res.evidence,

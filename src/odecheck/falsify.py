@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from ._errors import InvalidArgument
+from ._errors import invalid
 from .claims.base import Context, rate_decision, rough_decision
 from .claims.init_scaling import cell_decision, iid_regime
 from .estimators import init_ratios, scaling_exponent
@@ -169,7 +169,7 @@ def replay(claim: str, config: dict) -> tuple[str, dict]:
     probe = _probe(claim)
     missing = set(probe.fields) - set(config)
     if missing:
-        raise InvalidArgument(f"--replay: configuration lacks fields {sorted(missing)}")
+        raise invalid("config", config, f"a configuration with every field of {claim} (it lacks {sorted(missing)})")
     if "init" in config:
         as_init(config["init"])
     return probe.check(config)
@@ -177,7 +177,7 @@ def replay(claim: str, config: dict) -> tuple[str, dict]:
 
 def _probe(claim: str) -> Probe:
     if claim not in PROBES:
-        raise InvalidArgument(f"claim={claim!r}: no falsification probe; available: {', '.join(PROBES)}")
+        raise invalid("claim", claim, f"a claim with a falsification probe: {', '.join(PROBES)}")
     return PROBES[claim]
 
 
@@ -190,9 +190,9 @@ def falsify(claim: str, widen: tuple[str, ...], *, max_examples: int = 25,
     probe = _probe(claim)
     bad = [f for f in widen if f not in probe.fields]
     if bad:
-        raise InvalidArgument(f"--widen {bad[0]!r}: not a field of {claim}; fields: {', '.join(probe.fields)}")
-    if max_examples < 1:
-        raise InvalidArgument(f"--max-examples {max_examples}: expected a positive integer")
+        raise invalid("widen", bad[0], f"fields of {claim}: {', '.join(probe.fields)}")
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+        raise invalid("max_examples", max_examples, "a positive integer")
     strategy = st.fixed_dictionaries({f: (probe.widened[f] if f in widen else probe.scope[f]) for f in probe.fields})
     cache: dict[str, tuple[str, dict]] = {}
     count = [0]

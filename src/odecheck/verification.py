@@ -1,0 +1,102 @@
+"""``odecheck.verify``: run the claims, decide each with its evidence, write the report as it goes.
+
+The orchestration of ``odecheck verify`` (resume, report files, figures) as a library function;
+the command line only draws progress and translates argument names into flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._errors import invalid
+from .validation import resolve_device
+
+
+def _write_json(path: Path, obj) -> None:
+    from .claims.base import jsonable
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", seed: int = 0, device="auto",
+           out: str | os.PathLike = "odecheck-report", resume: bool = True,
+           on_claim_start: Callable[[str, int, int], None] | None = None,
+           on_progress: Callable[[str, float], None] | None = None,
+           on_claim_done: Callable[[dict[str, Any], bool], None] | None = None) -> dict[str, Any]:
+    """Run the claims (default: all, in registry order) and return the report (JSON form).
+
+    Every claim's samples derive their seeds from ``seed``. ``out`` receives ``report.json`` after
+    each claim (an interrupted run keeps what it finished), one PNG per claim when matplotlib is
+    installed, and ``report.md`` at the end. With ``resume``, verdicts already in ``out/report.json``
+    for the same budget, seed, device and odecheck version are reused, not recomputed.
+
+    Callbacks: ``on_claim_start(id, i, total)``, ``on_progress(id, fraction)`` while a claim runs,
+    ``on_claim_done(verdict_json, reused)``.
+    """
+    from . import __version__
+    from .claims import BUDGETS, REGISTRY, Context
+    from .report import markdown, report_dict
+
+    if budget not in BUDGETS:
+        raise invalid("budget", budget, f"one of {', '.join(BUDGETS)}")
+    ids = list(REGISTRY) if not claims else list(claims)
+    unknown = [c for c in ids if c not in REGISTRY]
+    if unknown:
+        raise invalid("claims", unknown[0], f"claim ids among {', '.join(REGISTRY)}")
+    dev = str(resolve_device(device))
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise invalid("out", str(out), f"a folder that can be created ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise invalid("out", str(out), "a writable folder")
+    report_path = out / "report.json"
+    done: dict[str, dict] = {}
+    if resume and report_path.exists():
+        try:
+            old = json.loads(report_path.read_text())
+            if (old.get("budget"), old.get("seed"), old.get("device"), old.get("version")) == (
+                    budget, seed, dev, __version__):
+                done = {c["id"]: c for c in old.get("claims", [])}
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            done = {}  # an unreadable report is recomputed, not trusted
+    try:
+        from .plot import verdict_figure
+    except ImportError:  # matplotlib is the optional [plot] extra: no figures without it
+        verdict_figure = None
+    verdicts: list[dict] = []
+    figures: dict[str, str] = {}
+    for i, cid in enumerate(ids):
+        if on_claim_start is not None:
+            on_claim_start(cid, i, len(ids))
+        reused = cid in done
+        if reused:
+            v = done[cid]
+        else:
+            ctx = Context(budget=budget, seed=seed, device=dev,
+                          advance=(lambda f, cid=cid: on_progress(cid, min(float(f), 1.0))) if on_progress
+                          else (lambda f: None))
+            v = REGISTRY[cid].run(ctx).to_json()
+        verdicts.append(v)
+        if verdict_figure is not None:
+            fig = verdict_figure(v, out / f"{cid}.png")
+            if fig is not None:
+                figures[cid] = fig.name
+                v["figure"] = fig.name
+        _write_json(report_path, report_dict(verdicts, budget=budget, device=dev, seed=seed))
+        if on_claim_done is not None:
+            on_claim_done(v, reused)
+    rep = report_dict(verdicts, budget=budget, device=dev, seed=seed)
+    _write_json(report_path, rep)
+    (out / "report.md").write_text(markdown(rep, figures))
+    return rep
+
+
+__all__ = ["verify"]
