@@ -21,6 +21,7 @@ from odecheck.init import member_generator
 from odecheck.strategies import derived_seed
 
 torch.set_num_threads(1)
+MUTATION_MARKER = "## Mutation testing"
 
 
 def regime_table(reps: int) -> list[str]:
@@ -176,7 +177,11 @@ def main() -> None:
     parts += median_table(max(reps, 2000))
     parts += ["", f"Total time: {time.time() - t0:.0f} s.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(parts))
+    # the mutation-testing section is written by hand from `tox -e mutants`: keep it across regenerations
+    kept = ""
+    if args.out.exists() and MUTATION_MARKER in args.out.read_text():
+        kept = MUTATION_MARKER + args.out.read_text().split(MUTATION_MARKER, 1)[1]
+    args.out.write_text("\n".join(parts) + ("\n" + kept if kept else ""))
     print(f"wrote {args.out}")
 
 
