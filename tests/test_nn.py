@@ -223,3 +223,21 @@ def test_public_loss_and_grads_and_update_are_one_flow_step():
         a.update_({"V": grads["V"][:, :3]}, 1e-2)
     with pytest.raises(InvalidArgument, match="grads"):
         a.update_({"Q": grads["V"]}, 1e-2)
+
+
+def test_a_parameter_stored_otherwise_still_gets_its_own_gradient():
+    # W re-stored member-major (contiguous in the public layout): the engine reads a copy and writes
+    # W's gradient into a fresh tensor, never into a workspace buffer the next backward reuses
+    m = _module("mlp", "tanh")
+    m.W.data = m.W.data.contiguous()
+    x1, x2 = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    m(x1).square().sum().backward()
+    first = m.W.grad
+    kept = first.clone()
+    m.W.grad = None
+    m(x2).square().sum().backward()
+    assert torch.equal(first, kept) and not torch.equal(m.W.grad, kept)
+    ref = {k: v.detach().clone().requires_grad_(True) for k, v in m.weights.items()}
+    out = _naive_mlp(ref, x2, depth=5, beta=1.0, q=4, m=5, act="tanh")
+    out.square().sum().backward()
+    torch.testing.assert_close(m.W.grad, ref["W"].grad, rtol=1e-10, atol=1e-12)

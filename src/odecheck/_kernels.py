@@ -16,15 +16,7 @@ import torch
 from ._errors import invalid
 from .blocks import get as get_block
 from .blocks.base import Cache, buf, input_backward, mse, output_backward, workspace
-from .blocks.mlp import (
-    TUNE_LAYERS,
-    TUNE_REPS,
-    choice_key,
-    fused_chosen,
-    loss_and_grads_recompute,
-    path_choice,
-    time_paths,
-)
+from .blocks.mlp import fused_chosen, loss_and_grads_recompute, path_choice
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import ResNet
@@ -92,8 +84,8 @@ def loss_and_grads(net: ResNet, x: torch.Tensor, y: torch.Tensor, *, params=None
     return loss, backward(net, cache, g_out, params=params, reuse=reuse)
 
 
-__all__ = ["TUNE_LAYERS", "TUNE_REPS", "Cache", "GraphedLossAndGrads", "backward", "choice_key", "forward",
-           "fused_chosen", "loss_and_grads", "mse", "path_choice", "time_paths"]
+__all__ = ["Cache", "GraphedLossAndGrads", "backward", "forward", "fused_chosen", "loss_and_grads", "mse",
+           "path_choice"]
 
 
 class GraphedLossAndGrads:

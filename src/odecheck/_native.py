@@ -25,6 +25,7 @@ are independent: the result does not depend on the number of threads.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -66,6 +67,11 @@ def _compiler() -> str | None:
     return None
 
 
+def _cache_dir() -> Path:
+    return Path(os.environ.get("ODECHECK_CACHE", Path.home() / ".cache" / "odecheck"))
+
+
+@functools.lru_cache(maxsize=1)
 def _cpuinfo() -> str:
     try:
         return Path("/proc/cpuinfo").read_text()
@@ -117,7 +123,7 @@ def _build(isa: str) -> tuple[ctypes.CDLL, dict]:
         raise OdecheckError("no C++ compiler found (set CXX)")
     src = _SRC.read_bytes()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    cache = Path(os.environ.get("ODECHECK_CACHE", Path.home() / ".cache" / "odecheck"))
+    cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     errors = []
     for isa_flags in ISA_FLAGS[isa]:
@@ -226,7 +232,7 @@ def using(isa: str):
 
 # ----------------------------------------------------------------------------- remembered path choices
 def _choices_file() -> Path:
-    return Path(os.environ.get("ODECHECK_CACHE", Path.home() / ".cache" / "odecheck")) / "path-choices.json"
+    return _cache_dir() / "path-choices.json"
 
 
 def remembered(key: str) -> dict | None:
@@ -323,11 +329,6 @@ def kind(V: torch.Tensor, W: torch.Tensor, activation: str, n: int | None = None
     if n is not None and R * n * m <= GENERIC_MAX_ACTIVATIONS and R * n * q * m <= GENERIC_MAX_MACS:
         return "generic"
     return None
-
-
-def usable(V: torch.Tensor, W: torch.Tensor, activation: str, n: int | None = None) -> bool:
-    """Whether a fused kernel applies (see :func:`kind`)."""
-    return kind(V, W, activation, n) is not None
 
 
 def _check(rc: int) -> None:

@@ -269,8 +269,9 @@ def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, basel
                     "roofline_fraction": statistics.median(flops * r / (t * bmm_flops(R)) for t, r in zip(ft, fr,
                                                                                                       strict=True)),
                     "vs_batched": batched / fused, "path_max_rel_diff": vdiff}
-            if path == "fused" and variants:
-                diff = per_variant[variants[0]]["path_max_rel_diff"]
+            if path == "fused":  # the engine's own build: measured above when timed, else here
+                diff = (per_variant["native"]["path_max_rel_diff"] if "native" in per_variant
+                        else path_difference(min(L, CHECK_DEPTH), R, x, y, "fused", recompute))
             results.append({"depth": L, "ensemble": R, "baseline_s": base, "engine_s": eng,
                             "speedup": (base / eng) if base else None, "speedup_normalized": speedup_n,
                             "gflops": flops / eng / 1e9,

@@ -78,15 +78,9 @@ def train(
 
 
 def _write_json(path: Path, obj) -> None:
-    import json
-    import os
+    from .report import write_json
 
-    from .claims.base import jsonable
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False))
-    os.replace(tmp, path)
+    write_json(path, obj)
 
 
 def _check_writable_file(option: str, path: Path) -> None:

@@ -25,7 +25,9 @@ import torch
 from ._errors import invalid
 from ._kernels import GraphedLossAndGrads
 from ._kernels import loss_and_grads as _engine_loss_and_grads
-from .models import ResNet, as_tensor, layer_increments, member_axis
+from .layout import member_axis
+from .models import ResNet, as_tensor, layer_increments
+from .validation import check_int
 
 StepCallback = Callable[[int, np.ndarray], None]
 
@@ -99,7 +101,7 @@ def _flow_factor(net: ResNet, name: str) -> float:
 
 
 def _sq_norm(net: ResNet, name: str, g: torch.Tensor) -> torch.Tensor:
-    axis = member_axis(net.block, name, g)
+    axis = member_axis(name, net.layered)
     others = tuple(i for i in range(g.ndim) if i != axis)
     if not others:
         return g.double() ** 2
@@ -169,9 +171,8 @@ class EngineOptions:
     cuda_graph: bool = False
 
     def __post_init__(self) -> None:
-        if self.recompute is not None and (isinstance(self.recompute, bool) or not isinstance(self.recompute, int)
-                                           or self.recompute < 1):
-            raise invalid("engine.recompute", self.recompute, "None or a positive integer")
+        if self.recompute is not None:
+            check_int("engine.recompute", self.recompute, 1)
         for name in ("track_increments", "cuda_graph"):
             if not isinstance(getattr(self, name), bool):
                 raise invalid(f"engine.{name}", getattr(self, name), "a bool")
@@ -349,7 +350,7 @@ def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method
 def _masked(net, name, p, step, alive):
     if bool(alive.all()):
         return step
-    axis = member_axis(net.block, name, p)
+    axis = member_axis(name, net.layered)
     shape = [1] * p.ndim
     shape[axis] = net.ensemble
     return torch.where(alive.view(shape), step, torch.zeros((), dtype=p.dtype, device=p.device))

@@ -36,6 +36,6 @@ def to_internal(name: str, t: torch.Tensor, layered: tuple[str, ...]) -> torch.T
     return t.transpose(0, 1)
 
 
-def member_axis(name: str, t: torch.Tensor, layered: tuple[str, ...]) -> int:
+def member_axis(name: str, layered: tuple[str, ...]) -> int:
     """Axis of the ensemble members in an internal tensor: 1 for layer-major stacks, 0 otherwise."""
     return 1 if name in layered else 0

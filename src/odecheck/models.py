@@ -27,7 +27,7 @@ from . import _kernels, blocks, layout
 from ._errors import InvalidArgument, invalid
 from .activations import ACTIVATIONS, SMOOTH_ACTIVATIONS, Activation, activate, activate_backward
 from .init import Init, as_init, member_generator, sample_stack
-from .validation import as_tensor, check_choice, check_dtype, check_int, resolve_device
+from .validation import as_tensor, check_choice, check_dtype, check_float, check_int, resolve_device
 
 Block = Literal["mlp", "single", "res1"]
 DeltaMode = Literal["fixed", "shared", "per_layer"]
@@ -36,13 +36,6 @@ BLOCKS: tuple[str, ...] = tuple(blocks.REGISTRY)
 
 # per-layer weight families of each block, in a fixed order (from the block classes)
 LAYER_FAMILIES: dict[str, tuple[str, ...]] = {name: cls.families for name, cls in blocks.REGISTRY.items()}
-
-
-def member_axis(block: str, name: str, t: torch.Tensor) -> int:
-    """Axis of the ensemble members in an internal parameter tensor: 1 for layer-major stacks
-    (the block's families and a per-layer delta), 0 for A, B and a shared delta."""
-    layered = LAYER_FAMILIES[block] + (("delta",) if name == "delta" and t.ndim == 2 else ())
-    return layout.member_axis(name, t, layered)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -296,8 +289,7 @@ class ResNet:
         layout, as :func:`odecheck.loss_and_grads` returns). ``flow=True`` multiplies the per-layer
         families by L, the factor of the gradient flow of [M24] (dZ_k/dt = -L dl/dZ_k): one Euler
         step of :func:`odecheck.gradient_flow`. Returns ``self``."""
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
-            raise invalid("lr", lr, "a finite float")
+        lr = check_float("lr", lr)
         if not isinstance(grads, dict):
             raise invalid("grads", type(grads).__name__, "a dict of tensors named like the parameters")
         staged = {name: self._checked_internal("grads", name, g) for name, g in grads.items()}
@@ -351,7 +343,7 @@ class ResNet:
         it = torch.tensor(idx, dtype=torch.long, device=self.device)
         params = {}
         for k, v in self._p.items():
-            params[k] = v.index_select(member_axis(self.block, k, v), it).contiguous()
+            params[k] = v.index_select(layout.member_axis(k, self.layered), it).contiguous()
         return self._with_params(params, len(idx))
 
     def to(self, *, dtype=None, device=None) -> ResNet:

@@ -47,11 +47,7 @@ class _EngineFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, module: StackedResNet, x: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
         shell = module._shell
-        names = module._names
-        params = {}
-        for name, t in zip(names, tensors, strict=True):
-            internal = layout.to_internal(name, t.detach(), shell.layered)
-            params[name] = internal if internal.is_contiguous() else internal.contiguous()
+        params = module._engine_params([t.detach() for t in tensors])
         ws = module._free_workspace(ctx)
         out, cache = _kernels.forward(shell, x.detach(), keep=True, params=params, reuse=ws)
         ctx.module, ctx.cache, ctx.params, ctx.x_shape, ctx.ws = module, cache, params, tuple(x.shape), ws
@@ -61,13 +57,13 @@ class _EngineFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_out: torch.Tensor):
-        ctx.saved_tensors  # noqa: B018 - raises if an input was modified in place since forward
+        _, *tensors = ctx.saved_tensors  # raises if an input was modified in place since forward
         module = ctx.module
         shell = module._shell
         # the cache stays intact (retain_graph, gradcheck). The weight gradients are new tensors shaped
         # and strided like their parameters, so autograd takes them as .grad without a copy; the engine
         # writes them through their (contiguous) engine-layout views.
-        public = {name: torch.empty_like(t) for name, t in zip(module._names, ctx.saved_tensors[1:], strict=True)
+        public = {name: torch.empty_like(t) for name, t in zip(module._names, tensors, strict=True)
                   if name in shell.layered}
         out = {name: layout.to_internal(name, t, shell.layered) for name, t in public.items()}
         out = {name: t for name, t in out.items() if t.is_contiguous()}
@@ -75,7 +71,7 @@ class _EngineFunction(torch.autograd.Function):
                                   consume=False, out=out)
         gx = None
         if ctx.needs_input_grad[1]:
-            gx = torch.matmul(grads["_h0"], module._tensor("A").detach())  # dl/dx = (dl/dh_0) A: (R, n, d)
+            gx = torch.matmul(grads["_h0"], ctx.params["A"])  # dl/dx = (dl/dh_0) A: (R, n, d)
             if len(ctx.x_shape) == 2:
                 gx = gx.sum(0)
             elif ctx.x_shape[0] == 1:
@@ -140,6 +136,12 @@ class StackedResNet(nn.Module):
         if len(self._pool) < self.POOL:
             self._pool.append((ws, weakref.ref(ctx)))
         return ws
+
+    def _engine_params(self, tensors: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The module's tensors (in ``_names`` order) in the engine's contiguous (L, R, ...) layout:
+        views of the layer-major parameters, a copy only for a tensor someone made otherwise."""
+        return {n: layout.to_internal(n, t, self._shell.layered).contiguous()
+                for n, t in zip(self._names, tensors, strict=True)}
 
     def _tensor(self, name: str) -> torch.Tensor:
         return self._parameters[name] if name in self._parameters else self._buffers[name]
@@ -210,9 +212,7 @@ class StackedResNet(nn.Module):
         self._shell.dtype, self._shell.device = first.dtype, first.device  # follow module.to(...)
         tensors = [self._tensor(n) for n in self._names]
         if not torch.is_grad_enabled() or not (x.requires_grad or any(t.requires_grad for t in tensors)):
-            params = {n: layout.to_internal(n, t, self._shell.layered).contiguous() for n, t in zip(self._names,
-                                                                                                   tensors, strict=True)}
-            return _kernels.forward(self._shell, x, keep=False, params=params)[0]
+            return _kernels.forward(self._shell, x, keep=False, params=self._engine_params(tensors))[0]
         return _EngineFunction.apply(self, x, *tensors)
 
 

@@ -18,6 +18,22 @@ def environment() -> dict[str, Any]:
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "fused_cpu_kernels": _native.status()}
 
 
+def write_json(path, obj) -> None:
+    """Write ``obj`` as JSON (numpy values converted, no NaN) atomically: a temporary file, then a
+    rename, so a reader never sees half a file. The folder is created if missing."""
+    import json
+    import os
+    from pathlib import Path
+
+    from .claims.base import jsonable
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False))
+    os.replace(tmp, path)
+
+
 def report_dict(verdicts: list[dict[str, Any]], *, budget: str, device: str, seed: int) -> dict[str, Any]:
     return {"version": __version__, "budget": budget, "device": device, "seed": seed, "environment": environment(),
             "claims": verdicts}

@@ -16,14 +16,6 @@ from ._errors import invalid
 from .validation import resolve_device
 
 
-def _write_json(path: Path, obj) -> None:
-    from .claims.base import jsonable
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False))
-    os.replace(tmp, path)
-
-
 def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", seed: int = 0, device="auto",
            out: str | os.PathLike = "odecheck-report", resume: bool = True,
            on_claim_start: Callable[[str, int, int], None] | None = None,
@@ -41,7 +33,7 @@ def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", see
     """
     from . import __version__
     from .claims import BUDGETS, REGISTRY, Context
-    from .report import markdown, report_dict
+    from .report import markdown, report_dict, write_json
 
     if budget not in BUDGETS:
         raise invalid("budget", budget, f"one of {', '.join(BUDGETS)}")
@@ -90,11 +82,11 @@ def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", see
             if fig is not None:
                 figures[cid] = fig.name
                 v["figure"] = fig.name
-        _write_json(report_path, report_dict(verdicts, budget=budget, device=dev, seed=seed))
+        write_json(report_path, report_dict(verdicts, budget=budget, device=dev, seed=seed))
         if on_claim_done is not None:
             on_claim_done(v, reused)
     rep = report_dict(verdicts, budget=budget, device=dev, seed=seed)
-    _write_json(report_path, rep)
+    write_json(report_path, rep)
     (out / "report.md").write_text(markdown(rep, figures))
     return rep
 

@@ -122,7 +122,7 @@ def fused_chosen(V: torch.Tensor, W: torch.Tensor, act: str, n: int) -> bool:
 
 
 def range_backward(act, V, W, h, u, a, g, gV, gW, s: float, c: float, ws: dict, consume: bool = True
-                        ) -> torch.Tensor:
+                   ) -> torch.Tensor:
     """Backward through consecutive mlp layers (V, W, u, a: their slices; h: the len+1 states).
 
     Writes the weight gradients into gV, gW and returns dl/dh at the first layer. u is overwritten
@@ -214,7 +214,7 @@ def loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool):
             continue
         range_forward(act, V[k0:k1], W[k0:k1], hs[: w + 1], us[:w], as_[:w], s, c)
         g = range_backward(act, V[k0:k1], W[k0:k1], hs[: w + 1], us[:w], as_[:w], g, gV[k0:k1], gW[k0:k1],
-                                s, c, ws)
+                           s, c, ws)
     grads["V"], grads["W"] = gV, gW
     input_backward(grads, g, x, net.ensemble)
     return loss, grads
@@ -277,8 +277,9 @@ class MLP(Block):
         V, W = p["V"], p["W"]
         s, c = scales(net)
         act = net.activation
-        if out is not None:
-            gV, gW = out["V"], out["W"]
+        if out is not None:  # the caller keeps these (odecheck.nn): fresh where none was given
+            gV = out["V"] if "V" in out else torch.empty_like(V)
+            gW = out["W"] if "W" in out else torch.empty_like(W)
         else:
             gV, gW = buf(ws, "gV", tuple(V.shape), V), buf(ws, "gW", tuple(W.shape), W)
         if cache.d is not None:  # the forward ran the fused kernels
