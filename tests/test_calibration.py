@@ -221,3 +221,15 @@ def test_hurst_grouped_jackknife_is_the_entry_jackknife_up_to_64_entries_and_che
     big = fbm_paths(4096, 128, 0.6, member_generator(802, 0)).T.numpy()
     hb = hurst(big)
     assert hb.ci[0] < hb.estimate < hb.ci[1] and hb.ci[1] - hb.ci[0] < h.ci[1] - h.ci[0]
+
+
+@pytest.mark.parametrize("H", [0.3, 0.7])
+def test_grouped_hurst_interval_covers_at_its_level(H):
+    # 256 entries: the jackknife leaves out one of 64 groups of 4 entries at a time
+    from odecheck.estimators import hurst
+
+    miss = 0
+    for r in range(N_COVER):
+        h = hurst(fbm_paths(256, 64, H, member_generator(903, r)).T.numpy())
+        miss += not (h.ci[0] <= H <= h.ci[1])
+    assert miss <= allowed(N_COVER, 1 - 0.95), miss
