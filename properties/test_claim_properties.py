@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import odecheck as oc
-from odecheck.falsify import _check_iid, _check_init, _check_pl, _check_tied
-from odecheck.models import SMOOTH_ACTIVATIONS
+from odecheck.activations import SMOOTH_ACTIVATIONS
+from odecheck.claims import REGISTRY
+from odecheck.falsify import PROBES
 from odecheck.strategies import derived_seed
 
 from .conftest import examples
@@ -17,17 +18,27 @@ from .conftest import examples
 ALPHA = 0.05
 
 
-def _level() -> float:
-    return 1 - ALPHA / examples()  # Bonferroni: FWER <= ALPHA
+def _alpha() -> float:
+    return ALPHA / examples()  # Bonferroni: FWER <= ALPHA
+
+
+def _evidence(claim: str, alpha: float | None = None, **fields):
+    """The claim's own experiment (the one verify runs) on its falsification preset with ``fields``;
+    the sample's seed is derived from the fields."""
+    probe = PROBES[claim]
+    cfg = probe.config(fields)
+    if alpha is not None:
+        cfg = cfg.replace(alpha=alpha)
+    return REGISTRY[claim].evidence(cfg)
 
 
 @given(st.sampled_from(SMOOTH_ACTIVATIONS), st.integers(4, 8), st.integers(2, 4))
 def test_tied_init_lipschitz_in_scope(act, width, dim):
     # FWER <= 0.05: a refutation needs the whole (1 - 0.05/k) interval above -0.85
-    cfg = {"activation": act, "init": "tied", "beta": 1.0, "width": width, "dim": dim, "depth": 32}
-    verdict, ev = _check_tied(cfg, level=_level())
-    assert verdict != "refuted", ev
-    assert ev["slope"] < -0.85, ev
+    ev = _evidence("tied-init-lipschitz", _alpha(), activation=act, init="tied", beta=1.0, width=width, dim=dim,
+                   depths=(32, 128))
+    assert ev.verdict != "refuted", ev
+    assert ev.estimate < -0.85, ev
 
 
 @given(st.sampled_from(("tanh", "gelu", "softplus")), st.integers(4, 8), st.integers(2, 4))
@@ -50,16 +61,16 @@ def test_trained_ode_limit_in_scope(act, width, dim):
 @given(st.sampled_from(oc.ACTIVATIONS), st.integers(4, 8), st.integers(2, 4))
 def test_iid_init_rough_in_scope(act, width, dim):
     # FWER <= 0.05 (Bonferroni over k examples)
-    cfg = {"activation": act, "init": "iid", "beta": 1.0, "width": width, "dim": dim, "depth": 16}
-    verdict, ev = _check_iid(cfg, level=_level())
-    assert verdict == "confirmed", ev
+    ev = _evidence("iid-init-rough", _alpha(), activation=act, init="iid", beta=1.0, width=width, dim=dim,
+                   depths=(16, 64))
+    assert ev.verdict == "confirmed", ev
 
 
 @given(st.integers(4, 8), st.integers(10, 16), st.integers(32, 64))
 def test_pl_overparameterized_in_scope(n, d, m):
     # FWER <= k * 0.02: the median interval of 16 members has coverage >= 0.98 per example
-    verdict, ev = _check_pl({"activation": "tanh", "n": n, "input_dim": d, "width": m})
-    assert verdict == "confirmed", ev
+    ev = _evidence("pl-overparameterized", activation="tanh", samples=n, input_dim=d, width=m)
+    assert ev.verdict == "confirmed", ev
 
 
 @given(st.integers(2, 24), st.floats(1.2, 4.0))
@@ -80,7 +91,7 @@ def test_relu_counterexample(L, C):
 @given(st.sampled_from((0.25, 0.5, 0.75, 1.0)), st.sampled_from(("tanh", "softplus", "identity")))
 def test_init_scaling_regimes_in_scope(beta, act):
     # FWER <= 0.05 (Bonferroni over k examples)
-    verdict, ev = _check_init({"activation": act, "init": "iid", "beta": beta}, level=_level())
-    assert verdict != "refuted", ev
+    ev = _evidence("init-scaling-regimes", _alpha(), activation=act, init="iid", betas=(beta,))
+    assert ev.verdict != "refuted", ev
     if act == "tanh":  # power: with tanh every regime is resolved at these depths
-        assert verdict == "confirmed", ev
+        assert ev.verdict == "confirmed", ev

@@ -8,7 +8,7 @@ runner = CliRunner()
 
 
 def test_replay_reproduces_a_relu_counterexample(tmp_path):
-    cfg = {"activation": "relu", "beta": 1.0, "depth": 32, "dim": 2, "init": "tied", "width": 4}
+    cfg = {"activation": "relu", "beta": 1.0, "depths": [9, 36], "dim": 2, "init": "tied", "width": 4}
     res = runner.invoke(app, ["falsify", "tied-init-lipschitz", "--replay", json.dumps(cfg)])
     assert res.exit_code == 0, res.output
     assert ": refuted" in res.output

@@ -310,6 +310,8 @@ def falsify(
         _fail("odecheck falsify needs hypothesis: pip install 'odecheck[test]'")
         return
     console = Console(stderr=True)
+    if json_file is not None:
+        _check_writable_file("--json", json_file)
     try:
         if replay_config is not None:
             try:
@@ -317,9 +319,11 @@ def falsify(
             except ValueError:
                 _fail("--replay: not valid JSON")
                 return
-            verdict, evidence = replay(claim, cfg)
-            typer.echo(f"{claim} on {json.dumps(cfg, sort_keys=True)}: {verdict}")
-            typer.echo(json.dumps(evidence, indent=2, default=float))
+            ev = replay(claim, cfg)
+            typer.echo(f"{claim} on {json.dumps(cfg, sort_keys=True)}: {ev.verdict}")
+            typer.echo(json.dumps(ev.to_json(), indent=2))
+            if json_file is not None:
+                _write_json(json_file, {"claim": claim, "config": cfg, "verdict": ev.verdict, "evidence": ev.to_json()})
             return
         with console.status(f"searching {claim} with {', '.join(widen) or 'nothing'} widened") as status:
             n = [0]

@@ -1,12 +1,18 @@
-"""The claims registry: the eight claims of SCIENCE.md, in order."""
+"""The claims registry: the eight claims of docs/theory.md, in order.
 
-from .base import BUDGETS, Claim, Context, Verdict
-from .init_scaling import INIT_SCALING
-from .pl import PL
-from .rates import ODE_RATE, TIED_LIPSCHITZ, TRAINED_ODE
-from .roughness import IID_ROUGH, RELU_COUNTEREXAMPLE, TRAINED_REGIMES
+Each claim has one experiment, ``claim.evidence(config) -> Evidence``, run on a frozen config:
+``claim.config("quick")`` (the budgets are presets), or a widened one (``config.replace(...)``, as
+``odecheck falsify`` does). ``verify``, ``falsify`` and the property tests all call it.
+"""
+
+from .base import BUDGETS, Claim, Context, Evidence, ExperimentConfig, Verdict
+from .init_scaling import INIT_SCALING, InitScalingConfig
+from .pl import PL, PLConfig
+from .rates import ODE_RATE, TIED_LIPSCHITZ, TRAINED_ODE, OdeRateConfig, TrainingConfig
+from .roughness import IID_ROUGH, RELU_COUNTEREXAMPLE, TRAINED_REGIMES, RegimesConfig, ReluConfig
 
 REGISTRY: dict[str, Claim] = {c.id: c for c in (ODE_RATE, TIED_LIPSCHITZ, TRAINED_ODE, IID_ROUGH, PL,
                                                 RELU_COUNTEREXAMPLE, INIT_SCALING, TRAINED_REGIMES)}
 
-__all__ = ["BUDGETS", "REGISTRY", "Claim", "Context", "Verdict"]
+__all__ = ["BUDGETS", "REGISTRY", "Claim", "Context", "Evidence", "ExperimentConfig", "InitScalingConfig",
+           "OdeRateConfig", "PLConfig", "RegimesConfig", "ReluConfig", "TrainingConfig", "Verdict"]

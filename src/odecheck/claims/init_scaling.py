@@ -7,13 +7,16 @@ References
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from .._errors import invalid
 from ..estimators import init_ratios, scaling_exponent
 from ..init import member_generator
 from ..models import ResNet
-from .base import Claim, Context
+from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
 
 ALPHA = 0.05
 CRITICAL_IID = 0.5  # iid weights: ||h_L - h_0|| / ||h_0|| ~ L^(1/2 - beta) [M25]
@@ -41,39 +44,77 @@ def cell_decision(ci: tuple[float, float], expect: str) -> str:
     return "ok" if (lo > -FLAT and hi < FLAT) else ("contradicts" if (hi < -FLAT or lo > FLAT) else "unresolved")
 
 
-def init_scaling_experiment(ctx: Context) -> dict:
-    depths = ctx.pick([64, 128, 256, 512], [64, 128, 256, 512, 1024], [64, 128, 256, 512, 1024, 2048, 4096])
-    R = ctx.pick(8, 16, 32)
-    q = 16
-    x = torch.randn(32, q, generator=member_generator(ctx.seed + 77, 0))
-    cells = [("iid", b, iid_regime(b)) for b in BETAS] + [("smooth(0.1)", 1.0, "stable")]
-    level = 1 - ALPHA / len(cells)  # Bonferroni over the cells
+@dataclass(frozen=True, kw_only=True)
+class InitScalingConfig(ExperimentConfig):
+    """init-scaling-regimes: res1 ResNets at initialization, residual dimension ``dim``, ``samples``
+    Gaussian inputs, ``ensemble`` members per depth. The cells: ``init`` at every beta of ``betas``
+    (the iid prediction of [M25] for each), and each of ``smooth_controls`` at beta = 1 (expected
+    stable)."""
+
+    depths: tuple[int, ...] = (64, 128, 256, 512, 1024)
+    ensemble: int = 16
+    dim: int = 16
+    samples: int = 32
+    activation: str = "tanh"
+    init: str = "iid"
+    betas: tuple[float, ...] = BETAS
+    smooth_controls: tuple[str, ...] = ("smooth(0.1)",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from ..init import as_init
+        from ..validation import check_float
+
+        object.__setattr__(self, "betas", tuple(check_float("betas", b, minimum=0.0) for b in self.betas))
+        object.__setattr__(self, "smooth_controls", tuple(self.smooth_controls))
+        for c in self.smooth_controls:
+            as_init(c)
+        if not self.betas and not self.smooth_controls:
+            raise invalid("betas", [], "at least one cell (a beta or a smooth control)")
+
+    def cells(self) -> list[tuple[str, float, str]]:
+        """(init, beta, expected regime) per cell."""
+        return [(self.init, b, iid_regime(b)) for b in self.betas] + [(c, 1.0, "stable") for c in self.smooth_controls]
+
+
+def init_scaling_experiment(cfg: InitScalingConfig, progress: Progress = no_progress) -> Evidence:
+    depths, R, q = list(cfg.depths), cfg.ensemble, cfg.dim
+    x = torch.randn(cfg.samples, q, generator=member_generator(cfg.seed + 77, 0))
+    cells = cfg.cells()
+    level = 1 - cfg.alpha / len(cells)  # Bonferroni over the cells
     rows = []
     for j, (init, beta, expect) in enumerate(cells):
         vals = []
         for L in depths:
-            net = ResNet(block="res1", depth=L, dim=q, activation="tanh", beta=beta, init=init, ensemble=R,
-                         seed=ctx.seed + L, device=ctx.device)
+            net = ResNet(block="res1", depth=L, dim=q, activation=cfg.activation, beta=beta, init=init, ensemble=R,
+                         seed=cfg.seed + L, device=cfg.device)
             fwd, _ = init_ratios(net, x.to(net.device))
             vals.append(fwd)
         vals = np.array(vals)
-        fit = scaling_exponent(depths, vals, level=level, seed=ctx.seed + j)
-        call = cell_decision(fit.ci, expect)
-        ok, bad = call == "ok", call == "contradicts"
-        rows.append({"init": init, "beta": beta, "expected": expect, "slope": fit.estimate, "ci": fit.ci,
-                     "values": vals, "ok": ok, "contradicts": bad})
-        ctx.advance((j + 1) / len(cells))
+        if np.all(np.isfinite(vals)):
+            fit = scaling_exponent(depths, np.maximum(vals, 1e-300), level=level, seed=cfg.seed + j)
+            call, slope, ci = cell_decision(fit.ci, expect), fit.estimate, fit.ci
+        else:  # the forward signal overflowed: it exploded, whatever the slope before that
+            call = "ok" if expect == "explodes" else "contradicts"
+            slope, ci = float("nan"), (float("nan"), float("nan"))
+        rows.append({"init": init, "beta": beta, "expected": expect, "slope": slope, "ci": ci,
+                     "values": vals, "ok": call == "ok", "contradicts": call == "contradicts",
+                     "overflow": not np.all(np.isfinite(vals))})
+        progress((j + 1) / len(cells))
     # estimate of the critical beta of iid weights: in the identity regime the ratio ~ L^(1/2 - beta)
-    ident = [r for r in rows if r["expected"] == "identity"]
-    crit = float(np.mean([r["beta"] + r["slope"] for r in ident]))
-    crit_ci = (float(np.mean([r["beta"] + r["ci"][0] for r in ident])),
-               float(np.mean([r["beta"] + r["ci"][1] for r in ident])))
+    ident = [r for r in rows if r["expected"] == "identity" and not r["overflow"]]
+    if ident:
+        crit = float(np.mean([r["beta"] + r["slope"] for r in ident]))
+        crit_ci = (float(np.mean([r["beta"] + r["ci"][0] for r in ident])),
+                   float(np.mean([r["beta"] + r["ci"][1] for r in ident])))
+    else:  # no identity cell among those run: nothing to estimate the critical beta from
+        crit, crit_ci = float("nan"), (float("nan"), float("nan"))
     verdict = "confirmed" if all(r["ok"] for r in rows) else (
         "refuted" if any(r["contradicts"] for r in rows) else "inconclusive")
-    return {"verdict": verdict, "estimate": crit, "ci": crit_ci, "n": len(cells) * len(depths) * R,
-            "details": {"depths": depths, "ensemble": R, "block": "res1", "activation": "tanh", "cells": rows,
-                        "flat_band": FLAT, "statistic": "||h_L - h_0|| / ||h_0|| at init; estimate: critical beta",
-                        "plot": "cells"}}
+    return Evidence(verdict=verdict, estimate=crit, ci=crit_ci, n=len(cells) * len(depths) * R, figure="cells",
+                    details={"depths": depths, "ensemble": R, "block": "res1", "activation": cfg.activation,
+                             "cells": rows, "flat_band": FLAT,
+                             "statistic": "||h_L - h_0|| / ||h_0|| at init; estimate: critical beta"})
 
 
 INIT_SCALING = Claim(
@@ -86,4 +127,6 @@ INIT_SCALING = Claim(
     decision="per (init, beta) cell the log-log slope of the ratio in L with a Bonferroni Student-t interval over members "
              f"(level 1 - 0.05/5): explodes = interval above {FLAT}, identity = below -{FLAT}, stable = inside "
              f"(-{FLAT}, {FLAT}) (half the smallest predicted |1/2 - beta|); confirmed if every cell matches",
+    presets={"quick": InitScalingConfig(depths=(64, 128, 256, 512), ensemble=8), "standard": InitScalingConfig(),
+             "thorough": InitScalingConfig(depths=(64, 128, 256, 512, 1024, 2048, 4096), ensemble=32)},
     experiment=init_scaling_experiment)
