@@ -13,9 +13,7 @@ import numpy as np
 import torch
 
 import odecheck as oc
-from odecheck.claims.base import rate_decision, rough_decision
-from odecheck.claims.init_scaling import FLAT, cell_decision
-from odecheck.claims.pl import median_interval
+from odecheck.claims.decisions import FLAT, cell_decision, median_interval, rate_decision, rough_decision
 from odecheck.estimators import classify_regime, scaling_exponent
 from odecheck.init import member_generator
 from odecheck.strategies import derived_seed

@@ -20,7 +20,8 @@ from ._errors import invalid
 from .activations import ACTIVATIONS, SMOOTH_ACTIVATIONS
 from .claims import REGISTRY
 from .claims.base import Evidence, ExperimentConfig
-from .claims.init_scaling import BETAS, InitScalingConfig
+from .claims.decisions import BETAS
+from .claims.init_scaling import InitScalingConfig
 from .claims.pl import PLConfig
 from .claims.rates import TrainingConfig
 from .strategies import derived_seed

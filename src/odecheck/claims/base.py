@@ -11,8 +11,8 @@ from typing import Any, Literal
 import numpy as np
 
 from .._errors import invalid
+from .decisions import Outcome
 
-Outcome = Literal["confirmed", "refuted", "inconclusive", "diverged"]
 Budget = Literal["quick", "standard", "thorough"]
 BUDGETS: tuple[str, ...] = ("quick", "standard", "thorough")
 
@@ -206,19 +206,3 @@ class Claim:
                        details=ev.details, figure=ev.figure, config=cfg.to_json())
 
 
-def rate_decision(fit, *, target: float = -0.85) -> Outcome:
-    """Rate claims (error <= C/L): confirmed if the whole interval lies below ``target``,
-    refuted if it lies above, else inconclusive."""
-    lo, hi = fit.ci
-    if hi < target:
-        return "confirmed"
-    if lo > target:
-        return "refuted"
-    return "inconclusive"
-
-
-def rough_decision(fit, *, target: float = -0.85) -> Outcome:
-    """The mirror image (iid-init-rough: increments do not shrink like 1/L): confirmed if the whole
-    interval lies above ``target``, refuted if below, else inconclusive."""
-    return {"confirmed": "refuted", "refuted": "confirmed", "inconclusive": "inconclusive"}[
-        rate_decision(fit, target=target)]

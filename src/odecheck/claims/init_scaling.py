@@ -17,33 +17,9 @@ from ..estimators import init_ratios, scaling_exponent
 from ..init import member_generator
 from ..models import ResNet
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
+from .decisions import BETAS, FLAT, cell_decision, iid_regime
 
 ALPHA = 0.05
-CRITICAL_IID = 0.5  # iid weights: ||h_L - h_0|| / ||h_0|| ~ L^(1/2 - beta) [M25]
-BETAS = (0.25, 0.5, 0.75, 1.0)
-# |slope| below FLAT counts as Theta(1): half the smallest predicted |1/2 - beta| among the
-# non-critical betas tested, so that no predicted slope lies inside the band (0.125)
-FLAT = 0.5 * min(abs(b - CRITICAL_IID) for b in BETAS if b != CRITICAL_IID)
-
-
-def iid_regime(beta: float) -> str:
-    """The [M25] prediction for iid weights at residual scaling L^-beta."""
-    if beta < CRITICAL_IID:
-        return "explodes"
-    return "stable" if beta == CRITICAL_IID else "identity"
-
-
-def cell_decision(ci: tuple[float, float], expect: str) -> str:
-    """'ok' if the slope interval shows the expected regime, 'contradicts' if it excludes it,
-    else 'unresolved' (explodes: slope > FLAT; identity: slope < -FLAT; stable: |slope| < FLAT)."""
-    lo, hi = ci
-    if expect == "explodes":
-        return "ok" if lo > FLAT else ("contradicts" if hi < FLAT else "unresolved")
-    if expect == "identity":
-        return "ok" if hi < -FLAT else ("contradicts" if lo > -FLAT else "unresolved")
-    return "ok" if (lo > -FLAT and hi < FLAT) else ("contradicts" if (hi < -FLAT or lo > FLAT) else "unresolved")
-
-
 @dataclass(frozen=True, kw_only=True)
 class InitScalingConfig(ExperimentConfig):
     """init-scaling-regimes: res1 ResNets at initialization, residual dimension ``dim``, ``samples``

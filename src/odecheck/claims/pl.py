@@ -17,14 +17,9 @@ from ..flow import EngineOptions, gradient_flow
 from ..init import member_generator
 from ..models import ResNet
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
+from .decisions import pl_decision
 
 ALPHA = 0.05
-# The overparameterized argument keeps the PL constant within a factor 2 of its value at
-# initialization along the flow (min_t r(t) >= r(0) / 2). Confirmed when the median member's
-# retained fraction is above 1/2 with confidence, refuted when it is below 1/2 with confidence.
-KEEP = 0.5
-
-
 @dataclass(frozen=True, kw_only=True)
 class PLConfig(ExperimentConfig):
     """pl-overparameterized: ``samples`` unit-norm inputs in R^input_dim with small targets (n < d:
@@ -73,30 +68,6 @@ def pl_experiment(cfg: PLConfig, progress: Progress = no_progress) -> Evidence:
                              "lr": lr, "horizon": T, "mu_hat": s.mu_hat, "r0": traj.pl_ratio[0], "retained": rho,
                              "fitted_rate": s.rate, "loss_ratio": s.loss_ratio, "decay_bound_ratio": decay_bound_ratio,
                              "time": t[idx], "pl_ratio": traj.pl_ratio[idx], "loss": traj.loss[idx]})
-
-
-def pl_decision(retained, *, alpha: float = ALPHA, keep: float = KEEP) -> tuple[str, float, tuple[float, float]]:
-    """The PL rule on the members' retained fractions rho = min_t r(t) / r(0): the median with its
-    distribution-free (1 - alpha) interval; confirmed if the interval lies above ``keep`` (1/2),
-    refuted if below, else inconclusive. Returns (verdict, median, interval)."""
-    lo, hi = median_interval(retained, alpha)
-    verdict = "confirmed" if lo > keep else ("refuted" if hi < keep else "inconclusive")
-    return verdict, float(np.median(retained)), (lo, hi)
-
-
-def median_interval(values, alpha: float) -> tuple[float, float]:
-    """Distribution-free interval for the median: order statistics with binomial coverage >= 1 - alpha
-    (the widest, min..max, when the sample is too small for the nominal level)."""
-    from scipy.stats import binom
-
-    v = np.sort(np.asarray(values, dtype=float))
-    R = len(v)
-    # P(median < v_(k)) = P(Bin(R, 1/2) <= k) (0-based k): take the largest k with that <= alpha/2
-    k = -1
-    while k + 1 < R / 2 and binom.cdf(k + 1, R, 0.5) <= alpha / 2:
-        k += 1
-    k = max(k, 0)
-    return float(v[k]), float(v[R - 1 - k])
 
 
 PL = Claim(

@@ -18,7 +18,8 @@ from ..flow import gradient_flow
 from ..init import gp_paths, member_generator
 from ..models import ResNet
 from ..ode import neural_ode
-from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress, rate_decision
+from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
+from .decisions import rate_decision
 
 ALPHA = 0.05
 

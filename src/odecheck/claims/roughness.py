@@ -17,7 +17,8 @@ from ..data import teacher_task
 from ..estimators import classify_regime, max_norm, scaling_exponent
 from ..flow import adam, gradient_flow
 from ..models import ResNet
-from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress, rough_decision
+from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
+from .decisions import relu_decision, rough_decision
 from .rates import TrainingConfig, any_diverged, m24_setting
 
 ALPHA = 0.05
@@ -37,19 +38,6 @@ def iid_rough_experiment(cfg: TrainingConfig, progress: Progress = no_progress) 
                     details={"depths": depths, "ensemble": R, "steps": steps, "values": D, "intercept": fit.intercept,
                              "level": fit.level, "statistic": "max_k ||Z_{k+1}(T) - Z_k(T)||_F (trained, iid init)",
                              "regimes_deepest": regimes, "ylabel": "max_k ||Z_k+1 - Z_k|| at T"})
-
-
-CONVERGED = 1e-6  # relative distance of the even layers to w* that counts as converged
-
-
-def relu_decision(*, frozen: bool, max_rel_error: float, increments, C: float) -> str:
-    """The counterexample's rule: refuted if an odd layer moved, or if the even layers converged to
-    w* and some depth's max increment fell below 2 log C (the Omega(1) floor: w* >= 2 log C);
-    confirmed if they converged and every increment stays above it; else inconclusive."""
-    converged = max_rel_error < CONVERGED
-    if not frozen or (converged and float(np.min(increments)) < 2 * np.log(C)):
-        return "refuted"
-    return "confirmed" if converged else "inconclusive"
 
 
 @dataclass(frozen=True, kw_only=True)

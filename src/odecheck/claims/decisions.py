@@ -1,0 +1,104 @@
+"""The claims' decision rules, one home for all of them: pure functions of an estimate and its
+interval (or of a run's measured facts) returning the verdict. Their calibration at planted truth
+is tests/test_calibration.py; their mutation score is in docs/calibration.md.
+
+References
+----------
+[M24] Marion et al., ICLR 2024; [M25] Marion et al., JMLR 2025.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+Outcome = Literal["confirmed", "refuted", "inconclusive", "diverged"]
+ALPHA = 0.05
+RATE_TARGET = -0.85  # rate claims: error <= C/L is confirmed when the slope interval lies below L^-0.85
+
+
+def rate_decision(fit, *, target: float = RATE_TARGET) -> Outcome:
+    """Rate claims (error <= C/L): confirmed if the whole interval lies below ``target``,
+    refuted if it lies above, else inconclusive."""
+    lo, hi = fit.ci
+    if hi < target:
+        return "confirmed"
+    if lo > target:
+        return "refuted"
+    return "inconclusive"
+
+
+def rough_decision(fit, *, target: float = RATE_TARGET) -> Outcome:
+    """The mirror image (iid-init-rough: increments do not shrink like 1/L): confirmed if the whole
+    interval lies above ``target``, refuted if below, else inconclusive."""
+    return {"confirmed": "refuted", "refuted": "confirmed", "inconclusive": "inconclusive"}[
+        rate_decision(fit, target=target)]
+
+
+CRITICAL_IID = 0.5  # iid weights: ||h_L - h_0|| / ||h_0|| ~ L^(1/2 - beta) [M25]
+BETAS = (0.25, 0.5, 0.75, 1.0)
+# |slope| below FLAT counts as Theta(1): half the smallest predicted |1/2 - beta| among the
+# non-critical betas tested, so that no predicted slope lies inside the band (0.125)
+FLAT = 0.5 * min(abs(b - CRITICAL_IID) for b in BETAS if b != CRITICAL_IID)
+
+
+def iid_regime(beta: float) -> str:
+    """The [M25] prediction for iid weights at residual scaling L^-beta."""
+    if beta < CRITICAL_IID:
+        return "explodes"
+    return "stable" if beta == CRITICAL_IID else "identity"
+
+
+def cell_decision(ci: tuple[float, float], expect: str) -> str:
+    """'ok' if the slope interval shows the expected regime, 'contradicts' if it excludes it,
+    else 'unresolved' (explodes: slope > FLAT; identity: slope < -FLAT; stable: |slope| < FLAT)."""
+    lo, hi = ci
+    if expect == "explodes":
+        return "ok" if lo > FLAT else ("contradicts" if hi < FLAT else "unresolved")
+    if expect == "identity":
+        return "ok" if hi < -FLAT else ("contradicts" if lo > -FLAT else "unresolved")
+    return "ok" if (lo > -FLAT and hi < FLAT) else ("contradicts" if (hi < -FLAT or lo > FLAT) else "unresolved")
+
+
+# The overparameterized argument keeps the PL constant within a factor 2 of its value at
+# initialization along the flow (min_t r(t) >= r(0) / 2). Confirmed when the median member's
+# retained fraction is above 1/2 with confidence, refuted when it is below 1/2 with confidence.
+KEEP = 0.5
+
+
+def pl_decision(retained, *, alpha: float = ALPHA, keep: float = KEEP) -> tuple[str, float, tuple[float, float]]:
+    """The PL rule on the members' retained fractions rho = min_t r(t) / r(0): the median with its
+    distribution-free (1 - alpha) interval; confirmed if the interval lies above ``keep`` (1/2),
+    refuted if below, else inconclusive. Returns (verdict, median, interval)."""
+    lo, hi = median_interval(retained, alpha)
+    verdict = "confirmed" if lo > keep else ("refuted" if hi < keep else "inconclusive")
+    return verdict, float(np.median(retained)), (lo, hi)
+
+
+def median_interval(values, alpha: float) -> tuple[float, float]:
+    """Distribution-free interval for the median: order statistics with binomial coverage >= 1 - alpha
+    (the widest, min..max, when the sample is too small for the nominal level)."""
+    from scipy.stats import binom
+
+    v = np.sort(np.asarray(values, dtype=float))
+    R = len(v)
+    # P(median < v_(k)) = P(Bin(R, 1/2) <= k) (0-based k): take the largest k with that <= alpha/2
+    k = -1
+    while k + 1 < R / 2 and binom.cdf(k + 1, R, 0.5) <= alpha / 2:
+        k += 1
+    k = max(k, 0)
+    return float(v[k]), float(v[R - 1 - k])
+
+
+CONVERGED = 1e-6  # relative distance of the even layers to w* that counts as converged
+
+
+def relu_decision(*, frozen: bool, max_rel_error: float, increments, C: float) -> str:
+    """The counterexample's rule: refuted if an odd layer moved, or if the even layers converged to
+    w* and some depth's max increment fell below 2 log C (the Omega(1) floor: w* >= 2 log C);
+    confirmed if they converged and every increment stays above it; else inconclusive."""
+    converged = max_rel_error < CONVERGED
+    if not frozen or (converged and float(np.min(increments)) < 2 * np.log(C)):
+        return "refuted"
+    return "confirmed" if converged else "inconclusive"
