@@ -1,0 +1,94 @@
+"""The claims' decision rules (claims/decisions.py) pinned at their documented boundaries, exactly.
+Their error rates at planted truth are tests/test_calibration.py; these fix the inequalities."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from odecheck.claims import decisions as D
+
+TARGET = -0.85  # docs/theory.md: the rate boundary L^-0.85
+FLAT = 0.125  # half the smallest predicted |1/2 - beta| among 0.25, 0.75, 1
+
+
+def fit(lo, hi):
+    return SimpleNamespace(ci=(lo, hi))
+
+
+@pytest.mark.parametrize("ci,rate,rough", [
+    ((-1.2, -0.86), "confirmed", "refuted"), ((-1.2, TARGET), "inconclusive", "inconclusive"),
+    ((-0.84, 0.1), "refuted", "confirmed"), ((TARGET, 0.1), "inconclusive", "inconclusive"),
+    ((-0.9, -0.8), "inconclusive", "inconclusive")])
+def test_rate_and_rough_rules(ci, rate, rough):
+    assert D.rate_decision(fit(*ci)) == rate
+    assert D.rough_decision(fit(*ci)) == rough
+    assert D.RATE_TARGET == TARGET
+    # another target moves both rules
+    assert D.rate_decision(fit(-0.6, -0.55), target=-0.5) == "confirmed"
+    assert D.rough_decision(fit(-0.6, -0.55), target=-0.5) == "refuted"
+
+
+@pytest.mark.parametrize("beta,regime", [(0.25, "explodes"), (0.49, "explodes"), (0.5, "stable"),
+                                         (0.51, "identity"), (1.0, "identity")])
+def test_iid_regime_is_critical_at_one_half(beta, regime):
+    assert D.iid_regime(beta) == regime
+
+
+def test_flat_band_is_derived_from_the_betas():
+    assert D.FLAT == FLAT and D.BETAS == (0.25, 0.5, 0.75, 1.0) and D.CRITICAL_IID == 0.5
+
+
+@pytest.mark.parametrize("expect,ci,call", [
+    ("explodes", (0.13, 0.5), "ok"), ("explodes", (FLAT, 0.5), "unresolved"), ("explodes", (-0.2, 0.12), "contradicts"),
+    ("explodes", (-0.2, FLAT), "unresolved"),
+    ("identity", (-0.5, -0.13), "ok"), ("identity", (-0.5, -FLAT), "unresolved"), ("identity", (-0.12, 0.2), "contradicts"),
+    ("identity", (-FLAT, 0.2), "unresolved"),
+    ("stable", (-0.12, 0.12), "ok"), ("stable", (-FLAT, 0.1), "unresolved"), ("stable", (-0.1, FLAT), "unresolved"),
+    ("stable", (-0.5, -0.13), "contradicts"), ("stable", (0.13, 0.5), "contradicts"),
+    ("stable", (-0.5, -FLAT), "unresolved"), ("stable", (FLAT, 0.5), "unresolved"), ("stable", (-0.2, 0.2), "unresolved")])
+def test_cell_rule(expect, ci, call):
+    assert D.cell_decision(ci, expect) == call
+
+
+@pytest.mark.parametrize("R,alpha,k", [(16, 0.05, 3), (32, 0.05, 9), (16, 0.2, 4), (5, 0.05, 0), (6, 0.05, 0),
+                                       (7, 0.05, 0), (9, 0.05, 1), (1, 0.05, 0)])
+def test_median_interval_is_the_binomial_order_statistic(R, alpha, k):
+    # k: the largest 0-based index with P(Bin(R, 1/2) <= k) <= alpha / 2 (0 when none, min..max)
+    ks = [j for j in range(R) if j < R / 2 and stats.binom.cdf(j, R, 0.5) <= alpha / 2]
+    assert (max(ks) if ks else 0) == k
+    v = np.random.default_rng(R).permutation(np.arange(R, dtype=float) * 1.5)
+    assert D.median_interval(v, alpha) == (1.5 * k, 1.5 * (R - 1 - k))
+
+
+@pytest.mark.parametrize("lo_value,verdict", [(0.51, "confirmed"), (0.5, "inconclusive"), (0.3, "inconclusive")])
+def test_pl_rule_above_the_factor_two(lo_value, verdict):
+    # 16 members: the interval is [v_(3), v_(12)] (0-based); put v_(3) at lo_value, v_(12) at 0.9
+    v = np.array([0.1, 0.2, 0.25, lo_value] + [0.7] * 8 + [0.9, 1.0, 1.1, 1.2])
+    got, median, ci = D.pl_decision(v)
+    assert (got, ci) == (verdict, (lo_value, 0.9)) and median == float(np.median(v))
+    assert D.KEEP == 0.5 and D.ALPHA == 0.05
+
+
+@pytest.mark.parametrize("hi_value,verdict", [(0.49, "refuted"), (0.5, "inconclusive")])
+def test_pl_rule_below_the_factor_two(hi_value, verdict):
+    v = np.array([0.01] * 4 + [0.2] * 8 + [hi_value, 0.6, 0.7, 0.8])
+    assert D.pl_decision(v)[0] == verdict
+    # alpha and keep are the rule's parameters
+    assert D.pl_decision(v, keep=0.1)[0] == "inconclusive"
+    assert D.pl_decision(v, alpha=0.5)[2] == D.median_interval(v, 0.5)
+
+
+def test_relu_rule_convergence_threshold():
+    ok = dict(frozen=True, increments=[5.0], C=2.0)
+    assert D.CONVERGED == 1e-6
+    assert D.relu_decision(max_rel_error=0.99e-6, **ok) == "confirmed"
+    assert D.relu_decision(max_rel_error=1e-6, **ok) == "inconclusive"
+    # not converged and below the floor: no verdict (the floor applies to converged runs)
+    assert D.relu_decision(frozen=True, increments=[0.1], C=2.0, max_rel_error=1e-3) == "inconclusive"
+    # the floor is the smallest increment's
+    assert D.relu_decision(frozen=True, increments=[5.0, 1.3], C=2.0, max_rel_error=0.0) == "refuted"
+    assert D.relu_decision(frozen=True, increments=[5.0, 1.4], C=2.0, max_rel_error=0.0) == "confirmed"

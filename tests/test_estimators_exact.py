@@ -1,0 +1,340 @@
+"""The estimators and decision rules pinned exactly: every formula recomputed here independently
+(numpy/scipy written out, constants from the documentation), every branch and every error
+message. These are the tests the mutation score of docs/calibration.md rests on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import odecheck as oc
+from odecheck.estimators import (
+    classify_regime,
+    hurst,
+    init_ratios,
+    l2_distance,
+    max_increment,
+    max_norm,
+    path_stats,
+    pl_summary,
+    quadratic_variation,
+    root_sum_squares,
+    scaling_exponent,
+)
+from odecheck.init import fbm_paths, member_generator
+
+DEPTHS = np.array([16.0, 32.0, 64.0, 128.0, 256.0])
+
+
+def _panel(R: int, seed: int = 0, slope: float = -1.0, sigma: float = 0.3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 2.0 * DEPTHS[:, None] ** slope * np.exp(sigma * rng.standard_normal((len(DEPTHS), R)))
+
+
+def _message(excinfo) -> str:
+    return str(excinfo.value)
+
+
+# ----------------------------------------------------------------------------- scaling exponent
+@pytest.mark.parametrize("level", [0.9, 0.95, 0.99])
+def test_members_interval_is_the_student_t_interval_over_member_slopes(level):
+    V = _panel(6, seed=1)
+    x = np.log(DEPTHS)
+    slopes = np.array([np.polyfit(x, np.log(V[:, r]), 1)[0] for r in range(6)])
+    center = np.polyfit(x, np.log(V).mean(1), 1)
+    h = stats.t.ppf((1 + level) / 2, 5) * slopes.std(ddof=1) / np.sqrt(6)
+    f = scaling_exponent(DEPTHS, V, level=level)
+    assert f.estimate == pytest.approx(center[0], abs=1e-12) == pytest.approx(slopes.mean(), abs=1e-12)
+    assert f.intercept == pytest.approx(center[1], abs=1e-12)
+    assert f.ci == pytest.approx((center[0] - h, center[0] + h), abs=1e-12)
+    assert (f.level, f.n, f.members, f.method) == (level, 5, 6, "members-t")
+
+
+def test_one_replicate_gets_the_ols_t_interval_and_two_points_none():
+    v = _panel(1, seed=2)[:, 0]
+    res = stats.linregress(np.log(DEPTHS), np.log(v))
+    h = stats.t.ppf(0.975, len(DEPTHS) - 2) * res.stderr
+    for vals in (v, v[:, None]):
+        f = scaling_exponent(DEPTHS, vals)
+        assert f.estimate == pytest.approx(res.slope, abs=1e-12)
+        assert f.intercept == pytest.approx(res.intercept, abs=1e-12)
+        assert f.ci == pytest.approx((res.slope - h, res.slope + h), abs=1e-10)
+        assert (f.members, f.method, f.n) == (1, "ols-t", 5)
+    two = scaling_exponent([8, 32], [1.0, 0.25])
+    assert two.estimate == pytest.approx(-1.0) and all(np.isnan(two.ci)) and two.intercept == pytest.approx(
+        np.log(8.0))
+    assert (two.members, two.method, two.n) == (1, "ols-t", 2)
+    # three points: one degree of freedom
+    three = scaling_exponent([4, 8, 16], [1.0, 0.6, 0.2])
+    r3 = stats.linregress(np.log([4, 8, 16]), np.log([1.0, 0.6, 0.2]))
+    h3 = stats.t.ppf(0.975, 1) * r3.stderr
+    assert three.ci == pytest.approx((r3.slope - h3, r3.slope + h3), abs=1e-10)
+
+
+def test_theil_sen_is_scipys_on_every_point():
+    V = _panel(3, seed=3)
+    xs = np.repeat(np.log(DEPTHS), 3)
+    ref = stats.theilslopes(np.log(V).ravel(), xs, alpha=0.9)
+    f = scaling_exponent(DEPTHS, V, method="theil-sen", level=0.9)
+    assert (f.estimate, f.ci[0], f.ci[1], f.intercept) == pytest.approx((ref[0], ref[2], ref[3], ref[1]), abs=1e-12)
+    assert (f.level, f.n, f.members, f.method) == (0.9, 5, 3, "theil-sen")
+
+
+def test_bootstrap_is_the_expanded_percentile_interval_of_resampled_mean_log_slopes():
+    V = _panel(10, seed=4)
+    logv, x = np.log(V), np.log(DEPTHS)
+    xc = x - x.mean()
+    for paired in (False, True):
+        rng = np.random.default_rng(9)
+        if paired:
+            idx = np.repeat(rng.integers(0, 10, size=(500, 1, 10)), len(DEPTHS), axis=1)
+        else:
+            idx = rng.integers(0, 10, size=(500, len(DEPTHS), 10))
+        boot = np.array([[logv[d, idx[b, d]].mean() for d in range(len(DEPTHS))] for b in range(500)])
+        slopes = np.array([np.polyfit(x, row, 1)[0] for row in boot])
+        tail = stats.norm.cdf(-np.sqrt(10 / 9) * stats.t.ppf(0.975, 9))
+        lo, hi = np.quantile(slopes, [tail, 1 - tail])
+        f = scaling_exponent(DEPTHS, V, method="bootstrap", n_boot=500, seed=9, paired=paired)
+        assert f.ci == pytest.approx((lo, hi), abs=1e-10), paired
+        assert f.estimate == pytest.approx(np.polyfit(x, logv.mean(1), 1)[0], abs=1e-12)
+        assert (f.members, f.method, f.n, f.level) == (10, "bootstrap", 5, 0.95)
+        assert abs(xc @ xc) > 0
+
+
+def test_bootstrap_resamples_and_pairs_columns():
+    # member offsets shared across depths: pairing keeps them and the slope's spread is small;
+    # resampling each depth apart mixes them and widens the interval
+    rng = np.random.default_rng(5)
+    offsets = np.exp(rng.standard_normal(12))
+    V = DEPTHS[:, None] ** -1.0 * offsets[None, :] * np.exp(0.01 * rng.standard_normal((len(DEPTHS), 12)))
+    paired = scaling_exponent(DEPTHS, V, method="bootstrap", paired=True, seed=1)
+    unpaired = scaling_exponent(DEPTHS, V, method="bootstrap", paired=False, seed=1)
+    assert paired.ci[1] - paired.ci[0] < 0.2 * (unpaired.ci[1] - unpaired.ci[0])
+    assert abs(paired.estimate + 1.0) < 0.02  # noise sd 0.01 per entry
+    # a different seed draws other resamples; the same seed the same ones
+    assert scaling_exponent(DEPTHS, V, method="bootstrap", seed=2).ci != unpaired.ci
+    assert scaling_exponent(DEPTHS, V, method="bootstrap", seed=1).ci == unpaired.ci
+
+
+@pytest.mark.parametrize("depths,values,name,expected", [
+    ([4], [1.0], "depths", "at least two positive depths"),
+    ([[4, 8]], [1.0, 1.0], "depths", "at least two positive depths"),
+    ([0, 8], [1.0, 1.0], "depths", "at least two positive depths"),
+    ([-4, 8], [1.0, 1.0], "depths", "at least two positive depths"),
+    ([4, 8], [1.0, 1.0, 1.0], "values", "(2, R): one row per depth"),
+    ([4, 8], np.ones((2, 2, 2)), "values", "(2, R): one row per depth"),
+    ([4, 8], [1.0, 0.0], "values", "positive finite statistics"),
+    ([4, 8], [1.0, np.inf], "values", "positive finite statistics"),
+    ([4, 8], [1.0, np.nan], "values", "positive finite statistics"),
+])
+def test_scaling_rejects_bad_panels_naming_the_argument(depths, values, name, expected):
+    with pytest.raises(oc.InvalidArgument) as e:
+        scaling_exponent(depths, values)
+    assert e.value.argument == name and _message(e).endswith("expected " + expected)
+
+
+def test_scaling_rejects_bad_level_and_method():
+    for level in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(oc.InvalidArgument) as e:
+            scaling_exponent(DEPTHS, _panel(4), level=level)
+        assert _message(e) == f"level={level!r}: expected a float in (0, 1)"
+    with pytest.raises(oc.InvalidArgument) as e:
+        scaling_exponent(DEPTHS, _panel(4), method="ols")
+    assert _message(e) == "method='ols': expected 'members', 'bootstrap' or 'theil-sen'"
+    with pytest.raises(oc.InvalidArgument) as e:
+        scaling_exponent(DEPTHS, _panel(7), method="bootstrap")
+    assert _message(e) == ("method='bootstrap': expected 'members' or 'theil-sen' with 7 members per depth "
+                           "(the bootstrap needs at least 8)")
+    scaling_exponent(DEPTHS, _panel(8), method="bootstrap")  # 8 is enough
+
+
+# ----------------------------------------------------------------------------- path statistics
+def test_path_statistics_flatten_every_axis_after_the_layer_axis():
+    rng = np.random.default_rng(6)
+    Z = rng.standard_normal((7, 3, 2))
+    F = Z.reshape(7, 6)
+    inc = np.linalg.norm(F[1:] - F[:-1], axis=1)
+    assert max_increment(Z) == pytest.approx(inc.max())
+    assert quadratic_variation(Z) == pytest.approx((inc**2).sum())
+    assert max_norm(Z) == pytest.approx(np.linalg.norm(F, axis=1).max())
+    assert root_sum_squares(Z) == pytest.approx(np.linalg.norm(F))
+    assert max_increment(np.arange(4.0)) == pytest.approx(1.0)  # a 1-d path: one entry per layer
+    s = path_stats(Z)
+    assert (s.depth, s.shape) == (7, (3, 2))
+    assert (s.max_increment, s.quadratic_variation, s.max_norm, s.root_sum_squares) == pytest.approx(
+        (inc.max(), (inc**2).sum(), np.linalg.norm(F, axis=1).max(), np.linalg.norm(F)))
+    h = hurst(Z)
+    assert s.hurst == h.estimate and s.hurst_ci == h.ci and s.regime == classify_regime(Z).regime
+
+
+def test_path_stats_of_two_layers_has_no_hurst_exponent():
+    s = path_stats(np.array([[0.0, 1.0], [3.0, 5.0]]))
+    assert s.depth == 2 and s.max_increment == pytest.approx(5.0) and s.regime == "inconclusive"
+    assert np.isnan(s.hurst) and all(np.isnan(s.hurst_ci))
+
+
+@pytest.mark.parametrize("bad,expected", [
+    (np.zeros((1, 3)), "an array with a leading layer axis of length >= 2"),
+    (np.float64(3.0), "an array with a leading layer axis of length >= 2"),
+    (np.array([[0.0], [np.inf]]), "finite weights"),
+    (np.array([[0.0], [np.nan]]), "finite weights"),
+])
+def test_paths_are_validated_with_the_argument_named(bad, expected):
+    for f in (max_increment, quadratic_variation, max_norm, root_sum_squares, hurst):
+        with pytest.raises(oc.InvalidArgument) as e:
+            f(bad)
+        assert e.value.argument == "path" and _message(e).endswith("expected " + expected), f
+    with pytest.raises(oc.InvalidArgument) as e:
+        hurst(np.zeros((2, 3)) + np.arange(2)[:, None])
+    assert _message(e) == "path='<depth 2>': expected at least 3 layers to estimate a Hurst exponent"
+
+
+# ----------------------------------------------------------------------------- Hurst exponent
+@pytest.mark.parametrize("L,lags", [(3, [1, 2]), (5, [1, 2, 4]), (64, [1, 2, 4]), (80, [1, 2, 4]),
+                                    (128, [1, 2, 4, 8]), (256, [1, 2, 4, 8, 16]), (1024, [1, 2, 4, 8, 16, 32, 64])])
+def test_dyadic_lags_up_to_max_4_and_L_over_16(L, lags):
+    # lags 1, 2, 4, ... <= max(4, L // 16), and below L
+    h = hurst(np.cumsum(np.random.default_rng(L).standard_normal((L, 8)), axis=0))
+    assert list(h.lags) == lags
+
+
+def test_hurst_estimate_is_the_log_log_slope_of_mean_increment_norms():
+    Z = fbm_paths(10, 200, 0.6, member_generator(7, 0)).T.numpy()
+    lags = np.array([1, 2, 4, 8])
+    m = [np.linalg.norm(Z[h:] - Z[:-h], axis=1).mean() for h in lags]
+    h = hurst(Z, level=0.9)
+    assert h.estimate == pytest.approx(np.polyfit(np.log(lags), np.log(m), 1)[0], abs=1e-12)
+    assert (h.level, h.n, h.constant) == (0.9, 10, False)
+
+
+def test_grouped_jackknife_with_a_ragged_last_group():
+    # 100 entries, 64 groups: entry i in group i mod 64 (36 groups of 2, 28 of 1), each left out in turn
+    Z = fbm_paths(100, 128, 0.4, member_generator(8, 0)).T.numpy()
+    lags = np.array([1, 2, 4, 8])
+
+    def slope(M):
+        m = [np.linalg.norm(M[h:] - M[:-h], axis=1).mean() for h in lags]
+        return np.polyfit(np.log(lags), np.log(m), 1)[0]
+
+    groups = [np.arange(100) % 64 == g for g in range(64)]
+    jk = np.array([slope(Z[:, ~grp]) for grp in groups])
+    se = np.sqrt(63 / 64 * ((jk - jk.mean()) ** 2).sum())
+    for level in (0.8, 0.95):
+        q = stats.t.ppf((1 + level) / 2, 63)
+        h = hurst(Z, level=level)
+        assert h.ci == pytest.approx((slope(Z) - q * se, slope(Z) + q * se), abs=1e-10)
+
+
+def test_hurst_of_a_constant_path_and_of_a_period_two_path():
+    c = hurst(np.ones((10, 3)))
+    assert c.constant and np.isnan(c.estimate) and all(np.isnan(c.ci)) and c.n == 3 and c.lags == (1, 2, 4)
+    # period two: every even lag has zero increments, so no slope exists
+    Z = np.tile(np.array([[0.0], [1.0]]), (20, 9))
+    p = hurst(Z)
+    assert not p.constant and np.isnan(p.estimate)
+    assert classify_regime(np.ones((10, 3))).regime == "ode"  # constant: Lipschitz with constant 0
+
+
+def test_few_entries_take_the_moving_block_bootstrap():
+    Z = fbm_paths(3, 300, 0.5, member_generator(9, 0)).T.numpy()  # 3 < 8 entries
+    a, b, c = hurst(Z, seed=1), hurst(Z, seed=1), hurst(Z, seed=2)
+    assert a.ci == b.ci and a.ci != c.ci and a.n == 3
+    # independently: blocks of round(L^(1/3)) = 7 increments from seed 1's stream, percentile interval
+    rng = np.random.default_rng(1)
+    inc = np.diff(Z, axis=0)
+    lags = np.array(a.lags)
+    est = []
+    for _ in range(200):
+        starts = rng.integers(0, 300 - 7, 43)
+        pieces = np.concatenate([inc[s:s + 7] for s in starts])[:299]
+        Zb = np.concatenate([Z[:1], Z[:1] + np.cumsum(pieces, 0)])
+        m = [np.linalg.norm(Zb[h:] - Zb[:-h], axis=1).mean() for h in lags]
+        est.append(np.polyfit(np.log(lags), np.log(m), 1)[0])
+    assert a.ci == pytest.approx(tuple(np.quantile(est, [0.025, 0.975])), abs=1e-10)
+    narrow = hurst(Z, seed=1, level=0.5)
+    assert narrow.ci[1] - narrow.ci[0] < a.ci[1] - a.ci[0]
+    assert hurst(Z, seed=1, n_boot=50).ci != a.ci
+
+
+@pytest.mark.parametrize("ci,regime", [
+    ((0.76, 1.2), "ode"), ((0.75, 1.2), "inconclusive"), ((0.74, 0.9), "inconclusive"),
+    ((-0.3, 0.24), "none"), ((-0.3, 0.25), "inconclusive"), ((0.1, 0.3), "inconclusive"),
+    ((0.26, 0.74), "sde"), ((0.25, 0.6), "inconclusive"), ((0.3, 0.75), "inconclusive"), ((0.2, 0.8), "inconclusive"),
+])
+def test_regime_thresholds_are_the_documented_ones(monkeypatch, ci, regime):
+    # docs/theory.md: ode if the Hurst interval lies above 0.75, none below 0.25, sde strictly between
+    from odecheck.estimators import regularity
+
+    planted = regularity.HurstEstimate(float(np.mean(ci)), ci, 0.95, (1, 2, 4), 16, False)
+    monkeypatch.setattr(regularity, "hurst", lambda path, level=0.95, seed=0: planted)
+    d = regularity.classify_regime(np.zeros((8, 2)))
+    assert d.regime == regime and d.hurst is planted
+
+
+def test_classify_regime_passes_level_and_seed_to_the_interval():
+    Z = fbm_paths(4, 256, 0.5, member_generator(10, 0)).T.numpy()
+    for level, seed in ((0.9, 3), (0.99, 4)):
+        assert classify_regime(Z, level=level, seed=seed).hurst == hurst(Z, level=level, seed=seed)
+
+
+# ----------------------------------------------------------------------------- L2 distance
+def test_l2_distance_of_equal_grids_and_of_a_refinement():
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((8, 2, 3)), rng.standard_normal((8, 2, 3))
+    assert l2_distance(a, b) == pytest.approx(np.linalg.norm(a - b) / np.sqrt(8))
+    assert l2_distance(a, b) == pytest.approx(l2_distance(b, a))
+    # a path and its refinement by repetition are the same function
+    assert l2_distance(a, np.repeat(a, 3, axis=0)) == pytest.approx(0.0, abs=1e-12)
+    # Z^3 against Z^2 on the cuts 0, 1/3, 1/2, 2/3, 1
+    z3, z2 = np.array([[1.0], [2.0], [4.0]]), np.array([[0.0], [10.0]])
+    want = np.sqrt(1 / 3 * 1 + 1 / 6 * 4 + 1 / 6 * 64 + 1 / 3 * 36)
+    assert l2_distance(z3, z2) == pytest.approx(want)
+    with pytest.raises(oc.InvalidArgument) as e:
+        l2_distance(np.zeros((4, 2)), np.zeros((4, 3)))
+    assert _message(e) == "reference='<shape (4, 3)>': expected per-layer shape (2,) like path"
+    with pytest.raises(oc.InvalidArgument, match="^reference="):
+        l2_distance(np.zeros(4), np.float64(1.0))
+
+
+# ----------------------------------------------------------------------------- PL summary, init ratios
+def test_pl_summary_fields_and_a_member_whose_loss_reaches_zero():
+    from odecheck.flow import Trajectory
+
+    lr, T = 0.05, 41
+    t = np.arange(T) * lr
+    loss = np.stack([3.0 * np.exp(-0.4 * t), 2.0 * np.exp(-1.5 * t)], axis=1)
+    loss[-1, 1] = 0.0  # log 0: no fitted rate for that member
+    pl = np.stack([0.4 + t, 1.5 + 0 * t], axis=1)
+    pl[3, 0] = np.nan  # a NaN ratio is skipped by the minimum
+    tr = Trajectory(method="gradient_flow", lr=lr, depth=4, loss=loss, pl_ratio=pl, grad_norm=np.zeros((T, 2)),
+                    max_increment=np.zeros((T, 2)), diverged_at=np.array([-1, -1]))
+    s = pl_summary(tr)
+    np.testing.assert_allclose(s.mu_hat, [0.4, 1.5])
+    assert s.rate[0] == pytest.approx(0.4) and np.isnan(s.rate[1])
+    np.testing.assert_allclose(s.loss_ratio, [np.exp(-0.4 * t[-1]), 0.0])
+    assert s.horizon == pytest.approx((T - 1) * lr)
+
+
+def test_init_ratios_against_a_plain_loop():
+    net = oc.ResNet(block="res1", depth=6, dim=3, activation="tanh", beta=0.5, init="iid", ensemble=2, seed=3,
+                    dtype=torch.float64)
+    V = net.weights["V"]  # (R, L, q, q)
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.randn(5, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    c = 6 ** -0.5  # alpha_L = L^-beta from the configuration
+    fwd, bwd = init_ratios(net, x, y)
+    fwd0, _ = init_ratios(net, x)
+    for r in range(2):
+        h0 = x.clone().requires_grad_(True)
+        h = h0
+        for k in range(6):
+            h = h + c * torch.tanh(h) @ V[r, k].T
+        hL = h
+        hL.retain_grad()
+        loss = 0.5 * ((hL - y) ** 2).sum(-1).mean()  # any positive multiple: the ratios are scale-free
+        loss.backward()
+        assert fwd[r] == pytest.approx(float((hL - h0).detach().norm() / h0.detach().norm()), rel=1e-10)
+        assert fwd0[r] == pytest.approx(fwd[r], rel=1e-12)  # the forward ratio does not see y
+        assert bwd[r] == pytest.approx(float((h0.grad - hL.grad).norm() / hL.grad.norm()), rel=1e-8)
