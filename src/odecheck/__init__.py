@@ -12,6 +12,7 @@ from .flow import EngineOptions, Trajectory, adam, discretization_error, gradien
 from .init import Init, fbm_paths, fgn, gp_paths
 from .models import ACTIVATIONS, BLOCKS, ResNet
 from .ode import neural_ode, ode_distance
+from .sweeps import sweep
 from .verification import verify
 
 try:
@@ -43,6 +44,7 @@ __all__ = [
     "nn",
     "ode_distance",
     "sgd",
+    "sweep",
     "teacher_task",
     "verify",
 ]

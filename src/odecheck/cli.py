@@ -351,6 +351,53 @@ def falsify(
         _write_json(json_file, out)
 
 
+@app.command("sweep")
+def sweep_cmd(
+    spec: Path = typer.Argument(..., help="TOML: [model], [data], [train] (the base config) and [sweep]."),
+    out: Path = typer.Option(Path("runs/sweep"), "--out", help="Folder of the cells and results.parquet "
+                                                               "(a rerun finishes what is unfinished)."),
+    workers: int | None = typer.Option(None, "--workers", help="Start a Dask LocalCluster of N workers."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler."),
+    json_file: Path | None = typer.Option(None, "--json", help="Also write the table's rows here."),
+) -> None:
+    """Run a grid of train runs (in process or on Dask), resumable, into one tidy table."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ._errors import InvalidArgument, OdecheckError
+    from .sweeps import SweepSpec, check_executor, sweep, table_json
+
+    console = Console(stderr=True)
+    if json_file is not None:
+        _check_writable_file("--json", json_file)
+    try:
+        check_executor(workers=workers, scheduler=scheduler)
+        parsed = SweepSpec.load(spec)
+        n_cells = len(parsed.cells())
+        with Progress(TextColumn("[bold]sweep"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
+                      TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=console, transient=False) as prog:
+            task = prog.add_task("sweep", total=n_cells, last="")
+
+            def on_cell(cell, rows, done, total):
+                statuses = sorted({r["status"] for r in rows})
+                prog.update(task, completed=done, last=f"{cell}: {'/'.join(statuses)}")
+
+            df = sweep(parsed, out, workers=workers, scheduler=scheduler, on_cell=on_cell)
+    except InvalidArgument as e:
+        _fail(_as_flags(e, {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "spec": "SPEC"}))
+        return
+    except OdecheckError as e:
+        _fail(str(e))
+        return
+    counts = df["status"].value_counts().to_dict() if len(df) else {}
+    typer.echo(f"{n_cells} cells, {len(df)} rows: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in
+                                                                 ("done", "diverged", "failed")))
+    typer.echo(f"wrote {out}/results.parquet")
+    if json_file is not None:
+        _write_json(json_file, {"spec": str(spec), "out": str(out), "rows": table_json(df)})
+
+
 def main() -> None:
     app()
 

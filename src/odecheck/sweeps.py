@@ -1,0 +1,355 @@
+"""``odecheck sweep``: a grid of ``odecheck train`` runs, in process or on a Dask cluster, resumable,
+gathered into one tidy table.
+
+A spec is the ``[model]``, ``[data]``, ``[train]`` tables of ``odecheck train`` (the base config)
+plus a ``[sweep]`` table: each key a dotted field name (``"model.depth"``) with a list of values;
+the cells are the cartesian product of the lists. ``[[sweep.zip]]`` tables hold lists of equal
+length that vary together (a depth with its learning rate) and enter the product as one axis::
+
+    [sweep]
+    "model.init" = ["tied", "iid"]
+    [[sweep.zip]]
+    "model.depth" = [16, 32, 64]
+    "train.lr" = [0.16, 0.32, 0.64]
+
+Each cell is a checkpointed run in ``OUT/cells/<id>/`` (``id``: a hash of the cell's full config,
+so a changed base config makes new cells); when it ends, its rows go to ``result.json`` in that
+folder. A rerun finishes only cells without a result (failed cells are retried). The table has one
+row per (cell, ensemble member): the swept fields by their dotted names, ``member``, ``status``
+(done / diverged / failed), ``final_loss``, ``max_increment`` (max over layers and steps),
+``hurst`` and ``regime`` of the final weights k -> Z_k, ``seconds``, ``cell`` and ``error``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._errors import InvalidArgument, OdecheckError, invalid
+from .config import RunConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+STATUSES = ("done", "diverged", "failed")
+METRICS = ("member", "status", "final_loss", "max_increment", "hurst", "regime", "seconds", "cell", "error")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of the product: dotted field names that vary together, and their value tuples."""
+
+    names: tuple[str, ...]
+    values: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    base: dict[str, Any]
+    axes: tuple[Axis, ...]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(n for a in self.axes for n in a.names)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
+        if not isinstance(d, dict):
+            raise invalid("spec", type(d).__name__, "a table with [model], [data], [train] and [sweep]")
+        d = dict(d)
+        sweep = d.pop("sweep", None)
+        if not isinstance(sweep, dict) or not sweep:
+            raise invalid("sweep", sweep, "a [sweep] table of dotted field names with lists of values")
+        sweep = dict(sweep)  # the caller's spec is left as it was
+        base_cfg = RunConfig.from_dict(d)  # validates the base tables
+        axes: list[Axis] = []
+        zips = sweep.pop("zip", [])
+        if isinstance(zips, dict):
+            zips = [zips]
+        if not isinstance(zips, list):
+            raise invalid("sweep.zip", zips, "[[sweep.zip]] tables of equally long lists")
+        for key, values in sweep.items():
+            _check_values(key, values)
+            axes.append(Axis((key,), tuple((v,) for v in values)))
+        for group in zips:
+            if not isinstance(group, dict) or not group:
+                raise invalid("sweep.zip", group, "a table of dotted field names with equally long lists")
+            lengths = {k: _check_values(k, v) for k, v in group.items()}
+            if len(set(lengths.values())) != 1:
+                raise invalid("sweep.zip", lengths, "lists of one length (they vary together)")
+            names = tuple(group)
+            axes.append(Axis(names, tuple(zip(*(group[n] for n in names), strict=True))))
+        seen: set[str] = set()
+        for a in axes:
+            for n in a.names:
+                if n in seen:
+                    raise invalid("sweep", n, "each field swept once")
+                seen.add(n)
+        spec = cls(base=base_cfg.to_dict(), axes=tuple(axes))
+        for cell in spec.cells():  # every cell's config is valid before anything runs
+            spec.config(cell)
+        return spec
+
+    @classmethod
+    def load(cls, path) -> SweepSpec:
+        try:
+            with open(path, "rb") as f:
+                d = tomllib.load(f)
+        except OSError as e:
+            raise invalid("spec", str(path), f"a readable TOML file ({e.strerror})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise invalid("spec", str(path), f"valid TOML ({e})") from None
+        return cls.from_dict(d)
+
+    def cells(self) -> list[dict[str, Any]]:
+        """The cells in a fixed order: the product of the axes, first axis slowest."""
+        out = []
+        for combo in itertools.product(*(a.values for a in self.axes)):
+            cell: dict[str, Any] = {}
+            for a, vals in zip(self.axes, combo, strict=True):
+                cell.update(zip(a.names, vals, strict=True))
+            out.append(cell)
+        return out
+
+    def config(self, cell: dict[str, Any]) -> RunConfig:
+        d = json.loads(json.dumps(self.base))
+        for name, value in cell.items():
+            table, _, key = name.partition(".")
+            if table not in ("model", "data", "train") or not key:
+                raise invalid("sweep", name, "a dotted name model.X, data.X or train.X")
+            d.setdefault(table, {})[key] = value
+        try:
+            return RunConfig.from_dict(d)
+        except InvalidArgument as e:
+            raise InvalidArgument(f"sweep cell {json.dumps(cell, sort_keys=True)}: {e}") from None
+
+
+def _check_values(key: str, values) -> int:
+    if not isinstance(values, list) or not values:
+        raise invalid(f"sweep.{key}" if not key.startswith("sweep") else key, values, "a non-empty list of values")
+    return len(values)
+
+
+def cell_id(cfg: RunConfig) -> str:
+    return hashlib.sha256(cfg.dumps().encode()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------- one cell
+def _final_regularity(net, r: int) -> tuple[float, str]:
+    from .estimators import classify_regime
+
+    w = net.numpy_weights()
+    path = np.concatenate([w[f][r].reshape(net.depth, -1) for f in net.layer_families], axis=1)
+    if net.depth < 3 or not np.all(np.isfinite(path)):
+        return float("nan"), "inconclusive"
+    d = classify_regime(path, seed=0)
+    return float(d.hurst.estimate), d.regime
+
+
+def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) one cell under ``out/cells/<id>`` and return its rows; writes ``result.json``.
+    A cell that raises is recorded as failed with its error; the exception does not propagate."""
+    import torch
+
+    from . import runner
+
+    if threads:
+        torch.set_num_threads(threads)
+    spec = SweepSpec(base=spec_base, axes=())
+    cfg = spec.config(cell)
+    cid = cell_id(cfg)
+    folder = Path(out) / "cells" / cid
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    R = cfg.model.ensemble
+    try:
+        net, traj, _ = runner.run(cfg, folder)
+        if np.isfinite(traj.max_increment).any():
+            inc = np.nanmax(traj.max_increment, axis=0)  # max over layers k and steps t
+        else:  # SGD/Adam record no increments per step: those of the final weights
+            inc = net.increments().amax(1).double().cpu().numpy() if net.depth > 1 else np.full(R, np.nan)
+        rows = []
+        for r in range(R):
+            diverged = bool(traj.diverged[r])
+            h, reg = (float("nan"), "inconclusive") if diverged else _final_regularity(net, r)
+            rows.append({"member": r, "status": "diverged" if diverged else "done",
+                         "final_loss": float(traj.loss[-1, r]), "max_increment": float(inc[r]),
+                         "hurst": h, "regime": reg, "error": ""})
+    except Exception as e:  # noqa: BLE001 - a failing cell is recorded and the sweep goes on
+        err = f"{type(e).__name__}: {e}"
+        (folder / "error.txt").write_text(traceback.format_exc())
+        rows = [{"member": r, "status": "failed", "final_loss": float("nan"), "max_increment": float("nan"),
+                 "hurst": float("nan"), "regime": "", "error": err} for r in range(R)]
+    seconds = time.perf_counter() - t0
+    for row in rows:
+        row.update({"seconds": seconds, "cell": cid})
+        row.update({k: cell[k] for k in cell})
+    _write_result(folder, cell, rows)
+    return rows
+
+
+def _write_result(folder: Path, cell: dict, rows: list[dict]) -> None:
+    tmp = folder / "result.json.tmp"
+    tmp.write_text(json.dumps({"cell": cell, "rows": rows}))
+    os.replace(tmp, folder / "result.json")
+    with open(folder / "completions.log", "a") as f:  # one line per completed run of this cell
+        f.write(f"{time.time():.3f} {os.getpid()}\n")
+
+
+def _read_result(folder: Path) -> list[dict] | None:
+    try:
+        return json.loads((folder / "result.json").read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- the sweep
+def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = None, scheduler: str | None = None,
+          on_cell: Callable[[dict, list[dict], int, int], None] | None = None):
+    """Run every unfinished cell of ``spec`` (a SweepSpec, a dict or a TOML path) under ``out`` and
+    return the table (a pandas DataFrame), also written to ``out/results.parquet``.
+
+    Executor: in process (default); ``client``, a ``dask.distributed.Client``; ``workers=N``, a
+    LocalCluster of N single-threaded processes, each with cores/N torch threads; ``scheduler``,
+    the address of a running Dask scheduler. ``on_cell(cell, rows, done, total)`` after each cell.
+    """
+    pd = _pandas()
+    if not isinstance(spec, SweepSpec):
+        spec = SweepSpec.load(spec) if isinstance(spec, (str, os.PathLike)) else SweepSpec.from_dict(spec)
+    check_executor(client=client, workers=workers, scheduler=scheduler)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise invalid("out", str(out), f"a folder that can be created ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise invalid("out", str(out), "a writable folder")
+    (out / "spec.json").write_text(json.dumps({"base": spec.base, "axes": [
+        {"names": list(a.names), "values": [list(v) for v in a.values]} for a in spec.axes]}, indent=1))
+    cells = spec.cells()
+    results: dict[int, list[dict]] = {}
+    todo = []
+    for i, cell in enumerate(cells):
+        rows = _read_result(out / "cells" / cell_id(spec.config(cell)))
+        if rows is not None and all(r["status"] != "failed" for r in rows):
+            results[i] = rows
+        else:
+            todo.append(i)
+    total = len(cells)
+    if on_cell is not None:
+        for i in sorted(results):
+            on_cell(cells[i], results[i], len(results), total)
+
+    def record(i: int, rows: list[dict]) -> None:
+        results[i] = rows
+        _write_table(pd, spec, cells, results, out)  # the table grows as cells finish
+        if on_cell is not None:
+            on_cell(cells[i], rows, len(results), total)
+
+    if todo:
+        if client is None and workers is None and scheduler is None:
+            for i in todo:
+                record(i, run_cell(spec.base, cells[i], str(out)))
+        else:
+            own, client = _dask_client(client, workers, scheduler)
+            try:
+                threads = _threads_per_worker(client)
+                _run_on_dask(client, spec, cells, todo, str(out.resolve()), threads, record)
+            finally:
+                if own is not None:
+                    client.close()
+                    own.close()
+    return _write_table(pd, spec, cells, results, out)
+
+
+def check_executor(*, client=None, workers: int | None = None, scheduler: str | None = None) -> None:
+    """Raise InvalidArgument unless at most one executor is named and ``workers`` is a positive integer."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise invalid("workers", workers, "a positive integer")
+    if sum(x is not None for x in (client, workers, scheduler)) > 1:
+        raise invalid("workers", workers, "one executor: client, workers or scheduler, not several")
+
+
+def _run_on_dask(client, spec, cells, todo, out, threads, record) -> None:
+    from dask.distributed import as_completed
+
+    futures = {}
+    for i in todo:
+        cid = cell_id(spec.config(cells[i]))
+        # the key is the cell: resubmitting a cell that is still running reuses its task
+        f = client.submit(run_cell, spec.base, cells[i], out, threads, key=f"odecheck-cell-{cid}", pure=False)
+        futures[f] = i
+    for f in as_completed(list(futures)):
+        record(futures[f], f.result())
+
+
+def _threads_per_worker(client) -> int:
+    info = client.scheduler_info()
+    ws = list(info.get("workers", {}).values())
+    if not ws:
+        return 1
+    cores = os.cpu_count() or 1
+    # workers on this machine share its cores; remote workers report their own thread counts
+    local = [w for w in ws if w.get("host", "") in ("127.0.0.1", "localhost")]
+    return max(1, cores // len(local)) if local else max(1, int(ws[0].get("nthreads", 1)))
+
+
+def _dask_client(client, workers, scheduler):
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise OdecheckError("Dask executors (--workers, --scheduler) need the dask extra: "
+                            "pip install 'odecheck[dask]'") from None
+    if client is not None:
+        return None, client
+    if scheduler is not None:
+        try:
+            return None, Client(scheduler, timeout=30)
+        except OSError as e:
+            raise invalid("scheduler", scheduler, f"the address of a running Dask scheduler ({e})") from None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return cluster, Client(cluster)
+
+
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError:
+        raise OdecheckError("odecheck sweep writes its table with pandas: pip install 'odecheck[sweep]'") from None
+    return pd
+
+
+def _write_table(pd, spec: SweepSpec, cells: Sequence[dict], results: dict[int, list[dict]], out: Path):
+    rows = [r for i in sorted(results) for r in results[i]]
+    cols = list(spec.fields) + list(METRICS)
+    df = pd.DataFrame(rows, columns=cols)
+    try:
+        tmp = out / "results.parquet.tmp"
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, out / "results.parquet")
+    except ImportError:
+        raise OdecheckError("results.parquet needs pyarrow: pip install 'odecheck[sweep]'") from None
+    return df
+
+
+def table_json(df) -> list[dict]:
+    """The table's rows as JSON objects (NaN as null)."""
+    rows = df.to_dict(orient="records")
+    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else (v.item() if hasattr(v, "item") else v))
+             for k, v in row.items()} for row in rows]
+
+
+__all__ = ["STATUSES", "SweepSpec", "cell_id", "run_cell", "sweep", "table_json"]

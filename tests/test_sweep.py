@@ -1,0 +1,186 @@
+"""odecheck sweep: spec parsing, resumable cells, failures recorded, and the same table whatever the
+executor (in process, a Dask LocalCluster, a cluster that loses a worker mid-sweep)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import odecheck as oc
+from odecheck.cli import app
+from odecheck.config import RunConfig
+from odecheck.sweeps import SweepSpec, cell_id
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+BASE = {"model": {"dim": 4, "width": 8, "ensemble": 2}, "data": {"n": 10},
+        "train": {"steps": 20, "snapshots": [0, 20], "checkpoint_every": 5}}
+RESULT_COLUMNS = ["member", "status", "final_loss", "max_increment", "hurst", "regime", "cell", "error"]
+
+
+def spec(**sweep):
+    return {**json.loads(json.dumps(BASE)), "sweep": sweep}
+
+
+def values(df):
+    return df.drop(columns=["seconds"]).reset_index(drop=True)
+
+
+def test_cells_are_the_product_of_lists_and_zipped_groups():
+    s = SweepSpec.from_dict(spec(**{"model.init": ["tied", "iid"],
+                                    "zip": [{"model.depth": [4, 8, 16], "train.lr": [0.1, 0.2, 0.4]}]}))
+    assert s.fields == ("model.init", "model.depth", "train.lr")
+    cells = s.cells()
+    assert len(cells) == 6 and cells[0] == {"model.init": "tied", "model.depth": 4, "train.lr": 0.1}
+    assert cells[-1] == {"model.init": "iid", "model.depth": 16, "train.lr": 0.4}
+    cfg = s.config(cells[4])
+    assert (cfg.model.init, cfg.model.depth, cfg.train.lr, cfg.model.width) == ("iid", 8, 0.2, 8)
+    # the cell's folder is named by its whole config: another base config, other cells
+    other = SweepSpec.from_dict({**spec(**{"model.init": ["tied"]}), "model": {"dim": 5, "width": 8, "ensemble": 2}})
+    same = {"model.init": "tied", "model.depth": 4, "train.lr": 0.1}
+    assert cell_id(other.config(same)) != cell_id(s.config(same))
+    assert cell_id(s.config(cells[0])) != cell_id(s.config(cells[1]))
+
+
+@pytest.mark.parametrize("sweep,needle", [
+    ({}, "sweep="),
+    ({"model.depth": []}, "sweep.model.depth="),
+    ({"model.depth": 4}, "sweep.model.depth="),
+    ({"depth": [4]}, "sweep='depth'"),
+    ({"model.colour": [1]}, "unknown keys ['colour']"),
+    ({"model.depth": [4, -1]}, "model.depth=-1"),
+    ({"model.activation": ["swish"]}, "model.activation='swish'"),
+    ({"zip": [{"model.depth": [4, 8], "train.lr": [0.1]}]}, "sweep.zip="),
+    ({"model.depth": [4], "zip": [{"model.depth": [8]}]}, "each field swept once"),
+])
+def test_bad_specs_are_refused_before_anything_runs(tmp_path, sweep, needle):
+    with pytest.raises(oc.InvalidArgument, match=needle.replace("[", r"\[").replace("(", r"\(")):
+        oc.sweep(spec(**sweep), tmp_path / "out")
+    assert not (tmp_path / "out" / "cells").exists()
+
+
+def test_in_process_table_and_an_independent_run(tmp_path):
+    s = spec(**{"model.init": ["tied", "iid"], "model.depth": [4, 8]})
+    df = oc.sweep(s, tmp_path)
+    assert list(df.columns) == ["model.init", "model.depth", *RESULT_COLUMNS[:-2], "seconds", "cell", "error"]
+    assert len(df) == 4 * 2 and set(df["status"]) == {"done"}
+    assert df.equals(pd.read_parquet(tmp_path / "results.parquet"))
+    # one cell recomputed without the sweep: plain gradient flow in one call (no checkpoint chunks)
+    cfg = RunConfig.from_dict({**BASE, "model": {**BASE["model"], "init": "iid", "depth": 8}})
+    from odecheck.runner import build_data, build_model
+
+    data = build_data(cfg, torch.float32)
+    net = build_model(cfg, data)
+    traj = oc.gradient_flow(net, data.x, data.y, steps=20, lr=cfg.train.lr)
+    rows = df[(df["model.init"] == "iid") & (df["model.depth"] == 8)].sort_values("member")
+    np.testing.assert_array_equal(rows["final_loss"].to_numpy(), traj.loss[-1].astype(float))
+    np.testing.assert_array_equal(rows["max_increment"].to_numpy(), traj.max_increment.max(0).astype(float))
+    from odecheck.estimators import hurst
+
+    w = net.numpy_weights()
+    for r in range(2):
+        path = np.concatenate([w["V"][r].reshape(8, -1), w["W"][r].reshape(8, -1)], axis=1)
+        assert rows["hurst"].iloc[r] == hurst(path).estimate
+
+
+def test_rerun_finishes_only_what_is_unfinished_and_failures_are_recorded(tmp_path):
+    s = spec(**{"model.depth": [4, 8, 16]})
+    sp = SweepSpec.from_dict(s)
+    ids = [cell_id(sp.config(c)) for c in sp.cells()]
+    # cell 2 will fail: an unreadable checkpoint sits in its folder
+    bad = tmp_path / "cells" / ids[2]
+    bad.mkdir(parents=True)
+    (bad / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    seen = []
+    df = oc.sweep(s, tmp_path, on_cell=lambda cell, rows, done, total: seen.append((cell["model.depth"], done)))
+    assert seen == [(4, 1), (8, 2), (16, 3)]
+    assert list(df["status"]) == ["done"] * 4 + ["failed"] * 2
+    assert "unreadable" in df["error"].iloc[-1] and np.isnan(df["final_loss"].iloc[-1])
+    # rerun: done cells are read back, not run; the failed one is retried (and fixed by now)
+    (bad / "checkpoint.pt").unlink()
+    again = oc.sweep(s, tmp_path)
+    assert list(again["status"]) == ["done"] * 6
+    lines = [len((tmp_path / "cells" / i / "completions.log").read_text().splitlines()) for i in ids]
+    assert lines == [1, 1, 2]
+    assert values(again.iloc[:4]).equals(values(df.iloc[:4]))
+
+
+def test_diverging_members_are_marked(tmp_path):
+    df = oc.sweep(spec(**{"train.lr": [1e4]}), tmp_path)
+    assert set(df["status"]) == {"diverged"} and set(df["regime"]) == {"inconclusive"}
+
+
+def test_dask_local_cluster_gives_the_same_table_value_for_value(tmp_path):
+    pytest.importorskip("dask.distributed")
+    s = spec(**{"model.init": ["tied", "iid"], "zip": [{"model.depth": [4, 8], "train.lr": [0.01, 0.02]}]})
+    a = oc.sweep(s, tmp_path / "a")
+    b = oc.sweep(s, tmp_path / "b", workers=2)
+    assert values(a).equals(values(b))
+
+
+def test_a_worker_killed_mid_sweep_loses_no_cell_and_runs_none_twice(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    s = {**spec(**{"model.depth": [48, 56, 64, 72]}),
+         "train": {"steps": 150, "snapshots": [150], "checkpoint_every": 10}}
+    ref = oc.sweep(s, tmp_path / "ref")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        pids = client.run(os.getpid)
+        box = {}
+        t = threading.Thread(target=lambda: box.setdefault("df", oc.sweep(s, tmp_path / "dask", client=client)))
+        t.start()
+        victim = None
+        deadline = time.time() + 60
+        while victim is None and time.time() < deadline:  # a worker in the middle of a cell
+            busy = {w: ts for w, ts in client.processing().items() if ts}
+            ckpts = list((tmp_path / "dask" / "cells").glob("*/checkpoint.pt"))
+            if busy and ckpts:
+                victim = next(iter(busy))
+            time.sleep(0.05)
+        assert victim is not None
+        os.kill(pids[victim], signal.SIGKILL)
+        t.join(timeout=300)
+        assert not t.is_alive()
+    df = box["df"]
+    assert values(df).equals(values(ref))
+    for folder in (tmp_path / "dask" / "cells").iterdir():
+        assert len((folder / "completions.log").read_text().splitlines()) == 1, folder
+
+
+def test_without_dask_the_error_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)
+    with pytest.raises(oc.OdecheckError, match=r"pip install 'odecheck\[dask\]'"):
+        oc.sweep(spec(**{"model.depth": [4]}), tmp_path, workers=2)
+    (tmp_path / "s.toml").write_text('[sweep]\n"model.depth" = [4]\n')
+    res = CliRunner().invoke(app, ["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "--workers", "2"])
+    assert res.exit_code == 2 and "odecheck[dask]" in res.output
+
+
+def test_cli_sweep_writes_parquet_and_json(tmp_path):
+    import tomli_w
+
+    (tmp_path / "s.toml").write_text(tomli_w.dumps(spec(**{"model.init": ["tied", "iid"]})))
+    out = tmp_path / "o"
+    res = CliRunner().invoke(app, ["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--json",
+                                   str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    assert "2 cells, 4 rows: 4 done, 0 diverged, 0 failed" in res.output
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    df = pd.read_parquet(out / "results.parquet")
+    assert len(rows) == 4 and [r["final_loss"] for r in rows] == list(df["final_loss"])
+    for args, needle in ((["--workers", "0"], "--workers 0"), (["--workers", "2", "--scheduler", "x:1"], "--workers 2")):
+        res = CliRunner().invoke(app, ["sweep", str(tmp_path / "s.toml"), "--out", str(out), *args])
+        assert res.exit_code == 2 and needle in res.output, res.output
+    res = CliRunner().invoke(app, ["sweep", str(tmp_path / "missing.toml")])
+    assert res.exit_code == 2 and "SPEC" in res.output
