@@ -24,7 +24,8 @@ pytest.importorskip("pyarrow")
 
 BASE = {"model": {"dim": 4, "width": 8, "ensemble": 2}, "data": {"n": 10},
         "train": {"steps": 20, "snapshots": [0, 20], "checkpoint_every": 5}}
-RESULT_COLUMNS = ["member", "status", "final_loss", "max_increment", "hurst", "regime", "cell", "error"]
+RESULT_COLUMNS = ["member", "status", "final_loss", "max_increment", "hurst", "regime", "init_ratio",
+                  "init_grad_ratio", "cell", "error"]
 
 
 def spec(**sweep):
@@ -90,6 +91,11 @@ def test_in_process_table_and_an_independent_run(tmp_path):
     for r in range(2):
         path = np.concatenate([w["V"][r].reshape(8, -1), w["W"][r].reshape(8, -1)], axis=1)
         assert rows["hurst"].iloc[r] == hurst(path).estimate
+    from odecheck.estimators import init_ratios
+
+    fwd, bwd = init_ratios(build_model(cfg, data), data.x, data.y)
+    np.testing.assert_array_equal(rows["init_ratio"].to_numpy(), fwd)
+    np.testing.assert_array_equal(rows["init_grad_ratio"].to_numpy(), bwd)
 
 
 def test_rerun_finishes_only_what_is_unfinished_and_failures_are_recorded(tmp_path):

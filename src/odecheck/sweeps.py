@@ -17,7 +17,9 @@ so a changed base config makes new cells); when it ends, its rows go to ``result
 folder. A rerun finishes only cells without a result (failed cells are retried). The table has one
 row per (cell, ensemble member): the swept fields by their dotted names, ``member``, ``status``
 (done / diverged / failed), ``final_loss``, ``max_increment`` (max over layers and steps),
-``hurst`` and ``regime`` of the final weights k -> Z_k, ``seconds``, ``cell`` and ``error``.
+``hurst`` and ``regime`` of the final weights k -> Z_k, ``init_ratio`` and ``init_grad_ratio``
+([M25]'s ||h_L - h_0|| / ||h_0|| and ||dl/dh_0 - dl/dh_L|| / ||dl/dh_L|| at initialization, on the
+training inputs), ``seconds``, ``cell`` and ``error``.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 STATUSES = ("done", "diverged", "failed")
-METRICS = ("member", "status", "final_loss", "max_increment", "hurst", "regime", "seconds", "cell", "error")
+METRICS = ("member", "status", "final_loss", "max_increment", "hurst", "regime", "init_ratio", "init_grad_ratio",
+           "seconds", "cell", "error")
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,22 @@ def _final_regularity(net, r: int) -> tuple[float, str]:
     return float(d.hurst.estimate), d.regime
 
 
+def _init_ratios(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+    """[M25]'s ratios at initialization on the cell's training inputs: ||h_L - h_0|| / ||h_0|| and
+    ||dl/dh_0 - dl/dh_L|| / ||dl/dh_L|| per member (inf where the forward pass overflowed)."""
+    import torch
+
+    from . import runner
+    from .estimators import init_ratios
+
+    dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
+    data = runner.build_data(cfg, dtype)
+    net = runner.build_model(cfg, data)
+    with np.errstate(all="ignore"):
+        fwd, bwd = init_ratios(net, data.x, data.y)
+    return np.where(np.isfinite(fwd), fwd, np.inf), np.where(np.isfinite(bwd), bwd, np.inf)
+
+
 def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None) -> list[dict[str, Any]]:
     """Run (or resume) one cell under ``out/cells/<id>`` and return its rows; writes ``result.json``.
     A cell that raises is recorded as failed with its error; the exception does not propagate."""
@@ -176,6 +195,7 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None) 
     t0 = time.perf_counter()
     R = cfg.model.ensemble
     try:
+        ratios = _init_ratios(cfg)
         net, traj, _ = runner.run(cfg, folder)
         if np.isfinite(traj.max_increment).any():
             inc = np.nanmax(traj.max_increment, axis=0)  # max over layers k and steps t
@@ -187,12 +207,14 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None) 
             h, reg = (float("nan"), "inconclusive") if diverged else _final_regularity(net, r)
             rows.append({"member": r, "status": "diverged" if diverged else "done",
                          "final_loss": float(traj.loss[-1, r]), "max_increment": float(inc[r]),
-                         "hurst": h, "regime": reg, "error": ""})
+                         "hurst": h, "regime": reg, "init_ratio": float(ratios[0][r]),
+                         "init_grad_ratio": float(ratios[1][r]), "error": ""})
     except Exception as e:  # noqa: BLE001 - a failing cell is recorded and the sweep goes on
         err = f"{type(e).__name__}: {e}"
         (folder / "error.txt").write_text(traceback.format_exc())
         rows = [{"member": r, "status": "failed", "final_loss": float("nan"), "max_increment": float("nan"),
-                 "hurst": float("nan"), "regime": "", "error": err} for r in range(R)]
+                 "hurst": float("nan"), "regime": "", "init_ratio": float("nan"), "init_grad_ratio": float("nan"),
+                 "error": err} for r in range(R)]
     seconds = time.perf_counter() - t0
     for row in rows:
         row.update({"seconds": seconds, "cell": cid})
