@@ -398,6 +398,63 @@ def sweep_cmd(
         _write_json(json_file, {"spec": str(spec), "out": str(out), "rows": table_json(df)})
 
 
+@app.command("reproduce")
+def reproduce_cmd(
+    name: str = typer.Argument(..., help="m24-fig1, m25-init or m25-phase."),
+    scale: str = typer.Option("smoke", "--scale", help="smoke (seconds) | paper (the paper's settings)."),
+    out: Path = typer.Option(Path("odecheck-reproduce"), "--out", help="Folder; NAME-SCALE/ holds the sweep, "
+                                                                        "figure.png, report.md and report.json."),
+    workers: int | None = typer.Option(None, "--workers", help="Run the sweep on a Dask LocalCluster of N workers."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler."),
+    json_file: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+) -> None:
+    """Reproduce a paper's headline figure on sweep: ours next to the published result, with verdicts."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from ._errors import InvalidArgument, OdecheckError
+    from .reproduce import REPRODUCTIONS, SCALES, reproduce
+    from .sweeps import check_executor
+
+    console = Console(stderr=True)
+    if json_file is not None:
+        _check_writable_file("--json", json_file)
+    flags = {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "name": "NAME", "scale": "--scale"}
+    try:
+        if name not in REPRODUCTIONS:
+            raise InvalidArgument(f"NAME {name!r}: expected one of {', '.join(REPRODUCTIONS)}")
+        if scale not in SCALES:
+            raise InvalidArgument(f"--scale {scale!r}: expected 'smoke' or 'paper'")
+        check_executor(workers=workers, scheduler=scheduler)
+        with Progress(TextColumn(f"[bold]{name}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False) as prog:
+            task = prog.add_task(name, total=None)
+
+            def on_cell(cell, rows, done, total):
+                prog.update(task, completed=done, total=total)
+
+            rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, on_cell=on_cell)
+    except InvalidArgument as e:
+        _fail(_as_flags(e, flags))
+        return
+    except OdecheckError as e:
+        _fail(str(e))
+        return
+    table = Table(title=f"{name} ({rep['source']}), {scale} scale, {rep['seconds']:.1f} s, {rep['executor']}")
+    for col in ("result", "verdict", "estimate", "interval", "alpha", "paper"):
+        table.add_column(col)
+    for r in rep["results"]:
+        ci = "-" if r["ci"][0] is None else f"[{r['ci'][0]:.3g}, {r['ci'][1]:.3g}]"
+        table.add_row(r["id"], r["verdict"], "-" if r["estimate"] is None else f"{r['estimate']:.3g}", ci,
+                      str(r["alpha"]), r["paper"])
+    Console(width=160).print(table)
+    folder = out / f"{name}-{scale}"
+    typer.echo(f"wrote {folder}/report.md, report.json" + (f", {rep['figure']}" if rep["figure"] else ""))
+    if json_file is not None:
+        _write_json(json_file, rep)
+
+
 def main() -> None:
     app()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,13 +33,13 @@ def _loglog(ax, depths, values, estimate, ci, intercept, label):
                 label="reference slope -1")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _depth_ticks(ax, depths)
+    depth_ticks(ax, depths)
     ax.set_xlabel("depth L")
     ax.set_ylabel(label)
     ax.legend(fontsize=7)
 
 
-def _depth_ticks(ax, depths) -> None:
+def depth_ticks(ax, depths) -> None:
     ax.set_xticks([float(d) for d in depths])
     ax.set_xticklabels([str(int(d)) for d in depths])
     ax.minorticks_off()
@@ -61,7 +61,7 @@ def verdict_figure(v: dict, path: Path) -> Path | None:
     kind = d.get("plot")
     if kind is None:
         return None
-    plt = _plt()
+    plt = pyplot()
     title = f"{v['id']}: {v['verdict']} (expected {v['expected']})"
     if kind == "loglog":
         extra = "weight_entry" in d
@@ -97,7 +97,7 @@ def verdict_figure(v: dict, path: Path) -> Path | None:
                     label=f"{c['init']}, beta={c['beta']}: slope {c['slope']:.2f} ({c['expected']})")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        _depth_ticks(ax, d["depths"])
+        depth_ticks(ax, d["depths"])
         ax.set_xlabel("depth L")
         ax.set_ylabel("||h_L - h_0|| / ||h_0|| at init")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

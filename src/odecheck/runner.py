@@ -52,9 +52,10 @@ def _atomic_save(obj, path: Path, saver: Callable) -> None:
     os.replace(tmp, path)
 
 
-def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int, np.ndarray], None] | None = None
-        ) -> tuple[ResNet, Trajectory, int]:
-    """Train (or resume) the run in ``out``. Returns the network, the full trajectory and the resumed step."""
+def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int, np.ndarray], None] | None = None,
+        at_init: Callable[[ResNet, Dataset], None] | None = None) -> tuple[ResNet, Trajectory, int]:
+    """Train (or resume) the run in ``out``. Returns the network, the full trajectory and the resumed step.
+    ``at_init(net, data)`` sees the freshly initialized network before any checkpoint is loaded."""
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.toml"
     text = cfg.dumps()
@@ -67,6 +68,8 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
     dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
     data = build_data(cfg, dtype)
     net = build_model(cfg, data, device)
+    if at_init is not None:
+        at_init(net, data)
     initial = net.numpy_weights()
     tc = cfg.train
     ckpt = out / "checkpoint.pt"

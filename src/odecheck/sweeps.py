@@ -162,17 +162,11 @@ def _final_regularity(net, r: int) -> tuple[float, str]:
     return float(d.hurst.estimate), d.regime
 
 
-def _init_ratios(cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+def _init_ratios(net, data) -> tuple[np.ndarray, np.ndarray]:
     """[M25]'s ratios at initialization on the cell's training inputs: ||h_L - h_0|| / ||h_0|| and
     ||dl/dh_0 - dl/dh_L|| / ||dl/dh_L|| per member (inf where the forward pass overflowed)."""
-    import torch
-
-    from . import runner
     from .estimators import init_ratios
 
-    dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
-    data = runner.build_data(cfg, dtype)
-    net = runner.build_model(cfg, data)
     with np.errstate(all="ignore"):
         fwd, bwd = init_ratios(net, data.x, data.y)
     return np.where(np.isfinite(fwd), fwd, np.inf), np.where(np.isfinite(bwd), bwd, np.inf)
@@ -195,8 +189,9 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None) 
     t0 = time.perf_counter()
     R = cfg.model.ensemble
     try:
-        ratios = _init_ratios(cfg)
-        net, traj, _ = runner.run(cfg, folder)
+        box: dict[str, tuple] = {}
+        net, traj, _ = runner.run(cfg, folder, at_init=lambda n, d: box.setdefault("r", _init_ratios(n, d)))
+        ratios = box["r"]
         if np.isfinite(traj.max_increment).any():
             inc = np.nanmax(traj.max_increment, axis=0)  # max over layers k and steps t
         else:  # SGD/Adam record no increments per step: those of the final weights

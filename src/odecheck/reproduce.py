@@ -1,0 +1,395 @@
+"""``odecheck reproduce``: the papers' headline figures, run on ``sweep``, decided as in ``verify``.
+
+Each reproduction is a sweep spec per scale (``smoke``: seconds, in CI; ``paper``: the paper's
+settings) and an analysis of the sweep's table (and of its cells' saved weights) into results:
+an estimate with its interval, the error rate alpha, a verdict, and the paper's published value.
+The figure draws the paper's result next to ours.
+
+References
+----------
+[M24] Marion et al., ICLR 2024, Fig. 1.  [M25] Marion et al., JMLR 2025, Figs. 1, 3, 7.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._errors import invalid
+from .claims.decisions import ALPHA, cell_decision, iid_regime, rate_decision, rough_decision
+from .estimators import l2_distance, scaling_exponent
+
+SCALES = ("smoke", "paper")
+
+
+@dataclass(frozen=True)
+class Result:
+    id: str
+    verdict: str
+    estimate: float
+    ci: tuple[float, float]
+    paper: str
+    alpha: float = ALPHA
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        def num(v):
+            return float(v) if np.isfinite(v) else None
+
+        return {"id": self.id, "verdict": self.verdict, "estimate": num(self.estimate),
+                "ci": [num(self.ci[0]), num(self.ci[1])], "alpha": self.alpha, "paper": self.paper,
+                "note": self.note}
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    name: str
+    source: str
+    description: str
+    spec: Callable[[str], dict]
+    analyse: Callable[[Any, Path, dict], tuple[list[Result], dict]]
+    figure: Callable[[dict, list[Result], Path, str], Path]
+
+
+# ----------------------------------------------------------------------------- shared pieces
+def _slope(depths, values, level=1 - ALPHA):
+    """Members-t slope of log(values) in log(depth): values (D, R)."""
+    return scaling_exponent(depths, values, level=level)
+
+
+def _by_depth(df, column: str, depth_field: str = "model.depth") -> tuple[list[int], np.ndarray]:
+    depths = sorted(df[depth_field].unique())
+    vals = np.array([df[df[depth_field] == L].sort_values("member")[column].to_numpy(dtype=float) for L in depths])
+    return [int(L) for L in depths], vals
+
+
+def _cell_weights(out: Path, cell: str) -> dict[str, np.ndarray]:
+    with np.load(out / "cells" / cell / "weights.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+# ----------------------------------------------------------------------------- m24-fig1
+M24_FIG1 = {"smoke": {"depths": [2, 4, 8, 16, 32], "reference": 128, "steps": 100, "ensemble": 2,
+                      "snapshots": [0, 50, 100]},
+            "paper": {"depths": [2 ** k for k in range(1, 11)], "reference": 2 ** 14, "steps": 500, "ensemble": 4,
+                      "snapshots": [0, 100, 200, 300, 400, 500]}}
+
+
+def _m24_fig1_spec(scale: str) -> dict:
+    p = M24_FIG1[scale]
+    return {"model": {"block": "mlp", "dim": 16, "width": 32, "activation": "gelu", "init": "tied", "beta": 1.0,
+                      "io_init": "identity", "train_io": False, "ensemble": p["ensemble"], "seed": 0},
+            "data": {"task": "gaussian", "n": 100, "seed": 0},
+            "train": {"method": "gradient_flow", "steps": p["steps"], "lr": 1e-2, "snapshots": p["snapshots"],
+                      "checkpoint_every": 50},
+            "sweep": {"model.depth": p["depths"] + [p["reference"]]}}
+
+
+def _rss(w: dict[str, np.ndarray], steps, r: int) -> float:
+    """The aggregate a public script for [M24] Fig. 1 plots: the root sum of squared increments over
+    layers and training times, sqrt(sum_t sum_k ||Z_{k+1}(t) - Z_k(t)||^2)."""
+    total = 0.0
+    for s in steps:
+        for fam in ("V", "W"):
+            Z = w[f"step{s}/{fam}"][r]
+            total += float(((Z[1:] - Z[:-1]) ** 2).sum())
+    return float(np.sqrt(total))
+
+
+def _m24_fig1_analyse(df, out: Path, spec: dict):
+    ref_depth = max(spec["sweep"]["model.depth"])
+    steps = spec["train"]["snapshots"]
+    main = df[df["model.depth"] != ref_depth]
+    if set(df["status"]) != {"done"}:
+        bad = df[df["status"] != "done"]
+        return [Result(i, "diverged", float("nan"), (float("nan"),) * 2, p, note=f"{len(bad)} rows not done")
+                for i, p in (("max-increment-slope", "about -1.0"), ("l2-to-reference-slope", "decreasing"),
+                             ("rss-aggregate-slope", "about -0.5"))], {}
+    depths, D = _by_depth(main, "max_increment")
+    ref_cell = df[df["model.depth"] == ref_depth]["cell"].iloc[0]
+    wref = _cell_weights(out, ref_cell)
+    R = int(spec["model"]["ensemble"])
+    l2, rss = [], []
+    for L in depths:
+        cell = main[main["model.depth"] == L]["cell"].iloc[0]
+        w = _cell_weights(out, cell)
+        l2.append([np.sqrt(sum(l2_distance(w[f"final/{f}"][r], wref[f"final/{f}"][r]) ** 2 for f in ("V", "W")))
+                   for r in range(R)])
+        rss.append([_rss(w, steps, r) for r in range(R)])
+    l2, rss = np.array(l2), np.array(rss)
+    f_inc, f_l2, f_rss = _slope(depths, D), _slope(depths, l2), _slope(depths, rss)
+    l2_verdict = "confirmed" if f_l2.ci[1] < 0 else ("refuted" if f_l2.ci[0] > 0 else "inconclusive")
+    results = [
+        Result("max-increment-slope", rate_decision(f_inc), f_inc.estimate, f_inc.ci, "about -1.0",
+               note="max over k and t of ||Z_{k+1}(t) - Z_k(t)||_F; confirmed if the interval lies below -0.85"),
+        Result("l2-to-reference-slope", l2_verdict, f_l2.estimate, f_l2.ci, "decreasing in L",
+               note=f"L2([0,1]) distance of the trained weight functions to depth {ref_depth}; confirmed if the "
+                    "slope's interval lies below 0"),
+        Result("rss-aggregate-slope", rough_decision(f_rss), f_rss.estimate, f_rss.ci, "about -0.5",
+               note="sqrt(sum_t sum_k ||Z_{k+1}(t) - Z_k(t)||^2): L terms of size 1/L^2 sum to 1/L, so it scales "
+                    "like L^-1/2 even when every increment is O(1/L). It is not the claim's statistic; "
+                    "confirmed (slower than L^-0.85) as the public script's figure shows"),
+    ]
+    data = {"depths": depths, "max_increment": D, "l2": l2, "rss": rss, "reference": ref_depth,
+            "fits": {"max_increment": f_inc, "l2": f_l2, "rss": f_rss}}
+    return results, data
+
+
+def _m24_fig1_figure(data: dict, results: list[Result], path: Path, title: str) -> Path:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    L = np.array(data["depths"], dtype=float)
+    for key, label, color in (("max_increment", "max_k,t ||Z_k+1 - Z_k|| (the claim's statistic)", "C0"),
+                              ("rss", "root sum of squares over k and t (public script)", "C2")):
+        V = np.asarray(data[key])
+        f = data["fits"][key]
+        axes[0].loglog(L, np.exp(np.log(V).mean(1)), "o", color=color, label=f"{label}: slope {f.estimate:.2f}")
+        axes[0].loglog(L, np.exp(f.intercept) * L ** f.estimate, "-", color=color, alpha=0.6)
+    g = np.exp(np.log(np.asarray(data["max_increment"])).mean(1))
+    axes[0].loglog(L, g[0] * (L / L[0]) ** -1.0, "k--", label="paper [M24 Fig. 1]: slope -1")
+    axes[0].set_xlabel("depth L")
+    axes[0].legend(fontsize=7)
+    depth_ticks(axes[0], data["depths"])
+    V = np.asarray(data["l2"])
+    axes[1].loglog(L, np.exp(np.log(V).mean(1)), "o-", color="C1",
+                   label=f"ours: slope {data['fits']['l2'].estimate:.2f}")
+    axes[1].set_xlabel("depth L")
+    axes[1].set_ylabel(f"L2 distance to depth {data['reference']}")
+    axes[1].set_title("paper: decreasing in L", fontsize=9)
+    depth_ticks(axes[1], data["depths"])
+    axes[1].legend(fontsize=7)
+    return _save(fig, path, title)
+
+
+# ----------------------------------------------------------------------------- m25-init
+M25_INIT = {"smoke": {"depths": [10, 20, 50, 100], "draws": 16},
+            "paper": {"depths": [10, 20, 50, 100, 200, 500, 1000], "draws": 50}}
+M25_BETAS = (0.25, 0.5, 1.0)
+
+
+def _m25_init_spec(scale: str) -> dict:
+    p = M25_INIT[scale]
+    return {"model": {"block": "res1", "dim": 40, "width": 40, "activation": "relu", "init": "iid",
+                      "ensemble": p["draws"], "seed": 0, "dtype": "float64"},
+            "data": {"task": "gaussian", "n": 64, "seed": 0},
+            "train": {"method": "gradient_flow", "steps": 0, "lr": 1e-2, "snapshots": [0]},
+            "sweep": {"model.beta": list(M25_BETAS), "model.depth": p["depths"]}}
+
+
+def _cell_slope(depths, V, expect, level):
+    """The init-scaling cell rule of the claim: slope of the ratio in L, or overflow = explosion."""
+    if not np.all(np.isfinite(V)):
+        return ("confirmed" if expect == "explodes" else "refuted"), float("inf"), (float("nan"),) * 2
+    f = _slope(depths, np.maximum(V, 1e-300), level=level)
+    call = cell_decision(f.ci, expect)
+    return {"ok": "confirmed", "contradicts": "refuted", "unresolved": "inconclusive"}[call], f.estimate, f.ci
+
+
+def _m25_init_analyse(df, out: Path, spec: dict):
+    level = 1 - ALPHA / (2 * len(M25_BETAS))  # Bonferroni over the six cells
+    results, data = [], {"cells": []}
+    for beta in M25_BETAS:
+        sub = df[df["model.beta"] == beta]
+        expect = iid_regime(beta)
+        for col, what in (("init_ratio", "output"), ("init_grad_ratio", "gradient")):
+            depths, V = _by_depth(sub, col)
+            verdict, est, ci = _cell_slope(depths, V, expect, level)
+            results.append(Result(f"{what}-beta-{beta:g}", verdict, est, ci, f"{expect} (L^(1/2 - beta) = L^{0.5 - beta:g})",
+                                  alpha=ALPHA, note=f"slope of the {what} ratio in L; Bonferroni level {level:.4f}"))
+            data["cells"].append({"beta": beta, "what": what, "depths": depths, "values": V, "slope": est,
+                                  "expected": expect})
+    return results, data
+
+
+def _m25_init_figure(data: dict, results: list[Result], path: Path, title: str) -> Path:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, what in zip(axes, ("output", "gradient"), strict=True):
+        for i, c in enumerate(x for x in data["cells"] if x["what"] == what):
+            L = np.array(c["depths"], dtype=float)
+            V = np.asarray(c["values"], dtype=float)
+            with np.errstate(all="ignore"):
+                med = np.median(np.log(np.where(np.isfinite(V), V, np.nan)), axis=1)
+            ax.loglog(L, np.exp(med), "o-", color=f"C{i}", label=f"beta={c['beta']:g}: ours (median of draws)")
+            ax.loglog(L, np.exp(med[0]) * (L / L[0]) ** (0.5 - c["beta"]), "--", color=f"C{i}", alpha=0.6,
+                      label=f"paper: L^(1/2-beta), {c['expected']}")
+        ax.set_xlabel("depth L")
+        depth_ticks(ax, data["cells"][0]["depths"])
+        ax.set_ylabel("||h_L - h_0|| / ||h_0||" if what == "output" else "||g_0 - g_L|| / ||g_L||")
+        ax.legend(fontsize=6)
+    return _save(fig, path, title)
+
+
+# ----------------------------------------------------------------------------- m25-phase
+M25_PHASE = {"smoke": {"betas": list(np.round(np.linspace(0.0, 1.3, 6), 4)),
+                       "hursts": list(np.round(np.linspace(0.1, 0.9, 5), 4)), "draws": 4, "depth": 200},
+             "paper": {"betas": list(np.round(np.linspace(0.0, 1.3, 70), 4)),
+                       "hursts": list(np.round(np.linspace(0.05, 0.97, 51), 4)), "draws": 50, "depth": 1000}}
+BOUNDARY_BAND = 0.25  # the fitted boundary's slope in H counts as "beta = H" when its interval lies in 1 +- 0.25
+
+
+def _m25_phase_spec(scale: str) -> dict:
+    p = M25_PHASE[scale]
+    return {"model": {"block": "res1", "dim": 40, "width": 40, "activation": "relu", "depth": p["depth"],
+                      "ensemble": p["draws"], "seed": 0, "dtype": "float64"},
+            "data": {"task": "gaussian", "n": 16, "seed": 0},
+            "train": {"method": "gradient_flow", "steps": 0, "lr": 1e-2, "snapshots": [0]},
+            "sweep": {"model.init": [f"fbm({h:g})" for h in p["hursts"]], "model.beta": [float(b) for b in p["betas"]]}}
+
+
+def _m25_phase_analyse(df, out: Path, spec: dict):
+    inits = spec["sweep"]["model.init"]
+    betas = np.array(spec["sweep"]["model.beta"], dtype=float)
+    hursts = np.array([float(i[4:-1]) for i in inits])
+    grid = np.full((len(hursts), len(betas)), np.nan)
+    for i, init in enumerate(inits):
+        for j, b in enumerate(betas):
+            v = df[(df["model.init"] == init) & (df["model.beta"] == b)]["init_ratio"].to_numpy(dtype=float)
+            with np.errstate(all="ignore"):
+                grid[i, j] = np.clip(np.median(np.log10(np.where(np.isfinite(v), v, 1e300))), -1, 1)
+    # boundary per H: where the median log10 ratio crosses 0 (linear interpolation in beta)
+    crossing = np.full(len(hursts), np.nan)
+    for i in range(len(hursts)):
+        row = grid[i]
+        for j in range(len(betas) - 1):
+            if row[j] >= 0 > row[j + 1]:
+                crossing[i] = betas[j] + (betas[j + 1] - betas[j]) * row[j] / (row[j] - row[j + 1])
+                break
+    ok = np.isfinite(crossing)
+    if ok.sum() < 3:
+        res = Result("boundary-slope", "inconclusive", float("nan"), (float("nan"),) * 2, "1 (boundary beta = H)",
+                     note=f"the ratio crossed 1 in only {int(ok.sum())} of {len(hursts)} rows")
+        return [res], {"grid": grid, "betas": betas, "hursts": hursts, "crossing": crossing}
+    from scipy import stats
+
+    reg = stats.linregress(hursts[ok], crossing[ok])
+    dof = int(ok.sum()) - 2
+    h = stats.t.ppf(1 - ALPHA / 2, dof) * reg.stderr
+    lo, hi = reg.slope - h, reg.slope + h
+    verdict = ("confirmed" if (1 - BOUNDARY_BAND < lo and hi < 1 + BOUNDARY_BAND)
+               else "refuted" if (hi < 1 - BOUNDARY_BAND or lo > 1 + BOUNDARY_BAND) else "inconclusive")
+    res = Result("boundary-slope", verdict, reg.slope, (lo, hi), "1 (boundary beta = H)",
+                 note=f"OLS slope of the crossing beta*(H) on H with a Student-t interval ({dof} df); confirmed if "
+                      f"it lies inside 1 +- {BOUNDARY_BAND}; intercept {reg.intercept:.3f}")
+    return [res], {"grid": grid, "betas": betas, "hursts": hursts, "crossing": crossing,
+                   "fit": (reg.slope, reg.intercept)}
+
+
+def _m25_phase_figure(data: dict, results: list[Result], path: Path, title: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    b, H = data["betas"], data["hursts"]
+    im = ax.pcolormesh(b, H, data["grid"], cmap="coolwarm", vmin=-1, vmax=1, shading="nearest")
+    fig.colorbar(im, ax=ax, label="log10 ||h_L - h_0|| / ||h_0|| (clipped)")
+    ax.plot(H, H, "k--", label="paper [M25 Fig. 7]: beta = H")
+    ok = np.isfinite(data["crossing"])
+    ax.plot(data["crossing"][ok], H[ok], "ko", ms=3, label="ours: crossing of 1")
+    if "fit" in data:
+        s, c = data["fit"]
+        ax.plot(c + s * H, H, "k-", alpha=0.6, label=f"fitted beta* = {c:.2f} + {s:.2f} H")
+    ax.set_xlabel("beta")
+    ax.set_ylabel("Hurst index H of the init")
+    ax.set_xlim(b.min(), b.max())
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path, title)
+
+
+# ----------------------------------------------------------------------------- registry and driver
+REPRODUCTIONS: dict[str, Reproduction] = {
+    "m24-fig1": Reproduction("m24-fig1", "[M24] Fig. 1", "finite-time training: increments ~ 1/L and the trained "
+                             "weight functions converge in L2", _m24_fig1_spec, _m24_fig1_analyse, _m24_fig1_figure),
+    "m25-init": Reproduction("m25-init", "[M25] Figs. 1 and 3", "iid init, relu: explosion (beta < 1/2), stability "
+                             "(1/2), identity (> 1/2) of the output and the gradient", _m25_init_spec,
+                             _m25_init_analyse, _m25_init_figure),
+    "m25-phase": Reproduction("m25-phase", "[M25] Fig. 7", "fbm init with Hurst H: the stability boundary is "
+                              "beta = H", _m25_phase_spec, _m25_phase_analyse, _m25_phase_figure),
+}
+
+
+def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odecheck-reproduce", client=None,
+              workers: int | None = None, scheduler: str | None = None,
+              on_cell: Callable[[dict, list[dict], int, int], None] | None = None) -> dict[str, Any]:
+    """Run reproduction ``name`` at ``scale`` on ``sweep`` under ``out/<name>-<scale>`` and return its
+    JSON report (also written there as report.json, with report.md and figure.png)."""
+    from .sweeps import SweepSpec, check_executor, sweep
+
+    if name not in REPRODUCTIONS:
+        raise invalid("name", name, f"one of {', '.join(REPRODUCTIONS)}")
+    if scale not in SCALES:
+        raise invalid("scale", scale, "'smoke' or 'paper'")
+    check_executor(client=client, workers=workers, scheduler=scheduler)
+    rep = REPRODUCTIONS[name]
+    folder = Path(out) / f"{name}-{scale}"
+    t0 = time.perf_counter()
+    spec = rep.spec(scale)
+    df = sweep(SweepSpec.from_dict(spec), folder, client=client, workers=workers, scheduler=scheduler,
+               on_cell=on_cell)
+    results, data = rep.analyse(df, folder, spec)
+    seconds = time.perf_counter() - t0
+    figure = None
+    if data:
+        try:
+            figure = rep.figure(data, results, folder / "figure.png", f"{name} ({rep.source}), {scale} scale").name
+        except ImportError:  # matplotlib is the optional [plot] extra
+            figure = None
+    executor = ("client" if client is not None else f"LocalCluster({workers})" if workers
+                else f"scheduler {scheduler}" if scheduler else "in process")
+    report = {"name": name, "scale": scale, "source": rep.source, "description": rep.description,
+              "seconds": round(seconds, 3), "executor": executor, "figure": figure,
+              "results": [r.to_json() for r in results]}
+    from .report import write_json
+
+    write_json(folder / "report.json", report)
+    (folder / "report.md").write_text(_markdown(report))
+    return report
+
+
+def _markdown(rep: dict) -> str:
+    lines = [f"# {rep['name']}: {rep['source']} ({rep['scale']} scale)", "", rep["description"] + ".", "",
+             f"{rep['seconds']:.1f} s, executor: {rep['executor']}.", "",
+             "| result | verdict | estimate | interval | alpha | paper |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rep["results"]:
+        ci = "-" if r["ci"][0] is None else f"[{r['ci'][0]:.3g}, {r['ci'][1]:.3g}]"
+        est = "-" if r["estimate"] is None else f"{r['estimate']:.3g}"
+        lines.append(f"| `{r['id']}` | {r['verdict']} | {est} | {ci} | {r['alpha']} | {r['paper']} |")
+    lines.append("")
+    lines += [f"- `{r['id']}`: {r['note']}" for r in rep["results"] if r["note"]]
+    if rep["figure"]:
+        lines += ["", f"![{rep['name']}]({rep['figure']})"]
+    return "\n".join(lines) + "\n"
+
+
+def _plt():
+    from .plot import pyplot
+
+    return pyplot()
+
+
+def depth_ticks(ax, depths) -> None:
+    from .plot import depth_ticks as ticks
+
+    ticks(ax, depths)
+
+
+def _save(fig, path: Path, title: str) -> Path:
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+__all__ = ["REPRODUCTIONS", "SCALES", "Reproduction", "Result", "reproduce"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(json.dumps(reproduce("m24-fig1"), indent=1))

@@ -1,0 +1,79 @@
+"""odecheck reproduce at smoke scale: runs on sweep, writes figure, report and JSON of the stated
+shape; the statistics are recomputed here from the sweep's own files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from odecheck.cli import app
+from odecheck.estimators import l2_distance, scaling_exponent
+from odecheck.reproduce import REPRODUCTIONS, reproduce
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+KEYS = {"name", "scale", "seconds", "figure", "results"}
+
+
+def test_m24_fig1_smoke_reproduces_the_slopes(tmp_path):
+    rep = reproduce("m24-fig1", scale="smoke", out=tmp_path)
+    assert KEYS <= set(rep) and rep["scale"] == "smoke" and rep["figure"] == "figure.png"
+    folder = tmp_path / "m24-fig1-smoke"
+    assert (folder / "figure.png").stat().st_size > 10_000 and (folder / "report.md").exists()
+    assert json.loads((folder / "report.json").read_text()) == json.loads(json.dumps(rep))
+    res = {r["id"]: r for r in rep["results"]}
+    assert set(res) == {"max-increment-slope", "l2-to-reference-slope", "rss-aggregate-slope"}
+    for r in res.values():
+        assert set(r) >= {"id", "verdict", "estimate", "ci", "paper", "alpha"}
+    # recompute the headline slope from the sweep's table, independently of the analysis
+    df = pd.read_parquet(folder / "results.parquet")
+    main = df[df["model.depth"] != 128]
+    depths = sorted(main["model.depth"].unique())
+    D = np.array([main[main["model.depth"] == L].sort_values("member")["max_increment"] for L in depths])
+    x = np.log(depths)
+    slopes = [np.polyfit(x, np.log(D[:, r]), 1)[0] for r in range(D.shape[1])]
+    assert res["max-increment-slope"]["estimate"] == pytest.approx(np.mean(slopes), abs=1e-9)
+    assert res["max-increment-slope"]["verdict"] == "confirmed"
+    # L2 to the reference from the cells' saved weights
+    ref = df[df["model.depth"] == 128]["cell"].iloc[0]
+    wr = np.load(folder / "cells" / ref / "weights.npz")
+    l2 = []
+    for L in depths:
+        w = np.load(folder / "cells" / main[main["model.depth"] == L]["cell"].iloc[0] / "weights.npz")
+        l2.append([np.hypot(l2_distance(w["final/V"][r], wr["final/V"][r]), l2_distance(w["final/W"][r], wr["final/W"][r]))
+                   for r in range(2)])
+    assert res["l2-to-reference-slope"]["estimate"] == pytest.approx(scaling_exponent(depths, np.array(l2)).estimate,
+                                                                     abs=1e-9)
+    assert res["l2-to-reference-slope"]["verdict"] == "confirmed"
+    # the public script's aggregate does not show the 1/L rate
+    assert res["rss-aggregate-slope"]["estimate"] > -0.85 and res["rss-aggregate-slope"]["verdict"] == "confirmed"
+
+
+@pytest.mark.parametrize("name", ["m25-init", "m25-phase"])
+def test_init_reproductions_run_and_report(tmp_path, name):
+    rep = reproduce(name, scale="smoke", out=tmp_path)
+    assert KEYS <= set(rep) and rep["figure"] == "figure.png"
+    assert all(r["verdict"] in ("confirmed", "refuted", "inconclusive", "diverged") for r in rep["results"])
+    if name == "m25-init":
+        res = {r["id"]: r for r in rep["results"]}
+        assert len(res) == 6
+        # beta = 1 (identity): the output ratio shrinks like L^-1/2 or faster; beta = 1/4 explodes
+        assert res["output-beta-1"]["verdict"] == "confirmed"
+        assert res["output-beta-0.25"]["verdict"] == "confirmed"
+
+
+def test_cli_reproduce_json_and_bad_arguments(tmp_path):
+    res = CliRunner().invoke(app, ["reproduce", "m24-fig1", "--out", str(tmp_path), "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    assert "max-increment-slope" in res.output
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["name"] == "m24-fig1" and out["executor"] == "in process"
+    for args, needle in ((["nope"], "NAME 'nope'"), (["m24-fig1", "--scale", "huge"], "--scale 'huge'"),
+                         (["m24-fig1", "--workers", "0"], "--workers 0")):
+        res = CliRunner().invoke(app, ["reproduce", *args, "--out", str(tmp_path)])
+        assert res.exit_code == 2 and needle in res.output, res.output
+    assert set(REPRODUCTIONS) == {"m24-fig1", "m25-init", "m25-phase"}
