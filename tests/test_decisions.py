@@ -92,3 +92,19 @@ def test_relu_rule_convergence_threshold():
     # the floor is the smallest increment's
     assert D.relu_decision(frozen=True, increments=[5.0, 1.3], C=2.0, max_rel_error=0.0) == "refuted"
     assert D.relu_decision(frozen=True, increments=[5.0, 1.4], C=2.0, max_rel_error=0.0) == "confirmed"
+
+
+@pytest.mark.parametrize("R,alpha", [(16, 0.8), (5, 0.375), (9, 0.9)])
+def test_median_interval_where_the_half_bound_or_a_tie_decides(R, alpha):
+    # alpha 0.8 with 16 members: k stops at 6 by the binomial condition (cdf(7) = 0.4018 > 0.4);
+    # alpha 0.375 with 5 members: cdf(1) = 6/32 equals alpha/2 exactly, and a tie is admitted
+    ks = [j for j in range(R) if j < R / 2 and stats.binom.cdf(j, R, 0.5) <= alpha / 2]
+    k = max(ks) if ks else 0
+    v = np.arange(R, dtype=float)
+    assert D.median_interval(v, alpha) == (float(k), float(R - 1 - k))
+    assert {(16, 0.8): 6, (5, 0.375): 1, (9, 0.9): 3}[(R, alpha)] == k
+
+
+def test_relu_floor_equality_is_not_below_it():
+    C = 3.0
+    assert D.relu_decision(frozen=True, increments=[2 * np.log(C)], C=C, max_rel_error=0.0) == "confirmed"

@@ -338,3 +338,112 @@ def test_init_ratios_against_a_plain_loop():
         assert fwd[r] == pytest.approx(float((hL - h0).detach().norm() / h0.detach().norm()), rel=1e-10)
         assert fwd0[r] == pytest.approx(fwd[r], rel=1e-12)  # the forward ratio does not see y
         assert bwd[r] == pytest.approx(float((h0.grad - hL.grad).norm() / hL.grad.norm()), rel=1e-8)
+
+
+# ----------------------------------------------------------------------------- pinned by the mutation run
+def test_error_messages_show_what_was_received():
+    with pytest.raises(oc.InvalidArgument) as e:
+        scaling_exponent([4, 8], [1.0, 1.0, 1.0])
+    assert _message(e) == "values='<shape (3, 1)>': expected (2, R): one row per depth"
+    with pytest.raises(oc.InvalidArgument) as e:
+        scaling_exponent([4, 8], [1.0, -1.0])
+    assert _message(e) == "values='<non-positive or non-finite entries>': expected positive finite statistics"
+    with pytest.raises(oc.InvalidArgument) as e:
+        scaling_exponent([4], [1.0])
+    assert _message(e) == "depths=[4]: expected at least two positive depths"
+    with pytest.raises(oc.InvalidArgument) as e:
+        max_increment(np.zeros((1, 3)))
+    assert _message(e) == "path='<shape (1, 3)>': expected an array with a leading layer axis of length >= 2"
+    with pytest.raises(oc.InvalidArgument) as e:
+        max_norm(np.array([[0.0], [np.nan]]))
+    assert _message(e) == "path='<NaN or inf entries>': expected finite weights"
+
+
+def test_integer_inputs_are_computed_in_floating_point():
+    # squares of int64 differences of 1e10 overflow: the estimators convert to float first
+    big = np.array([[0], [10_000_000_000], [30_000_000_000]], dtype=np.int64)
+    assert max_increment(big) == pytest.approx(2e10)
+    assert quadratic_variation(big) == pytest.approx(5e20)
+    ref = np.zeros((3, 1), dtype=np.int64)
+    assert l2_distance(big, ref) == pytest.approx(np.sqrt((1e20 + 9e20) / 3))
+    assert l2_distance(ref, big) == pytest.approx(np.sqrt((1e20 + 9e20) / 3))
+    # scalar weights per layer: a 1-d path is one entry per layer
+    assert l2_distance(np.array([0.0, 1.0]), np.array([0.0, 0.0, 1.0, 2.0])) == pytest.approx(0.5)
+
+
+def test_defaults_are_the_documented_ones():
+    V = _panel(10, seed=12)
+    assert scaling_exponent(DEPTHS, V, method="bootstrap") == scaling_exponent(
+        DEPTHS, V, method="bootstrap", n_boot=2000, seed=0)
+    f = scaling_exponent(DEPTHS, V, method="bootstrap")
+    assert f.intercept == pytest.approx(np.polyfit(np.log(DEPTHS), np.log(V).mean(1), 1)[1], abs=1e-12)
+    for vals in (_panel(1, seed=13)[:, 0], [1.0, 0.5]):
+        d = DEPTHS if len(vals) == len(DEPTHS) else [4, 8]
+        assert scaling_exponent(d, vals, level=0.8).level == 0.8
+    Z = fbm_paths(3, 64, 0.5, member_generator(14, 0)).T.numpy()
+    assert classify_regime(Z).hurst == classify_regime(Z, seed=0).hurst != classify_regime(Z, seed=5).hurst
+
+
+def test_hurst_branches_at_their_edges():
+    import warnings
+
+    c = hurst(np.ones((10, 3)), level=0.8)
+    assert c.level == 0.8
+    d = classify_regime(np.ones((10, 3)))
+    assert d.regime == "ode" and d.hurst.constant and d.hurst.n == 3 and d.hurst.lags == (1, 2, 4)
+    # 8 entries: the jackknife (no seed); 7: the block bootstrap (seeded)
+    Z8 = fbm_paths(8, 64, 0.5, member_generator(15, 0)).T.numpy()
+    assert hurst(Z8, seed=1).ci == hurst(Z8, seed=2).ci
+    Z7 = Z8[:, :7]
+    assert hurst(Z7, seed=1).ci != hurst(Z7, seed=2).ci
+    small = hurst(Z7, seed=1, level=0.9)
+    assert small.level == 0.9 and small.constant is False and small.n == 7
+    # a period-two path: its even lags have no increments, so no slope, and no warning either
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(hurst(np.tile(np.array([[0.0], [1.0]]), (20, 9))).estimate)
+
+
+def test_block_bootstrap_on_a_short_path():
+    # L = 10: blocks of max(2, round(10^(1/3))) = 2 increments, ceil(9 / 2) = 5 blocks, cut to 9
+    Z = fbm_paths(2, 10, 0.5, member_generator(16, 0)).T.numpy()
+    rng = np.random.default_rng(4)
+    inc = np.diff(Z, axis=0)
+    lags = np.array([1, 2, 4])
+    est = []
+    for _ in range(100):
+        starts = rng.integers(0, 8, 5)
+        pieces = np.concatenate([inc[s:s + 2] for s in starts])[:9]
+        Zb = np.concatenate([Z[:1], Z[:1] + np.cumsum(pieces, 0)])
+        m = [np.linalg.norm(Zb[h:] - Zb[:-h], axis=1).mean() for h in lags]
+        if min(m) > 0:
+            est.append(np.polyfit(np.log(lags), np.log(m), 1)[0])
+    h = hurst(Z, seed=4, n_boot=100)
+    assert h.lags == (1, 2, 4)
+    assert h.ci == pytest.approx(tuple(np.quantile(est, [0.025, 0.975])), abs=1e-10)
+
+
+def test_path_stats_edges():
+    smooth = np.sin(np.linspace(0, 3, 64))[:, None] * np.arange(1, 9)[None, :]
+    assert path_stats(smooth).regime == "ode" == classify_regime(smooth).regime
+    three = path_stats(np.array([[0.0, 1.0], [1.0, 3.0], [2.0, 2.0]]))  # 3 layers: a Hurst exponent exists
+    assert np.isfinite(three.hurst)
+    wide = path_stats(np.cumsum(np.random.default_rng(17).standard_normal((5, 2)), axis=0))  # 5 layers, 2 entries
+    assert np.isfinite(wide.hurst)
+    Z = fbm_paths(3, 64, 0.5, member_generator(18, 0)).T.numpy()
+    assert path_stats(Z, seed=3).hurst_ci == hurst(Z, seed=3).ci != hurst(Z, seed=0).ci
+
+
+def test_pl_summary_of_a_zero_loss_warns_nothing():
+    import warnings
+
+    from odecheck.flow import Trajectory
+
+    t = np.arange(5) * 0.1
+    loss = np.stack([np.exp(-t), np.array([1.0, 0.5, 0.25, 0.0, 0.0])], axis=1)
+    tr = Trajectory(method="gradient_flow", lr=0.1, depth=2, loss=loss, pl_ratio=np.ones((5, 2)),
+                    grad_norm=np.zeros((5, 2)), max_increment=np.zeros((5, 2)), diverged_at=np.array([-1, -1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = pl_summary(tr)
+    assert s.rate[0] == pytest.approx(1.0) and np.isnan(s.rate[1])
