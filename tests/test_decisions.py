@@ -108,3 +108,8 @@ def test_median_interval_where_the_half_bound_or_a_tie_decides(R, alpha):
 def test_relu_floor_equality_is_not_below_it():
     C = 3.0
     assert D.relu_decision(frozen=True, increments=[2 * np.log(C)], C=C, max_rel_error=0.0) == "confirmed"
+
+
+def test_median_interval_reaches_the_middle_when_alpha_allows():
+    # alpha 0.9, 16 members: cdf(7) = 0.4018 <= 0.45, so the interval closes to [v_(7), v_(8)]
+    assert D.median_interval(np.arange(16.0), 0.9) == (7.0, 8.0)

@@ -447,3 +447,9 @@ def test_pl_summary_of_a_zero_loss_warns_nothing():
         warnings.simplefilter("error")
         s = pl_summary(tr)
     assert s.rate[0] == pytest.approx(1.0) and np.isnan(s.rate[1])
+
+
+def test_three_layer_path_without_a_slope_has_no_interval():
+    # lags 1 and 2; |Z_2 - Z_0| = 0, so m(2) = 0: no slope, and every block resample is the path itself
+    h = hurst(np.array([[0.0], [1.0], [0.0]]))
+    assert np.isnan(h.estimate) and all(np.isnan(h.ci)) and not h.constant
