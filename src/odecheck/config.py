@@ -14,6 +14,17 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+def read_toml(path, argument: str) -> dict[str, Any]:
+    """The TOML file at ``path`` as a dict; an unreadable or invalid file is an error naming ``argument``."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise invalid(argument, str(path), f"a readable TOML file ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise invalid(argument, str(path), f"valid TOML ({e})") from None
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     block: str = "mlp"
@@ -119,14 +130,7 @@ class RunConfig:
 
     @classmethod
     def load(cls, path) -> RunConfig:
-        try:
-            with open(path, "rb") as f:
-                d = tomllib.load(f)
-        except OSError as e:
-            raise InvalidArgument(f"config {str(path)!r}: cannot read ({e.strerror})") from None
-        except tomllib.TOMLDecodeError as e:
-            raise InvalidArgument(f"config {str(path)!r}: not valid TOML ({e})") from None
-        return cls.from_dict(d)
+        return cls.from_dict(read_toml(path, "config"))
 
     def dumps(self) -> str:
         import tomli_w

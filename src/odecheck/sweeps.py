@@ -28,7 +28,6 @@ import hashlib
 import itertools
 import json
 import os
-import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -39,12 +38,8 @@ from typing import Any
 import numpy as np
 
 from ._errors import InvalidArgument, OdecheckError, invalid
-from .config import RunConfig
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .config import RunConfig, read_toml
+from .validation import writable_folder
 
 STATUSES = ("done", "diverged", "failed")
 METRICS = ("member", "status", "final_loss", "max_increment", "hurst", "regime", "init_ratio", "init_grad_ratio",
@@ -108,14 +103,7 @@ class SweepSpec:
 
     @classmethod
     def load(cls, path) -> SweepSpec:
-        try:
-            with open(path, "rb") as f:
-                d = tomllib.load(f)
-        except OSError as e:
-            raise invalid("spec", str(path), f"a readable TOML file ({e.strerror})") from None
-        except tomllib.TOMLDecodeError as e:
-            raise invalid("spec", str(path), f"valid TOML ({e})") from None
-        return cls.from_dict(d)
+        return cls.from_dict(read_toml(path, "spec"))
 
     def cells(self) -> list[dict[str, Any]]:
         """The cells in a fixed order: the product of the axes, first axis slowest."""
@@ -247,13 +235,7 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
     if not isinstance(spec, SweepSpec):
         spec = SweepSpec.load(spec) if isinstance(spec, (str, os.PathLike)) else SweepSpec.from_dict(spec)
     check_executor(client=client, workers=workers, scheduler=scheduler)
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise invalid("out", str(out), f"a folder that can be created ({e.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise invalid("out", str(out), "a writable folder")
+    out = writable_folder("out", out)
     (out / "spec.json").write_text(json.dumps({"base": spec.base, "axes": [
         {"names": list(a.names), "values": [list(v) for v in a.values]} for a in spec.axes]}, indent=1))
     cells = spec.cells()

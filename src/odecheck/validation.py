@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,3 +73,15 @@ def check_float(name: str, value, *, minimum: float | None = None) -> float:
             minimum is not None and value < minimum):
         raise invalid(name, value, "a finite float" + (f" >= {minimum}" if minimum is not None else ""))
     return float(value)
+
+
+def writable_folder(name: str, path) -> Path:
+    """``path`` as a folder that exists (created if missing) and can be written; else an error naming ``name``."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise invalid(name, str(out), f"a folder that can be created ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise invalid(name, str(out), "a writable folder")
+    return out

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from ._errors import invalid
-from .validation import resolve_device
+from .validation import resolve_device, writable_folder
 
 
 def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", seed: int = 0, device="auto",
@@ -42,13 +41,7 @@ def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", see
     if unknown:
         raise invalid("claims", unknown[0], f"claim ids among {', '.join(REGISTRY)}")
     dev = str(resolve_device(device))
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise invalid("out", str(out), f"a folder that can be created ({e.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise invalid("out", str(out), "a writable folder")
+    out = writable_folder("out", out)
     report_path = out / "report.json"
     done: dict[str, dict] = {}
     if resume and report_path.exists():
