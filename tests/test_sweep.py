@@ -131,6 +131,12 @@ def test_dask_local_cluster_gives_the_same_table_value_for_value(tmp_path):
     a = oc.sweep(s, tmp_path / "a")
     b = oc.sweep(s, tmp_path / "b", workers=2)
     assert values(a).equals(values(b))
+    # an existing cluster, by its scheduler's address (as a SLURM or Kubernetes cluster would be)
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        c = oc.sweep(s, tmp_path / "c", scheduler=cluster.scheduler_address)
+    assert values(a).equals(values(c))
 
 
 def test_a_worker_killed_mid_sweep_loses_no_cell_and_runs_none_twice(tmp_path):
