@@ -263,14 +263,16 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
             for i in todo:
                 record(i, run_cell(spec.base, cells[i], str(out)))
         else:
-            own, client = _dask_client(client, workers, scheduler)
+            given = client is not None
+            cluster, client = _dask_client(client, workers, scheduler)
             try:
                 threads = _threads_per_worker(client)
                 _run_on_dask(client, spec, cells, todo, str(out.resolve()), threads, record)
             finally:
-                if own is not None:
+                if not given:  # what the sweep opened, it closes: its client, and its LocalCluster
                     client.close()
-                    own.close()
+                if cluster is not None:
+                    cluster.close()
     return _write_table(pd, spec, cells, results, out)
 
 
