@@ -63,7 +63,7 @@ def _write_bad(tmp_path, kind):
         return tmp_path / "x.npz", "NaN"
     if kind == "shapes":
         torch.save({"layers.0.w": torch.zeros(2, 2), "layers.1.w": torch.zeros(3, 2)}, tmp_path / "x.pt")
-        return tmp_path / "x.pt", "mismatched shapes"
+        return tmp_path / "x.pt", "single layer of this shape"
     if kind == "corrupt_pt":
         (tmp_path / "x.pt").write_bytes(b"garbage")
         return tmp_path / "x.pt", "corrupt"

@@ -239,7 +239,7 @@ def test_bootstrap_refuses_too_few_members_to_cover():
 
 def test_hurst_grouped_jackknife_is_the_entry_jackknife_up_to_64_entries_and_cheap_beyond():
     from odecheck.estimators import hurst
-    from odecheck.estimators.regularity import _lags
+    from odecheck.estimators.regularity import dyadic_lags as _lags
 
     Z = fbm_paths(16, 128, 0.6, member_generator(801, 0)).T.numpy()
     # the delete-one-entry jackknife written out plainly

@@ -2,12 +2,12 @@
 
 A *path* is one weight family seen along depth: an array (L, ...) (or (R, L, ...) for ensembles).
 In a state_dict, parameters named like ``layers.7.conv1.weight`` are grouped into the path
-``layers.*.conv1.weight`` by dropping the layer index; shapes must agree across layers.
+``layers.*.conv1.weight`` by dropping the layer index (see :mod:`odecheck.checkpoints`: layers whose
+shape differs along a group form separate paths, and what cannot form one is reported).
 """
 
 from __future__ import annotations
 
-import re
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,8 +16,6 @@ import numpy as np
 
 from ._errors import InvalidArgument
 from .estimators import path_stats, scaling_exponent
-
-_LAYER = re.compile(r"^(.*?)(?:^|\.)(\d+)\.(.+)$")
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ def load_paths(file: str | Path, *, stacked: bool = False, key: str | None = Non
     suffix = p.suffix.lower()
     if suffix == ".npz":
         paths = _load_npz(p, stacked)
-    elif suffix in (".pt", ".pth"):
+    elif suffix in (".pt", ".pth", ".bin", ".safetensors"):
         paths = _load_torch(p)
     else:
         raise InvalidArgument(f"{f}: unknown file type {suffix!r}; expected .npz, .pt or .pth")
@@ -84,42 +82,19 @@ def _load_npz(p: Path, stacked: bool) -> list[WeightPath]:
 
 
 def _load_torch(p: Path) -> list[WeightPath]:
-    import torch
+    """A state_dict's paths, materialized (for checkpoints larger than memory, use
+    :func:`odecheck.checkpoints.analyze_checkpoint`, which reads them a chunk at a time)."""
+    from .checkpoints import group_paths, list_tensors
 
-    f = str(p)
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a corrupt file for the user
-        raise InvalidArgument(f"{f}: unreadable or corrupt PyTorch checkpoint ({type(e).__name__})") from None
-    for wrapper in ("state_dict", "model", "model_state_dict"):
-        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
-            sd = sd[wrapper]
-    if not isinstance(sd, dict):
-        raise InvalidArgument(f"{f}: expected a state_dict (a dict of tensors), got {type(sd).__name__}")
-    groups: dict[str, dict[int, np.ndarray]] = {}
-    for name, t in sd.items():
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            continue
-        m = _LAYER.match(name)
-        if m is None:
-            continue
-        prefix, idx, rest = m.group(1), int(m.group(2)), m.group(3)
-        gname = f"{prefix}.*.{rest}" if prefix else f"*.{rest}"
-        groups.setdefault(gname, {})[idx] = t.detach().double().numpy()
+    paths, skipped = group_paths(list_tensors(p))
+    if not paths and skipped:
+        raise InvalidArgument(f"{p}: no weight path along depth; left out: "
+                              + "; ".join(f"{s['name']} {tuple(s['shape'])} ({s['reason']})" for s in skipped[:4]))
     out = []
-    for gname, layers in groups.items():
-        if len(layers) < 2:
-            continue
-        idxs = sorted(layers)
-        shapes = {layers[i].shape for i in idxs}
-        if len(shapes) > 1:
-            first = layers[idxs[0]].shape
-            bad = next(i for i in idxs if layers[i].shape != first)
-            raise InvalidArgument(f"{f}: path {gname!r} has mismatched shapes across layers: layer {idxs[0]} "
-                                  f"{tuple(first)} vs layer {bad} {tuple(layers[bad].shape)}")
-        a = np.stack([layers[i] for i in idxs])
-        _check_finite(f, gname, a)
-        out.append(WeightPath(f, gname, a))
+    for cp in paths:
+        a = np.stack([t.flat(0, t.size).reshape(t.shape) for t in cp.layers])
+        _check_finite(str(p), cp.name, a)
+        out.append(WeightPath(str(p), cp.name, a))
     return out
 
 
@@ -130,8 +105,16 @@ def analyze(paths: list[WeightPath], *, seed: int = 0) -> dict:
         s = asdict(path_stats(w.array, seed=seed))
         row = {"file": w.file, "name": w.name, **({"member": w.member} if w.member is not None else {}), **s}
         row["shape"] = list(row["shape"])
+        Z = w.array.reshape(w.array.shape[0], -1)
+        row["increments"] = np.sqrt((np.diff(Z, axis=0) ** 2).sum(1)).tolist()
+        row["norms"] = np.sqrt((Z * Z).sum(1)).tolist()
         row["hurst_ci"] = list(row["hurst_ci"])
         rows.append(row)
+    return {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed)}
+
+
+def scaling_across_depths(rows: list[dict], *, seed: int = 0) -> list[dict]:
+    """For path names seen at several depths: the exponents of max increment and max norm in L."""
     scaling = []
     by_name: dict[str, list[dict]] = {}
     for r in rows:
@@ -149,4 +132,4 @@ def analyze(paths: list[WeightPath], *, seed: int = 0) -> dict:
             fit = scaling_exponent(depths, vals, seed=seed)
             scaling.append({"name": name, "statistic": stat, "exponent": fit.estimate, "ci": list(fit.ci),
                             "depths": depths})
-    return {"paths": rows, "scaling": scaling}
+    return scaling

@@ -170,41 +170,69 @@ def verify(
 
 @app.command()
 def analyze(
-    files: list[Path] = typer.Argument(..., help=".npz (arrays (L, ...)) or .pt/.pth state_dicts."),
+    files: list[Path] = typer.Argument(..., help=".npz (arrays (L, ...)), .safetensors (single or a sharded "
+                                                 "folder / index.json), .pt/.pth/.bin state_dicts, or a folder."),
     key: str | None = typer.Option(None, help="Only paths whose name contains KEY."),
     stacked: bool = typer.Option(False, help="npz arrays are (R, L, ...) ensembles."),
     json_file: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
-    seed: int = typer.Option(0, help="Seed of the bootstrap intervals."),
+    figures: Path | None = typer.Option(None, "--figures", help="Folder for a figure of each statistic against "
+                                                                "the layer index, per path."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap intervals (paths with fewer than 8 entries)."),
 ) -> None:
-    """Regularity and scaling of weights that anyone trained: ODE, SDE or neither?"""
+    """Regularity and scaling of weights that anyone trained: ODE, SDE or neither? Least regular first."""
     from rich.console import Console
     from rich.table import Table
 
     from ._errors import InvalidArgument
     from .analyze import analyze as run_analysis
-    from .analyze import load_paths
+    from .analyze import load_paths, scaling_across_depths
+    from .checkpoints import REGULARITY_ORDER, analyze_checkpoint
 
+    if json_file is not None:
+        _check_writable_file("--json", json_file)
+    console = Console(stderr=True)
+    rows: list[dict] = []
+    skipped: list[dict] = []
     try:
-        paths = [w for f in files for w in load_paths(f, stacked=stacked, key=key)]
-        res = run_analysis(paths, seed=seed)
+        for f in files:
+            if f.suffix.lower() == ".npz":
+                rows += run_analysis(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
+            else:
+                with console.status(f"reading {f}") as status:
+                    res = analyze_checkpoint(f, key=key, seed=seed, on_path=lambda name, i, n, f=f: status.update(
+                        f"{f}: path {i}/{n} {name}"))
+                rows += res["paths"]
+                skipped += [{"file": str(f), **s} for s in res["skipped"]]
     except InvalidArgument as e:
         _fail(str(e))
         return
-    table = Table(title="weight paths along depth")
+    rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if r["hurst"] == r["hurst"] else 9.0))
+    res = {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed), "skipped": skipped}
+    table = Table(title="weight paths along depth, least regular first")
     for col in ("file", "name", "L", "max incr", "QV", "max norm", "hurst [95% CI]", "regime"):
         table.add_column(col, no_wrap=col != "name")
-    for r in res["paths"]:
+    for r in rows:
         lo, hi = r["hurst_ci"]
         name = r["name"] + (f" [{r['member']}]" if "member" in r else "")
         table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
                       f"{r['quadratic_variation']:.3g}", f"{r['max_norm']:.3g}",
                       f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"])
-    console = Console(width=max(Console().width, 120))
-    console.print(table)
+    out = Console(width=max(Console().width, 120))
+    out.print(table)
     for s in res["scaling"]:
         lo, hi = s["ci"]
         ci = "no interval: one network per depth and two depths" if lo != lo else f"[{lo:.3f}, {hi:.3f}]"
-        console.print(f"{s['name']}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}")
+        out.print(f"{s['name']}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}")
+    for s in skipped:
+        out.print(f"left out: {s['name']} layers {s['layers']} shape {tuple(s['shape'])}: {s['reason']}")
+    if figures is not None:
+        try:
+            from .plot import path_figures
+        except ImportError:
+            _fail("--figures needs matplotlib: pip install 'odecheck[plot]'")
+            return
+        written = path_figures(rows, figures)
+        typer.echo(f"wrote {len(written)} figures to {figures}")
     if json_file is not None:
         _write_json(json_file, res)
 

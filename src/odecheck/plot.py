@@ -108,3 +108,33 @@ def verdict_figure(v: dict, path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def path_figures(rows: list[dict], folder: Path) -> list[Path]:
+    """One PNG per analyzed path: ||Z_{k+1} - Z_k|| and ||Z_k|| against the layer index k."""
+    import re
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
+    out = []
+    for r in rows:
+        if "increments" not in r or "norms" not in r:
+            continue
+        inc, norms = np.asarray(r["increments"], dtype=float), np.asarray(r["norms"], dtype=float)
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        axes[0].plot(np.arange(len(inc)), inc, "o-", ms=3)
+        axes[0].set_xlabel("layer index k")
+        axes[0].set_ylabel("||Z_k+1 - Z_k||_F")
+        axes[1].plot(np.arange(len(norms)), norms, "o-", ms=3, color="C1")
+        axes[1].set_xlabel("layer index k")
+        axes[1].set_ylabel("||Z_k||_F")
+        lo, hi = r["hurst_ci"]
+        fig.suptitle(f"{r['name']}: {r['regime']}, Hurst {r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", fontsize=9)
+        fig.tight_layout()
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", r["name"]).strip("_")[:120]
+        path = folder / f"{len(out):03d}-{stem}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        out.append(path)
+    return out

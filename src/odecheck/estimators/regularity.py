@@ -56,7 +56,8 @@ def root_sum_squares(path) -> float:
     return float(np.sqrt((Z**2).sum()))
 
 
-def _lags(L: int) -> np.ndarray:
+def dyadic_lags(L: int) -> np.ndarray:
+    """Lags 1, 2, 4, ... up to max(4, L // 16), below L."""
     top = max(4, L // 16)
     lags = [1]
     while lags[-1] * 2 <= min(top, L - 1):
@@ -74,34 +75,62 @@ def _hurst_from(Z: np.ndarray, lags: np.ndarray) -> float:
 JACKKNIFE_GROUPS = 64  # delete-one-entry jackknife up to this many entries, delete-one-group beyond
 
 
-def _jackknife_interval(Z: np.ndarray, lags: np.ndarray, est: float, level: float) -> tuple[float, float]:
-    """Jackknife-t interval of the Hurst slope over the entries (columns) of Z: G = min(P, 64) groups
-    (entry i in group i mod G), each left out in turn; per lag the squared increments are summed per
-    group once, so the cost is one pass over the path whatever P."""
-    from scipy import stats
+class LagSums:
+    """Sufficient statistics of a path for its regularity, accumulated over chunks of entries
+    (columns): per layer the squared increment and squared norm summed over entries, and per lag h
+    of ``lags`` the squared increments Z_{k+h} - Z_k summed per jackknife group (entry i in group
+    i mod G, G = min(P, 64)). One pass over the path, linear in its entries; a path larger than
+    memory is fed one column chunk at a time (``add(chunk, offset)``)."""
 
-    L, P = Z.shape
-    G = min(P, JACKKNIFE_GROUPS)
-    pad = (-P) % G
-    logs = []
-    for h in lags:
-        d = (Z[h:] - Z[:-h]) ** 2
-        if pad:
-            d = np.concatenate([d, np.zeros((d.shape[0], pad))], axis=1)
-        per_group = d.reshape(d.shape[0], -1, G).sum(1)  # (L - h, G): entry i falls in group i mod G
-        total = per_group.sum(1, keepdims=True)
-        m = np.sqrt(np.maximum(total - per_group, 0.0)).mean(0)  # (G,): m(h) without group g
-        logs.append(np.log(np.where(m > 0, m, np.nan)))
-    Y = np.array(logs)  # (lags, G)
-    x = np.log(lags) - np.log(lags).mean()
-    theta = (x[:, None] * (Y - Y.mean(0))).sum(0) / (x**2).sum()  # OLS slope per left-out group
-    theta = theta[np.isfinite(theta)]
-    if len(theta) < 2:
-        return float("nan"), float("nan")
-    g = len(theta)
-    se = np.sqrt((g - 1) / g * ((theta - theta.mean()) ** 2).sum())
-    q = stats.t.ppf((1 + level) / 2, g - 1)
-    return float(est - q * se), float(est + q * se)
+    def __init__(self, L: int, P: int, lags: np.ndarray):
+        self.L, self.P, self.lags = L, P, lags
+        self.G = min(P, JACKKNIFE_GROUPS)
+        self.increment2 = np.zeros(L - 1)
+        self.norm2 = np.zeros(L)
+        self.groups = [np.zeros((L - h, self.G)) for h in lags]
+        self.seen = 0
+
+    def add(self, Z: np.ndarray, offset: int) -> None:
+        """Add the columns ``offset .. offset + Z.shape[1]`` of the (L, P) path."""
+        L, c = Z.shape
+        d1 = np.diff(Z, axis=0)
+        self.increment2 += (d1 * d1).sum(1)
+        self.norm2 += (Z * Z).sum(1)
+        G = self.G
+        ids = (offset + np.arange(c)) % G
+        for h, acc in zip(self.lags, self.groups, strict=True):
+            d = Z[h:] - Z[:-h] if h > 1 else d1
+            d = d * d
+            if offset % G == 0 and c % G == 0:  # aligned: column j of the chunk falls in group j mod G
+                acc += d.reshape(d.shape[0], -1, G).sum(1)
+            else:
+                np.add.at(acc.T, ids, d.T)
+        self.seen += c
+
+    def hurst(self, level: float) -> tuple[float, tuple[float, float]]:
+        """The Hurst estimate (slope of log mean_k ||Z_{k+h} - Z_k|| on log h) and its grouped
+        jackknife-t interval at ``level``."""
+        from scipy import stats
+
+        logs, full = [], []
+        for acc in self.groups:
+            total = acc.sum(1, keepdims=True)
+            m_full = np.sqrt(total[:, 0]).mean()
+            full.append(np.log(m_full) if m_full > 0 else np.nan)
+            m = np.sqrt(np.maximum(total - acc, 0.0)).mean(0)  # (G,): m(h) without group g
+            logs.append(np.log(np.where(m > 0, m, np.nan)))
+        x = np.log(self.lags) - np.log(self.lags).mean()
+        full = np.array(full)
+        est = float((x * (full - full.mean())).sum() / (x**2).sum()) if np.all(np.isfinite(full)) else float("nan")
+        Y = np.array(logs)  # (lags, G)
+        theta = (x[:, None] * (Y - Y.mean(0))).sum(0) / (x**2).sum()  # OLS slope per left-out group
+        theta = theta[np.isfinite(theta)]
+        if len(theta) < 2 or not np.isfinite(est):
+            return est, (float("nan"), float("nan"))
+        g = len(theta)
+        se = np.sqrt((g - 1) / g * ((theta - theta.mean()) ** 2).sum())
+        q = stats.t.ppf((1 + level) / 2, g - 1)
+        return est, (float(est - q * se), float(est + q * se))
 
 
 @dataclass(frozen=True)
@@ -134,13 +163,15 @@ def hurst(path, *, level: float = 0.95, n_boot: int = 200, seed: int = 0) -> Hur
     L, P = Z.shape
     if L < 3:
         raise invalid("path", f"<depth {L}>", "at least 3 layers to estimate a Hurst exponent")
-    lags = _lags(L)
+    lags = dyadic_lags(L)
     if np.all(Z == Z[:1]):
         return HurstEstimate(float("nan"), (float("nan"), float("nan")), level, tuple(lags.tolist()), P, True)
-    est = _hurst_from(Z, lags)
     if P >= 8:
-        lo, hi = _jackknife_interval(Z, lags, est, level)
-        return HurstEstimate(est, (lo, hi), level, tuple(lags.tolist()), P, False)
+        sums = LagSums(L, P, lags)
+        sums.add(Z, 0)
+        est, ci = sums.hurst(level)
+        return HurstEstimate(est, ci, level, tuple(lags.tolist()), P, False)
+    est = _hurst_from(Z, lags)
     rng = np.random.default_rng(seed)
     inc = np.diff(Z, axis=0)
     b = max(2, int(round(L ** (1 / 3))))
@@ -170,16 +201,19 @@ def classify_regime(path, *, level: float = 0.95, seed: int = 0) -> RegimeDecisi
     h = hurst(path, level=level, seed=seed)
     if h.constant:
         return RegimeDecision("ode", h)
-    lo, hi = h.ci
+    return RegimeDecision(regime_of(h.ci), h)
+
+
+def regime_of(ci: tuple[float, float]) -> Regime:
+    """The regime rule on a Hurst interval: ode above 0.75, none below 0.25, sde strictly between."""
+    lo, hi = ci
     if lo > ODE_ABOVE:
-        reg: Regime = "ode"
-    elif hi < NONE_BELOW:
-        reg = "none"
-    elif lo > NONE_BELOW and hi < ODE_ABOVE:
-        reg = "sde"
-    else:
-        reg = "inconclusive"
-    return RegimeDecision(reg, h)
+        return "ode"
+    if hi < NONE_BELOW:
+        return "none"
+    if lo > NONE_BELOW and hi < ODE_ABOVE:
+        return "sde"
+    return "inconclusive"
 
 
 @dataclass(frozen=True)

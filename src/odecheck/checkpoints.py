@@ -1,0 +1,261 @@
+"""Checkpoints as people publish them: tensors listed without loading them, grouped into weight paths
+along depth, and their statistics computed one column chunk at a time.
+
+Formats: ``.safetensors`` (read here from its header and memory-mapped: no tensor is loaded until its
+columns are needed), sharded safetensors (``model.safetensors.index.json``), ``.pt`` / ``.pth`` /
+``.bin`` state_dicts (``torch.load(weights_only=True, mmap=True)``: tensors only, never arbitrary
+objects; wrapped in ``{"state_dict": ...}``, ``{"model": ...}``, ``{"model_state_dict": ...}`` or
+``{"net": ...}``; ``module.`` prefixes dropped) and a folder holding any of these.
+
+Names are grouped into paths by their first dot-separated integer, the layer index:
+``model.layers.12.self_attn.q_proj.weight`` -> ``model.layers.*.self_attn.q_proj.weight``. Within a
+group, consecutive layers of one shape form a path (``layer2.*.conv1.weight[1:4]`` when the shape
+changes along the stage); what cannot form a path (a single layer of its shape) is listed with the
+reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._errors import InvalidArgument
+
+_LAYER = re.compile(r"^(.*?)(?:^|\.)(\d+)\.(.+)$")
+WRAPPERS = ("state_dict", "model", "model_state_dict", "net")
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16}
+CHUNK_ENTRIES = 1 << 20  # columns per chunk: (L, 2^20) float64 is 8 MiB per layer
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """One tensor of a checkpoint, not loaded: ``flat(a, b)`` reads entries a..b of it as float64."""
+
+    file: str
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    source: Any = field(repr=False, compare=False)  # (path, byte offset) for safetensors, a tensor otherwise
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    def flat(self, a: int, b: int) -> np.ndarray:
+        if isinstance(self.source, tuple):
+            path, offset = self.source
+            raw = np.memmap(path, dtype=_ST_DTYPES[self.dtype], mode="r", offset=offset, shape=(self.size,))[a:b]
+            if self.dtype == "BF16":  # bfloat16: the high half of a float32
+                return (raw.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+            return np.asarray(raw, dtype=np.float64)
+        return self.source.reshape(-1)[a:b].double().numpy()
+
+
+# ----------------------------------------------------------------------------- listing tensors
+def _safetensors(path: Path) -> list[TensorRef]:
+    f = str(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise ValueError("shorter than its header length")
+            n = struct.unpack("<Q", head)[0]
+            if n > 100_000_000:
+                raise ValueError(f"header of {n} bytes")
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError) as e:
+        raise InvalidArgument(f"{f}: unreadable or corrupt safetensors ({e})") from None
+    size = path.stat().st_size
+    out = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (a, b) = info["dtype"], tuple(int(s) for s in info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise InvalidArgument(f"{f}: tensor {name!r} has a malformed header entry") from None
+        if dtype not in _ST_DTYPES:
+            continue  # integer and boolean tensors are not weights
+        if 8 + n + b > size or b - a != int(np.prod(shape)) * np.dtype(_ST_DTYPES[dtype]).itemsize:
+            raise InvalidArgument(f"{f}: tensor {name!r} lies outside the file or has the wrong length (truncated?)")
+        out.append(TensorRef(f, name, shape, dtype, (f, 8 + n + a)))
+    return out
+
+
+def _torch(path: Path) -> list[TensorRef]:
+    import torch
+
+    f = str(path)
+    try:
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a corrupt file for the user
+        raise InvalidArgument(f"{f}: unreadable or corrupt PyTorch checkpoint ({type(e).__name__}); only "
+                              "tensors are loaded (weights_only=True)") from None
+    for wrapper in WRAPPERS:
+        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
+            sd = sd[wrapper]
+    if not isinstance(sd, dict):
+        raise InvalidArgument(f"{f}: expected a state_dict (a dict of tensors), got {type(sd).__name__}")
+    return [TensorRef(f, name, tuple(t.shape), str(t.dtype), t) for name, t in sd.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point()]
+
+
+def list_tensors(path: str | Path) -> list[TensorRef]:
+    """Every floating-point tensor of a checkpoint file or folder, without loading any."""
+    p = Path(path)
+    if not p.exists():
+        raise InvalidArgument(f"{p}: no such file or folder")
+    if p.is_dir():
+        index = sorted(p.glob("*.safetensors.index.json"))
+        if index:
+            return _sharded(index[0])
+        files = sorted(q for q in p.iterdir() if q.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin"))
+        if not files:
+            raise InvalidArgument(f"{p}: no .safetensors, .pt, .pth or .bin file in this folder")
+        return [t for q in files for t in list_tensors(q)]
+    if p.name.endswith(".safetensors.index.json"):
+        return _sharded(p)
+    suffix = p.suffix.lower()
+    if suffix == ".safetensors":
+        return _safetensors(p)
+    if suffix in (".pt", ".pth", ".bin"):
+        return _torch(p)
+    raise InvalidArgument(f"{p}: unknown file type {suffix!r}; expected .safetensors, .pt, .pth, .bin or .npz")
+
+
+def _sharded(index: Path) -> list[TensorRef]:
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InvalidArgument(f"{index}: unreadable safetensors index ({type(e).__name__})") from None
+    shards = sorted(set(weight_map.values()))
+    missing = [s for s in shards if not (index.parent / s).exists()]
+    if missing:
+        raise InvalidArgument(f"{index}: shard {missing[0]!r} is missing")
+    return [t for s in shards for t in _safetensors(index.parent / s) if weight_map.get(t.name) == s]
+
+
+# ----------------------------------------------------------------------------- grouping into paths
+@dataclass(frozen=True)
+class CheckpointPath:
+    name: str
+    layers: tuple[TensorRef, ...]
+    indices: tuple[int, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.layers[0].shape
+
+
+def group_paths(tensors: list[TensorRef]) -> tuple[list[CheckpointPath], list[dict]]:
+    """Paths along depth, and the tensors with a layer index that could not join one (with why)."""
+    groups: dict[str, dict[int, TensorRef]] = {}
+    for t in tensors:
+        name = t.name[len("module."):] if t.name.startswith("module.") else t.name
+        m = _LAYER.match(name)
+        if m is None:
+            continue
+        prefix, idx, rest = m.group(1), int(m.group(2)), m.group(3)
+        groups.setdefault(f"{prefix}.*.{rest}" if prefix else f"*.{rest}", {})[idx] = t
+    paths, skipped = [], []
+    for gname, layers in groups.items():
+        idxs = sorted(layers)
+        runs: list[list[int]] = []
+        for i in idxs:  # consecutive layers of one shape
+            if runs and layers[i].shape == layers[runs[-1][-1]].shape:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        split = len(runs) > 1
+        for run in runs:
+            label = f"{gname}[{run[0]}:{run[-1] + 1}]" if split else gname
+            if len(run) < 2:
+                skipped.append({"name": label, "layers": run, "shape": list(layers[run[0]].shape),
+                                "reason": "a single layer of this shape: no path along depth"})
+                continue
+            paths.append(CheckpointPath(label, tuple(layers[i] for i in run), tuple(run)))
+    return paths, skipped
+
+
+# ----------------------------------------------------------------------------- statistics, chunk by chunk
+def path_statistics(path: CheckpointPath, *, level: float = 0.95, seed: int = 0,
+                    chunk: int = CHUNK_ENTRIES) -> dict[str, Any]:
+    """The statistics of ``path_stats`` for a checkpoint path, reading ``chunk`` columns of every
+    layer at a time: memory (L x chunk) whatever the tensors' size. Small paths (< 8 entries per
+    layer) are read whole and go through ``path_stats`` (its block bootstrap)."""
+    from .estimators import path_stats
+    from .estimators.regularity import LagSums, dyadic_lags, regime_of
+
+    L, P = len(path.layers), path.layers[0].size
+    if P < 8 or L < 3:
+        Z = np.stack([t.flat(0, P) for t in path.layers])
+        _finite(path, Z)
+        s = path_stats(Z, seed=seed)
+        return {"depth": L, "shape": list(path.shape), "max_increment": s.max_increment,
+                "quadratic_variation": s.quadratic_variation, "max_norm": s.max_norm,
+                "root_sum_squares": s.root_sum_squares, "hurst": s.hurst, "hurst_ci": list(s.hurst_ci),
+                "regime": s.regime, "increments": np.sqrt(np.sum(np.diff(Z, axis=0) ** 2, axis=1)).tolist(),
+                "norms": np.sqrt(np.sum(Z * Z, axis=1)).tolist()}
+    lags = dyadic_lags(L)
+    sums = LagSums(L, P, lags)
+    step = max(sums.G, chunk - chunk % sums.G)  # chunks aligned on the jackknife groups
+    for a in range(0, P, step):
+        b = min(P, a + step)
+        Z = np.stack([t.flat(a, b) for t in path.layers])
+        _finite(path, Z)
+        sums.add(Z, a)
+    inc = np.sqrt(sums.increment2)
+    norms = np.sqrt(sums.norm2)
+    if not np.any(sums.increment2 > 0):
+        est, ci, regime = float("nan"), (float("nan"), float("nan")), "ode"  # constant: Lipschitz constant 0
+    else:
+        est, ci = sums.hurst(level)
+        regime = regime_of(ci) if np.isfinite(est) else "inconclusive"
+    return {"depth": L, "shape": list(path.shape), "max_increment": float(inc.max()),
+            "quadratic_variation": float(sums.increment2.sum()), "max_norm": float(norms.max()),
+            "root_sum_squares": float(np.sqrt(sums.norm2.sum())), "hurst": est, "hurst_ci": list(ci),
+            "regime": regime, "increments": inc.tolist(), "norms": norms.tolist()}
+
+
+def _finite(path: CheckpointPath, Z: np.ndarray) -> None:
+    if not np.all(np.isfinite(Z)):
+        raise InvalidArgument(f"{path.layers[0].file}: path {path.name!r} has NaN or inf weights")
+
+
+REGULARITY_ORDER = {"none": 0, "sde": 1, "inconclusive": 2, "ode": 3}
+
+
+def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float = 0.95, seed: int = 0,
+                       chunk: int = CHUNK_ENTRIES, on_path=None) -> dict[str, Any]:
+    """Every path of a checkpoint file or folder: statistics and regime, least regular first
+    (regime none, sde, inconclusive, ode; then by Hurst exponent), and the tensors left out."""
+    tensors = list_tensors(path)
+    paths, skipped = group_paths(tensors)
+    if key is not None:
+        paths = [p for p in paths if key in p.name]
+        skipped = [s for s in skipped if key in s["name"]]
+    if not paths:
+        left = "; ".join(f"{s['name']} {tuple(s['shape'])} ({s['reason']})" for s in skipped[:4])
+        raise InvalidArgument(f"{path}: no weight path with a layer axis found"
+                              + (f" matching --key {key!r}" if key else "") + (f"; left out: {left}" if left else ""))
+    rows = []
+    for i, p in enumerate(paths):
+        row = {"file": str(path), "name": p.name, "layers": list(p.indices),
+               **path_statistics(p, level=level, seed=seed, chunk=chunk)}
+        rows.append(row)
+        if on_path is not None:
+            on_path(p.name, i + 1, len(paths))
+    rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if np.isfinite(r["hurst"]) else 9.0))
+    return {"paths": rows, "skipped": skipped, "tensors": len(tensors)}
+
+
+__all__ = ["CheckpointPath", "TensorRef", "analyze_checkpoint", "group_paths", "list_tensors", "path_statistics"]

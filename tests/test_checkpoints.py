@@ -1,0 +1,212 @@
+"""odecheck analyze on checkpoints as people publish them: safetensors (single, sharded, bf16),
+wrapped and prefixed state_dicts, names found in the wild, stages whose shape changes, and the
+chunked statistics equal to the in-memory estimator. Every checkpoint is built here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from odecheck._errors import InvalidArgument
+from odecheck.checkpoints import analyze_checkpoint, group_paths, list_tensors, path_statistics
+from odecheck.cli import app
+from odecheck.estimators import path_stats
+from odecheck.init import fbm_paths, gp_paths, member_generator
+
+st_numpy = pytest.importorskip("safetensors.numpy")
+st_torch = pytest.importorskip("safetensors.torch")
+
+L, SHAPE = 32, (16, 12)
+P = SHAPE[0] * SHAPE[1]
+NAMES = {  # naming conventions of published models -> the planted regularity along depth
+    "model.layers.{k}.self_attn.q_proj.weight": "smooth",
+    "transformer.h.{k}.mlp.c_fc.weight": "brownian",
+    "encoder.layer.{k}.attention.output.dense.weight": "white",
+    "residual_layers.{k}.conv1.weight": "smooth",
+}
+EXPECTED = {"smooth": "ode", "brownian": "sde", "white": "none"}
+
+
+class Payload:  # an arbitrary pickled object: weights_only=True refuses to build it
+    pass
+
+
+def planted(kind: str, seed: int) -> np.ndarray:
+    g = member_generator(seed, 0)
+    if kind == "smooth":
+        Z = gp_paths(P, L, 0.3, g).T.numpy()
+    elif kind == "brownian":
+        Z = fbm_paths(P, L, 0.5, g).T.numpy()
+    else:
+        Z = torch.randn(L, P, generator=g, dtype=torch.float64).numpy()
+    return np.ascontiguousarray(Z.reshape(L, *SHAPE), dtype=np.float32)  # safetensors writes the raw buffer
+
+
+def state(seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    tensors, paths = {}, {}
+    for i, (pattern, kind) in enumerate(NAMES.items()):
+        Z = planted(kind, seed + i)
+        paths[pattern.replace("{k}", "*")] = Z
+        for k in range(L):
+            tensors[pattern.format(k=k)] = Z[k]
+    tensors["lm_head.weight"] = np.ones((4, 4), np.float32)  # no layer index: not a path
+    return tensors, paths
+
+
+def check_rows(rows, paths):
+    by_name = {r["name"]: r for r in rows}
+    assert set(by_name) == set(paths)
+    for name, Z in paths.items():
+        r, ref = by_name[name], path_stats(Z.astype(np.float64))
+        assert r["regime"] == EXPECTED[NAMES[name.replace("*", "{k}")]], (name, r["regime"])
+        assert r["hurst"] == pytest.approx(ref.hurst, abs=1e-9)
+        assert r["hurst_ci"] == pytest.approx(list(ref.hurst_ci), abs=1e-9)
+        for stat in ("max_increment", "quadratic_variation", "max_norm", "root_sum_squares"):
+            assert r[stat] == pytest.approx(getattr(ref, stat), rel=1e-9), (name, stat)
+        assert r["depth"] == L and r["shape"] == list(SHAPE)
+
+
+def test_single_safetensors_file_and_least_regular_first(tmp_path):
+    tensors, paths = state()
+    st_numpy.save_file(tensors, tmp_path / "model.safetensors")
+    res = analyze_checkpoint(tmp_path / "model.safetensors")
+    check_rows(res["paths"], paths)
+    order = [r["regime"] for r in res["paths"]]
+    assert order == sorted(order, key=["none", "sde", "inconclusive", "ode"].index)
+    assert res["tensors"] == len(tensors)
+
+
+def test_sharded_safetensors_by_folder_and_by_index(tmp_path):
+    tensors, paths = state(seed=10)
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    weight_map = {}
+    for shard, keys in shards.items():
+        st_numpy.save_file({k: tensors[k] for k in keys}, tmp_path / shard)
+        weight_map.update({k: shard for k in keys})
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    for target in (tmp_path, tmp_path / "model.safetensors.index.json"):
+        check_rows(analyze_checkpoint(target)["paths"], paths)
+    (tmp_path / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(InvalidArgument, match="shard 'model-00002-of-00002.safetensors' is missing"):
+        analyze_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("wrapper", [None, "state_dict", "model", "model_state_dict", "net"])
+def test_state_dicts_wrapped_and_prefixed(tmp_path, wrapper):
+    tensors, paths = state(seed=20)
+    sd = {f"module.{k}": torch.from_numpy(v) for k, v in tensors.items()}  # saved from DataParallel
+    torch.save(sd if wrapper is None else {wrapper: sd, "epoch": 3}, tmp_path / "ckpt.pth")
+    check_rows(analyze_checkpoint(tmp_path / "ckpt.pth")["paths"], paths)
+
+
+def test_chunks_of_any_size_give_the_same_statistics(tmp_path):
+    tensors, paths = state(seed=30)
+    st_numpy.save_file(tensors, tmp_path / "m.safetensors")
+    whole = analyze_checkpoint(tmp_path / "m.safetensors", chunk=1 << 20)["paths"]
+    for chunk in (100, 64, 7):  # misaligned chunks are rounded to the 64 jackknife groups
+        rows = analyze_checkpoint(tmp_path / "m.safetensors", chunk=chunk)["paths"]
+        for a, b in zip(whole, rows, strict=True):
+            assert a["name"] == b["name"] and a["hurst_ci"] == pytest.approx(b["hurst_ci"], abs=1e-12)
+            assert a["quadratic_variation"] == pytest.approx(b["quadratic_variation"], rel=1e-12)
+
+
+def test_bfloat16_tensors_are_read_as_torch_reads_them(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    layers = {f"blocks.{k}.w": torch.randn(8, 9, generator=g).to(torch.bfloat16) for k in range(6)}
+    st_torch.save_file(layers, tmp_path / "bf16.safetensors")
+    (ref,) = [t for t in list_tensors(tmp_path / "bf16.safetensors") if t.name == "blocks.3.w"]
+    assert ref.dtype == "BF16"
+    np.testing.assert_array_equal(ref.flat(0, 72), layers["blocks.3.w"].double().reshape(-1).numpy())
+    np.testing.assert_array_equal(ref.flat(10, 20), layers["blocks.3.w"].double().reshape(-1)[10:20].numpy())
+
+
+def test_a_stage_whose_shape_changes_is_split_and_reported(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    sd = {"layer2.0.conv1.weight": torch.randn(8, 4, 3, 3, generator=g)}  # the stage's first block downsamples
+    sd.update({f"layer2.{k}.conv1.weight": torch.randn(8, 8, 3, 3, generator=g) for k in range(1, 4)})
+    sd["layer2.0.downsample.0.weight"] = torch.randn(8, 4, 1, 1, generator=g)
+    torch.save(sd, tmp_path / "resnet.pt")
+    paths, skipped = group_paths(list_tensors(tmp_path / "resnet.pt"))
+    assert [(p.name, p.indices) for p in paths] == [("layer2.*.conv1.weight[1:4]", (1, 2, 3))]
+    assert {s["name"] for s in skipped} == {"layer2.*.conv1.weight[0:1]", "layer2.*.downsample.0.weight"}
+    assert all("single layer" in s["reason"] for s in skipped)
+    res = CliRunner().invoke(app, ["analyze", str(tmp_path / "resnet.pt"), "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    assert "left out: layer2.*.conv1.weight[0:1]" in res.output
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert [r["name"] for r in out["paths"]] == ["layer2.*.conv1.weight[1:4]"] and len(out["skipped"]) == 2
+
+
+def test_pickles_load_tensors_only_and_bad_files_are_named(tmp_path):
+    import collections
+
+    torch.save({"layers.0.w": torch.zeros(2), "layers.1.w": torch.zeros(2), "obj": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(InvalidArgument, match="only tensors are loaded"):
+        list_tensors(tmp_path / "evil.pt")
+    torch.save(collections.OrderedDict({"layers.0.w": torch.zeros(3), "layers.1.w": torch.ones(3)}), tmp_path / "ok.pt")
+    assert [p.name for p in group_paths(list_tensors(tmp_path / "ok.pt"))[0]] == ["layers.*.w"]
+    st_numpy.save_file({"a.0.w": np.zeros(1000, np.float32), "a.1.w": np.zeros(1000, np.float32)}, tmp_path / "t.safetensors")
+    data = (tmp_path / "t.safetensors").read_bytes()
+    (tmp_path / "t.safetensors").write_bytes(data[: len(data) - 100])
+    with pytest.raises(InvalidArgument, match="outside the file"):
+        list_tensors(tmp_path / "t.safetensors")
+    (tmp_path / "x.safetensors").write_bytes(b"\x05")
+    with pytest.raises(InvalidArgument, match="corrupt safetensors"):
+        list_tensors(tmp_path / "x.safetensors")
+    with pytest.raises(InvalidArgument, match="no such file"):
+        list_tensors(tmp_path / "missing.safetensors")
+    nan = {"h.0.w": np.zeros(8, np.float32), "h.1.w": np.full(8, np.nan, np.float32), "h.2.w": np.zeros(8, np.float32)}
+    st_numpy.save_file(nan, tmp_path / "nan.safetensors")
+    with pytest.raises(InvalidArgument, match="NaN or inf"):
+        analyze_checkpoint(tmp_path / "nan.safetensors")
+
+
+def test_small_and_constant_paths(tmp_path):
+    # fewer than 8 entries per layer: read whole, block bootstrap; a constant path is 'ode'
+    Z = np.cumsum(np.random.default_rng(2).standard_normal((40, 3)), axis=0).astype(np.float32)
+    tensors = {f"stack.{k}.v": Z[k] for k in range(40)}
+    tensors.update({f"const.{k}.v": np.ones(16, np.float32) for k in range(10)})
+    st_numpy.save_file(tensors, tmp_path / "s.safetensors")
+    rows = {r["name"]: r for r in analyze_checkpoint(tmp_path / "s.safetensors")["paths"]}
+    ref = path_stats(Z.astype(np.float64))
+    assert rows["stack.*.v"]["hurst_ci"] == pytest.approx(list(ref.hurst_ci)) and rows["stack.*.v"]["regime"] == ref.regime
+    assert rows["const.*.v"]["regime"] == "ode" and rows["const.*.v"]["max_increment"] == 0.0
+
+
+def test_cli_folder_figures_and_key(tmp_path):
+    tensors, paths = state(seed=40)
+    (tmp_path / "ck").mkdir()
+    st_numpy.save_file(tensors, tmp_path / "ck" / "model.safetensors")
+    res = CliRunner().invoke(app, ["analyze", str(tmp_path / "ck"), "--key", "q_proj", "--figures",
+                                   str(tmp_path / "fig"), "--json", str(tmp_path / "o.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "o.json").read_text())
+    assert [r["name"] for r in out["paths"]] == ["model.layers.*.self_attn.q_proj.weight"]
+    assert len(out["paths"][0]["increments"]) == L - 1 and len(out["paths"][0]["norms"]) == L
+    assert len(list((tmp_path / "fig").glob("*.png"))) == 1
+    res = CliRunner().invoke(app, ["analyze", str(tmp_path / "ck"), "--key", "nothing"])
+    assert res.exit_code == 2 and "matching --key 'nothing'" in res.output
+
+
+def test_path_statistics_needs_no_more_than_a_chunk_in_memory(tmp_path, monkeypatch):
+    # every read asks for at most `chunk` columns of one layer
+    tensors, _ = state(seed=50)
+    st_numpy.save_file(tensors, tmp_path / "m.safetensors")
+    paths, _ = group_paths(list_tensors(tmp_path / "m.safetensors"))
+    from odecheck import checkpoints
+
+    sizes = []
+    original = checkpoints.TensorRef.flat
+
+    def spy(self, a, b):
+        sizes.append(b - a)
+        return original(self, a, b)
+
+    monkeypatch.setattr(checkpoints.TensorRef, "flat", spy)
+    path_statistics(paths[0], chunk=64)
+    assert max(sizes) == 64 and sum(sizes) == L * P
