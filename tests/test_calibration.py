@@ -270,3 +270,20 @@ def test_grouped_hurst_interval_covers_at_its_level(H):
         h = hurst(fbm_paths(256, 64, H, member_generator(903, r)).T.numpy())
         miss += not (h.ci[0] <= H <= h.ci[1])
     assert miss <= allowed(N_COVER, 1 - 0.95), miss
+
+
+# ----------------------------------------------------------------------------- feature-regularity band
+BAND = (-0.75, -0.25)  # docs/theory.md: increments of a Brownian feature path scale like L^-1/2
+
+
+@pytest.mark.parametrize("members", [4, 16])
+def test_brownian_band_rule_at_planted_slopes(members):
+    from odecheck.claims.decisions import brownian_decision
+
+    # the truth of the iid beta = 1/2 setting, L^-1/2: contradicting it is the error
+    calls = [brownian_decision(f.ci) for f in _fits(-0.5, members, seed=1101)]
+    assert calls.count("contradicts") <= allowed(N_FITS, ALPHA / 2)
+    # at either edge of the band, and at the smooth rate L^-1: calling the path Brownian is the error
+    for slope, seed in ((BAND[0], 1102), (BAND[1], 1103), (-1.0, 1104), (0.0, 1105)):
+        calls = [brownian_decision(f.ci) for f in _fits(slope, members, seed=seed)]
+        assert calls.count("ok") <= allowed(N_FITS, ALPHA / 2), (slope, calls.count("ok"))

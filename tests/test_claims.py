@@ -11,7 +11,8 @@ from odecheck.cli import app
 runner = CliRunner()
 
 IDS = ["ode-rate-fixed-weights", "tied-init-lipschitz", "trained-ode-limit", "iid-init-rough",
-       "pl-overparameterized", "relu-counterexample", "init-scaling-regimes", "trained-scaling-regimes"]
+       "pl-overparameterized", "relu-counterexample", "init-scaling-regimes", "trained-scaling-regimes",
+       "feature-regularity"]
 
 
 def test_registry_has_exactly_the_eight_claims():
@@ -21,7 +22,7 @@ def test_registry_has_exactly_the_eight_claims():
 
 
 @pytest.mark.parametrize("cid", ["ode-rate-fixed-weights", "relu-counterexample", "init-scaling-regimes",
-                                 "pl-overparameterized"])
+                                 "pl-overparameterized", "feature-regularity"])
 def test_fast_claims_reach_expected_verdict_on_quick_budget(cid):
     torch.set_num_threads(1)
     v = REGISTRY[cid].run(Context(budget="quick", seed=0))
@@ -83,7 +84,8 @@ def test_verify_refuses_an_unwritable_json_before_running_any_claim(tmp_path):
     assert not (tmp_path / "rep" / "report.json").exists()  # nothing ran
 
 
-@pytest.mark.parametrize("cid", ["ode-rate-fixed-weights", "iid-init-rough", "trained-scaling-regimes"])
+@pytest.mark.parametrize("cid", ["ode-rate-fixed-weights", "iid-init-rough", "trained-scaling-regimes",
+                                 "feature-regularity"])
 def test_figure_line_is_the_fit_of_the_data_it_is_drawn_over(cid):
     from odecheck.plot import loglog_line
 

@@ -113,3 +113,26 @@ def test_relu_floor_equality_is_not_below_it():
 def test_median_interval_reaches_the_middle_when_alpha_allows():
     # alpha 0.9, 16 members: cdf(7) = 0.4018 <= 0.45, so the interval closes to [v_(7), v_(8)]
     assert D.median_interval(np.arange(16.0), 0.9) == (7.0, 8.0)
+
+
+@pytest.mark.parametrize("ci,call", [((-0.74, -0.26), "ok"), ((-0.75, -0.3), "unresolved"), ((-0.7, -0.25), "unresolved"),
+                                     ((-1.2, -0.76), "contradicts"), ((-0.24, 0.1), "contradicts"),
+                                     ((-0.8, -0.2), "unresolved")])
+def test_brownian_band(ci, call):
+    assert D.BROWNIAN_BAND == (-0.75, -0.25)
+    assert D.brownian_decision(ci) == call
+
+
+@pytest.mark.parametrize("smooth_ci,brownian_ci,smooth_r,brownian_r,verdict", [
+    ((-1.1, -0.9), (-0.6, -0.4), ["ode"] * 3, ["sde"] * 3, "confirmed"),
+    ((-1.1, -0.9), (-0.6, -0.4), ["ode", "inconclusive", "ode"], ["sde"] * 3, "inconclusive"),
+    ((-1.1, -0.9), (-0.6, -0.4), ["ode"] * 3, ["sde", "none", "sde"], "inconclusive"),
+    ((-1.1, -0.85), (-0.6, -0.4), ["ode"] * 3, ["sde"] * 3, "inconclusive"),
+    ((-0.8, -0.5), (-0.6, -0.4), ["ode"] * 3, ["sde"] * 3, "refuted"),
+    ((-1.1, -0.9), (-0.2, 0.1), ["ode"] * 3, ["sde"] * 3, "refuted"),
+    ((-1.1, -0.9), (-0.6, -0.4), ["sde"] * 3, ["sde"] * 3, "refuted"),
+    ((-1.1, -0.9), (-0.6, -0.4), ["ode"] * 3, ["ode"] * 3, "refuted"),
+])
+def test_feature_rule(smooth_ci, brownian_ci, smooth_r, brownian_r, verdict):
+    assert D.feature_decision(smooth_ci=smooth_ci, brownian_ci=brownian_ci, smooth_regimes=smooth_r,
+                              brownian_regimes=brownian_r) == verdict

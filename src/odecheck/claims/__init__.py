@@ -1,4 +1,4 @@
-"""The claims registry: the eight claims of docs/theory.md, in order.
+"""The claims registry: the nine claims of docs/theory.md, in order.
 
 Each claim has one experiment, ``claim.evidence(config) -> Evidence``, run on a frozen config:
 ``claim.config("quick")`` (the budgets are presets), or a widened one (``config.replace(...)``, as
@@ -6,13 +6,14 @@ Each claim has one experiment, ``claim.evidence(config) -> Evidence``, run on a 
 """
 
 from .base import BUDGETS, Claim, Context, Evidence, ExperimentConfig, Verdict
+from .features import FEATURES, FeatureConfig
 from .init_scaling import INIT_SCALING, InitScalingConfig
 from .pl import PL, PLConfig
 from .rates import ODE_RATE, TIED_LIPSCHITZ, TRAINED_ODE, OdeRateConfig, TrainingConfig
 from .roughness import IID_ROUGH, RELU_COUNTEREXAMPLE, TRAINED_REGIMES, RegimesConfig, ReluConfig
 
 REGISTRY: dict[str, Claim] = {c.id: c for c in (ODE_RATE, TIED_LIPSCHITZ, TRAINED_ODE, IID_ROUGH, PL,
-                                                RELU_COUNTEREXAMPLE, INIT_SCALING, TRAINED_REGIMES)}
+                                                RELU_COUNTEREXAMPLE, INIT_SCALING, TRAINED_REGIMES, FEATURES)}
 
-__all__ = ["BUDGETS", "REGISTRY", "Claim", "Context", "Evidence", "ExperimentConfig", "InitScalingConfig",
+__all__ = ["BUDGETS", "REGISTRY", "Claim", "Context", "Evidence", "ExperimentConfig", "FeatureConfig", "InitScalingConfig",
            "OdeRateConfig", "PLConfig", "RegimesConfig", "ReluConfig", "TrainingConfig", "Verdict"]

@@ -21,7 +21,12 @@ RATE_TARGET = -0.85  # rate claims: error <= C/L is confirmed when the slope int
 def rate_decision(fit, *, target: float = RATE_TARGET) -> Outcome:
     """Rate claims (error <= C/L): confirmed if the whole interval lies below ``target``,
     refuted if it lies above, else inconclusive."""
-    lo, hi = fit.ci
+    return rate_call(fit.ci, target=target)
+
+
+def rate_call(ci: tuple[float, float], *, target: float = RATE_TARGET) -> Outcome:
+    """:func:`rate_decision` on the slope interval itself."""
+    lo, hi = ci
     if hi < target:
         return "confirmed"
     if lo > target:
@@ -102,3 +107,33 @@ def relu_decision(*, frozen: bool, max_rel_error: float, increments, C: float) -
     if not frozen or (converged and float(np.min(increments)) < 2 * np.log(C)):
         return "refuted"
     return "confirmed" if converged else "inconclusive"
+
+
+BROWNIAN_BAND = (-0.75, -0.25)  # increments ~ L^-1/2: the slope's interval inside, away from 0 and from -1
+
+
+def brownian_decision(ci: tuple[float, float], band: tuple[float, float] = BROWNIAN_BAND) -> str:
+    """Diffusive increments (L^-1/2): 'ok' if the slope interval lies inside ``band``, 'contradicts' if
+    it lies wholly outside it, else 'unresolved'."""
+    lo, hi = ci
+    if band[0] < lo and hi < band[1]:
+        return "ok"
+    if hi < band[0] or lo > band[1]:
+        return "contradicts"
+    return "unresolved"
+
+
+def feature_decision(*, smooth_ci, brownian_ci, smooth_regimes, brownian_regimes) -> str:
+    """feature-regularity: confirmed if the smooth setting's increments fall faster than L^-0.85 and
+    every member's feature path is 'ode', and the iid setting's increments scale like L^-1/2 (the
+    band) and every member's path is 'sde'; refuted if a slope interval contradicts its prediction or
+    every member of a setting gets the other setting's regime; else inconclusive."""
+    rate = rate_call(tuple(smooth_ci))
+    brown = brownian_decision(brownian_ci)
+    if (rate == "confirmed" and brown == "ok" and all(r == "ode" for r in smooth_regimes)
+            and all(r == "sde" for r in brownian_regimes)):
+        return "confirmed"
+    if (rate == "refuted" or brown == "contradicts" or all(r == "sde" for r in smooth_regimes)
+            or all(r == "ode" for r in brownian_regimes)):
+        return "refuted"
+    return "inconclusive"
