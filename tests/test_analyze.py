@@ -92,3 +92,44 @@ def test_analyze_reads_odecheck_train_output(tmp_path):
     names = sorted({w.name for w in paths})
     assert names == ["final/V", "final/W", "step0/V", "step0/W", "step3/V", "step3/W"]
     assert all(w.array.shape[0] == 8 and w.member in (0, 1) for w in paths)
+
+
+def test_features_of_train_runs(tmp_path):
+    # hidden states along depth of the networks a train run saved: recomputed here by the plain
+    # recursion h_{k+1} = h_k + L^-beta V_k tanh(h_k) from the saved weights (A = I: d = q)
+    import tomli_w
+
+    from odecheck.analyze import feature_paths
+    from odecheck.config import RunConfig
+    from odecheck.runner import build_data
+
+    rows = {}
+    for init, beta in (("iid", 0.5), ("smooth(0.1)", 1.0)):
+        cfg = {"model": {"block": "res1", "depth": 128, "dim": 8, "beta": beta, "init": init, "activation": "tanh",
+                         "ensemble": 2, "dtype": "float64"},
+               "data": {"n": 12}, "train": {"steps": 0, "snapshots": [0]}}
+        (tmp_path / f"{init}.toml").write_text(tomli_w.dumps(cfg))
+        res = runner.invoke(app, ["train", str(tmp_path / f"{init}.toml"), "--out", str(tmp_path / init)])
+        assert res.exit_code == 0, res.output
+        paths = feature_paths(tmp_path / init)
+        assert {(p.name, p.member) for p in paths} == {("features/final", 0), ("features/final", 1),
+                                                      ("features/step0", 0), ("features/step0", 1)}
+        V = np.load(tmp_path / init / "weights.npz")["step0/V"]  # (R, L, q, q)
+        x = build_data(RunConfig.from_dict(cfg), torch.float64).x.numpy()
+        h, hs = x, [x]
+        for k in range(128):
+            h = h + 128.0 ** -beta * np.tanh(h) @ V[1, k].T
+            hs.append(h)
+        (p1,) = [p for p in paths if p.name == "features/step0" and p.member == 1]
+        np.testing.assert_allclose(p1.array, np.stack(hs).reshape(129, -1), rtol=1e-10, atol=1e-12)
+        out = tmp_path / f"{init}.json"
+        res = runner.invoke(app, ["analyze", str(tmp_path / init), "--features", "--json", str(out)])
+        assert res.exit_code == 0, res.output
+        rows[init] = json.loads(out.read_text())["paths"]
+    assert {r["regime"] for r in rows["iid"]} == {"sde"}
+    assert {r["regime"] for r in rows["smooth(0.1)"]} == {"ode"}
+    res = runner.invoke(app, ["analyze", str(tmp_path), "--features"])
+    assert res.exit_code == 2 and "config.toml and weights.npz" in res.output
+    np.save(tmp_path / "bad.npy", np.zeros((3, 5)))
+    res = runner.invoke(app, ["analyze", str(tmp_path / "iid"), "--features", "--inputs", str(tmp_path / "bad.npy")])
+    assert res.exit_code == 2 and "(n, 8) array" in res.output

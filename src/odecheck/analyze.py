@@ -133,3 +133,45 @@ def scaling_across_depths(rows: list[dict], *, seed: int = 0) -> list[dict]:
             scaling.append({"name": name, "statistic": stat, "exponent": fit.estimate, "ci": list(fit.ci),
                             "depths": depths})
     return scaling
+
+
+def feature_paths(run_dir: str | Path, *, inputs=None) -> list[WeightPath]:
+    """Hidden-state paths k -> h_k (all samples' states of one member, (L+1, n q)) of the networks an
+    ``odecheck train`` run saved (``final`` and every ``step<s>`` snapshot in weights.npz), on
+    ``inputs`` (an (n, d) array or .npy file; default: the run's training inputs)."""
+    import torch
+
+    from .config import RunConfig
+    from .runner import build_data, build_model
+
+    d = Path(run_dir)
+    if not (d / "config.toml").exists() or not (d / "weights.npz").exists():
+        raise InvalidArgument(f"{d}: expected an `odecheck train` folder with config.toml and weights.npz "
+                              "(--features reads the networks it saved)")
+    cfg = RunConfig.load(d / "config.toml")
+    dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
+    data = build_data(cfg, dtype)
+    if inputs is None:
+        x = data.x
+    else:
+        try:
+            arr = np.load(inputs, allow_pickle=False) if isinstance(inputs, (str, Path)) else np.asarray(inputs)
+        except (OSError, ValueError) as e:
+            raise InvalidArgument(f"--inputs {inputs}: unreadable ({type(e).__name__})") from None
+        if arr.ndim != 2 or arr.shape[1] != data.input_dim:
+            raise InvalidArgument(f"--inputs: expected an (n, {data.input_dim}) array, got shape {arr.shape}")
+        x = torch.as_tensor(arr, dtype=dtype)
+    net = build_model(cfg, data)
+    with np.load(d / "weights.npz", allow_pickle=False) as z:
+        saved = {k: z[k] for k in z.files if "/" in k}
+    tags = sorted({k.split("/", 1)[0] for k in saved}, key=lambda t: (t != "final", t))
+    out = []
+    for tag in tags:
+        w = {k.split("/", 1)[1]: torch.as_tensor(v) for k, v in saved.items() if k.startswith(tag + "/")}
+        net.load_weights_({k: v for k, v in w.items() if k in net.weights})
+        H = net.hidden_states(x).double().cpu().numpy()  # (R, L+1, n, q)
+        for r in range(H.shape[0]):
+            path = H[r].reshape(H.shape[1], -1)
+            _check_finite(str(d), f"features/{tag}", path)
+            out.append(WeightPath(str(d), f"features/{tag}", path, r))
+    return out

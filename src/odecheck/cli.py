@@ -178,6 +178,10 @@ def analyze(
     figures: Path | None = typer.Option(None, "--figures", help="Folder for a figure of each statistic against "
                                                                 "the layer index, per path."),
     seed: int = typer.Option(0, help="Seed of the bootstrap intervals (paths with fewer than 8 entries)."),
+    features: bool = typer.Option(False, "--features", help="For `odecheck train` folders: the hidden states "
+                                                            "k -> h_k of the saved networks instead of weights."),
+    inputs: Path | None = typer.Option(None, "--inputs", help="With --features: an (n, d) .npy input batch "
+                                                              "(default: the run's training inputs)."),
 ) -> None:
     """Regularity and scaling of weights that anyone trained: ODE, SDE or neither? Least regular first."""
     from rich.console import Console
@@ -195,7 +199,11 @@ def analyze(
     skipped: list[dict] = []
     try:
         for f in files:
-            if f.suffix.lower() == ".npz":
+            if features:
+                from .analyze import feature_paths
+
+                rows += run_analysis(feature_paths(f, inputs=inputs), seed=seed)["paths"]
+            elif f.suffix.lower() == ".npz":
                 rows += run_analysis(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
             else:
                 with console.status(f"reading {f}") as status:
