@@ -15,7 +15,7 @@ import torch
 
 from ._errors import invalid
 from .blocks import get as get_block
-from .blocks.base import Cache, buf, input_backward, mse, output_backward, workspace
+from .blocks.base import Cache, buf, input_backward, loss_function, mse, output_backward, workspace
 from .blocks.mlp import fused_chosen, loss_and_grads_recompute, path_choice
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,7 +64,7 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reu
 
 
 def loss_and_grads(net: ResNet, x: torch.Tensor, y: torch.Tensor, *, params=None, reuse: bool = False,
-                   segment: int | None = None):
+                   segment: int | None = None, loss: str = "mse"):
     """Per-member loss (R,) and the gradients of every parameter (internal layout).
 
     ``reuse=True`` keeps the activations and gradients in buffers on ``net``: the returned
@@ -77,11 +77,12 @@ def loss_and_grads(net: ResNet, x: torch.Tensor, y: torch.Tensor, *, params=None
             raise invalid("segment", segment, "None unless block='mlp' (recomputation is implemented for mlp)")
         if isinstance(segment, bool) or not isinstance(segment, int) or segment < 1:
             raise invalid("segment", segment, "a positive integer")
-        return loss_and_grads_recompute(net, x, y, segment, reuse)
+        return loss_and_grads_recompute(net, x, y, segment, reuse, loss=loss)
+    fn = loss_function(loss)
     out, cache = forward(net, x, keep=True, params=params, reuse=reuse)
-    loss, g_out = mse(out, y)
+    value, g_out = fn(out, y)
     assert cache is not None
-    return loss, backward(net, cache, g_out, params=params, reuse=reuse)
+    return value, backward(net, cache, g_out, params=params, reuse=reuse)
 
 
 __all__ = ["Cache", "GraphedLossAndGrads", "backward", "forward", "fused_chosen", "loss_and_grads", "mse",
@@ -99,7 +100,7 @@ class GraphedLossAndGrads:
     """
 
     def __init__(self, net: ResNet, x: torch.Tensor, y: torch.Tensor, *, segment: int | None = None,
-                 warmup: int = 2):
+                 warmup: int = 2, loss: str = "mse"):
         if net.device.type != "cuda":
             raise invalid("device", str(net.device), "a CUDA device (CUDA graphs)")
         dev = net.device
@@ -107,11 +108,11 @@ class GraphedLossAndGrads:
         side.wait_stream(torch.cuda.current_stream(dev))
         with torch.cuda.stream(side):  # allocate every workspace buffer before capture
             for _ in range(max(1, warmup)):
-                loss_and_grads(net, x, y, reuse=True, segment=segment)
+                loss_and_grads(net, x, y, reuse=True, segment=segment, loss=loss)
         torch.cuda.current_stream(dev).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.loss, self.grads = loss_and_grads(net, x, y, reuse=True, segment=segment)
+            self.loss, self.grads = loss_and_grads(net, x, y, reuse=True, segment=segment, loss=loss)
         self.net, self.x, self.y = net, x, y
         self._ptrs = {name: t.data_ptr() for name, t in net._p.items()}
 

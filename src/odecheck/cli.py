@@ -74,6 +74,14 @@ def train(
         inc = "no increments (depth 1)"
     typer.echo(f"trained {net.ensemble} networks of depth {net.depth} for {traj.steps} steps; "
                f"final loss median {np.nanmedian(traj.loss[-1]):.4g}; {inc}; diverged {div}")
+    if cfg.train.loss == "cross_entropy":
+        from .runner import accuracy, build_data
+
+        train_acc, test_acc = accuracy(net, build_data(cfg, net.dtype))
+        line = f"accuracy median over members: train {np.median(train_acc):.4f}"
+        if test_acc is not None:
+            line += f", test {np.median(test_acc):.4f} (per member: {np.round(test_acc, 4).tolist()})"
+        typer.echo(line)
     typer.echo(f"wrote {out}/config.toml, trajectory.npz, weights.npz")
 
 

@@ -85,10 +85,28 @@ class TrainConfig:
     batch_size: int = 32
     snapshots: tuple[int, ...] = (0, 100, 500)
     checkpoint_every: int = 50
+    loss: str = "mse"  # or "cross_entropy" (one-hot targets: the digits task)
+    momentum: float = 0.0  # sgd
+    weight_decay: float = 0.0  # sgd, adam
+    schedule: str = "constant"  # sgd, adam: "constant" or "cosine" over the run's steps
+    depth_factor: bool = False  # sgd, adam: block weights move by L times the step, as in gradient flow
 
     def __post_init__(self) -> None:
+        from .validation import check_choice, check_float
+
         if self.method not in ("gradient_flow", "sgd", "adam"):
             raise invalid("train.method", self.method, "'gradient_flow', 'sgd' or 'adam'")
+        check_choice("train.loss", self.loss, ("mse", "cross_entropy"))
+        check_choice("train.schedule", self.schedule, ("constant", "cosine"))
+        if not (0.0 <= check_float("train.momentum", self.momentum) < 1.0):
+            raise invalid("train.momentum", self.momentum, "a float in [0, 1)")
+        check_float("train.weight_decay", self.weight_decay, minimum=0.0)
+        if not isinstance(self.depth_factor, bool):
+            raise invalid("train.depth_factor", self.depth_factor, "true or false")
+        if self.method == "gradient_flow" and (self.momentum or self.weight_decay or self.schedule != "constant"
+                                               or self.depth_factor):
+            raise invalid("train.method", self.method, "'sgd' or 'adam' with momentum, weight_decay, schedule or "
+                                                       "depth_factor (gradient flow has the factor L and none of them)")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
             raise invalid("train.checkpoint_every", self.checkpoint_every, "an integer >= 1")
         object.__setattr__(self, "snapshots", tuple(s for s in self.snapshots if s <= self.steps))

@@ -16,6 +16,7 @@ References
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -25,9 +26,10 @@ import torch
 from ._errors import invalid
 from ._kernels import GraphedLossAndGrads
 from ._kernels import loss_and_grads as _engine_loss_and_grads
+from .blocks.base import loss_function
 from .layout import member_axis
 from .models import ResNet, as_tensor, layer_increments
-from .validation import check_int
+from .validation import check_choice, check_float, check_int
 
 StepCallback = Callable[[int, np.ndarray], None]
 
@@ -120,11 +122,12 @@ def _check_data(net: ResNet, x, y) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def loss_and_grads(net: ResNet, x, y, *, recompute: int | None = None
+def loss_and_grads(net: ResNet, x, y, *, recompute: int | None = None, loss: str = "mse"
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Per-member loss and its gradients, computed by the engine (fused or batched path).
 
-    l_r = (1/n) sum_i ||F_r(x_i) - y_i||^2 for every member r, and dl_r/dtheta_r for every trained
+    l_r = (1/n) sum_i ||F_r(x_i) - y_i||^2 for every member r (``loss="mse"``; ``"cross_entropy"``:
+    -(1/n) sum_i sum_c y_ic log softmax(F_r(x_i))_c with one-hot rows y_i), and dl_r/dtheta_r for every trained
     parameter theta (``net.trainable``) in the public layout: per-layer families (R, L, ...) like
     ``net.weights``, A (R, q, d), B (R, d', q). The tensors are new (not overwritten by later
     calls). Apply them with ``net.update_(grads, lr)``; ``net.update_(grads, lr, flow=True)`` is one
@@ -141,8 +144,8 @@ def loss_and_grads(net: ResNet, x, y, *, recompute: int | None = None
     loss : (R,) tensor;  grads : dict name -> tensor
     """
     x, y = _check_data(net, x, y)
-    loss, grads = _engine_loss_and_grads(net, x, y, segment=recompute)
-    return loss, {k: v for k, v in net.public(grads).items() if k in net.trainable}
+    value, grads = _engine_loss_and_grads(net, x, y, segment=recompute, loss=loss)
+    return value, {k: v for k, v in net.public(grads).items() if k in net.trainable}
 
 
 def _check_steps(steps, lr) -> None:
@@ -191,6 +194,7 @@ def gradient_flow(
     callback: StepCallback | None = None,
     start_step: int = 0,
     engine: EngineOptions = EngineOptions(),
+    loss: str = "mse",
 ) -> Trajectory:
     """Train ``net`` in place by explicit Euler on the gradient flow of [M24].
 
@@ -206,6 +210,7 @@ def gradient_flow(
         relative weight gap per member in ``discretization_error`` (Euler: O(eta))
     callback : called as callback(step, loss) after each step
     engine : :class:`EngineOptions` (recomputation, increment tracking, CUDA graph replay)
+    loss : "mse" (default) or "cross_entropy" (y: one-hot rows), see :func:`loss_and_grads`
 
     Returns
     -------
@@ -217,6 +222,7 @@ def gradient_flow(
     if not isinstance(engine, EngineOptions):
         raise invalid("engine", type(engine).__name__, "an odecheck.EngineOptions")
     recompute, track_increments, cuda_graph = engine.recompute, engine.track_increments, engine.cuda_graph
+    loss_function(loss)  # validated before any step
     x, y = _check_data(net, x, y)
     if cuda_graph and net.device.type != "cuda":
         raise invalid("engine.cuda_graph", cuda_graph, f"False on device {net.device} (CUDA graphs need a CUDA device)")
@@ -237,10 +243,11 @@ def gradient_flow(
     alive = torch.ones(R, dtype=torch.bool, device=net.device)
     kept: dict[int, dict[str, np.ndarray]] = {}
     fams = net.layer_families
-    graphed = GraphedLossAndGrads(net, x, y, segment=recompute) if cuda_graph else None
+    graphed = GraphedLossAndGrads(net, x, y, segment=recompute, loss=loss) if cuda_graph else None
+    loss_name = loss
     for t in range(rows):
         loss, grads = graphed() if graphed is not None else _engine_loss_and_grads(net, x, y, reuse=True,
-                                                                                    segment=recompute)
+                                                                                    segment=recompute, loss=loss_name)
         num = torch.zeros(R, dtype=torch.float64, device=net.device)
         for name in names:
             num += _flow_factor(net, name) * _sq_norm(net, name, grads[name])
@@ -278,13 +285,14 @@ def gradient_flow(
     traj = Trajectory(method="gradient_flow", lr=float(lr), depth=L, loss=loss_a, pl_ratio=pl_a, grad_norm=gn_a,
                       max_increment=inc_a, diverged_at=diverged_at, snapshots=kept, start_step=start_step)
     if reference is not None:
-        err = _weight_gap(net, reference, x, y, steps=steps, lr=lr, clip=clip)
+        err = _weight_gap(net, reference, x, y, steps=steps, lr=lr, clip=clip, loss=loss_name)
         traj = replace(traj, discretization_error=err)
     return traj
 
 
-def _weight_gap(trained: ResNet, start: ResNet, x, y, *, steps: int, lr: float, clip) -> np.ndarray:
-    gradient_flow(start, x, y, steps=2 * steps, lr=lr / 2, clip=clip)
+def _weight_gap(trained: ResNet, start: ResNet, x, y, *, steps: int, lr: float, clip, loss: str = "mse"
+                ) -> np.ndarray:
+    gradient_flow(start, x, y, steps=2 * steps, lr=lr / 2, clip=clip, loss=loss)
     num = torch.zeros(trained.ensemble, dtype=torch.float64, device=trained.device)
     den = torch.zeros_like(num)
     for name in trained.trainable:
@@ -306,8 +314,9 @@ def discretization_error(net: ResNet, x, y, *, steps: int, lr: float, clip: floa
 
 
 def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method, callback, start_step=0,
-               state=None) -> Trajectory:
+               state=None, loss="mse") -> Trajectory:
     _check_steps(steps, lr)
+    loss_function(loss)
     x, y = _check_data(net, x, y)
     n = x.shape[-2]
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (1 <= batch_size <= n):
@@ -327,12 +336,12 @@ def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method
     ar = torch.arange(R, device=x.device)[:, None]
     for t in range(rows):
         if t == steps:
-            loss, _ = _engine_loss_and_grads(net, x, y)  # full-batch loss at the end
-            loss_a[t] = loss.double().cpu().numpy()
+            value, _ = _engine_loss_and_grads(net, x, y, loss=loss)  # full-batch loss at the end
+            loss_a[t] = value.double().cpu().numpy()
             break
         idx = torch.argsort(torch.rand(R, n, generator=g), dim=1)[:, :batch_size].to(x.device)
-        loss, grads = _engine_loss_and_grads(net, xr[ar, idx], yr[ar, idx], reuse=True)
-        loss_np = loss.double().cpu().numpy()
+        value, grads = _engine_loss_and_grads(net, xr[ar, idx], yr[ar, idx], reuse=True, loss=loss)
+        loss_np = value.double().cpu().numpy()
         loss_a[t] = loss_np
         bad = ~np.isfinite(loss_np) & (diverged_at < 0)
         diverged_at[bad] = start_step + t
@@ -356,47 +365,86 @@ def _masked(net, name, p, step, alive):
     return torch.where(alive.view(shape), step, torch.zeros((), dtype=p.dtype, device=p.device))
 
 
-def sgd(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, momentum: float = 0.0, seed: int = 0,
-        callback: StepCallback | None = None, start_step: int = 0, state: dict | None = None) -> Trajectory:
-    """Minibatch SGD (no depth factor), each member drawing its own batches. Trains ``net`` in place.
+def _schedule(name: str, lr: float, t: int, total: int) -> float:
+    """The step size at update t (1-based) of ``total``: constant, or cosine from lr down to 0."""
+    if name == "constant":
+        return lr
+    return lr * 0.5 * (1.0 + math.cos(math.pi * (t - 1) / total))
 
-    ``loss`` rows 0..steps-1 are minibatch losses; the last row is the full-batch loss after training.
-    ``state`` (a dict, updated in place) carries momentum buffers, the batch RNG and divergence
-    between calls, so that a run split into chunks equals one uninterrupted run.
+
+def _optimizer_options(*, weight_decay, schedule, total_steps, steps, start_step, depth_factor) -> int:
+    check_float("weight_decay", weight_decay, minimum=0.0)
+    check_choice("schedule", schedule, ("constant", "cosine"))
+    if not isinstance(depth_factor, bool):
+        raise invalid("depth_factor", depth_factor, "a bool")
+    total = start_step + steps if total_steps is None else total_steps
+    if isinstance(total, bool) or not isinstance(total, int) or total < start_step + steps:
+        raise invalid("total_steps", total_steps, f"an integer >= start_step + steps = {start_step + steps}")
+    return total
+
+
+def sgd(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, momentum: float = 0.0, seed: int = 0,
+        callback: StepCallback | None = None, start_step: int = 0, state: dict | None = None,
+        loss: str = "mse", weight_decay: float = 0.0, schedule: str = "constant", total_steps: int | None = None,
+        depth_factor: bool = False) -> Trajectory:
+    """Minibatch SGD, each member drawing its own batches. Trains ``net`` in place.
+
+    ``loss``: "mse" or "cross_entropy" (one-hot y). ``momentum`` (heavy ball, as torch.optim.SGD),
+    ``weight_decay`` (added to the gradient, as torch.optim.SGD), ``schedule`` "constant" or
+    "cosine" (from lr to 0 over ``total_steps``, default start_step + steps, so that a run split
+    into chunks follows one schedule), ``depth_factor``: block weights move by L times the step, the
+    factor of the gradient flow. ``loss`` rows 0..steps-1 are minibatch losses; the last row is the
+    full-batch loss after training. ``state`` (a dict, updated in place) carries momentum buffers,
+    the batch RNG and divergence between calls, so that a run split into chunks equals one
+    uninterrupted run.
     """
     if not (0.0 <= momentum < 1.0):
         raise invalid("momentum", momentum, "a float in [0, 1)")
+    total = _optimizer_options(weight_decay=weight_decay, schedule=schedule, total_steps=total_steps,
+                               steps=steps, start_step=start_step, depth_factor=depth_factor)
 
     def update(net, grads, state, t, alive):
+        rate = _schedule(schedule, lr, t, total)
         for name in net.trainable:
             g = grads[name]
+            if weight_decay:
+                g = g.add(net._p[name], alpha=weight_decay)
             if momentum:
                 buf = state.setdefault(name, torch.zeros_like(g))
                 buf.mul_(momentum).add_(g)
                 g = buf
-            net._p[name].sub_(_masked(net, name, net._p[name], g, alive), alpha=lr)
+            factor = _flow_factor(net, name) if depth_factor else 1.0
+            net._p[name].sub_(_masked(net, name, net._p[name], g, alive), alpha=rate * factor)
 
     return _minibatch(net, x, y, steps=steps, lr=lr, batch_size=batch_size, seed=seed, update=update,
-                      method="sgd", callback=callback, start_step=start_step, state=state)
+                      method="sgd", callback=callback, start_step=start_step, state=state, loss=loss)
 
 
 def adam(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, betas=(0.9, 0.999), eps: float = 1e-8,
          seed: int = 0, callback: StepCallback | None = None, start_step: int = 0,
-         state: dict | None = None) -> Trajectory:
+         state: dict | None = None, loss: str = "mse", weight_decay: float = 0.0, schedule: str = "constant",
+         total_steps: int | None = None, depth_factor: bool = False) -> Trajectory:
     """Minibatch Adam (Kingma & Ba), as in the [C21] experiments. Trains ``net`` in place.
 
-    ``state`` as in :func:`sgd` (moment estimates, batch RNG, divergence)."""
+    ``state``, ``loss``, ``weight_decay`` (L2, added to the gradient as in torch.optim.Adam),
+    ``schedule``, ``total_steps`` and ``depth_factor`` as in :func:`sgd`."""
     b1, b2 = betas
+    total = _optimizer_options(weight_decay=weight_decay, schedule=schedule, total_steps=total_steps,
+                               steps=steps, start_step=start_step, depth_factor=depth_factor)
 
     def update(net, grads, state, t, alive):
+        rate = _schedule(schedule, lr, t, total)
         for name in net.trainable:
             g = grads[name]
+            if weight_decay:
+                g = g.add(net._p[name], alpha=weight_decay)
             m = state.setdefault(("m", name), torch.zeros_like(g))
             v = state.setdefault(("v", name), torch.zeros_like(g))
             m.mul_(b1).add_(g, alpha=1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             step = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
-            net._p[name].sub_(_masked(net, name, net._p[name], step, alive), alpha=lr)
+            factor = _flow_factor(net, name) if depth_factor else 1.0
+            net._p[name].sub_(_masked(net, name, net._p[name], step, alive), alpha=rate * factor)
 
     return _minibatch(net, x, y, steps=steps, lr=lr, batch_size=batch_size, seed=seed, update=update,
-                      method="adam", callback=callback, start_step=start_step, state=state)
+                      method="adam", callback=callback, start_step=start_step, state=state, loss=loss)

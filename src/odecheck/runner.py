@@ -39,6 +39,19 @@ def build_model(cfg: RunConfig, data: Dataset, device="cpu") -> ResNet:
                   dtype=torch.float64 if m.dtype == "float64" else torch.float32, device=device)
 
 
+def accuracy(net: ResNet, data: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-member accuracy (R,) of argmax F(x) against argmax y on the training set and, when the
+    data set has one, on its test set (else None)."""
+    import torch
+
+    def acc(x, y):
+        with torch.no_grad():
+            pred = net(x.to(net.device)).argmax(-1).cpu()
+        return (pred == y.argmax(-1)).double().mean(-1).numpy()
+
+    return acc(data.x, data.y), (acc(data.x_test, data.y_test) if data.x_test.shape[0] else None)
+
+
 def check(cfg: RunConfig, *, device="cpu") -> None:
     """Raise InvalidArgument if the config's data or model cannot be built (before a run starts)."""
     dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
@@ -97,11 +110,14 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
         if tc.method == "gradient_flow":
             snaps = [s for s in tc.snapshots if step0 <= s <= step0 + chunk and (traj is None or s > step0)]
             part = gradient_flow(net, data.x, data.y, steps=chunk, lr=tc.lr, clip=tc.clip, snapshots=snaps,
-                                 callback=cb, start_step=step0)
+                                 callback=cb, start_step=step0, loss=tc.loss)
         else:
+            extra = {"momentum": tc.momentum} if tc.method == "sgd" else {}
             fn = sgd if tc.method == "sgd" else adam
             part = fn(net, data.x, data.y, steps=chunk, lr=tc.lr, batch_size=min(tc.batch_size, data.x.shape[0]),
-                      seed=cfg.model.seed, callback=cb, start_step=step0, state=opt_state)
+                      seed=cfg.model.seed, callback=cb, start_step=step0, state=opt_state, loss=tc.loss,
+                      weight_decay=tc.weight_decay, schedule=tc.schedule, total_steps=tc.steps,
+                      depth_factor=tc.depth_factor, **extra)
             kept = {s: net.numpy_weights() for s in tc.snapshots if s == step0 + chunk}
             if step0 == 0 and 0 in tc.snapshots:
                 kept[0] = initial

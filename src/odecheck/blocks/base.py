@@ -62,6 +62,28 @@ def mse(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return loss, diff * (2.0 / n)
 
 
+def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss l_r = -(1/n) sum_i sum_c y_ic log softmax(F(x_i))_c per member (R,) and dl/dF (R, n, d').
+    ``y``: one-hot (or probability) rows, the same shape as the MSE targets."""
+    n = out.shape[1]
+    logp = torch.log_softmax(out, dim=-1)
+    loss = -(y * logp).sum(dim=(1, 2)) / n
+    g = (torch.exp(logp) * y.sum(-1, keepdim=True) - y) * (1.0 / n)
+    return loss, g
+
+
+LOSSES = {"mse": mse, "cross_entropy": cross_entropy}
+
+
+def loss_function(name: str):
+    """The loss called ``name`` ('mse' or 'cross_entropy'): (out, y) -> (loss (R,), dl/dF)."""
+    if name not in LOSSES:
+        from .._errors import invalid
+
+        raise invalid("loss", name, "'mse' or 'cross_entropy'")
+    return LOSSES[name]
+
+
 def output_backward(g_out: torch.Tensor, hL: torch.Tensor, B: torch.Tensor) -> tuple[dict, torch.Tensor]:
     """dl/dB and dl/dh_L from dl/dF (F = B h_L)."""
     g = torch.bmm(g_out, B)

@@ -26,7 +26,7 @@ from .. import _native
 from .._errors import invalid
 from ..activations import activate, activate_backward
 from . import base
-from .base import Block, buf, input_backward, mse, output_backward, workspace
+from .base import Block, buf, input_backward, loss_function, output_backward, workspace
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models import ResNet
@@ -170,7 +170,7 @@ def range_forward(act, V, W, h, u, a, s: float, c: float) -> None:
         torch.baddbmm(hs[k], ak, Vt[k], alpha=c, out=hs[k + 1])
 
 
-def loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool):
+def loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool, *, loss: str = "mse"):
     """Loss and gradients storing only every ``segment``-th state; each segment's forward is
     recomputed during the backward pass (memory O(L/segment + segment) states, one extra forward)."""
     p = net._p
@@ -200,7 +200,7 @@ def loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool):
         ck[j + 1] = hs[k1 - k0]
     hL = ck[len(starts)]
     out = torch.bmm(hL, B.transpose(1, 2))
-    loss, g_out = mse(out, y)
+    loss, g_out = loss_function(loss)(out, y)
     grads, g = output_backward(g_out, hL, B)
     gV, gW = buf(ws, "gV", tuple(V.shape), V), buf(ws, "gW", tuple(W.shape), W)
     for j in range(len(starts) - 1, -1, -1):
