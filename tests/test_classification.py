@@ -18,8 +18,9 @@ from odecheck.cli import app
 
 
 def _net(block, act="tanh", R=2, L=4, seed=0):
-    return oc.ResNet(block=block, depth=L, dim=5, width=6, input_dim=4, output_dim=3, activation=act, init="iid",
-                     io_init="gaussian", train_io=True, ensemble=R, seed=seed, dtype=torch.float64)
+    dim, width = (8, 2) if block == "conv" else (5, 6)  # conv: 2 channels of 2 x 2 maps
+    return oc.ResNet(block=block, depth=L, dim=dim, width=width, input_dim=4, output_dim=3, activation=act,
+                     init="iid", io_init="gaussian", train_io=True, ensemble=R, seed=seed, dtype=torch.float64)
 
 
 def _data(n=7, seed=1):
@@ -34,7 +35,7 @@ def _naive_ce(net, x, labels, weights):
     return torch.stack([torch.nn.functional.cross_entropy(out[r], labels) for r in range(out.shape[0])])
 
 
-@pytest.mark.parametrize("block", ["mlp", "single", "res1"])
+@pytest.mark.parametrize("block", ["mlp", "single", "res1", "conv"])
 @pytest.mark.parametrize("act", ["tanh", "gelu", "relu"])
 def test_cross_entropy_gradients_equal_autograd_of_the_naive_loop(block, act):
     net = _net(block, act)

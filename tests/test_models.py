@@ -30,6 +30,8 @@ def path(request):
 def make(block, act, delta="fixed", **kw):
     args = dict(block=block, depth=5, dim=4, width=3, input_dim=3, output_dim=2, activation=act, init="iid",
                 ensemble=3, seed=1, dtype=torch.float64, delta=delta, train_io=True, io_init="gaussian")
+    if block == "conv":  # 2 channels of 2 x 2 maps: q = c S^2 = 8
+        args.update(dim=8, width=2)
     args.update(kw)
     return oc.ResNet(**args)
 
@@ -53,7 +55,7 @@ def test_forward_matches_naive_loop(block, act, delta, path):
     x = torch.randn(7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(net(x), naive_forward(net, x), rtol=1e-12, atol=1e-12)
     hs = net.hidden_states(x)
-    assert hs.shape == (3, 6, 7, 4)
+    assert hs.shape == (3, 6, 7, net.dim)
 
 
 @pytest.mark.parametrize("block,act,delta", CASES)
@@ -89,7 +91,7 @@ class _KernelLoss(torch.autograd.Function):
 
 
 @pytest.mark.parametrize("block,name", [("mlp", "V"), ("mlp", "W"), ("single", "W"), ("single", "b"),
-                                        ("res1", "V"), ("mlp", "A"), ("mlp", "B")])
+                                        ("res1", "V"), ("mlp", "A"), ("mlp", "B"), ("conv", "W"), ("conv", "V")])
 @pytest.mark.parametrize("act", ["tanh", "gelu", "softplus"])
 def test_gradcheck_float64(block, name, act, path):
     net = make(block, act, depth=3, ensemble=2)
@@ -153,7 +155,7 @@ def test_float32_and_float64_agree():
 
 
 @pytest.mark.parametrize("kwargs,name", [
-    ({"block": "conv"}, "block"), ({"depth": 0}, "depth"), ({"depth": -3}, "depth"), ({"dim": 2.5}, "dim"),
+    ({"block": "attention"}, "block"), ({"block": "conv", "dim": 5, "width": 2}, "dim"), ({"depth": 0}, "depth"), ({"depth": -3}, "depth"), ({"dim": 2.5}, "dim"),
     ({"activation": "swish"}, "activation"), ({"beta": -1.0}, "beta"), ({"init": "gaussian"}, "init"),
     ({"init": "fbm(1.5)"}, "hurst"), ({"ensemble": 0}, "ensemble"), ({"dtype": torch.int32}, "dtype"),
     ({"delta": "shared"}, "delta"), ({"device": "tpu"}, "device"),
@@ -231,3 +233,30 @@ def test_from_weights_says_its_weights_were_given_not_drawn():
     assert net.config()["io_init"] == "identity"
     with_io = oc.ResNet.from_weights(block="mlp", V=V, W=torch.randn(2, 3, 5, 4), A=torch.randn(1, 4, 3))
     assert with_io.config()["io_init"] == "given"
+
+
+@pytest.mark.parametrize("init", ["tied", "iid", "smooth(0.2)", "fbm(0.7)", "zero"])
+def test_conv_block_kernels_along_depth(init):
+    # c = 3 channels of 4 x 4 maps; kernels (R, L, c, c, 3, 3) drawn along depth like any family
+    net = oc.ResNet(block="conv", depth=6, dim=3 * 16, width=3, input_dim=5, output_dim=4, init=init, ensemble=2,
+                    io_init="gaussian", dtype=torch.float64)
+    W, V = net.weights["W"], net.weights["V"]
+    assert W.shape == V.shape == (2, 6, 3, 3, 3, 3)
+    if init == "tied":
+        assert torch.equal(W[:, :1].expand_as(W), W) and not V.any()
+    if init == "zero":
+        assert not W.any() and not V.any()
+    if init in ("iid", "smooth(0.2)", "fbm(0.7)"):
+        assert not torch.equal(W[:, 0], W[:, 1])
+    x = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(net(x), naive_forward(net, x), rtol=1e-12, atol=1e-12)
+    with pytest.raises(oc.InvalidArgument, match="^block='conv'"):
+        oc.ResNet.from_weights(block="conv", W=W, V=V)
+
+
+def test_conv_members_are_one_grouped_convolution():
+    # a member's output does not depend on the others: the same as that member alone
+    net = oc.ResNet(block="conv", depth=5, dim=2 * 9, width=2, init="iid", ensemble=3, activation="gelu",
+                    dtype=torch.float64, seed=4)
+    x = torch.randn(6, 18, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(net(x)[1], net.select(1)(x)[0], rtol=1e-13, atol=1e-15)

@@ -53,7 +53,7 @@ def test_m24_fig1_smoke_reproduces_the_slopes(tmp_path):
     assert res["rss-aggregate-slope"]["estimate"] > -0.85 and res["rss-aggregate-slope"]["verdict"] == "confirmed"
 
 
-@pytest.mark.parametrize("name", ["m24-fig2", "m25-init", "m25-phase"])
+@pytest.mark.parametrize("name", ["m24-fig2", "m25-init", "m25-phase", "m24-table1"])
 def test_init_reproductions_run_and_report(tmp_path, name):
     rep = reproduce(name, scale="smoke", out=tmp_path)
     assert KEYS <= set(rep) and rep["figure"] == "figure.png"
@@ -64,6 +64,17 @@ def test_init_reproductions_run_and_report(tmp_path, name):
         # beta = 1 (identity): the output ratio shrinks like L^-1/2 or faster; beta = 1/4 explodes
         assert res["output-beta-1"]["verdict"] == "confirmed"
         assert res["output-beta-0.25"]["verdict"] == "confirmed"
+    if name == "m24-table1":
+        # our table next to the paper's CIFAR-10 numbers; accuracies recomputed from the sweep's table
+        assert [(t["activation"], t["init"]) for t in rep["table"]] == [
+            ("identity", "tied"), ("identity", "iid"), ("gelu", "tied"), ("gelu", "iid"), ("relu", "tied"),
+            ("relu", "iid")]
+        df = pd.read_parquet(tmp_path / "m24-table1-smoke" / "results.parquet")
+        for t in rep["table"]:
+            cell = df[(df["model.activation"] == t["activation"]) & (df["model.init"] == t["init"])]
+            assert len(cell) == 5 and t["test_median"] == pytest.approx(100 * np.median(cell["test_accuracy"]))
+            assert t["test_median"] > 50  # ten classes: far above chance
+        assert {r["id"] for r in rep["results"]} == {f"{t['activation']}-{t['init']}-smooth" for t in rep["table"]}
     if name == "m24-fig2":
         res = {r["id"]: r for r in rep["results"]}
         assert res["loss-decay-rate"]["estimate"] > 0 and res["weights-regime"]["verdict"] == "confirmed"
@@ -79,4 +90,4 @@ def test_cli_reproduce_json_and_bad_arguments(tmp_path):
                          (["m24-fig1", "--workers", "0"], "--workers 0")):
         res = CliRunner().invoke(app, ["reproduce", *args, "--out", str(tmp_path)])
         assert res.exit_code == 2 and needle in res.output, res.output
-    assert set(REPRODUCTIONS) == {"m24-fig1", "m24-fig2", "m25-init", "m25-phase"}
+    assert set(REPRODUCTIONS) == {"m24-fig1", "m24-fig2", "m24-table1", "m25-init", "m25-phase"}

@@ -29,7 +29,7 @@ from .activations import ACTIVATIONS, SMOOTH_ACTIVATIONS, Activation, activate, 
 from .init import Init, as_init, member_generator, sample_stack
 from .validation import as_tensor, check_choice, check_dtype, check_float, check_int, resolve_device
 
-Block = Literal["mlp", "single", "res1"]
+Block = Literal["mlp", "single", "res1", "conv"]
 DeltaMode = Literal["fixed", "shared", "per_layer"]
 IOInit = Literal["identity", "gaussian"]
 BLOCKS: tuple[str, ...] = tuple(blocks.REGISTRY)
@@ -202,11 +202,12 @@ class ResNet:
                 raise invalid(name, None, f"a stacked (R, L, ...) array for block={block!r}")
             if name not in fams and val is not None:
                 raise invalid(name, "<array>", f"None: block={block!r} has no {name}")
-        first = as_tensor(fams[0], given[fams[0]], ndim=(4,))
+        nd = blocks.get(block).weight_ndim
+        first = as_tensor(fams[0], given[fams[0]], ndim=(nd,))
         dtype = check_dtype(dtype) if dtype is not None else (
             first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32)
         R, L = first.shape[:2]
-        arrays = {name: as_tensor(name, given[name], ndim=(3,) if name == "b" else (4,), dtype=torch.float64)
+        arrays = {name: as_tensor(name, given[name], ndim=(3,) if name == "b" else (nd,), dtype=torch.float64)
                   for name in fams}
         layer, q, m = blocks.get(block).layer_weights(arrays)
         mode = "fixed"

@@ -385,6 +385,76 @@ def _m25_phase_figure(data: dict, results: list[Result], path: Path, title: str)
     return _save(fig, path, title)
 
 
+# ----------------------------------------------------------------------------- m24-table1
+# [M24] Table 1 (CIFAR-10, conv blocks, L = 256, 16 channels, SGD 4e-2, momentum 0.9, weight decay 5e-4,
+# cosine schedule, 180 epochs, median of 5 runs): train / test accuracy and whether the trained
+# weights are smooth along depth.
+M24_TABLE1_PAPER = {("identity", "tied"): (56.5, 59.8, True), ("identity", "iid"): (56.1, 59.6, False),
+                    ("gelu", "tied"): (80.5, 79.9, True), ("gelu", "iid"): (89.8, 85.7, False),
+                    ("relu", "tied"): (97.4, 88.1, False), ("relu", "iid"): (98.4, 88.4, False)}
+M24_TABLE1 = {"smoke": {"depth": 16, "channels": 4, "steps": 100, "batch": 32},
+              "paper": {"depth": 256, "channels": 16, "steps": 1900, "batch": 128}}  # 1900 steps: 180 epochs of 1347
+
+
+def _m24_table1_spec(scale: str) -> dict:
+    p = M24_TABLE1[scale]
+    c = p["channels"]
+    return {"model": {"block": "conv", "depth": p["depth"], "dim": c * 64, "width": c, "beta": 1.0,
+                      "io_init": "gaussian", "train_io": True, "ensemble": 5, "seed": 0},
+            "data": {"task": "digits", "n": 1347, "seed": 0},
+            "train": {"method": "sgd", "steps": p["steps"], "lr": 4e-2, "momentum": 0.9, "weight_decay": 5e-4,
+                      "schedule": "cosine", "loss": "cross_entropy", "batch_size": p["batch"],
+                      "snapshots": [p["steps"]], "checkpoint_every": max(1, p["steps"] // 5)},
+            "sweep": {"model.activation": ["identity", "gelu", "relu"], "model.init": ["tied", "iid"]}}
+
+
+def _m24_table1_analyse(df, out: Path, spec: dict):
+    from .claims.decisions import median_interval
+
+    results, table = [], []
+    for (act, init), (p_train, p_test, p_smooth) in M24_TABLE1_PAPER.items():
+        cell = df[(df["model.activation"] == act) & (df["model.init"] == init)].sort_values("member")
+        if set(cell["status"]) != {"done"}:
+            results.append(Result(f"{act}-{init}-smooth", "diverged", float("nan"), (float("nan"),) * 2,
+                                  f"smooth: {'yes' if p_smooth else 'no'}"))
+            continue
+        hurst = cell["hurst"].to_numpy(dtype=float)
+        regimes = list(cell["regime"])
+        lo, hi = median_interval(hurst, ALPHA)
+        ours = "yes" if all(r == "ode" for r in regimes) else ("no" if all(r in ("sde", "none") for r in regimes)
+                                                            else "mixed")
+        verdict = ("inconclusive" if ours == "mixed"
+                   else "confirmed" if (ours == "yes") == p_smooth else "refuted")
+        results.append(Result(f"{act}-{init}-smooth", verdict, float(np.median(hurst)), (lo, hi),
+                              f"smooth: {'yes' if p_smooth else 'no'}",
+                              note=f"regimes of the trained kernels along depth per run: {regimes}; the interval is "
+                                   "the median Hurst exponent's distribution-free one (5 runs: min..max)"))
+        tr, te = 100 * cell["train_accuracy"].to_numpy(dtype=float), 100 * cell["test_accuracy"].to_numpy(dtype=float)
+        table.append({"activation": act, "init": init, "train_median": float(np.median(tr)),
+                      "train_iqr": [float(np.percentile(tr, 25)), float(np.percentile(tr, 75))],
+                      "test_median": float(np.median(te)),
+                      "test_iqr": [float(np.percentile(te, 25)), float(np.percentile(te, 75))],
+                      "smooth": ours, "paper_train": p_train, "paper_test": p_test,
+                      "paper_smooth": "yes" if p_smooth else "no"})
+    return results, {"table": table}
+
+
+def _m24_table1_figure(data: dict, results: list[Result], path: Path, title: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    rows = data["table"]
+    xs = np.arange(len(rows))
+    ax.bar(xs - 0.2, [r["test_median"] for r in rows], 0.4, label="ours: digits, median test accuracy",
+           yerr=np.array([[r["test_median"] - r["test_iqr"][0], r["test_iqr"][1] - r["test_median"]] for r in rows]).T)
+    ax.bar(xs + 0.2, [r["paper_test"] for r in rows], 0.4, label="paper: CIFAR-10 test accuracy")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{r['activation']}\n{r['init']}\nsmooth: {r['smooth']} / {r['paper_smooth']}" for r in rows],
+                       fontsize=7)
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path, title)
+
+
 # ----------------------------------------------------------------------------- registry and driver
 REPRODUCTIONS: dict[str, Reproduction] = {
     "m24-fig1": Reproduction("m24-fig1", "[M24] Fig. 1", "finite-time training: increments ~ 1/L and the trained "
@@ -392,6 +462,9 @@ REPRODUCTIONS: dict[str, Reproduction] = {
     "m24-fig2": Reproduction("m24-fig2", "[M24] Fig. 2", "long-time training at L = 64: the loss decays, the PL "
                              "ratio stays bounded below, the weights stay Lipschitz in k", _m24_fig2_spec,
                              _m24_fig2_analyse, _m24_fig2_figure),
+    "m24-table1": Reproduction("m24-table1", "[M24] Table 1", "conv ResNets on real images (the bundled digits, "
+                               "not CIFAR-10): accuracy and smoothness of the trained kernels along depth per "
+                               "activation and init", _m24_table1_spec, _m24_table1_analyse, _m24_table1_figure),
     "m25-init": Reproduction("m25-init", "[M25] Figs. 1 and 3", "iid init, relu: explosion (beta < 1/2), stability "
                              "(1/2), identity (> 1/2) of the output and the gradient", _m25_init_spec,
                              _m25_init_analyse, _m25_init_figure),
@@ -431,6 +504,8 @@ def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odec
     report = {"name": name, "scale": scale, "source": rep.source, "description": rep.description,
               "seconds": round(seconds, 3), "executor": executor, "figure": figure,
               "results": [r.to_json() for r in results]}
+    if "table" in data:
+        report["table"] = data["table"]
     from .report import write_json
 
     write_json(folder / "report.json", report)
@@ -447,6 +522,15 @@ def _markdown(rep: dict) -> str:
         est = "-" if r["estimate"] is None else f"{r['estimate']:.3g}"
         lines.append(f"| `{r['id']}` | {r['verdict']} | {est} | {ci} | {r['alpha']} | {r['paper']} |")
     lines.append("")
+    if rep.get("table"):
+        lines += ["| activation | init | train (median, IQR) | test (median, IQR) | smooth | paper train / test, "
+                  "smooth |", "| --- | --- | --- | --- | --- | --- |"]
+        for t in rep["table"]:
+            lines.append(f"| {t['activation']} | {t['init']} | {t['train_median']:.1f} [{t['train_iqr'][0]:.1f}, "
+                         f"{t['train_iqr'][1]:.1f}] | {t['test_median']:.1f} [{t['test_iqr'][0]:.1f}, "
+                         f"{t['test_iqr'][1]:.1f}] | {t['smooth']} | {t['paper_train']} / {t['paper_test']}, "
+                         f"{t['paper_smooth']} |")
+        lines.append("")
     lines += [f"- `{r['id']}`: {r['note']}" for r in rep["results"] if r["note"]]
     if rep["figure"]:
         lines += ["", f"![{rep['name']}]({rep['figure']})"]

@@ -45,7 +45,8 @@ def _subset(name: str, values, allowed) -> tuple:
 def architectures(*, blocks=BLOCKS, activations=ACTIVATIONS, min_depth: int = 2, max_depth: int = 12,
                   min_dim: int = 1, max_dim: int = 5, min_width: int = 1, max_width: int = 6,
                   min_beta: float = 0.0, max_beta: float = 1.5, min_ensemble: int = 1, max_ensemble: int = 3):
-    """Keyword dicts for :class:`odecheck.ResNet` (without init and seed)."""
+    """Keyword dicts for :class:`odecheck.ResNet` (without init and seed). For the conv block the
+    state is c x S x S maps (c <= 3 channels, S <= 3), so its dim is c S^2 whatever the dim bounds."""
     blocks = _subset("blocks", blocks, BLOCKS)
     activations = _subset("activations", activations, ACTIVATIONS)
     _bounds("depth", min_depth, max_depth, minimum=1)
@@ -65,6 +66,11 @@ def architectures(*, blocks=BLOCKS, activations=ACTIVATIONS, min_depth: int = 2,
                 "input_dim": d(st.integers(1, dim)), "output_dim": d(st.integers(1, dim))}
         if block == "single":
             arch["delta"] = d(st.sampled_from(["fixed", "shared", "per_layer"]))
+        if block == "conv":  # c channels of S x S maps: the state is q = c S^2
+            c = d(st.integers(1, max(1, min(3, max_width))))
+            S = d(st.integers(1, 3))
+            q = c * S * S
+            arch.update(width=c, dim=q, input_dim=d(st.integers(1, q)), output_dim=d(st.integers(1, q)))
         return arch
 
     return draw()

@@ -43,7 +43,7 @@ from .validation import writable_folder
 
 STATUSES = ("done", "diverged", "failed")
 METRICS = ("member", "status", "final_loss", "max_increment", "hurst", "regime", "init_ratio", "init_grad_ratio",
-           "seconds", "cell", "error")
+           "train_accuracy", "test_accuracy", "seconds", "cell", "error")
 
 
 @dataclass(frozen=True)
@@ -178,8 +178,13 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None) 
     R = cfg.model.ensemble
     try:
         box: dict[str, tuple] = {}
-        net, traj, _ = runner.run(cfg, folder, at_init=lambda n, d: box.setdefault("r", _init_ratios(n, d)))
+        net, traj, _ = runner.run(cfg, folder, at_init=lambda n, d: (box.setdefault("r", _init_ratios(n, d)),
+                                                                     box.setdefault("data", d)))
         ratios = box["r"]
+        acc_train, acc_test = np.full(R, np.nan), np.full(R, np.nan)
+        if cfg.train.loss == "cross_entropy":  # classification: accuracy of argmax F(x) on both splits
+            tr, te = runner.accuracy(net, box["data"])
+            acc_train, acc_test = tr, (te if te is not None else acc_test)
         if np.isfinite(traj.max_increment).any():
             inc = np.nanmax(traj.max_increment, axis=0)  # max over layers k and steps t
         else:  # SGD/Adam record no increments per step: those of the final weights
@@ -191,13 +196,14 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None) 
             rows.append({"member": r, "status": "diverged" if diverged else "done",
                          "final_loss": float(traj.loss[-1, r]), "max_increment": float(inc[r]),
                          "hurst": h, "regime": reg, "init_ratio": float(ratios[0][r]),
-                         "init_grad_ratio": float(ratios[1][r]), "error": ""})
+                         "init_grad_ratio": float(ratios[1][r]), "train_accuracy": float(acc_train[r]),
+                         "test_accuracy": float(acc_test[r]), "error": ""})
     except Exception as e:  # noqa: BLE001 - a failing cell is recorded and the sweep goes on
         err = f"{type(e).__name__}: {e}"
         (folder / "error.txt").write_text(traceback.format_exc())
         rows = [{"member": r, "status": "failed", "final_loss": float("nan"), "max_increment": float("nan"),
                  "hurst": float("nan"), "regime": "", "init_ratio": float("nan"), "init_grad_ratio": float("nan"),
-                 "error": err} for r in range(R)]
+                 "train_accuracy": float("nan"), "test_accuracy": float("nan"), "error": err} for r in range(R)]
     seconds = time.perf_counter() - t0
     for row in rows:
         row.update({"seconds": seconds, "cell": cid})

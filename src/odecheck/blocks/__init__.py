@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from .._errors import invalid
 from .base import Block, Cache
+from .conv import Conv
 from .mlp import MLP
 from .res1 import Res1
 from .single import Single
 
-REGISTRY: dict[str, type[Block]] = {"mlp": MLP, "single": Single, "res1": Res1}
+REGISTRY: dict[str, type[Block]] = {"mlp": MLP, "single": Single, "res1": Res1, "conv": Conv}
 
 
 def get(name: str) -> Block:

@@ -117,6 +117,7 @@ class Block:
     families: ClassVar[tuple[str, ...]]
     zero_at_tied: ClassVar[tuple[str, ...]] = ()
     uses_width: ClassVar[bool] = False
+    weight_ndim: ClassVar[int] = 4  # of the stacked (R, L, ...) arrays that from_weights takes
 
     # -- shapes and configuration
     def layer_shapes(self, q: int, m: int) -> dict[str, tuple[int, ...]]:
