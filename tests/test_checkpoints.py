@@ -112,7 +112,10 @@ def test_chunks_of_any_size_give_the_same_statistics(tmp_path):
         rows = analyze_checkpoint(tmp_path / "m.safetensors", chunk=chunk)["paths"]
         for a, b in zip(whole, rows, strict=True):
             assert a["name"] == b["name"] and a["hurst_ci"] == pytest.approx(b["hurst_ci"], abs=1e-12)
-            assert a["quadratic_variation"] == pytest.approx(b["quadratic_variation"], rel=1e-12)
+            for stat in ("quadratic_variation", "max_increment", "max_norm", "root_sum_squares"):
+                assert a[stat] == pytest.approx(b[stat], rel=1e-12), stat
+            assert a["increments"] == pytest.approx(b["increments"], rel=1e-12)
+            assert a["norms"] == pytest.approx(b["norms"], rel=1e-12)
 
 
 def test_bfloat16_tensors_are_read_as_torch_reads_them(tmp_path):

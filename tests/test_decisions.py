@@ -117,7 +117,8 @@ def test_median_interval_reaches_the_middle_when_alpha_allows():
 
 @pytest.mark.parametrize("ci,call", [((-0.74, -0.26), "ok"), ((-0.75, -0.3), "unresolved"), ((-0.7, -0.25), "unresolved"),
                                      ((-1.2, -0.76), "contradicts"), ((-0.24, 0.1), "contradicts"),
-                                     ((-0.8, -0.2), "unresolved")])
+                                     ((-0.8, -0.2), "unresolved"), ((-1.0, -0.75), "unresolved"),
+                                     ((-0.25, 0.1), "unresolved")])
 def test_brownian_band(ci, call):
     assert D.BROWNIAN_BAND == (-0.75, -0.25)
     assert D.brownian_decision(ci) == call

@@ -88,7 +88,6 @@ class LagSums:
         self.increment2 = np.zeros(L - 1)
         self.norm2 = np.zeros(L)
         self.groups = [np.zeros((L - h, self.G)) for h in lags]
-        self.seen = 0
 
     def add(self, Z: np.ndarray, offset: int) -> None:
         """Add the columns ``offset .. offset + Z.shape[1]`` of the (L, P) path."""
@@ -105,7 +104,6 @@ class LagSums:
                 acc += d.reshape(d.shape[0], -1, G).sum(1)
             else:
                 np.add.at(acc.T, ids, d.T)
-        self.seen += c
 
     def hurst(self, level: float) -> tuple[float, tuple[float, float]]:
         """The Hurst estimate (slope of log mean_k ||Z_{k+h} - Z_k|| on log h) and its grouped
