@@ -450,6 +450,11 @@ def test_pl_summary_of_a_zero_loss_warns_nothing():
 
 
 def test_three_layer_path_without_a_slope_has_no_interval():
-    # lags 1 and 2; |Z_2 - Z_0| = 0, so m(2) = 0: no slope, and every block resample is the path itself
-    h = hurst(np.array([[0.0], [1.0], [0.0]]))
+    # lags 1 and 2; |Z_2 - Z_0| = 0, so m(2) = 0: no slope (and no log-of-zero warning), and every
+    # block resample is the path itself
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = hurst(np.array([[0.0], [1.0], [0.0]]))
     assert np.isnan(h.estimate) and all(np.isnan(h.ci)) and not h.constant
