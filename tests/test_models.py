@@ -260,3 +260,24 @@ def test_conv_members_are_one_grouped_convolution():
                     dtype=torch.float64, seed=4)
     x = torch.randn(6, 18, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(net(x)[1], net.select(1)(x)[0], rtol=1e-13, atol=1e-15)
+
+
+def test_conv_io_maps_are_a_convolution_and_a_pooled_head():
+    # io_init="conv": A x is a 3x3 convolution of the C-channel image, B averages each channel over
+    # the map and applies a Gaussian head; recomputed here from the member's generator
+    import torch.nn.functional as F
+
+    from odecheck.init import member_generator
+
+    net = oc.ResNet(block="conv", depth=2, dim=4 * 16, width=4, input_dim=2 * 16, output_dim=3, io_init="conv",
+                    init="zero", ensemble=2, seed=3, dtype=torch.float64)
+    x = torch.randn(5, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g = member_generator(3 + 7919, 1)
+    k = torch.randn(4, 2, 3, 3, generator=g, dtype=torch.float64) / math.sqrt(18)
+    head = torch.randn(3, 4, generator=g, dtype=torch.float64) / 2
+    ref = F.conv2d(x.reshape(5, 2, 4, 4), k, padding=1).mean(dim=(2, 3)) @ head.T  # zero blocks: F = B A x
+    torch.testing.assert_close(net(x)[1], ref, rtol=1e-12, atol=1e-14)
+    with pytest.raises(oc.InvalidArgument, match="^input_dim=30"):
+        oc.ResNet(block="conv", depth=2, dim=64, width=4, input_dim=30, io_init="conv")
+    with pytest.raises(oc.InvalidArgument, match="^io_init='conv'"):
+        oc.ResNet(block="mlp", depth=2, dim=8, io_init="conv")

@@ -58,7 +58,7 @@ class ModelConfig:
         except InvalidArgument as e:
             raise invalid("model.init", self.init, "an initialization such as 'tied', 'iid', 'smooth(0.1)', "
                                                    "'fbm(0.7)', 'zero' or 'counterexample'") from e
-        check_choice("model.io_init", self.io_init, ("identity", "gaussian"))
+        check_choice("model.io_init", self.io_init, ("identity", "gaussian", "conv"))
         if not isinstance(self.train_io, bool):
             raise invalid("model.train_io", self.train_io, "true or false")
         check_choice("model.delta", self.delta, ("fixed", "shared", "per_layer"))

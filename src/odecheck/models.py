@@ -31,7 +31,7 @@ from .validation import as_tensor, check_choice, check_dtype, check_float, check
 
 Block = Literal["mlp", "single", "res1", "conv"]
 DeltaMode = Literal["fixed", "shared", "per_layer"]
-IOInit = Literal["identity", "gaussian"]
+IOInit = Literal["identity", "gaussian", "conv"]
 BLOCKS: tuple[str, ...] = tuple(blocks.REGISTRY)
 
 # per-layer weight families of each block, in a fixed order (from the block classes)
@@ -58,8 +58,11 @@ class ResNet:
         Residual scaling alpha_L = L^-beta, beta >= 0 (1: neural ODE, 1/2: SDE).
     init : Init or str
         Block-weight initialization, e.g. "tied", "iid", "smooth(0.1)", "fbm(0.7)".
-    io_init : {"identity", "gaussian"}
-        A = (I; 0) and B = (0, I), or Gaussian with variance 1/d and 1/q.
+    io_init : {"identity", "gaussian", "conv"}
+        A = (I; 0) and B = (0, I), or Gaussian with variance 1/d and 1/q; "conv" (block="conv"): A is a
+        3x3 convolution (padding 1) from the input's image channels (input_dim = C S^2) to the c
+        channels, B averages each channel over the S x S map and maps the c averages to the outputs
+        (Gaussian kernel and map, variances 1/(9 C) and 1/c).
     train_io : bool
         Whether A and B are trained.
     delta : {"fixed", "shared", "per_layer"}
@@ -152,6 +155,31 @@ class ResNet:
         self.dtype = check_dtype(dtype)
         self.device = resolve_device(device)
 
+    def _conv_io_maps(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A: the matrix of a 3x3 convolution from C image channels to c channels on S x S maps;
+        B: channel averages over the map, then a Gaussian (d', c) map. Both as dense (R, ., .)."""
+        import torch.nn.functional as F
+
+        from .blocks.conv import side
+
+        if self.block != "conv":
+            raise invalid("io_init", "conv", "'identity' or 'gaussian' unless block='conv'")
+        c, R, d, dp = self.width, self.ensemble, self.input_dim, self.output_dim
+        S = side(self.dim, c)
+        if d % (S * S):
+            raise invalid("input_dim", d, f"C S^2 image inputs with S = {S} (the maps' side) for io_init='conv'")
+        C = d // (S * S)
+        eye = torch.eye(d, dtype=torch.float64).reshape(d, C, S, S)  # basis images
+        A = torch.empty(R, self.dim, d, dtype=torch.float64)
+        B = torch.empty(R, dp, self.dim, dtype=torch.float64)
+        for r in range(R):
+            g = member_generator(self.seed + 7919, r)
+            k = torch.randn(c, C, 3, 3, generator=g, dtype=torch.float64) / math.sqrt(9 * C)
+            A[r] = F.conv2d(eye, k, padding=1).reshape(d, self.dim).T  # column j: the conv of basis image j
+            head = torch.randn(dp, c, generator=g, dtype=torch.float64) / math.sqrt(c)
+            B[r] = (head[:, :, None] / (S * S)).expand(dp, c, S * S).reshape(dp, self.dim)
+        return A, B
+
     def _io_maps(self, io_init: str) -> tuple[torch.Tensor, torch.Tensor]:
         q, d, dp, R = self.dim, self.input_dim, self.output_dim, self.ensemble
         if io_init == "identity":
@@ -162,6 +190,8 @@ class ResNet:
             B = torch.zeros(R, dp, q, dtype=torch.float64)
             B[:, :, q - dp:] = torch.eye(dp, dtype=torch.float64)
             return A, B
+        if io_init == "conv":
+            return self._conv_io_maps()
         A = torch.empty(R, q, d, dtype=torch.float64)
         B = torch.empty(R, dp, q, dtype=torch.float64)
         for r in range(R):
