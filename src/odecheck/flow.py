@@ -244,20 +244,19 @@ def gradient_flow(
     kept: dict[int, dict[str, np.ndarray]] = {}
     fams = net.layer_families
     graphed = GraphedLossAndGrads(net, x, y, segment=recompute, loss=loss) if cuda_graph else None
-    loss_name = loss
     for t in range(rows):
-        loss, grads = graphed() if graphed is not None else _engine_loss_and_grads(net, x, y, reuse=True,
-                                                                                    segment=recompute, loss=loss_name)
+        value, grads = graphed() if graphed is not None else _engine_loss_and_grads(net, x, y, reuse=True,
+                                                                                     segment=recompute, loss=loss)
         num = torch.zeros(R, dtype=torch.float64, device=net.device)
         for name in names:
             num += _flow_factor(net, name) * _sq_norm(net, name, grads[name])
-        ok = torch.isfinite(loss) & torch.isfinite(num)
+        ok = torch.isfinite(value) & torch.isfinite(num)
         newly = alive & ~ok
         if bool(newly.any()):
             for r in torch.nonzero(newly).flatten().tolist():
                 diverged_at[r] = start_step + t
             alive &= ok
-        loss_np = loss.double().cpu().numpy()
+        loss_np = value.double().cpu().numpy()
         loss_a[t] = loss_np
         gn_a[t] = num.sqrt().cpu().numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -285,7 +284,7 @@ def gradient_flow(
     traj = Trajectory(method="gradient_flow", lr=float(lr), depth=L, loss=loss_a, pl_ratio=pl_a, grad_norm=gn_a,
                       max_increment=inc_a, diverged_at=diverged_at, snapshots=kept, start_step=start_step)
     if reference is not None:
-        err = _weight_gap(net, reference, x, y, steps=steps, lr=lr, clip=clip, loss=loss_name)
+        err = _weight_gap(net, reference, x, y, steps=steps, lr=lr, clip=clip, loss=loss)
         traj = replace(traj, discretization_error=err)
     return traj
 

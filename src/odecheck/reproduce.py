@@ -70,9 +70,10 @@ def _by_depth(df, column: str, depth_field: str = "model.depth") -> tuple[list[i
     return [int(L) for L in depths], vals
 
 
-def _cell_weights(out: Path, cell: str) -> dict[str, np.ndarray]:
+def _cell_weights(out: Path, cell: str, keys=None) -> dict[str, np.ndarray]:
+    """A cell's saved weights (``keys`` only, when given: a deep reference's snapshots are large)."""
     with np.load(out / "cells" / cell / "weights.npz") as z:
-        return {k: z[k] for k in z.files}
+        return {k: z[k] for k in (z.files if keys is None else keys)}
 
 
 # ----------------------------------------------------------------------------- m24-fig1
@@ -114,7 +115,7 @@ def _m24_fig1_analyse(df, out: Path, spec: dict):
                              ("rss-aggregate-slope", "about -0.5"))], {}
     depths, D = _by_depth(main, "max_increment")
     ref_cell = df[df["model.depth"] == ref_depth]["cell"].iloc[0]
-    wref = _cell_weights(out, ref_cell)
+    wref = _cell_weights(out, ref_cell, keys=("final/V", "final/W"))
     R = int(spec["model"]["ensemble"])
     l2, rss = [], []
     for L in depths:

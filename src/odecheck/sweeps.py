@@ -44,6 +44,8 @@ from .validation import writable_folder
 STATUSES = ("done", "diverged", "failed")
 METRICS = ("member", "status", "final_loss", "max_increment", "hurst", "regime", "init_ratio", "init_grad_ratio",
            "train_accuracy", "test_accuracy", "seconds", "cell", "error")
+NUMBERS = ("final_loss", "max_increment", "hurst", "init_ratio", "init_grad_ratio", "train_accuracy", "test_accuracy")
+TABLE_EVERY_S = 30.0  # results.parquet is rewritten at most this often while cells finish (and at the end)
 
 
 @dataclass(frozen=True)
@@ -139,10 +141,10 @@ def cell_id(cfg: RunConfig) -> str:
 
 
 # ----------------------------------------------------------------------------- one cell
-def _final_regularity(net, r: int) -> tuple[float, str]:
+def _final_regularity(net, w: dict[str, np.ndarray], r: int) -> tuple[float, str]:
+    """Hurst exponent and regime of member r's path k -> Z_k (every per-layer family of ``w``)."""
     from .estimators import classify_regime
 
-    w = net.numpy_weights()
     path = np.concatenate([w[f][r].reshape(net.depth, -1) for f in net.layer_families], axis=1)
     if net.depth < 3 or not np.all(np.isfinite(path)):
         return float("nan"), "inconclusive"
@@ -190,9 +192,10 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None) 
         else:  # SGD/Adam record no increments per step: those of the final weights
             inc = net.increments().amax(1).double().cpu().numpy() if net.depth > 1 else np.full(R, np.nan)
         rows = []
+        weights = net.numpy_weights()
         for r in range(R):
             diverged = bool(traj.diverged[r])
-            h, reg = (float("nan"), "inconclusive") if diverged else _final_regularity(net, r)
+            h, reg = (float("nan"), "inconclusive") if diverged else _final_regularity(net, weights, r)
             rows.append({"member": r, "status": "diverged" if diverged else "done",
                          "final_loss": float(traj.loss[-1, r]), "max_increment": float(inc[r]),
                          "hurst": h, "regime": reg, "init_ratio": float(ratios[0][r]),
@@ -201,9 +204,8 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None) 
     except Exception as e:  # noqa: BLE001 - a failing cell is recorded and the sweep goes on
         err = f"{type(e).__name__}: {e}"
         (folder / "error.txt").write_text(traceback.format_exc())
-        rows = [{"member": r, "status": "failed", "final_loss": float("nan"), "max_increment": float("nan"),
-                 "hurst": float("nan"), "regime": "", "init_ratio": float("nan"), "init_grad_ratio": float("nan"),
-                 "train_accuracy": float("nan"), "test_accuracy": float("nan"), "error": err} for r in range(R)]
+        rows = [{**dict.fromkeys(NUMBERS, float("nan")), "member": r, "status": "failed", "regime": "", "error": err}
+                for r in range(R)]
     seconds = time.perf_counter() - t0
     for row in rows:
         row.update({"seconds": seconds, "cell": cid})
@@ -245,10 +247,11 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
     (out / "spec.json").write_text(json.dumps({"base": spec.base, "axes": [
         {"names": list(a.names), "values": [list(v) for v in a.values]} for a in spec.axes]}, indent=1))
     cells = spec.cells()
+    ids = [cell_id(spec.config(cell)) for cell in cells]
     results: dict[int, list[dict]] = {}
     todo = []
-    for i, cell in enumerate(cells):
-        rows = _read_result(out / "cells" / cell_id(spec.config(cell)))
+    for i, cid in enumerate(ids):
+        rows = _read_result(out / "cells" / cid)
         if rows is not None and all(r["status"] != "failed" for r in rows):
             results[i] = rows
         else:
@@ -258,28 +261,34 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
         for i in sorted(results):
             on_cell(cells[i], results[i], len(results), total)
 
+    written = [time.monotonic()]
+
     def record(i: int, rows: list[dict]) -> None:
-        results[i] = rows
-        _write_table(pd, spec, cells, results, out)  # the table grows as cells finish
+        results[i] = rows  # each cell's rows are already on disk (its result.json)
+        if time.monotonic() - written[0] > TABLE_EVERY_S:  # the table grows as cells finish, not per cell:
+            _write_table(pd, spec, cells, results, out)     # rewriting it each time is quadratic in cells
+            written[0] = time.monotonic()
         if on_cell is not None:
             on_cell(cells[i], rows, len(results), total)
 
-    if todo:
-        if client is None and workers is None and scheduler is None:
+    try:
+        if todo and client is None and workers is None and scheduler is None:
             for i in todo:
                 record(i, run_cell(spec.base, cells[i], str(out)))
-        else:
+        elif todo:
             given = client is not None
             cluster, client = _dask_client(client, workers, scheduler)
             try:
                 threads = _threads_per_worker(client)
-                _run_on_dask(client, spec, cells, todo, str(out.resolve()), threads, record)
+                _run_on_dask(client, spec, cells, ids, todo, str(out.resolve()), threads, record)
             finally:
                 if not given:  # what the sweep opened, it closes: its client, and its LocalCluster
                     client.close()
                 if cluster is not None:
                     cluster.close()
-    return _write_table(pd, spec, cells, results, out)
+    finally:  # an interrupted sweep still leaves the table of what finished
+        table = _write_table(pd, spec, cells, results, out)
+    return table
 
 
 def check_executor(*, client=None, workers: int | None = None, scheduler: str | None = None) -> None:
@@ -290,14 +299,13 @@ def check_executor(*, client=None, workers: int | None = None, scheduler: str | 
         raise invalid("workers", workers, "one executor: client, workers or scheduler, not several")
 
 
-def _run_on_dask(client, spec, cells, todo, out, threads, record) -> None:
+def _run_on_dask(client, spec, cells, ids, todo, out, threads, record) -> None:
     from dask.distributed import as_completed
 
     futures = {}
     for i in todo:
-        cid = cell_id(spec.config(cells[i]))
         # the key is the cell: resubmitting a cell that is still running reuses its task
-        f = client.submit(run_cell, spec.base, cells[i], out, threads, key=f"odecheck-cell-{cid}", pure=False)
+        f = client.submit(run_cell, spec.base, cells[i], out, threads, key=f"odecheck-cell-{ids[i]}", pure=False)
         futures[f] = i
     for f in as_completed(list(futures)):
         record(futures[f], f.result())

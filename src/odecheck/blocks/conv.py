@@ -70,12 +70,14 @@ class Conv(Block):
         c = net.width
         return c, side(net.dim, c), 1.0 / math.sqrt(9 * c), base.residual_scale(net.depth, net.beta)
 
-    def _layer(self, net, Wk, Vk, hk, c, s, fan, alpha):
+    def _layer(self, net, Wk, Vk, hk, c, s, fan, u=None, a=None):
+        """One layer's pre-activation u, activation a (written into ``u``, ``a`` when given) and
+        conv_V(a) as states (R, n, q), without the factor fan * alpha."""
         R = hk.shape[0]
-        u = F.conv2d(self._maps(hk, c, s), Wk.reshape(R * c, c, 3, 3), padding=1, groups=R) * fan
-        a = activate(net.activation, u)
-        y = F.conv2d(a, Vk.reshape(R * c, c, 3, 3), padding=1, groups=R) * (fan * alpha)
-        return u, a, self._states(y, R)
+        conv = F.conv2d(self._maps(hk, c, s), Wk.reshape(R * c, c, 3, 3), padding=1, groups=R)
+        u = torch.mul(conv, fan, out=u) if u is not None else conv.mul_(fan)
+        a = activate(net.activation, u, a)
+        return u, a, self._states(F.conv2d(a, Vk.reshape(R * c, c, 3, 3), padding=1, groups=R), R)
 
     def forward(self, net, p, h, ws):
         c, s, fan, alpha = self._geometry(net)
@@ -83,17 +85,15 @@ class Conv(Block):
         u_all = buf(ws, "u", (L, n, R * c, s, s), h[0])
         a_all = buf(ws, "a", (L, n, R * c, s, s), h[0])
         for k in range(L):
-            u, a, y = self._layer(net, p["W"][k], p["V"][k], h[k], c, s, fan, alpha)
-            u_all[k].copy_(u)
-            a_all[k].copy_(a)
-            torch.add(h[k], y, out=h[k + 1])
+            y = self._layer(net, p["W"][k], p["V"][k], h[k], c, s, fan, u_all[k], a_all[k])[2]
+            torch.add(h[k], y, alpha=fan * alpha, out=h[k + 1])
         return {"u": u_all, "a": a_all, "d": None}
 
     def forward_state(self, net, p, h0):
         c, s, fan, alpha = self._geometry(net)
         h = h0.clone()
         for k in range(net.depth):
-            h = h + self._layer(net, p["W"][k], p["V"][k], h, c, s, fan, alpha)[2]
+            h.add_(self._layer(net, p["W"][k], p["V"][k], h, c, s, fan)[2], alpha=fan * alpha)
         return h
 
     def backward(self, net, p, cache, g, ws, *, consume, out):
@@ -114,7 +114,7 @@ class Conv(Block):
 
     def vector_field(self, net, w, p64, H):
         c, s, fan, alpha = self._geometry(net)
-        return net.depth * self._layer(net, w["W"], w["V"], H, c, s, fan, alpha)[2]
+        return (net.depth * fan * alpha) * self._layer(net, w["W"], w["V"], H, c, s, fan)[2]
 
     @staticmethod
     def naive_update(h, z, *, depth, beta, q, m, activation, delta=None):

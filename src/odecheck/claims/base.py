@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._errors import invalid
-from .decisions import Outcome
+from .decisions import ALPHA, Outcome
 
 Budget = Literal["quick", "standard", "thorough"]
 BUDGETS: tuple[str, ...] = ("quick", "standard", "thorough")
@@ -96,7 +96,7 @@ def jsonable(obj):
     return obj
 
 
-# field name -> (check, what it must be): every config field of that name is validated the same way
+# config fields validated as positive integers wherever they appear (see ExperimentConfig.__post_init__)
 _POSITIVE_INTS = ("ensemble", "steps", "dim", "width", "samples", "input_dim", "depth", "grid",
                   "reference_factor")
 
@@ -109,7 +109,7 @@ class ExperimentConfig:
 
     seed: int = 0
     device: str = "cpu"
-    alpha: float = 0.05  # the error rate the decision controls (intervals at level 1 - alpha, or Bonferroni)
+    alpha: float = ALPHA  # the error rate the decision controls (intervals at level 1 - alpha, or Bonferroni)
 
     def __post_init__(self) -> None:
         from ..activations import ACTIVATIONS
@@ -146,9 +146,7 @@ class ExperimentConfig:
         for k in changes:
             if k not in known:
                 raise invalid("config", k, f"a field of {type(self).__name__}: {', '.join(sorted(known))}")
-        if "depths" in changes and not isinstance(changes["depths"], (str, bytes)):
-            changes["depths"] = tuple(changes["depths"]) if hasattr(changes["depths"], "__iter__") else changes["depths"]
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **changes)  # __post_init__ validates, and makes depths a tuple
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}

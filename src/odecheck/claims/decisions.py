@@ -109,7 +109,11 @@ def relu_decision(*, frozen: bool, max_rel_error: float, increments, C: float) -
     return "confirmed" if converged else "inconclusive"
 
 
-BROWNIAN_BAND = (-0.75, -0.25)  # increments ~ L^-1/2: the slope's interval inside, away from 0 and from -1
+# Slopes of max_k ||h_{k+1} - h_k|| (or of a weight path's max increment) in L for the three regimes
+# (docs/theory.md): smooth L^-1, Brownian L^-1/2, white noise L^0. The Brownian band reaches halfway
+# to each neighbour, so that no other regime's slope lies inside it.
+SLOPE_SMOOTH, SLOPE_BROWNIAN, SLOPE_NOISE = -1.0, -0.5, 0.0
+BROWNIAN_BAND = ((SLOPE_SMOOTH + SLOPE_BROWNIAN) / 2, (SLOPE_BROWNIAN + SLOPE_NOISE) / 2)  # (-0.75, -0.25)
 
 
 def brownian_decision(ci: tuple[float, float], band: tuple[float, float] = BROWNIAN_BAND) -> str:

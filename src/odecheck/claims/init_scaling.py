@@ -17,9 +17,9 @@ from ..estimators import init_ratios, scaling_exponent
 from ..init import member_generator
 from ..models import ResNet
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
-from .decisions import BETAS, FLAT, cell_decision, iid_regime
+from .decisions import ALPHA, BETAS, FLAT, cell_decision, iid_regime
 
-ALPHA = 0.05
+
 @dataclass(frozen=True, kw_only=True)
 class InitScalingConfig(ExperimentConfig):
     """init-scaling-regimes: res1 ResNets at initialization, residual dimension ``dim``, ``samples``

@@ -17,9 +17,9 @@ from ..flow import EngineOptions, gradient_flow
 from ..init import member_generator
 from ..models import ResNet
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
-from .decisions import pl_decision
+from .decisions import ALPHA, pl_decision
 
-ALPHA = 0.05
+
 @dataclass(frozen=True, kw_only=True)
 class PLConfig(ExperimentConfig):
     """pl-overparameterized: ``samples`` unit-norm inputs in R^input_dim with small targets (n < d:
