@@ -56,3 +56,24 @@ def rounding_bound(depth: int, *dims: int, unit_roundoff: float = F32_UNIT_ROUND
     The forward and backward passes chain 2 (depth + 1) such steps, so errors add up to
     2 (depth + 1) (K + 3) u. Two implementations of the same pass differ by at most twice that."""
     return 2 * (depth + 1) * (max(dims) + 3) * unit_roundoff
+
+
+def linear_digits_floor(false_failure: float = 1e-3) -> float:
+    """A reference for the digits tests instead of a hand-picked accuracy: the test accuracy of a
+    logistic-regression classifier on the same split (about 0.969), less the one-sided normal
+    quantile of the accuracy's sampling noise on the 450 test images at ``false_failure``. The
+    networks contain a linear classifier (B A with the blocks at zero), so a trained one that falls
+    below this floor has failed to learn what a linear map learns."""
+    import math
+
+    from scipy.stats import norm
+    from sklearn.linear_model import LogisticRegression
+
+    from odecheck.data import digits
+
+    d = digits()
+    labels = d.y.numpy().argmax(1)
+    acc = LogisticRegression(max_iter=2000).fit(d.x.numpy(), labels).score(d.x_test.numpy(),
+                                                                            d.y_test.numpy().argmax(1))
+    n = d.x_test.shape[0]
+    return float(acc - norm.ppf(1 - false_failure) * math.sqrt(acc * (1 - acc) / n))

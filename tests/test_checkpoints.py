@@ -38,6 +38,8 @@ class Payload:  # an arbitrary pickled object: weights_only=True refuses to buil
 def planted(kind: str, seed: int) -> np.ndarray:
     g = member_generator(seed, 0)
     if kind == "smooth":
+        # length scale 0.3 against the largest lag max(4, L // 16) / L = 1/8: the path is smooth at every
+        # lag the Hurst estimator looks at (at 0.2 and L = 24 the top lag 1/6 is near l, and it is not)
         Z = gp_paths(P, L, 0.3, g).T.numpy()
     elif kind == "brownian":
         Z = fbm_paths(P, L, 0.5, g).T.numpy()

@@ -135,8 +135,10 @@ def test_train_reports_digits_accuracy(tmp_path):
     assert res.exit_code == 0, res.output
     line = next(ln for ln in res.output.splitlines() if ln.startswith("accuracy"))
     test = float(line.split("test ")[1].split(" ")[0])
-    # a stated target, not derived: 200 SGD steps of a depth-8 mlp reach 96-97 % here; chance is 10 %
-    assert test > 0.9, line
+    # at least as good as a linear classifier on the same split, up to sampling noise (helpers)
+    from helpers import linear_digits_floor
+
+    assert test >= linear_digits_floor(), line
     bad = {**cfg, "train": {**cfg["train"], "method": "gradient_flow"}}
     (tmp_path / "bad.toml").write_text(tomli_w.dumps(bad))
     res = CliRunner().invoke(app, ["train", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "r2")])
