@@ -315,7 +315,10 @@ M25_PHASE = {"smoke": {"betas": list(np.round(np.linspace(0.0, 1.3, 6), 4)),
                        "hursts": list(np.round(np.linspace(0.1, 0.9, 5), 4)), "draws": 4, "depth": 200},
              "paper": {"betas": list(np.round(np.linspace(0.0, 1.3, 70), 4)),
                        "hursts": list(np.round(np.linspace(0.05, 0.97, 51), 4)), "draws": 50, "depth": 1000}}
-BOUNDARY_BAND = 0.25  # the fitted boundary's slope in H counts as "beta = H" when its interval lies in 1 +- 0.25
+# The boundary's slope in H: 1 by [M25] (beta* = H); 0 if the init's regularity did not matter (the iid
+# boundary beta* = 1/2 for every H). The band reaches halfway to that alternative: 1 +- 0.5.
+SLOPE_M25, SLOPE_IID = 1.0, 0.0
+BOUNDARY_BAND = abs(SLOPE_M25 - SLOPE_IID) / 2
 
 
 def _m25_phase_spec(scale: str) -> dict:
