@@ -16,6 +16,15 @@ def pyplot():
     return plt
 
 
+def save(fig, path: Path, title: str, *, fontsize: int = 10, dpi: int = 110) -> Path:
+    """Title, lay out, write and close a figure; returns ``path``."""
+    fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 def _loglog(ax, depths, values, estimate, ci, intercept, label):
     depths = np.asarray(depths, dtype=float)
     V = np.asarray(values, dtype=float)
@@ -103,10 +112,7 @@ def verdict_figure(v: dict, path: Path) -> Path | None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         return None
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, title)
     return path
 
 
@@ -130,11 +136,8 @@ def path_figures(rows: list[dict], folder: Path) -> list[Path]:
         axes[1].set_xlabel("layer index k")
         axes[1].set_ylabel("||Z_k||_F")
         lo, hi = r["hurst_ci"]
-        fig.suptitle(f"{r['name']}: {r['regime']}, Hurst {r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", fontsize=9)
-        fig.tight_layout()
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", r["name"]).strip("_")[:120]
-        path = folder / f"{len(out):03d}-{stem}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        path = save(fig, folder / f"{len(out):03d}-{stem}.png",
+                    f"{r['name']}: {r['regime']}, Hurst {r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", fontsize=9, dpi=100)
         out.append(path)
     return out

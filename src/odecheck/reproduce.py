@@ -12,7 +12,6 @@ References
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import numpy as np
 from ._errors import invalid
 from .claims.decisions import ALPHA, cell_decision, iid_regime, rate_decision, rough_decision
 from .estimators import l2_distance, scaling_exponent
+from .plot import depth_ticks, pyplot, save
 
 SCALES = ("smoke", "paper")
 
@@ -144,7 +144,7 @@ def _m24_fig1_analyse(df, out: Path, spec: dict):
 
 
 def _m24_fig1_figure(data: dict, results: list[Result], path: Path, title: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     L = np.array(data["depths"], dtype=float)
     for key, label, color in (("max_increment", "max_k,t ||Z_k+1 - Z_k|| (the claim's statistic)", "C0"),
@@ -166,7 +166,7 @@ def _m24_fig1_figure(data: dict, results: list[Result], path: Path, title: str) 
     axes[1].set_title("paper: decreasing in L", fontsize=9)
     depth_ticks(axes[1], data["depths"])
     axes[1].legend(fontsize=7)
-    return _save(fig, path, title)
+    return save(fig, path, title)
 
 
 # ----------------------------------------------------------------------------- m24-fig2
@@ -227,7 +227,7 @@ def _m24_fig2_analyse(df, out: Path, spec: dict):
 
 
 def _m24_fig2_figure(data: dict, results: list[Result], path: Path, title: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
     t = data["t"]
     axes[0].semilogy(t, data["loss"], alpha=0.7)
@@ -248,7 +248,7 @@ def _m24_fig2_figure(data: dict, results: list[Result], path: Path, title: str) 
     axes[3].set_xlabel("k / L")
     axes[3].set_title("paper: smooth in k at every time", fontsize=9)
     axes[3].legend(fontsize=6)
-    return _save(fig, path, title)
+    return save(fig, path, title)
 
 
 # ----------------------------------------------------------------------------- m25-init
@@ -292,7 +292,7 @@ def _m25_init_analyse(df, out: Path, spec: dict):
 
 
 def _m25_init_figure(data: dict, results: list[Result], path: Path, title: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, what in zip(axes, ("output", "gradient"), strict=True):
         for i, c in enumerate(x for x in data["cells"] if x["what"] == what):
@@ -307,7 +307,7 @@ def _m25_init_figure(data: dict, results: list[Result], path: Path, title: str) 
         depth_ticks(ax, data["cells"][0]["depths"])
         ax.set_ylabel("||h_L - h_0|| / ||h_0||" if what == "output" else "||g_0 - g_L|| / ||g_L||")
         ax.legend(fontsize=6)
-    return _save(fig, path, title)
+    return save(fig, path, title)
 
 
 # ----------------------------------------------------------------------------- m25-phase
@@ -371,7 +371,7 @@ def _m25_phase_analyse(df, out: Path, spec: dict):
 
 
 def _m25_phase_figure(data: dict, results: list[Result], path: Path, title: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     b, H = data["betas"], data["hursts"]
     im = ax.pcolormesh(b, H, data["grid"], cmap="coolwarm", vmin=-1, vmax=1, shading="nearest")
@@ -386,7 +386,7 @@ def _m25_phase_figure(data: dict, results: list[Result], path: Path, title: str)
     ax.set_ylabel("Hurst index H of the init")
     ax.set_xlim(b.min(), b.max())
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path, title)
+    return save(fig, path, title)
 
 
 # ----------------------------------------------------------------------------- m24-table1
@@ -444,7 +444,7 @@ def _m24_table1_analyse(df, out: Path, spec: dict):
 
 
 def _m24_table1_figure(data: dict, results: list[Result], path: Path, title: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     rows = data["table"]
     xs = np.arange(len(rows))
@@ -456,7 +456,7 @@ def _m24_table1_figure(data: dict, results: list[Result], path: Path, title: str
                        fontsize=7)
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path, title)
+    return save(fig, path, title)
 
 
 # ----------------------------------------------------------------------------- registry and driver
@@ -541,30 +541,5 @@ def _markdown(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plt():
-    from .plot import pyplot
-
-    return pyplot()
-
-
-def depth_ticks(ax, depths) -> None:
-    from .plot import depth_ticks as ticks
-
-    ticks(ax, depths)
-
-
-def _save(fig, path: Path, title: str) -> Path:
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
-
-
 __all__ = ["REPRODUCTIONS", "SCALES", "Reproduction", "Result", "reproduce"]
 
-
-if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps(reproduce("m24-fig1"), indent=1))
