@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -395,6 +396,23 @@ def falsify(
         _write_json(json_file, out)
 
 
+@contextmanager
+def _cell_progress(console, label: str, total: int | None = None):
+    """A progress bar over a sweep's cells; yields the ``on_cell`` callback that advances it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
+                  TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console, transient=False) as prog:
+        task = prog.add_task(label, total=total, last="")
+
+        def on_cell(cell, rows, done, n):
+            statuses = "/".join(sorted({r["status"] for r in rows}))
+            prog.update(task, completed=done, total=n, last=f"{cell}: {statuses}")
+
+        yield on_cell
+
+
 @app.command("sweep")
 def sweep_cmd(
     spec: Path = typer.Argument(..., help="TOML: [model], [data], [train] (the base config) and [sweep]."),
@@ -406,7 +424,6 @@ def sweep_cmd(
 ) -> None:
     """Run a grid of train runs (in process or on Dask), resumable, into one tidy table."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from ._errors import InvalidArgument, OdecheckError
     from .sweeps import SweepSpec, check_executor, sweep, table_json
@@ -418,15 +435,7 @@ def sweep_cmd(
         check_executor(workers=workers, scheduler=scheduler)
         parsed = SweepSpec.load(spec)
         n_cells = len(parsed.cells())
-        with Progress(TextColumn("[bold]sweep"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
-                      TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                      console=console, transient=False) as prog:
-            task = prog.add_task("sweep", total=n_cells, last="")
-
-            def on_cell(cell, rows, done, total):
-                statuses = sorted({r["status"] for r in rows})
-                prog.update(task, completed=done, last=f"{cell}: {'/'.join(statuses)}")
-
+        with _cell_progress(console, "sweep", n_cells) as on_cell:
             df = sweep(parsed, out, workers=workers, scheduler=scheduler, on_cell=on_cell)
     except InvalidArgument as e:
         _fail(_as_flags(e, {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "spec": "SPEC"}))
@@ -454,7 +463,6 @@ def reproduce_cmd(
 ) -> None:
     """Reproduce a paper's headline figure on sweep: ours next to the published result, with verdicts."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
     from ._errors import InvalidArgument, OdecheckError
@@ -471,13 +479,7 @@ def reproduce_cmd(
         if scale not in SCALES:
             raise InvalidArgument(f"--scale {scale!r}: expected 'smoke' or 'paper'")
         check_executor(workers=workers, scheduler=scheduler)
-        with Progress(TextColumn(f"[bold]{name}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
-                      TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False) as prog:
-            task = prog.add_task(name, total=None)
-
-            def on_cell(cell, rows, done, total):
-                prog.update(task, completed=done, total=total)
-
+        with _cell_progress(console, name) as on_cell:
             rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, on_cell=on_cell)
     except InvalidArgument as e:
         _fail(_as_flags(e, flags))
