@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -24,3 +25,25 @@ def test_digits_fixed_split():
     assert len(d1.x) + len(d1.x_test) == 1797
     with pytest.raises(oc.InvalidArgument, match="n_train"):
         oc.digits(n_train=0)
+
+
+def test_c21_task_targets_are_a_100_step_tanh_ode_of_the_inputs():
+    """[C21]'s task: x in R^10, 1024 / 256 points, y proportional to the explicit-Euler solution of
+    dH/ds = tanh(A(s) H + b(s)) in 100 steps, recomputed here by a plain loop over the teacher's layers."""
+    data = oc.c21_task(1024, seed=2, dtype=torch.float64)
+    assert data.x.shape == (1024, 10) and data.y.shape == (1024, 10)
+    assert data.x_test.shape == (256, 10) and data.y_test.shape == (256, 10)
+    assert oc.c21_task(40, n_test=3).x_test.shape == (3, 10)
+    teacher = oc.ResNet(block="single", depth=100, dim=10, activation="tanh", beta=1.0, init="smooth(0.3)",
+                        ensemble=1, seed=3, dtype=torch.float64)
+    w = teacher.numpy_weights()
+    x = torch.cat([data.x, data.x_test]).numpy()
+    h = x.copy()
+    for k in range(100):
+        h = h + np.tanh(h @ w["W"][0, k].T + w["b"][0, k]) / 100
+    y = torch.cat([data.y, data.y_test]).numpy()
+    scale = (y * h).sum() / (h * h).sum()  # the task rescales the targets to unit mean square
+    assert scale > 0 and np.abs(y - scale * h).max() < 1e-10 * np.abs(y).max()
+    assert (data.y ** 2).sum(1).mean().item() == pytest.approx(10, rel=0.2)
+    with pytest.raises(oc.InvalidArgument, match="n_test"):
+        oc.c21_task(10, n_test=-1)

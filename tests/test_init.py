@@ -69,3 +69,25 @@ def test_generator_reproducible():
     a = torch.randn(3, generator=member_generator(4, 2))
     b = torch.randn(3, generator=member_generator(4, 2))
     assert torch.equal(a, b)
+
+
+def test_a_correlated_stack_is_sampled_once_and_never_shared():
+    """Networks that differ only in beta reuse the last fbm / smooth stack: equal to a fresh sample,
+    and each network gets its own copy (training one leaves the next untouched)."""
+    from odecheck import init as init_mod
+
+    for ensemble in (1, 2):  # one member: the (R, L) -> (L, R) transpose is already contiguous
+        kw = dict(block="res1", depth=16, dim=3, activation="relu", ensemble=ensemble, seed=5, dtype=torch.float64)
+        for scheme, init in (("fbm(0.3)", oc.Init(kind="fbm", hurst=0.3)),
+                             ("smooth(0.2)", oc.Init(kind="smooth", length_scale=0.2))):
+            a = oc.ResNet(init=scheme, beta=0.5, **kw)
+            assert init_mod._last_stack and init_mod._last_stack[0][0][0] == init
+            wa = a.numpy_weights()["V"]
+            a.update_({"V": torch.ones(wa.shape, dtype=torch.float64)}, lr=1.0)  # train the first network
+            assert not np.array_equal(a.numpy_weights()["V"], wa)
+            b = oc.ResNet(init=scheme, beta=1.0, **kw).numpy_weights()["V"]
+            np.testing.assert_array_equal(b, wa)
+            init_mod._last_stack.clear()
+            np.testing.assert_array_equal(oc.ResNet(init=scheme, beta=0.7, **kw).numpy_weights()["V"], wa)
+    oc.ResNet(init="iid", block="res1", depth=16, dim=3, seed=5)  # iid stacks are cheap to draw and not kept
+    assert not init_mod._last_stack

@@ -62,6 +62,7 @@ def test_cells_are_the_product_of_lists_and_zipped_groups():
     ({"model.activation": ["swish"]}, "model.activation='swish'"),
     ({"zip": [{"model.depth": [4, 8], "train.lr": [0.1]}]}, "sweep.zip="),
     ({"model.depth": [4], "zip": [{"model.depth": [8]}]}, "each field swept once"),
+    ({"model.depth": [4], "save_weights": "no"}, "sweep.save_weights='no'"),
 ])
 def test_bad_specs_are_refused_before_anything_runs(tmp_path, sweep, needle):
     with pytest.raises(oc.InvalidArgument, match=needle.replace("[", r"\[").replace("(", r"\(")):
@@ -96,6 +97,17 @@ def test_in_process_table_and_an_independent_run(tmp_path):
     fwd, bwd = init_ratios(build_model(cfg, data), data.x, data.y)
     np.testing.assert_array_equal(rows["init_ratio"].to_numpy(), fwd)
     np.testing.assert_array_equal(rows["init_grad_ratio"].to_numpy(), bwd)
+
+
+def test_save_weights_false_keeps_the_table_and_drops_the_weights(tmp_path):
+    s = spec(**{"model.init": ["fbm(0.3)", "iid"], "model.depth": [4, 8]})
+    full = oc.sweep(s, tmp_path / "full")
+    lean = oc.sweep({**s, "sweep": {**s["sweep"], "save_weights": False}}, tmp_path / "lean")
+    pd.testing.assert_frame_equal(values(full), values(lean))  # the same cells (ids) and values
+    assert len(list((tmp_path / "full" / "cells").glob("*/weights.npz"))) == 4
+    assert not list((tmp_path / "lean" / "cells").glob("*/weights.npz"))
+    assert len(list((tmp_path / "lean" / "cells").glob("*/trajectory.npz"))) == 4
+    assert json.loads((tmp_path / "lean" / "spec.json").read_text())["save_weights"] is False
 
 
 def test_rerun_finishes_only_what_is_unfinished_and_failures_are_recorded(tmp_path):

@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import nn
 from ._errors import InvalidArgument, OdecheckError
-from .data import Dataset, digits, gaussian_task, teacher_task
+from .data import Dataset, c21_task, digits, gaussian_task, teacher_task
 from .flow import EngineOptions, Trajectory, adam, discretization_error, gradient_flow, loss_and_grads, sgd
 from .init import Init, fbm_paths, fgn, gp_paths
 from .models import ACTIVATIONS, BLOCKS, ResNet
@@ -32,6 +32,7 @@ __all__ = [
     "Trajectory",
     "__version__",
     "adam",
+    "c21_task",
     "digits",
     "discretization_error",
     "fbm_paths",

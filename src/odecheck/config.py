@@ -65,6 +65,9 @@ class ModelConfig:
         check_choice("model.dtype", self.dtype, ("float32", "float64"))
 
 
+TASKS = ("gaussian", "teacher", "c21", "digits")
+
+
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
     task: str = "gaussian"
@@ -72,8 +75,8 @@ class DataConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.task not in ("gaussian", "teacher", "digits"):
-            raise invalid("data.task", self.task, "'gaussian', 'teacher' or 'digits'")
+        if self.task not in TASKS:
+            raise invalid("data.task", self.task, "'gaussian', 'teacher', 'c21' or 'digits'")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -56,17 +56,19 @@ def gaussian_task(n: int = 100, input_dim: int = 16, output_dim: int = 16, *, n_
 
 def teacher_task(n: int = 100, dim: int = 16, *, width: int = 32, activation: str = "tanh",
                  length_scale: float = 0.3, depth: int = 256, n_test: int = 0, seed: int = 0,
-                 dtype=torch.float32) -> Dataset:
+                 block: str = "mlp", dtype=torch.float32) -> Dataset:
     """Targets from a teacher network with smooth (Gaussian-process) weights at beta = 1.
 
-    The teacher is a deep mlp ResNet whose weights are Z_k = Z(k/depth) with Z a Gaussian
-    process of the given length scale: a discretization of a Lipschitz neural ODE, so that
-    the task has an exact continuous-depth solution. Targets are scaled to unit mean-square.
+    The teacher is a deep ResNet (``block`` "mlp", or "single" as in [C21]) whose weights are
+    Z_k = Z(k/depth) with Z a Gaussian process of the given length scale: a discretization of a
+    Lipschitz neural ODE, so that the task has an exact continuous-depth solution. Targets are
+    scaled to unit mean-square per coordinate.
     """
     from .models import ResNet
 
     n = check_int("n", n, 1)
-    teacher = ResNet(block="mlp", depth=depth, dim=dim, width=width, activation=activation, beta=1.0,
+    check_int("n_test", n_test, 0)
+    teacher = ResNet(block=block, depth=depth, dim=dim, width=width, activation=activation, beta=1.0,
                      init=f"smooth({length_scale})", ensemble=1, seed=seed + 1, dtype=torch.float64)
     g = member_generator(seed, 10_001)
     x = torch.randn(n + n_test, dim, generator=g, dtype=torch.float64)
@@ -74,6 +76,23 @@ def teacher_task(n: int = 100, dim: int = 16, *, width: int = 32, activation: st
     y = y / y.pow(2).sum(1).mean().sqrt() * np.sqrt(dim)
     return Dataset(name="teacher", x=x[:n].to(dtype), y=y[:n].to(dtype), x_test=x[n:].to(dtype),
                    y_test=y[n:].to(dtype))
+
+
+C21_DIM, C21_STEPS = 10, 100
+
+
+def c21_task(n: int = 1024, *, n_test: int | None = None, seed: int = 0, dtype=torch.float32) -> Dataset:
+    """[C21]'s synthetic regression task: x ~ N(0, I_10), targets from a 100-step tanh ODE.
+
+    The ODE is dH/ds = tanh(A(s) H + b(s)) with A, b smooth (Gaussian-process) in s, discretized in
+    100 explicit-Euler steps (a single-block teacher at beta = 1). [C21] uses 1024 training and 256
+    test points: ``n_test`` defaults to n // 4.
+    """
+    n = check_int("n", n, 1)
+    n_test = n // 4 if n_test is None else n_test
+    data = teacher_task(n, C21_DIM, activation="tanh", depth=C21_STEPS, n_test=n_test, seed=seed, block="single",
+                        dtype=dtype)
+    return Dataset(name="c21", x=data.x, y=data.y, x_test=data.x_test, y_test=data.y_test)
 
 
 def digits(*, n_train: int | None = None, dtype=torch.float32) -> Dataset:

@@ -162,6 +162,13 @@ def gp_paths(n_paths: int, length: int, length_scale: float, generator: torch.Ge
     return _circulant_sample(acov, n_paths, generator, name="smooth")[:, :length]
 
 
+# The last correlated stack sampled (smooth, fbm: the FFT sampling dominates building a network).
+# Networks that differ only in what does not enter the weights (beta, activation, data: a phase
+# diagram's columns) reuse it; the caller always gets a fresh copy. At most STACK_CACHE_MAX entries.
+STACK_CACHE_MAX = 1 << 27
+_last_stack: list = []
+
+
 def sample_stack(
     init: Init,
     shapes: dict[str, tuple[int, ...]],
@@ -183,6 +190,19 @@ def sample_stack(
     -------
     dict name -> float64 tensor of shape (R, L, *shape).
     """
+    key = (init, tuple((k, tuple(v)) for k, v in shapes.items()), depth, ensemble, seed, tuple(zero_at_tied))
+    if _last_stack and _last_stack[0][0] == key:
+        return {k: v.clone() for k, v in _last_stack[0][1].items()}
+    out = _sample_stack(init, shapes, depth=depth, ensemble=ensemble, seed=seed, zero_at_tied=zero_at_tied)
+    size = sum(v.numel() for v in out.values())
+    _last_stack.clear()
+    if init.kind in ("smooth", "fbm") and size <= STACK_CACHE_MAX:
+        _last_stack.append((key, {k: v.clone() for k, v in out.items()}))
+    return out
+
+
+def _sample_stack(init: Init, shapes: dict[str, tuple[int, ...]], *, depth: int, ensemble: int, seed: int,
+                  zero_at_tied: tuple[str, ...]) -> dict[str, torch.Tensor]:
     L, R = depth, ensemble
     out = {name: torch.empty((R, L, *shape), dtype=torch.float64) for name, shape in shapes.items()}
     sign = torch.tensor([(-1.0) ** (k + 1) for k in range(L)], dtype=torch.float64) / L

@@ -17,7 +17,7 @@ import torch
 
 from ._errors import InvalidArgument
 from .config import RunConfig
-from .data import Dataset, digits, gaussian_task, teacher_task
+from .data import Dataset, c21_task, digits, gaussian_task, teacher_task
 from .flow import Trajectory, adam, gradient_flow, sgd
 from .models import ResNet
 
@@ -28,6 +28,8 @@ def build_data(cfg: RunConfig, dtype) -> Dataset:
         return gaussian_task(dcfg.n, m.dim, m.dim, seed=dcfg.seed, dtype=dtype)
     if dcfg.task == "teacher":
         return teacher_task(dcfg.n, m.dim, seed=dcfg.seed, dtype=dtype)
+    if dcfg.task == "c21":
+        return c21_task(dcfg.n, seed=dcfg.seed, dtype=dtype)
     return digits(n_train=min(dcfg.n, 1347), dtype=dtype)
 
 
@@ -66,9 +68,11 @@ def _atomic_save(obj, path: Path, saver: Callable) -> None:
 
 
 def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int, np.ndarray], None] | None = None,
-        at_init: Callable[[ResNet, Dataset], None] | None = None) -> tuple[ResNet, Trajectory, int]:
+        at_init: Callable[[ResNet, Dataset], None] | None = None,
+        save_weights: bool = True) -> tuple[ResNet, Trajectory, int]:
     """Train (or resume) the run in ``out``. Returns the network, the full trajectory and the resumed step.
-    ``at_init(net, data)`` sees the freshly initialized network before any checkpoint is loaded."""
+    ``at_init(net, data)`` sees the freshly initialized network before any checkpoint is loaded.
+    ``save_weights=False`` writes no ``weights.npz`` (a sweep that needs only its table)."""
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.toml"
     text = cfg.dumps()
@@ -83,8 +87,8 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
     net = build_model(cfg, data, device)
     if at_init is not None:
         at_init(net, data)
-    initial = net.numpy_weights()
     tc = cfg.train
+    initial = net.numpy_weights() if tc.method != "gradient_flow" and 0 in tc.snapshots else None
     ckpt = out / "checkpoint.pt"
     traj: Trajectory | None = None
     step0 = 0
@@ -129,6 +133,8 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
         traj = gradient_flow(net, data.x, data.y, steps=0, lr=tc.lr, snapshots=[0] if 0 in tc.snapshots else [])
     assert traj is not None
     _atomic_save(traj.arrays(), out / "trajectory.npz", lambda a, f: np.savez(f, **a))
+    if not save_weights:
+        return net, traj, resumed
     weights = {f"final/{k}": v for k, v in net.numpy_weights().items()}
     # tells `odecheck analyze` which arrays are (R, L, ...) layer stacks
     weights["_layer_families"] = np.array(list(net.layer_families))

@@ -12,6 +12,10 @@ length that vary together (a depth with its learning rate) and enter the product
     "model.depth" = [16, 32, 64]
     "train.lr" = [0.16, 0.32, 0.64]
 
+``save_weights = false`` in ``[sweep]`` (an option, not an axis) keeps only the table and each
+cell's trajectory: no ``weights.npz`` per cell (a 50-member, 1000-layer width-40 cell is 1.2 GB of
+them; the initialization sweeps need only the table).
+
 Each cell is a checkpointed run in ``OUT/cells/<id>/`` (``id``: a hash of the cell's full config,
 so a changed base config makes new cells); when it ends, its rows go to ``result.json`` in that
 folder. A rerun finishes only cells without a result (failed cells are retried). The table has one
@@ -60,6 +64,7 @@ class Axis:
 class SweepSpec:
     base: dict[str, Any]
     axes: tuple[Axis, ...]
+    save_weights: bool = True
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -74,6 +79,9 @@ class SweepSpec:
         if not isinstance(sweep, dict) or not sweep:
             raise invalid("sweep", sweep, "a [sweep] table of dotted field names with lists of values")
         sweep = dict(sweep)  # the caller's spec is left as it was
+        save_weights = sweep.pop("save_weights", True)
+        if not isinstance(save_weights, bool):
+            raise invalid("sweep.save_weights", save_weights, "true or false")
         base_cfg = RunConfig.from_dict(d)  # validates the base tables
         axes: list[Axis] = []
         zips = sweep.pop("zip", [])
@@ -98,7 +106,7 @@ class SweepSpec:
                 if n in seen:
                     raise invalid("sweep", n, "each field swept once")
                 seen.add(n)
-        spec = cls(base=base_cfg.to_dict(), axes=tuple(axes))
+        spec = cls(base=base_cfg.to_dict(), axes=tuple(axes), save_weights=save_weights)
         for cell in spec.cells():  # every cell's config is valid before anything runs
             spec.config(cell)
         return spec
@@ -162,8 +170,10 @@ def _init_ratios(net, data) -> tuple[np.ndarray, np.ndarray]:
     return np.where(np.isfinite(fwd), fwd, np.inf), np.where(np.isfinite(bwd), bwd, np.inf)
 
 
-def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None) -> list[dict[str, Any]]:
-    """Run (or resume) one cell under ``out/cells/<id>`` and return its rows; writes ``result.json``.
+def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None,
+             save_weights: bool = True) -> list[dict[str, Any]]:
+    """Run (or resume) one cell under ``out/cells/<id>`` and return its rows; writes ``result.json``
+    (and the cell's ``weights.npz`` unless ``save_weights`` is false).
     A cell that raises is recorded as failed with its error; the exception does not propagate."""
     import torch
 
@@ -181,7 +191,8 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None) 
     try:
         box: dict[str, tuple] = {}
         net, traj, _ = runner.run(cfg, folder, at_init=lambda n, d: (box.setdefault("r", _init_ratios(n, d)),
-                                                                     box.setdefault("data", d)))
+                                                                     box.setdefault("data", d)),
+                                  save_weights=save_weights)
         ratios = box["r"]
         acc_train, acc_test = np.full(R, np.nan), np.full(R, np.nan)
         if cfg.train.loss == "cross_entropy":  # classification: accuracy of argmax F(x) on both splits
@@ -245,7 +256,8 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
     check_executor(client=client, workers=workers, scheduler=scheduler)
     out = writable_folder("out", out)
     (out / "spec.json").write_text(json.dumps({"base": spec.base, "axes": [
-        {"names": list(a.names), "values": [list(v) for v in a.values]} for a in spec.axes]}, indent=1))
+        {"names": list(a.names), "values": [list(v) for v in a.values]} for a in spec.axes],
+        "save_weights": spec.save_weights}, indent=1))
     cells = spec.cells()
     ids = [cell_id(spec.config(cell)) for cell in cells]
     results: dict[int, list[dict]] = {}
@@ -274,7 +286,7 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
     try:
         if todo and client is None and workers is None and scheduler is None:
             for i in todo:
-                record(i, run_cell(spec.base, cells[i], str(out)))
+                record(i, run_cell(spec.base, cells[i], str(out), save_weights=spec.save_weights))
         elif todo:
             given = client is not None
             cluster, client = _dask_client(client, workers, scheduler)
@@ -305,7 +317,8 @@ def _run_on_dask(client, spec, cells, ids, todo, out, threads, record) -> None:
     futures = {}
     for i in todo:
         # the key is the cell: resubmitting a cell that is still running reuses its task
-        f = client.submit(run_cell, spec.base, cells[i], out, threads, key=f"odecheck-cell-{ids[i]}", pure=False)
+        f = client.submit(run_cell, spec.base, cells[i], out, threads, spec.save_weights,
+                          key=f"odecheck-cell-{ids[i]}", pure=False)
         futures[f] = i
     for f in as_completed(list(futures)):
         record(futures[f], f.result())
