@@ -107,7 +107,7 @@ def test_c21_beta_smoke_recomputes_from_the_cells(tmp_path):
     rep = reproduce("c21-beta", scale="smoke", out=tmp_path)
     assert KEYS <= set(rep) and rep["figure"] == "figure.png"
     res = {r["id"]: r for r in rep["results"]}
-    stats = ("beta-max-norm", "beta-update", "increment-slope", "hurst")
+    stats = ("beta-max-norm", "beta-update", "increment-slope", "hurst", "update-hurst")
     assert set(res) == {f"{t}-{a}-{s}" for t in ("c21", "digits") for a in ("tanh", "relu") for s in stats}
     folder = tmp_path / "c21-beta-smoke"
     df = pd.read_parquet(folder / "results.parquet")
@@ -133,5 +133,12 @@ def test_c21_beta_smoke_recomputes_from_the_cells(tmp_path):
             D = np.array([sub[sub["model.depth"] == L].sort_values("member")["max_increment"] for L in depths])
             assert inc["estimate"] == pytest.approx(np.mean([np.polyfit(x, np.log(D[:, r]), 1)[0] for r in range(4)]),
                                                     abs=1e-9)
+            from odecheck.estimators import hurst
+
+            L = depths[-1]
+            w = np.load(folder / "cells" / sub[sub["model.depth"] == L]["cell"].iloc[0] / "weights.npz")
+            dW, db = w["final/W"].astype(np.float64) - w["step0/W"], w["final/b"].astype(np.float64) - w["step0/b"]
+            uh = [hurst(np.hstack([dW[r].reshape(L, -1), db[r].reshape(L, -1)])).estimate for r in range(4)]
+            assert res[f"{task}-{act}-update-hurst"]["estimate"] == pytest.approx(np.median(uh), abs=1e-12)
             # iid N(0, 1) init: the trained weights keep O(1) increments, far from the 1/L of an ODE limit
             assert inc["verdict"] == "confirmed" and res[f"{task}-{act}-hurst"]["verdict"] == "confirmed"

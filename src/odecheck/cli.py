@@ -451,9 +451,15 @@ def sweep_cmd(
         _write_json(json_file, {"spec": str(spec), "out": str(out), "rows": table_json(df)})
 
 
+def _reproductions():
+    from .reproduce import REPRODUCTIONS
+
+    return REPRODUCTIONS
+
+
 @app.command("reproduce")
 def reproduce_cmd(
-    name: str = typer.Argument(..., help="m24-fig1, m24-fig2, m24-table1, m25-init or m25-phase."),
+    name: str = typer.Argument(..., help=" | ".join(f"{k}: {r.source}" for k, r in _reproductions().items())),
     scale: str = typer.Option("smoke", "--scale", help="smoke (seconds) | paper (the paper's settings)."),
     out: Path = typer.Option(Path("odecheck-reproduce"), "--out", help="Folder; NAME-SCALE/ holds the sweep, "
                                                                         "figure.png, report.md and report.json."),

@@ -480,7 +480,8 @@ C21_PAPER = {"beta-max-norm": "beta from max_k ||A_k|| ~ L^-beta depends on the 
                               "stored with odecheck: measured, not compared)",
              "beta-update": "not in [C21]: the same exponent for the change A_k(T) - A_k(0) that training made",
              "increment-slope": "no neural-ODE scaling: increments do not shrink like 1/L",
-             "hurst": "k -> A_k is not smooth (an SDE-like regime or neither)"}
+             "hurst": "k -> A_k is not smooth (an SDE-like regime or neither)",
+             "update-hurst": "not in [C21]: the regularity in k of what training changed, A_k(T) - A_k(0)"}
 
 
 def _c21_beta_spec(scale: str) -> dict:
@@ -505,6 +506,17 @@ def _c21_norms(out: Path, sub) -> tuple[np.ndarray, np.ndarray]:
         norms.append(np.sqrt((W ** 2).sum((2, 3))).max(1))
         updates.append(np.sqrt(((W - W0) ** 2).sum((2, 3))).max(1))
     return np.array(norms, dtype=float), np.array(updates, dtype=float)
+
+
+def _c21_update_regularity(out: Path, cell: str, L: int) -> list:
+    """The calibrated regime decision of k -> (W_k(T) - W_k(0), b_k(T) - b_k(0)) per network."""
+    from .estimators import classify_regime
+
+    w = _cell_weights(out, cell, keys=("final/W", "step0/W", "final/b", "step0/b"))
+    dW = w["final/W"].astype(np.float64) - w["step0/W"]
+    db = w["final/b"].astype(np.float64) - w["step0/b"]
+    return [classify_regime(np.concatenate([dW[r].reshape(L, -1), db[r].reshape(L, -1)], axis=1), seed=0)
+            for r in range(dW.shape[0])]
 
 
 def _c21_beta_analyse(df, out: Path, spec: dict):
@@ -544,6 +556,13 @@ def _c21_beta_analyse(df, out: Path, spec: dict):
                                   C21_PAPER["hurst"],
                                   note=f"Hurst exponent of k -> (W_k, b_k) at L = {max(depths)} (median, "
                                        f"distribution-free interval) and the calibrated regime per network: {regimes}"))
+            upd = _c21_update_regularity(out, deepest["cell"].iloc[0], max(depths))
+            uh = np.array([d.hurst.estimate for d in upd])
+            results.append(Result(f"{tag}-update-hurst", "measured", float(np.median(uh)), median_interval(uh, ALPHA),
+                                  C21_PAPER["update-hurst"],
+                                  note=f"Hurst exponent of k -> (W_k(T) - W_k(0), b_k(T) - b_k(0)) at L = {max(depths)} "
+                                       f"(median, distribution-free interval); regime per network: "
+                                       f"{[d.regime for d in upd]}"))
             data["panels"].append({"task": task, "activation": act, "depths": depths, "norms": norms,
                                    "updates": updates, "increments": inc,
                                    "slopes": {k: fits[k].estimate for k in fits}})
