@@ -149,11 +149,13 @@ def cell_id(cfg: RunConfig) -> str:
 
 
 # ----------------------------------------------------------------------------- one cell
-def _final_regularity(net, w: dict[str, np.ndarray], r: int) -> tuple[float, str]:
-    """Hurst exponent and regime of member r's path k -> Z_k (every per-layer family of ``w``)."""
+def _final_regularity(net, w: dict, r: int) -> tuple[float, str]:
+    """Hurst exponent and regime of member r's path k -> Z_k (every per-layer family of ``w``, the
+    network's public (R, L, ...) tensors: one member is copied at a time)."""
     from .estimators import classify_regime
 
-    path = np.concatenate([w[f][r].reshape(net.depth, -1) for f in net.layer_families], axis=1)
+    path = np.concatenate([w[f][r].detach().reshape(net.depth, -1).cpu().numpy()
+                           for f in net.layer_families], axis=1)
     if net.depth < 3 or not np.all(np.isfinite(path)):
         return float("nan"), "inconclusive"
     d = classify_regime(path, seed=0)
@@ -203,7 +205,7 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None,
         else:  # SGD/Adam record no increments per step: those of the final weights
             inc = net.increments().amax(1).double().cpu().numpy() if net.depth > 1 else np.full(R, np.nan)
         rows = []
-        weights = net.numpy_weights()
+        weights = net.weights
         for r in range(R):
             diverged = bool(traj.diverged[r])
             h, reg = (float("nan"), "inconclusive") if diverged else _final_regularity(net, weights, r)
