@@ -34,6 +34,7 @@ class ModelConfig:
     activation: str = "gelu"
     beta: float = 1.0
     init: str = "tied"
+    init_scale: float = 1.0  # standard deviation of every entry of the init (1/sqrt(q): variance 1/width)
     io_init: str = "identity"
     train_io: bool = False
     delta: str = "fixed"
@@ -53,6 +54,8 @@ class ModelConfig:
         check_int("model.seed", self.seed, 0)
         check_choice("model.activation", self.activation, ACTIVATIONS)
         check_float("model.beta", self.beta, minimum=0.0)
+        if not (check_float("model.init_scale", self.init_scale, minimum=0.0) > 0):
+            raise invalid("model.init_scale", self.init_scale, "a positive float")
         try:
             as_init(self.init)
         except InvalidArgument as e:
@@ -128,6 +131,8 @@ class RunConfig:
         d["train"]["snapshots"] = list(self.train.snapshots)
         if d["train"]["clip"] is None:
             del d["train"]["clip"]
+        if d["model"]["init_scale"] == 1.0:  # written only when set: configs (and sweep cell ids) from before
+            del d["model"]["init_scale"]      # the field existed stay the same
         return d
 
     @classmethod

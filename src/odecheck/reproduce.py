@@ -253,6 +253,10 @@ def _m24_fig2_figure(data: dict, results: list[Result], path: Path, title: str) 
 
 
 # ----------------------------------------------------------------------------- m25-init
+# [M25]'s networks have width 40 and weights of variance 1/width (its public code: iid entries uniform on
+# +-sqrt(3/width), fbm increments divided by sqrt(width)): init_scale 1/sqrt(40).
+M25_WIDTH = 40
+M25_INIT_SCALE = 1 / np.sqrt(M25_WIDTH)
 M25_INIT = {"smoke": {"depths": [10, 20, 50, 100], "draws": 16},
             "paper": {"depths": [10, 20, 50, 100, 200, 500, 1000], "draws": 50}}
 M25_BETAS = (0.25, 0.5, 1.0)
@@ -260,8 +264,8 @@ M25_BETAS = (0.25, 0.5, 1.0)
 
 def _m25_init_spec(scale: str) -> dict:
     p = M25_INIT[scale]
-    return {"model": {"block": "res1", "dim": 40, "width": 40, "activation": "relu", "init": "iid",
-                      "ensemble": p["draws"], "seed": 0, "dtype": "float64"},
+    return {"model": {"block": "res1", "dim": M25_WIDTH, "width": M25_WIDTH, "activation": "relu", "init": "iid",
+                      "init_scale": M25_INIT_SCALE, "ensemble": p["draws"], "seed": 0, "dtype": "float64"},
             "data": {"task": "gaussian", "n": 64, "seed": 0},
             "train": {"method": "gradient_flow", "steps": 0, "lr": 1e-2, "snapshots": []},
             "sweep": {"model.beta": list(M25_BETAS), "model.depth": p["depths"], "save_weights": False}}
@@ -324,8 +328,9 @@ BOUNDARY_BAND = abs(SLOPE_M25 - SLOPE_IID) / 2
 
 def _m25_phase_spec(scale: str) -> dict:
     p = M25_PHASE[scale]
-    return {"model": {"block": "res1", "dim": 40, "width": 40, "activation": "relu", "depth": p["depth"],
-                      "ensemble": p["draws"], "seed": 0, "dtype": "float64"},
+    return {"model": {"block": "res1", "dim": M25_WIDTH, "width": M25_WIDTH, "activation": "relu",
+                      "depth": p["depth"], "init_scale": M25_INIT_SCALE, "ensemble": p["draws"], "seed": 0,
+                      "dtype": "float64"},
             "data": {"task": "gaussian", "n": 16, "seed": 0},
             "train": {"method": "gradient_flow", "steps": 0, "lr": 1e-2, "snapshots": []},
             "sweep": {"model.init": [f"fbm({h:g})" for h in p["hursts"]], "model.beta": [float(b) for b in p["betas"]],
@@ -365,9 +370,8 @@ def _m25_phase_analyse(df, out: Path, spec: dict):
                else "refuted" if (hi < 1 - BOUNDARY_BAND or lo > 1 + BOUNDARY_BAND) else "inconclusive")
     res = Result("boundary-slope", verdict, reg.slope, (lo, hi), "1 (boundary beta = H)",
                  note=f"OLS slope of the crossing beta*(H) on H with a Student-t interval ({dof} df); confirmed if "
-                      f"it lies inside 1 +- {BOUNDARY_BAND}. Intercept {reg.intercept:.3f}: with N(0, 1) entries the "
-                      f"ratio carries a depth-free factor of order sqrt(q), which moves the crossing of 1 by about "
-                      f"log(sqrt(q)) / log(L) at finite L; the slope in H is the boundary's shape")
+                      f"it lies inside 1 +- {BOUNDARY_BAND}. Intercept {reg.intercept:.3f} (the paper's beta = H: 0); "
+                      f"weights of variance 1/width as in [M25]")
     return [res], {"grid": grid, "betas": betas, "hursts": hursts, "crossing": crossing,
                    "fit": (reg.slope, reg.intercept)}
 

@@ -19,6 +19,7 @@ from ._errors import InvalidArgument
 from .config import RunConfig
 from .data import Dataset, c21_task, digits, gaussian_task, teacher_task
 from .flow import Trajectory, adam, gradient_flow, sgd
+from .init import as_init
 from .models import ResNet
 
 
@@ -35,8 +36,9 @@ def build_data(cfg: RunConfig, dtype) -> Dataset:
 
 def build_model(cfg: RunConfig, data: Dataset, device="cpu") -> ResNet:
     m = cfg.model
+    init = m.init if m.init_scale == 1.0 else replace(as_init(m.init), scale=m.init_scale)
     return ResNet(block=m.block, depth=m.depth, dim=m.dim, width=m.width, input_dim=data.input_dim,
-                  output_dim=data.output_dim, activation=m.activation, beta=m.beta, init=m.init,
+                  output_dim=data.output_dim, activation=m.activation, beta=m.beta, init=init,
                   io_init=m.io_init, train_io=m.train_io, delta=m.delta, ensemble=m.ensemble, seed=m.seed,
                   dtype=torch.float64 if m.dtype == "float64" else torch.float32, device=device)
 
