@@ -260,6 +260,11 @@ M25_INIT_SCALE = 1 / np.sqrt(M25_WIDTH)
 M25_INIT = {"smoke": {"depths": [10, 20, 50, 100], "draws": 16},
             "paper": {"depths": [10, 20, 50, 100, 200, 500, 1000], "draws": 50}}
 M25_BETAS = (0.25, 0.5, 1.0)
+# [M25]'s regimes of the ratio for iid weights: the mean square grows like (1 + c L^(-2 beta))^L, so it
+# explodes faster than any power below beta = 1/2 (exp(c L^(1 - 2 beta))), stays Theta(1) at 1/2, and
+# falls like L^(1/2 - beta) above.
+M25_LAW = {"explodes": "explodes (like exp(c L^(1 - 2 beta)), faster than any power)", "stable": "stable, Theta(1)",
+           "identity": "identity, -> 0 like L^{e:g}"}
 
 
 def _m25_init_spec(scale: str) -> dict:
@@ -289,7 +294,7 @@ def _m25_init_analyse(df, out: Path, spec: dict):
         for col, what in (("init_ratio", "output"), ("init_grad_ratio", "gradient")):
             depths, V = _by_depth(sub, col)
             verdict, est, ci = _cell_slope(depths, V, expect, level)
-            results.append(Result(f"{what}-beta-{beta:g}", verdict, est, ci, f"{expect} (L^(1/2 - beta) = L^{0.5 - beta:g})",
+            results.append(Result(f"{what}-beta-{beta:g}", verdict, est, ci, M25_LAW[expect].format(e=0.5 - beta),
                                   alpha=ALPHA, note=f"slope of the {what} ratio in L; Bonferroni level {level:.4f}"))
             data["cells"].append({"beta": beta, "what": what, "depths": depths, "values": V, "slope": est,
                                   "expected": expect})
@@ -306,8 +311,9 @@ def _m25_init_figure(data: dict, results: list[Result], path: Path, title: str) 
             with np.errstate(all="ignore"):
                 med = np.median(np.log(np.where(np.isfinite(V), V, np.nan)), axis=1)
             ax.loglog(L, np.exp(med), "o-", color=f"C{i}", label=f"beta={c['beta']:g}: ours (median of draws)")
-            ax.loglog(L, np.exp(med[0]) * (L / L[0]) ** (0.5 - c["beta"]), "--", color=f"C{i}", alpha=0.6,
-                      label=f"paper: L^(1/2-beta), {c['expected']}")
+            if c["expected"] != "explodes":  # a power law (L^0 when stable); explosion is faster than any power
+                ax.loglog(L, np.exp(med[0]) * (L / L[0]) ** (0.5 - c["beta"]), "--", color=f"C{i}", alpha=0.6,
+                          label=f"paper: {c['expected']}, L^(1/2-beta)")
         ax.set_xlabel("depth L")
         depth_ticks(ax, data["cells"][0]["depths"])
         ax.set_ylabel("||h_L - h_0|| / ||h_0||" if what == "output" else "||g_0 - g_L|| / ||g_L||")
