@@ -57,7 +57,8 @@ def test_m24_fig1_smoke_reproduces_the_slopes(tmp_path):
 def test_init_reproductions_run_and_report(tmp_path, name):
     rep = reproduce(name, scale="smoke", out=tmp_path)
     assert KEYS <= set(rep) and rep["figure"] == "figure.png"
-    assert all(r["verdict"] in ("confirmed", "refuted", "inconclusive", "diverged") for r in rep["results"])
+    assert all(r["verdict"] in ("confirmed", "refuted", "inconclusive", "diverged", "measured")
+               for r in rep["results"])
     if name == "m25-init":
         res = {r["id"]: r for r in rep["results"]}
         assert len(res) == 6
@@ -87,6 +88,9 @@ def test_init_reproductions_run_and_report(tmp_path, name):
     if name == "m24-fig2":
         res = {r["id"]: r for r in rep["results"]}
         assert res["loss-decay-rate"]["estimate"] > 0 and res["weights-regime"]["verdict"] == "confirmed"
+        df = pd.read_parquet(tmp_path / "m24-fig2-smoke" / "results.parquet")
+        assert res["final-loss"]["estimate"] == pytest.approx(np.median(df["final_loss"]), rel=1e-12)
+        assert res["final-loss"]["verdict"] == "measured"
 
 
 def test_cli_reproduce_json_and_bad_arguments(tmp_path):
