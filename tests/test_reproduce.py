@@ -91,6 +91,11 @@ def test_init_reproductions_run_and_report(tmp_path, name):
         df = pd.read_parquet(tmp_path / "m24-fig2-smoke" / "results.parquet")
         assert res["final-loss"]["estimate"] == pytest.approx(np.median(df["final_loss"]), rel=1e-12)
         assert res["final-loss"]["verdict"] == "measured"
+        folder = tmp_path / "m24-fig2-smoke"
+        with np.load(folder / "cells" / df["cell"].iloc[0] / "trajectory.npz") as z:
+            lip = 64 * z["max_increment"][-1]  # L max_k ||Z_k+1 - Z_k|| at the last step, per member
+        assert res["lipschitz"]["estimate"] == pytest.approx(np.median(lip), rel=1e-12)
+        assert res["lipschitz"]["ci"][0] <= res["lipschitz"]["estimate"] <= res["lipschitz"]["ci"][1]
 
 
 def test_cli_reproduce_json_and_bad_arguments(tmp_path):
