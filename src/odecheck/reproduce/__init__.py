@@ -1,0 +1,97 @@
+"""``odecheck reproduce``: the papers' headline figures, run on ``sweep``, decided as in ``verify``.
+
+Each reproduction is a sweep spec per scale (``smoke``: seconds, in CI; ``paper``: the paper's
+settings) and an analysis of the sweep's table (and of its cells' saved weights) into results:
+an estimate with its interval, the error rate alpha, a verdict, and the paper's published value.
+The figure draws the paper's result next to ours.
+
+References
+----------
+[M24] Marion et al., ICLR 2024, Fig. 1, 2, Table 1.  [M25] Marion et al., JMLR 2025, Figs. 1, 3, 7.
+[C21] Cohen et al., ICML 2021, sec. 4.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._errors import invalid
+from .base import SCALES, Reproduction, Result
+from .c21 import C21_BETA_REPRODUCTION, c21_depths
+from .m24 import M24_REPRODUCTIONS
+from .m25 import M25_REPRODUCTIONS
+
+REPRODUCTIONS: dict[str, Reproduction] = {
+    r.name: r for r in (*M24_REPRODUCTIONS, *M25_REPRODUCTIONS, C21_BETA_REPRODUCTION)}
+
+
+def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odecheck-reproduce", client=None,
+              workers: int | None = None, scheduler: str | None = None,
+              on_cell: Callable[[dict, list[dict], int, int], None] | None = None) -> dict[str, Any]:
+    """Run reproduction ``name`` at ``scale`` on ``sweep`` under ``out/<name>-<scale>`` and return its
+    JSON report (also written there as report.json, with report.md and figure.png)."""
+    from ..sweeps import SweepSpec, check_executor, sweep
+
+    if name not in REPRODUCTIONS:
+        raise invalid("name", name, f"one of {', '.join(REPRODUCTIONS)}")
+    if scale not in SCALES:
+        raise invalid("scale", scale, "'smoke' or 'paper'")
+    check_executor(client=client, workers=workers, scheduler=scheduler)
+    rep = REPRODUCTIONS[name]
+    folder = Path(out) / f"{name}-{scale}"
+    t0 = time.perf_counter()
+    spec = rep.spec(scale)
+    df = sweep(SweepSpec.from_dict(spec), folder, client=client, workers=workers, scheduler=scheduler,
+               on_cell=on_cell)
+    results, data = rep.analyse(df, folder, spec)
+    seconds = time.perf_counter() - t0
+    figure = None
+    if data:
+        try:
+            figure = rep.figure(data, results, folder / "figure.png", f"{name} ({rep.source}), {scale} scale").name
+        except ImportError:  # matplotlib is the optional [plot] extra
+            figure = None
+    executor = ("client" if client is not None else f"LocalCluster({workers})" if workers
+                else f"scheduler {scheduler}" if scheduler else "in process")
+    report = {"name": name, "scale": scale, "source": rep.source, "description": rep.description,
+              "seconds": round(seconds, 3), "executor": executor, "figure": figure,
+              "results": [r.to_json() for r in results]}
+    if "table" in data:
+        report["table"] = data["table"]
+    from ..report import write_json
+
+    write_json(folder / "report.json", report)
+    (folder / "report.md").write_text(_markdown(report))
+    return report
+
+
+def _markdown(rep: dict) -> str:
+    lines = [f"# {rep['name']}: {rep['source']} ({rep['scale']} scale)", "", rep["description"] + ".", "",
+             f"{rep['seconds']:.1f} s, executor: {rep['executor']}.", "",
+             "| result | verdict | estimate | interval | alpha | paper |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rep["results"]:
+        ci = "-" if r["ci"][0] is None else f"[{r['ci'][0]:.3g}, {r['ci'][1]:.3g}]"
+        est = "-" if r["estimate"] is None else f"{r['estimate']:.3g}"
+        lines.append(f"| `{r['id']}` | {r['verdict']} | {est} | {ci} | {r['alpha']} | {r['paper']} |")
+    lines.append("")
+    if rep.get("table"):
+        lines += ["| activation | init | train (median, IQR) | test (median, IQR) | smooth | paper train / test, "
+                  "smooth |", "| --- | --- | --- | --- | --- | --- |"]
+        for t in rep["table"]:
+            lines.append(f"| {t['activation']} | {t['init']} | {t['train_median']:.1f} [{t['train_iqr'][0]:.1f}, "
+                         f"{t['train_iqr'][1]:.1f}] | {t['test_median']:.1f} [{t['test_iqr'][0]:.1f}, "
+                         f"{t['test_iqr'][1]:.1f}] | {t['smooth']} | {t['paper_train']} / {t['paper_test']}, "
+                         f"{t['paper_smooth']} |")
+        lines.append("")
+    lines += [f"- `{r['id']}`: {r['note']}" for r in rep["results"] if r["note"]]
+    if rep["figure"]:
+        lines += ["", f"![{rep['name']}]({rep['figure']})"]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["REPRODUCTIONS", "SCALES", "Reproduction", "Result", "c21_depths", "reproduce"]
+

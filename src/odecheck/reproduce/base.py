@@ -1,0 +1,64 @@
+"""What every reproduction shares: its result and registry entry types, and table helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..claims.decisions import ALPHA
+from ..estimators import scaling_exponent
+
+SCALES = ("smoke", "paper")
+
+
+@dataclass(frozen=True)
+class Result:
+    id: str
+    verdict: str
+    estimate: float
+    ci: tuple[float, float]
+    paper: str
+    alpha: float = ALPHA
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        def num(v):
+            return float(v) if np.isfinite(v) else None
+
+        return {"id": self.id, "verdict": self.verdict, "estimate": num(self.estimate),
+                "ci": [num(self.ci[0]), num(self.ci[1])], "alpha": self.alpha, "paper": self.paper,
+                "note": self.note}
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    name: str
+    source: str
+    description: str
+    spec: Callable[[str], dict]
+    analyse: Callable[[Any, Path, dict], tuple[list[Result], dict]]
+    figure: Callable[[dict, list[Result], Path, str], Path]
+
+
+# ----------------------------------------------------------------------------- shared pieces
+def _slope(depths, values, level=1 - ALPHA):
+    """Members-t slope of log(values) in log(depth): values (D, R)."""
+    return scaling_exponent(depths, values, level=level)
+
+
+def _by_depth(df, column: str, depth_field: str = "model.depth") -> tuple[list[int], np.ndarray]:
+    depths = sorted(df[depth_field].unique())
+    vals = np.array([df[df[depth_field] == L].sort_values("member")[column].to_numpy(dtype=float) for L in depths])
+    return [int(L) for L in depths], vals
+
+
+def _cell_weights(out: Path, cell: str, keys=None) -> dict[str, np.ndarray]:
+    """A cell's saved weights (``keys`` only, when given: a deep reference's snapshots are large)."""
+    with np.load(out / "cells" / cell / "weights.npz") as z:
+        return {k: z[k] for k in (z.files if keys is None else keys)}
+
+
