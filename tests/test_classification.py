@@ -144,3 +144,64 @@ def test_train_reports_digits_accuracy(tmp_path):
     res = CliRunner().invoke(app, ["train", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "r2")])
     assert res.exit_code == 2 and "train.method" in res.output
     assert np.isfinite(test)
+
+
+@pytest.mark.parametrize("method", ["sgd", "adam", "gradient_flow"])
+def test_conv_io_maps_train_as_a_kernel_and_a_head(method):
+    """io_init="conv" with train_io: three steps of odecheck's optimizer equal torch.optim (or plain
+    gradient descent) on the naive model parametrized by the 3x3 kernel and the (d', c) head, rebuilt
+    here into dense A and B with F.conv2d; A stays a convolution and B a pooled head."""
+    import torch.nn.functional as F
+
+    c, S, C, dp, L, R = 3, 4, 2, 3, 3, 2
+    net = oc.ResNet(block="conv", depth=L, dim=c * S * S, width=c, input_dim=C * S * S, output_dim=dp,
+                    activation="tanh", init="iid", io_init="conv", train_io=True, ensemble=R, seed=2,
+                    dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    n = 6
+    x = torch.randn(n, C * S * S, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, dp, (n,), generator=g)
+    onehot = F.one_hot(labels, dp).double()
+    # the structured parameters, read off the initial dense maps at an interior position (y = x = 1)
+    A0 = net.weights["A"].reshape(R, c, S, S, C, S, S)
+    kernel = torch.stack([torch.stack([A0[:, :, 1, 1, :, a, b] for b in range(3)], -1) for a in range(3)], -2)
+    head = net.weights["B"].reshape(R, dp, c, S * S)[..., 0] * S * S
+    eye = torch.eye(C * S * S, dtype=torch.float64).reshape(-1, C, S, S)
+
+    def dense(k, w):
+        A = torch.stack([F.conv2d(eye, k[r], padding=1).reshape(C * S * S, c * S * S).T for r in range(R)])
+        return A, (w[..., None] / (S * S)).expand(R, dp, c, S * S).reshape(R, dp, c * S * S)
+
+    torch.testing.assert_close(dense(kernel, head)[0], net.weights["A"], rtol=0, atol=0)
+    params = {"k": kernel.clone().requires_grad_(True), "w": head.clone().requires_grad_(True),
+              **{f: net.weights[f].detach().clone().requires_grad_(True) for f in net.layer_families}}
+    lr, steps = 0.05, 3
+    opt = {"sgd": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=1e-2),
+           "adam": lambda p: torch.optim.Adam(p, lr=lr),
+           "gradient_flow": None}[method]
+    ref_opt = opt(list(params.values())) if opt else None
+    for _ in range(steps):
+        A, B = dense(params["k"], params["w"])
+        loss = _naive_ce(net, x, labels, {"A": A, "B": B, **{f: params[f] for f in net.layer_families}})
+        for p in params.values():
+            p.grad = None
+        loss.sum().backward()
+        if ref_opt is not None:
+            ref_opt.step()
+        else:  # gradient flow: dk/dt = -dl/dk, dZ_k/dt = -L dl/dZ_k
+            with torch.no_grad():
+                for name, p in params.items():
+                    p -= lr * (L if name in net.layer_families else 1) * p.grad
+    if method == "sgd":
+        oc.sgd(net, x, onehot, steps=steps, lr=lr, batch_size=n, momentum=0.9, weight_decay=1e-2,
+               loss="cross_entropy")
+    elif method == "adam":
+        oc.adam(net, x, onehot, steps=steps, lr=lr, batch_size=n, loss="cross_entropy")
+    else:
+        oc.gradient_flow(net, x, onehot, steps=steps, lr=lr, loss="cross_entropy")
+    A, B = dense(params["k"].detach(), params["w"].detach())
+    torch.testing.assert_close(net.weights["A"], A, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(net.weights["B"], B, rtol=1e-10, atol=1e-12)
+    for f in net.layer_families:
+        torch.testing.assert_close(net.weights[f], params[f].detach(), rtol=1e-10, atol=1e-12)
+    assert not torch.equal(net.weights["A"], dense(kernel, head)[0])  # the maps did train

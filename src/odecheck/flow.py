@@ -247,6 +247,7 @@ def gradient_flow(
     for t in range(rows):
         value, grads = graphed() if graphed is not None else _engine_loss_and_grads(net, x, y, reuse=True,
                                                                                      segment=recompute, loss=loss)
+        net.io_directions(grads)  # conv io maps train as a kernel and a head
         num = torch.zeros(R, dtype=torch.float64, device=net.device)
         for name in names:
             num += _flow_factor(net, name) * _sq_norm(net, name, grads[name])
@@ -340,6 +341,7 @@ def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method
             break
         idx = torch.argsort(torch.rand(R, n, generator=g), dim=1)[:, :batch_size].to(x.device)
         value, grads = _engine_loss_and_grads(net, xr[ar, idx], yr[ar, idx], reuse=True, loss=loss)
+        net.io_directions(grads)
         loss_np = value.double().cpu().numpy()
         loss_a[t] = loss_np
         bad = ~np.isfinite(loss_np) & (diverged_at < 0)
@@ -441,8 +443,11 @@ def adam(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, betas=(0.
             v = state.setdefault(("v", name), torch.zeros_like(g))
             m.mul_(b1).add_(g, alpha=1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            step = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
-            factor = _flow_factor(net, name) if depth_factor else 1.0
+            # a structured io map's entries are s times its parameters (io_scale): Adam on the parameter,
+            # scale-free, moves each entry by s times the step of the copies with eps scaled alike
+            s = net.io_scale(name)
+            step = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps * s)
+            factor = (_flow_factor(net, name) if depth_factor else 1.0) * s
             net._p[name].sub_(_masked(net, name, net._p[name], step, alive), alpha=rate * factor)
 
     return _minibatch(net, x, y, steps=steps, lr=lr, batch_size=batch_size, seed=seed, update=update,

@@ -64,7 +64,10 @@ class ResNet:
         channels, B averages each channel over the S x S map and maps the c averages to the outputs
         (Gaussian kernel and map, variances 1/(9 C) and 1/c).
     train_io : bool
-        Whether A and B are trained.
+        Whether A and B are trained. With ``io_init="conv"`` they are trained as what they are, a
+        3x3 kernel and a (d', c) head: every optimizer steps along :meth:`io_directions` of the
+        dense gradients, which is exactly training the kernel and the head, so A stays a
+        convolution and B a pooled head.
     delta : {"fixed", "shared", "per_layer"}
         ``single`` block only: delta_k = alpha_L fixed, or trained (one scalar, or one per layer).
     bias : bool
@@ -179,6 +182,53 @@ class ResNet:
             head = torch.randn(dp, c, generator=g, dtype=torch.float64) / math.sqrt(c)
             B[r] = (head[:, :, None] / (S * S)).expand(dp, c, S * S).reshape(dp, self.dim)
         return A, B
+
+    def io_directions(self, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        r"""The conv io maps' training directions, in place: for ``io_init="conv"``, the dense
+        gradients G_A, G_B (internal layout (R, q, d), (R, d', q)) become E E^T G, E the linear map
+        from the structured parameters (the 3x3 kernel k, the head w) to the dense matrices A = E(k),
+        B = E(w). E^T G is the parameters' own gradient (chain rule), so a step -lr E E^T G on A is the
+        step -lr E^T G on k: plain, momentum and weight-decay SGD and gradient flow train k and w
+        exactly; so does Adam, which acts entry by entry on E's copies of each parameter, with the
+        copies' scale :meth:`io_scale` (tests/test_classification.py checks all three against
+        torch.optim on the kernel and the head).
+        Other io maps: ``grads`` unchanged. Returns ``grads``."""
+        if self.io_init != "conv" or not self.train_io:
+            return grads
+        import torch.nn.functional as F
+
+        from .blocks.conv import side
+
+        c, d, dp, R = self.width, self.input_dim, self.output_dim, self.ensemble
+        S = side(self.dim, c)
+        C = d // (S * S)
+        if "A" in grads:
+            G = grads["A"].reshape(R, c, S, S, C, S, S)  # (member, out channel, y, x, in channel, y', x')
+            k = torch.empty(R, c, C, 3, 3, dtype=G.dtype, device=G.device)
+            for a in range(3):  # tap (a, b) couples output (y, x) to input (y + a - 1, x + b - 1)
+                rows = torch.diagonal(G, offset=a - 1, dim1=2, dim2=5)          # (R, c, x, C, x', n_y)
+                for b in range(3):
+                    taps = torch.diagonal(rows, offset=b - 1, dim1=2, dim2=4)  # (R, c, C, n_y, n_x)
+                    k[:, :, :, a, b] = taps.sum((-2, -1))
+            eye = torch.eye(d, dtype=G.dtype, device=G.device).reshape(d, C, S, S)  # basis images
+            for r in range(R):
+                grads["A"][r] = F.conv2d(eye, k[r], padding=1).reshape(d, self.dim).T
+        if "B" in grads:
+            G = grads["B"].reshape(R, dp, c, S * S)
+            w = G.sum(-1) / (S * S)  # the head's gradient: B = w / S^2 on every position of a channel
+            grads["B"].copy_((w[..., None] / (S * S)).expand(R, dp, c, S * S).reshape(R, dp, self.dim))
+        return grads
+
+    def io_scale(self, name: str) -> float:
+        """The factor s with which a structured io parameter enters its dense map (each entry of the
+        map is s times one parameter): 1/S^2 for the conv head (B averages each channel over the S x S
+        map), 1 for the conv kernel and for every dense map. Adam, scale-free per entry, needs it to
+        step the parameter rather than its copies."""
+        if self.io_init != "conv" or not self.train_io or name != "B":
+            return 1.0
+        from .blocks.conv import side
+
+        return 1.0 / side(self.dim, self.width) ** 2
 
     def _io_maps(self, io_init: str) -> tuple[torch.Tensor, torch.Tensor]:
         q, d, dp, R = self.dim, self.input_dim, self.output_dim, self.ensemble
