@@ -45,18 +45,18 @@ class Reproduction:
 
 
 # ----------------------------------------------------------------------------- shared pieces
-def _slope(depths, values, level=1 - ALPHA):
+def slope(depths, values, level=1 - ALPHA):
     """Members-t slope of log(values) in log(depth): values (D, R)."""
     return scaling_exponent(depths, values, level=level)
 
 
-def _by_depth(df, column: str, depth_field: str = "model.depth") -> tuple[list[int], np.ndarray]:
+def by_depth(df, column: str, depth_field: str = "model.depth") -> tuple[list[int], np.ndarray]:
     depths = sorted(df[depth_field].unique())
     vals = np.array([df[df[depth_field] == L].sort_values("member")[column].to_numpy(dtype=float) for L in depths])
     return [int(L) for L in depths], vals
 
 
-def _cell_weights(out: Path, cell: str, keys=None) -> dict[str, np.ndarray]:
+def cell_weights(out: Path, cell: str, keys=None) -> dict[str, np.ndarray]:
     """A cell's saved weights (``keys`` only, when given: a deep reference's snapshots are large)."""
     with np.load(out / "cells" / cell / "weights.npz") as z:
         return {k: z[k] for k in (z.files if keys is None else keys)}

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..claims.decisions import ALPHA, rough_decision
 from ..plot import depth_ticks, pyplot, save
-from .base import Reproduction, Result, _by_depth, _cell_weights, _slope
+from .base import Reproduction, Result, by_depth, cell_weights, slope
 
 
 # ----------------------------------------------------------------------------- c21-beta
@@ -51,7 +51,7 @@ def _c21_norms(out: Path, sub) -> tuple[np.ndarray, np.ndarray]:
     """(D, R) max_k ||W_k||_F of the trained weights and of the change W_k(T) - W_k(0), per depth."""
     norms, updates = [], []
     for L in sorted(sub["model.depth"].unique()):
-        w = _cell_weights(out, sub[sub["model.depth"] == L]["cell"].iloc[0], keys=("final/W", "step0/W"))
+        w = cell_weights(out, sub[sub["model.depth"] == L]["cell"].iloc[0], keys=("final/W", "step0/W"))
         W, W0 = w["final/W"].astype(np.float64), w["step0/W"].astype(np.float64)
         norms.append(np.sqrt((W ** 2).sum((2, 3))).max(1))
         updates.append(np.sqrt(((W - W0) ** 2).sum((2, 3))).max(1))
@@ -62,7 +62,7 @@ def _c21_update_regularity(out: Path, cell: str, L: int) -> list:
     """The calibrated regime decision of k -> (W_k(T) - W_k(0), b_k(T) - b_k(0)) per network."""
     from ..estimators import classify_regime
 
-    w = _cell_weights(out, cell, keys=("final/W", "step0/W", "final/b", "step0/b"))
+    w = cell_weights(out, cell, keys=("final/W", "step0/W", "final/b", "step0/b"))
     dW = w["final/W"].astype(np.float64) - w["step0/W"]
     db = w["final/b"].astype(np.float64) - w["step0/b"]
     return [classify_regime(np.concatenate([dW[r].reshape(L, -1), db[r].reshape(L, -1)], axis=1), seed=0)
@@ -83,9 +83,9 @@ def _c21_beta_analyse(df, out: Path, spec: dict):
                                    note=f"{int((sub['status'] != 'done').sum())} rows not done")
                             for k, p in C21_PAPER.items()]
                 continue
-            depths, inc = _by_depth(sub, "max_increment")
+            depths, inc = by_depth(sub, "max_increment")
             norms, updates = _c21_norms(out, sub)
-            fits = {k: _slope(depths, v) for k, v in (("beta-max-norm", norms), ("beta-update", updates),
+            fits = {k: slope(depths, v) for k, v in (("beta-max-norm", norms), ("beta-update", updates),
                                                        ("increment-slope", inc))}
             for k in ("beta-max-norm", "beta-update"):  # beta = -slope: the interval negated and reversed
                 f = fits[k]
@@ -128,10 +128,10 @@ def _c21_beta_figure(data: dict, results: list[Result], path: Path, title: str) 
         L = np.array(pnl["depths"], dtype=float)
         for ax, (key, label) in zip(axes, stats, strict=True):
             med = np.median(pnl[key], axis=1)
-            slope = pnl["slopes"][{"norms": "beta-max-norm", "updates": "beta-update",
-                                   "increments": "increment-slope"}[key]]
+            fitted = pnl["slopes"][{"norms": "beta-max-norm", "updates": "beta-update",
+                                    "increments": "increment-slope"}[key]]
             ax.loglog(L, med, "o-" if pnl["task"] == "c21" else "s--", ms=3, color=f"C{i}",
-                      label=f"{pnl['task']}, {pnl['activation']}: slope {slope:.2f}")
+                      label=f"{pnl['task']}, {pnl['activation']}: slope {fitted:.2f}")
             ax.set_ylabel(label)
     for ax in axes:
         ax.set_xlabel("depth L")

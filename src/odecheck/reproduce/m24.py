@@ -10,7 +10,7 @@ import numpy as np
 from ..claims.decisions import ALPHA, rate_decision, rough_decision
 from ..estimators import l2_distance
 from ..plot import depth_ticks, pyplot, save
-from .base import Reproduction, Result, _by_depth, _cell_weights, _slope
+from .base import Reproduction, Result, by_depth, cell_weights, slope
 
 # ----------------------------------------------------------------------------- m24-fig1
 M24_FIG1 = {"smoke": {"depths": [2, 4, 8, 16, 32], "reference": 128, "steps": 100, "ensemble": 2,
@@ -49,19 +49,19 @@ def _m24_fig1_analyse(df, out: Path, spec: dict):
         return [Result(i, "diverged", float("nan"), (float("nan"),) * 2, p, note=f"{len(bad)} rows not done")
                 for i, p in (("max-increment-slope", "about -1.0"), ("l2-to-reference-slope", "decreasing"),
                              ("rss-aggregate-slope", "about -0.5"))], {}
-    depths, D = _by_depth(main, "max_increment")
+    depths, D = by_depth(main, "max_increment")
     ref_cell = df[df["model.depth"] == ref_depth]["cell"].iloc[0]
-    wref = _cell_weights(out, ref_cell, keys=("final/V", "final/W"))
+    wref = cell_weights(out, ref_cell, keys=("final/V", "final/W"))
     R = int(spec["model"]["ensemble"])
     l2, rss = [], []
     for L in depths:
         cell = main[main["model.depth"] == L]["cell"].iloc[0]
-        w = _cell_weights(out, cell)
+        w = cell_weights(out, cell)
         l2.append([np.sqrt(sum(l2_distance(w[f"final/{f}"][r], wref[f"final/{f}"][r]) ** 2 for f in ("V", "W")))
                    for r in range(R)])
         rss.append([_rss(w, steps, r) for r in range(R)])
     l2, rss = np.array(l2), np.array(rss)
-    f_inc, f_l2, f_rss = _slope(depths, D), _slope(depths, l2), _slope(depths, rss)
+    f_inc, f_l2, f_rss = slope(depths, D), slope(depths, l2), slope(depths, rss)
     l2_verdict = "confirmed" if f_l2.ci[1] < 0 else ("refuted" if f_l2.ci[0] > 0 else "inconclusive")
     results = [
         Result("max-increment-slope", rate_decision(f_inc), f_inc.estimate, f_inc.ci, "about -1.0",
@@ -169,7 +169,7 @@ def _m24_fig2_analyse(df, out: Path, spec: dict):
                           note=f"L max_k ||Z_k+1 - Z_k|| at the last step (median over members, distribution-free "
                                f"interval); it grew by {np.median(growth):.1%} over the last quarter of training "
                                f"(median), from {np.median(lip[0]):.3g} at t = 0"))
-    w = _cell_weights(out, cell)
+    w = cell_weights(out, cell)
     entries = {s: (w[f"step{s}/V"][0, :, 0, 0], w[f"step{s}/W"][0, :, 0, 0]) for s in spec["train"]["snapshots"]
                if f"step{s}/V" in w}
     return results, {"t": t, "loss": loss, "pl": pl, "lip": L * inc, "entries": entries}

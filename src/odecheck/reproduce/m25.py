@@ -9,7 +9,7 @@ import numpy as np
 
 from ..claims.decisions import ALPHA, cell_decision, iid_regime
 from ..plot import depth_ticks, pyplot, save
-from .base import Reproduction, Result, _by_depth, _slope
+from .base import Reproduction, Result, by_depth, slope
 
 # ----------------------------------------------------------------------------- m25-init
 # [M25]'s networks have width 40 and weights of variance 1/width (its public code: iid entries uniform on
@@ -39,7 +39,7 @@ def _cell_slope(depths, V, expect, level):
     """The init-scaling cell rule of the claim: slope of the ratio in L, or overflow = explosion."""
     if not np.all(np.isfinite(V)):
         return ("confirmed" if expect == "explodes" else "refuted"), float("inf"), (float("nan"),) * 2
-    f = _slope(depths, np.maximum(V, 1e-300), level=level)
+    f = slope(depths, np.maximum(V, 1e-300), level=level)
     call = cell_decision(f.ci, expect)
     return {"ok": "confirmed", "contradicts": "refuted", "unresolved": "inconclusive"}[call], f.estimate, f.ci
 
@@ -51,7 +51,7 @@ def _m25_init_analyse(df, out: Path, spec: dict):
         sub = df[df["model.beta"] == beta]
         expect = iid_regime(beta)
         for col, what in (("init_ratio", "output"), ("init_grad_ratio", "gradient")):
-            depths, V = _by_depth(sub, col)
+            depths, V = by_depth(sub, col)
             verdict, est, ci = _cell_slope(depths, V, expect, level)
             results.append(Result(f"{what}-beta-{beta:g}", verdict, est, ci, M25_LAW[expect].format(e=0.5 - beta),
                                   alpha=ALPHA, note=f"slope of the {what} ratio in L; Bonferroni level {level:.4f}"))
