@@ -48,7 +48,16 @@ def _loglog(ax, depths, values, estimate, ci, intercept, label):
     ax.legend(fontsize=7)
 
 
+MAX_DEPTH_TICKS = 10
+
+
 def depth_ticks(ax, depths) -> None:
+    """Label the depths on a log axis: all of them, or MAX_DEPTH_TICKS spread evenly over a longer
+    grid (first and last included) so that labels do not overlap."""
+    depths = sorted(depths)
+    if len(depths) > MAX_DEPTH_TICKS:
+        keep = np.unique(np.round(np.linspace(0, len(depths) - 1, MAX_DEPTH_TICKS)).astype(int))
+        depths = [depths[i] for i in keep]
     ax.set_xticks([float(d) for d in depths])
     ax.set_xticklabels([str(int(d)) for d in depths])
     ax.minorticks_off()
