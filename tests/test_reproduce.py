@@ -157,3 +157,19 @@ def test_c21_beta_smoke_recomputes_from_the_cells(tmp_path):
             assert res[f"{task}-{act}-update-hurst"]["estimate"] == pytest.approx(np.median(uh), abs=1e-12)
             # iid N(0, 1) init: the trained weights keep O(1) increments, far from the 1/L of an ODE limit
             assert inc["verdict"] == "confirmed" and res[f"{task}-{act}-hurst"]["verdict"] == "confirmed"
+
+
+def test_depth_axes_label_every_depth_of_a_short_grid_and_ten_of_a_long_one():
+    from odecheck.plot import MAX_DEPTH_TICKS, depth_ticks, pyplot
+    from odecheck.reproduce import c21_depths
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    depth_ticks(ax, [2, 4, 8])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "4", "8"]
+    grid = c21_depths()
+    depth_ticks(ax, grid)
+    labels = [int(t.get_text()) for t in ax.get_xticklabels()]
+    assert len(labels) == MAX_DEPTH_TICKS and labels[0] == grid[0] and labels[-1] == grid[-1]
+    assert labels == sorted(set(labels)) and set(labels) <= set(grid)
+    plt.close(fig)
