@@ -208,3 +208,18 @@ def test_cli_sweep_writes_parquet_and_json(tmp_path):
         assert res.exit_code == 2 and needle in res.output, res.output
     res = CliRunner().invoke(app, ["sweep", str(tmp_path / "missing.toml")])
     assert res.exit_code == 2 and "SPEC" in res.output
+
+
+def test_local_cluster_workers_have_no_memory_cap():
+    """--workers N: Dask's default cap (memory / N per worker) restarted the worker holding m24-fig1's
+    2^14-deep reference cell over and over; the LocalCluster's workers have no cap."""
+    pytest.importorskip("dask.distributed")
+    from odecheck.sweeps import _dask_client
+
+    cluster, client = _dask_client(None, 1, None)
+    try:
+        workers = client.scheduler_info()["workers"].values()
+        assert [w["memory_limit"] for w in workers] == [0]
+    finally:
+        client.close()
+        cluster.close()

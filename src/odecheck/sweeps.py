@@ -350,7 +350,10 @@ def _dask_client(client, workers, scheduler):
             return None, Client(scheduler, timeout=30)
         except OSError as e:
             raise invalid("scheduler", scheduler, f"the address of a running Dask scheduler ({e})") from None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    # no per-worker memory cap: Dask's default (the machine's memory / N) restarts a worker that holds a
+    # large cell (m24-fig1's 2^14-deep reference) again and again, each time on another worker
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           memory_limit=0)
     return cluster, Client(cluster)
 
 
