@@ -104,11 +104,8 @@ def analyze(paths: list[WeightPath], *, seed: int = 0) -> dict:
     for w in paths:
         s = asdict(path_stats(w.array, seed=seed))
         row = {"file": w.file, "name": w.name, **({"member": w.member} if w.member is not None else {}), **s}
-        row["shape"] = list(row["shape"])
-        Z = w.array.reshape(w.array.shape[0], -1)
-        row["increments"] = np.sqrt((np.diff(Z, axis=0) ** 2).sum(1)).tolist()
-        row["norms"] = np.sqrt((Z * Z).sum(1)).tolist()
-        row["hurst_ci"] = list(row["hurst_ci"])
+        for k in ("shape", "hurst_ci", "increments", "norms"):
+            row[k] = list(row[k])
         rows.append(row)
     return {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed)}
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -199,12 +199,8 @@ def path_statistics(path: CheckpointPath, *, level: float = 0.95, seed: int = 0,
     if P < 8 or L < 3:
         Z = np.stack([t.flat(0, P) for t in path.layers])
         _finite(path, Z)
-        s = path_stats(Z, seed=seed)
-        return {"depth": L, "shape": list(path.shape), "max_increment": s.max_increment,
-                "quadratic_variation": s.quadratic_variation, "max_norm": s.max_norm,
-                "root_sum_squares": s.root_sum_squares, "hurst": s.hurst, "hurst_ci": list(s.hurst_ci),
-                "regime": s.regime, "increments": np.sqrt(np.sum(np.diff(Z, axis=0) ** 2, axis=1)).tolist(),
-                "norms": np.sqrt(np.sum(Z * Z, axis=1)).tolist()}
+        s = asdict(path_stats(Z, seed=seed))
+        return {**s, "shape": list(path.shape), **{k: list(s[k]) for k in ("hurst_ci", "increments", "norms")}}
     lags = dyadic_lags(L)
     sums = LagSums(L, P, lags)
     step = max(sums.G, chunk - chunk % sums.G)  # chunks aligned on the jackknife groups

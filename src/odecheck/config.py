@@ -79,7 +79,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise invalid("data.task", self.task, "'gaussian', 'teacher', 'c21' or 'digits'")
+            raise invalid("data.task", self.task, "one of " + ", ".join(repr(t) for t in TASKS))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,11 +98,12 @@ class TrainConfig:
     depth_factor: bool = False  # sgd, adam: block weights move by L times the step, as in gradient flow
 
     def __post_init__(self) -> None:
+        from .blocks.base import LOSSES
         from .validation import check_choice, check_float
 
         if self.method not in ("gradient_flow", "sgd", "adam"):
             raise invalid("train.method", self.method, "'gradient_flow', 'sgd' or 'adam'")
-        check_choice("train.loss", self.loss, ("mse", "cross_entropy"))
+        check_choice("train.loss", self.loss, tuple(LOSSES))
         check_choice("train.schedule", self.schedule, ("constant", "cosine"))
         if not (0.0 <= check_float("train.momentum", self.momentum) < 1.0):
             raise invalid("train.momentum", self.momentum, "a float in [0, 1)")

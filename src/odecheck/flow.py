@@ -25,6 +25,7 @@ import torch
 
 from ._errors import invalid
 from ._kernels import GraphedLossAndGrads
+from ._kernels import forward as _engine_forward
 from ._kernels import loss_and_grads as _engine_loss_and_grads
 from .blocks.base import loss_function
 from .layout import member_axis
@@ -336,7 +337,9 @@ def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method
     ar = torch.arange(R, device=x.device)[:, None]
     for t in range(rows):
         if t == steps:
-            value, _ = _engine_loss_and_grads(net, x, y, loss=loss)  # full-batch loss at the end
+            with torch.no_grad():  # full-batch loss at the end: a forward pass, no gradients
+                out, _ = _engine_forward(net, x, keep=False)
+                value = loss_function(loss)(out, y)[0]
             loss_a[t] = value.double().cpu().numpy()
             break
         idx = torch.argsort(torch.rand(R, n, generator=g), dim=1)[:, :batch_size].to(x.device)

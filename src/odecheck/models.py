@@ -161,7 +161,6 @@ class ResNet:
     def _conv_io_maps(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A: the matrix of a 3x3 convolution from C image channels to c channels on S x S maps;
         B: channel averages over the map, then a Gaussian (d', c) map. Both as dense (R, ., .)."""
-        import torch.nn.functional as F
 
         from .blocks.conv import side
 
@@ -172,16 +171,32 @@ class ResNet:
         if d % (S * S):
             raise invalid("input_dim", d, f"C S^2 image inputs with S = {S} (the maps' side) for io_init='conv'")
         C = d // (S * S)
-        eye = torch.eye(d, dtype=torch.float64).reshape(d, C, S, S)  # basis images
-        A = torch.empty(R, self.dim, d, dtype=torch.float64)
-        B = torch.empty(R, dp, self.dim, dtype=torch.float64)
+        kernels = torch.empty(R, c, C, 3, 3, dtype=torch.float64)
+        heads = torch.empty(R, dp, c, dtype=torch.float64)
         for r in range(R):
             g = member_generator(self.seed + 7919, r)
-            k = torch.randn(c, C, 3, 3, generator=g, dtype=torch.float64) / math.sqrt(9 * C)
-            A[r] = F.conv2d(eye, k, padding=1).reshape(d, self.dim).T  # column j: the conv of basis image j
-            head = torch.randn(dp, c, generator=g, dtype=torch.float64) / math.sqrt(c)
-            B[r] = (head[:, :, None] / (S * S)).expand(dp, c, S * S).reshape(dp, self.dim)
+            kernels[r] = torch.randn(c, C, 3, 3, generator=g, dtype=torch.float64) / math.sqrt(9 * C)
+            heads[r] = torch.randn(dp, c, generator=g, dtype=torch.float64) / math.sqrt(c)
+        A = torch.empty(R, self.dim, d, dtype=torch.float64)
+        B = torch.empty(R, dp, self.dim, dtype=torch.float64)
+        self._conv_io_dense(kernels, heads, A, B)
         return A, B
+
+    def _conv_io_dense(self, kernels, heads, A, B) -> None:
+        """Write the dense maps of conv kernels (R, c, C, 3, 3) and pooled heads (R, d', c) into A
+        (R, q, d) and B (R, d', q): A's column j is the convolution of basis image j; B puts w / S^2 on
+        every position of a channel (the average over the S x S map, then the head)."""
+        import torch.nn.functional as F
+
+        from .blocks.conv import side
+
+        R, c, C = kernels.shape[:3]
+        S = side(self.dim, c)
+        d = C * S * S
+        eye = torch.eye(d, dtype=A.dtype, device=A.device).reshape(d, C, S, S)  # basis images
+        for r in range(R):
+            A[r] = F.conv2d(eye, kernels[r], padding=1).reshape(d, self.dim).T
+        B.copy_((heads[..., None] / (S * S)).expand(R, heads.shape[1], c, S * S).reshape(R, -1, self.dim))
 
     def io_directions(self, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         r"""The conv io maps' training directions, in place: for ``io_init="conv"``, the dense
@@ -193,30 +208,22 @@ class ResNet:
         copies' scale :meth:`io_scale` (tests/test_classification.py checks all three against
         torch.optim on the kernel and the head).
         Other io maps: ``grads`` unchanged. Returns ``grads``."""
-        if self.io_init != "conv" or not self.train_io:
+        if self.io_init != "conv" or not self.train_io or not ("A" in grads and "B" in grads):
             return grads
-        import torch.nn.functional as F
-
         from .blocks.conv import side
 
         c, d, dp, R = self.width, self.input_dim, self.output_dim, self.ensemble
         S = side(self.dim, c)
         C = d // (S * S)
-        if "A" in grads:
-            G = grads["A"].reshape(R, c, S, S, C, S, S)  # (member, out channel, y, x, in channel, y', x')
-            k = torch.empty(R, c, C, 3, 3, dtype=G.dtype, device=G.device)
-            for a in range(3):  # tap (a, b) couples output (y, x) to input (y + a - 1, x + b - 1)
-                rows = torch.diagonal(G, offset=a - 1, dim1=2, dim2=5)          # (R, c, x, C, x', n_y)
-                for b in range(3):
-                    taps = torch.diagonal(rows, offset=b - 1, dim1=2, dim2=4)  # (R, c, C, n_y, n_x)
-                    k[:, :, :, a, b] = taps.sum((-2, -1))
-            eye = torch.eye(d, dtype=G.dtype, device=G.device).reshape(d, C, S, S)  # basis images
-            for r in range(R):
-                grads["A"][r] = F.conv2d(eye, k[r], padding=1).reshape(d, self.dim).T
-        if "B" in grads:
-            G = grads["B"].reshape(R, dp, c, S * S)
-            w = G.sum(-1) / (S * S)  # the head's gradient: B = w / S^2 on every position of a channel
-            grads["B"].copy_((w[..., None] / (S * S)).expand(R, dp, c, S * S).reshape(R, dp, self.dim))
+        G = grads["A"].reshape(R, c, S, S, C, S, S)  # (member, out channel, y, x, in channel, y', x')
+        k = torch.empty(R, c, C, 3, 3, dtype=G.dtype, device=G.device)
+        for a in range(3):  # tap (a, b) couples output (y, x) to input (y + a - 1, x + b - 1)
+            rows = torch.diagonal(G, offset=a - 1, dim1=2, dim2=5)          # (R, c, x, C, x', n_y)
+            for b in range(3):
+                taps = torch.diagonal(rows, offset=b - 1, dim1=2, dim2=4)  # (R, c, C, n_y, n_x)
+                k[:, :, :, a, b] = taps.sum((-2, -1))
+        w = grads["B"].reshape(R, dp, c, S * S).sum(-1) / (S * S)  # the head's gradient
+        self._conv_io_dense(k, w, grads["A"], grads["B"])
         return grads
 
     def io_scale(self, name: str) -> float:

@@ -225,13 +225,18 @@ class PathStats:
     hurst: float
     hurst_ci: tuple[float, float]
     regime: Regime
+    increments: tuple[float, ...] = ()  # ||Z_{k+1} - Z_k||_F per layer k
+    norms: tuple[float, ...] = ()  # ||Z_k||_F per layer k
 
 
 def path_stats(path, *, seed: int = 0) -> PathStats:
     Z = np.asarray(path, dtype=float)
     dec = classify_regime(Z, seed=seed) if Z.shape[0] >= 3 else None
+    flat = _path(Z)
+    inc = np.sqrt(((flat[1:] - flat[:-1]) ** 2).sum(1))  # the expressions of max_increment and max_norm
+    norms = np.sqrt((flat**2).sum(1))
     return PathStats(
-        depth=int(Z.shape[0]), shape=tuple(Z.shape[1:]), max_increment=max_increment(Z),
-        quadratic_variation=quadratic_variation(Z), max_norm=max_norm(Z), root_sum_squares=root_sum_squares(Z),
+        depth=int(Z.shape[0]), shape=tuple(Z.shape[1:]), max_increment=float(inc.max()),
+        quadratic_variation=quadratic_variation(Z), max_norm=float(norms.max()), root_sum_squares=root_sum_squares(Z),
         hurst=dec.hurst.estimate if dec else float("nan"), hurst_ci=dec.hurst.ci if dec else (np.nan, np.nan),
-        regime=dec.regime if dec else "inconclusive")
+        regime=dec.regime if dec else "inconclusive", increments=tuple(inc.tolist()), norms=tuple(norms.tolist()))

@@ -56,6 +56,23 @@ def by_depth(df, column: str, depth_field: str = "model.depth") -> tuple[list[in
     return [int(L) for L in depths], vals
 
 
+def smoothness(regimes) -> str:
+    """Whether trained weights are smooth along depth, from every run's calibrated regime: "yes" if all
+    are 'ode', "no" if all are 'sde' or 'none', else "mixed"."""
+    if all(r == "ode" for r in regimes):
+        return "yes"
+    return "no" if all(r in ("sde", "none") for r in regimes) else "mixed"
+
+
+def smoothness_verdict(regimes, smooth_expected: bool) -> str:
+    """confirmed if :func:`smoothness` is what the paper reports, refuted if it is the opposite, else
+    inconclusive."""
+    ours = smoothness(regimes)
+    if ours == "mixed":
+        return "inconclusive"
+    return "confirmed" if (ours == "yes") == smooth_expected else "refuted"
+
+
 def cell_weights(out: Path, cell: str, keys=None) -> dict[str, np.ndarray]:
     """A cell's saved weights (``keys`` only, when given: a deep reference's snapshots are large)."""
     with np.load(out / "cells" / cell / "weights.npz") as z:

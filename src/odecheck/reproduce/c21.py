@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from ..claims.decisions import ALPHA, rough_decision
+from ..estimators import max_norm
 from ..plot import depth_ticks, pyplot, save
-from .base import Reproduction, Result, by_depth, cell_weights, slope
+from .base import Reproduction, Result, by_depth, cell_weights, slope, smoothness_verdict
 
 
 # ----------------------------------------------------------------------------- c21-beta
@@ -53,8 +54,8 @@ def _c21_norms(out: Path, sub) -> tuple[np.ndarray, np.ndarray]:
     for L in sorted(sub["model.depth"].unique()):
         w = cell_weights(out, sub[sub["model.depth"] == L]["cell"].iloc[0], keys=("final/W", "step0/W"))
         W, W0 = w["final/W"].astype(np.float64), w["step0/W"].astype(np.float64)
-        norms.append(np.sqrt((W ** 2).sum((2, 3))).max(1))
-        updates.append(np.sqrt(((W - W0) ** 2).sum((2, 3))).max(1))
+        norms.append([max_norm(W[r]) for r in range(W.shape[0])])
+        updates.append([max_norm(W[r] - W0[r]) for r in range(W.shape[0])])
     return np.array(norms, dtype=float), np.array(updates, dtype=float)
 
 
@@ -100,9 +101,7 @@ def _c21_beta_analyse(df, out: Path, spec: dict):
             deepest = sub[sub["model.depth"] == max(depths)].sort_values("member")
             hurst = deepest["hurst"].to_numpy(dtype=float)
             regimes = list(deepest["regime"])
-            verdict = ("confirmed" if all(r in ("sde", "none") for r in regimes)
-                       else "refuted" if all(r == "ode" for r in regimes) else "inconclusive")
-            results.append(Result(f"{tag}-hurst", verdict, float(np.median(hurst)), median_interval(hurst, ALPHA),
+            results.append(Result(f"{tag}-hurst", smoothness_verdict(regimes, smooth_expected=False), float(np.median(hurst)), median_interval(hurst, ALPHA),
                                   C21_PAPER["hurst"],
                                   note=f"Hurst exponent of k -> (W_k, b_k) at L = {max(depths)} (median, "
                                        f"distribution-free interval) and the calibrated regime per network: {regimes}"))

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..claims.decisions import ALPHA, rate_decision, rough_decision
+from ..claims.decisions import ALPHA, rate_call, rate_decision, rough_decision
 from ..estimators import l2_distance
 from ..plot import depth_ticks, pyplot, save
-from .base import Reproduction, Result, by_depth, cell_weights, slope
+from .base import Reproduction, Result, by_depth, cell_weights, slope, smoothness, smoothness_verdict
 
 # ----------------------------------------------------------------------------- m24-fig1
 M24_FIG1 = {"smoke": {"depths": [2, 4, 8, 16, 32], "reference": 128, "steps": 100, "ensemble": 2,
@@ -62,7 +62,7 @@ def _m24_fig1_analyse(df, out: Path, spec: dict):
         rss.append([_rss(w, steps, r) for r in range(R)])
     l2, rss = np.array(l2), np.array(rss)
     f_inc, f_l2, f_rss = slope(depths, D), slope(depths, l2), slope(depths, rss)
-    l2_verdict = "confirmed" if f_l2.ci[1] < 0 else ("refuted" if f_l2.ci[0] > 0 else "inconclusive")
+    l2_verdict = rate_call(f_l2.ci, target=0.0)  # decreasing: the interval lies below 0
     results = [
         Result("max-increment-slope", rate_decision(f_inc), f_inc.estimate, f_inc.ci, "about -1.0",
                note="max over k and t of ||Z_{k+1}(t) - Z_k(t)||_F; confirmed if the interval lies below -0.85"),
@@ -138,7 +138,7 @@ def _m24_fig2_analyse(df, out: Path, spec: dict):
         return [Result(i, "diverged", float("nan"), (float("nan"),) * 2, p) for i, p in ids], {}
     with np.load(out / "cells" / cell / "trajectory.npz") as z:
         loss, pl, inc = z["loss"], z["pl_ratio"], z["max_increment"]
-    L, lr, steps = 64, spec["train"]["lr"], spec["train"]["steps"]
+    L, lr, steps = spec["sweep"]["model.depth"][0], spec["train"]["lr"], spec["train"]["steps"]
     t = np.arange(loss.shape[0]) * lr
     R = loss.shape[1]
     rate = np.array([-np.polyfit(t, np.log(loss[:, r]), 1)[0] for r in range(R)])
@@ -149,7 +149,7 @@ def _m24_fig2_analyse(df, out: Path, spec: dict):
     regimes = list(df.sort_values("member")["regime"])
     rv = "confirmed" if all(r == "ode" for r in regimes) else ("refuted" if "none" in regimes else "inconclusive")
     results = [
-        Result(ids[0][0], "confirmed" if r_ci[0] > 0 else ("refuted" if r_ci[1] < 0 else "inconclusive"),
+        Result(ids[0][0], rate_call((-r_ci[1], -r_ci[0]), target=0.0),  # log l(t) falls: slope -rate below 0
                float(rate.mean()), r_ci, ids[0][1],
                note=f"exponential rate of l(t) in flow time (members-t interval), confirmed if above 0; final loss "
                     f"median {np.median(loss[-1]):.3g} after {steps} steps (the PL ratio is plotted, not decided on: "
@@ -241,11 +241,8 @@ def _m24_table1_analyse(df, out: Path, spec: dict):
         hurst = cell["hurst"].to_numpy(dtype=float)
         regimes = list(cell["regime"])
         lo, hi = median_interval(hurst, ALPHA)
-        ours = "yes" if all(r == "ode" for r in regimes) else ("no" if all(r in ("sde", "none") for r in regimes)
-                                                            else "mixed")
-        verdict = ("inconclusive" if ours == "mixed"
-                   else "confirmed" if (ours == "yes") == p_smooth else "refuted")
-        results.append(Result(f"{act}-{init}-smooth", verdict, float(np.median(hurst)), (lo, hi),
+        ours = smoothness(regimes)
+        results.append(Result(f"{act}-{init}-smooth", smoothness_verdict(regimes, p_smooth), float(np.median(hurst)), (lo, hi),
                               f"smooth: {'yes' if p_smooth else 'no'}",
                               note=f"regimes of the trained kernels along depth per run: {regimes}; the interval is "
                                    "the median Hurst exponent's distribution-free one (5 runs: min..max)"))
