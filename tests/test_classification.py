@@ -205,3 +205,20 @@ def test_conv_io_maps_train_as_a_kernel_and_a_head(method):
     for f in net.layer_families:
         torch.testing.assert_close(net.weights[f], params[f].detach(), rtol=1e-10, atol=1e-12)
     assert not torch.equal(net.weights["A"], dense(kernel, head)[0])  # the maps did train
+
+
+def test_a_run_of_zero_steps_records_its_own_loss(tmp_path):
+    """`odecheck train` with steps = 0 records the loss at initialization in the configured loss
+    (cross-entropy here), recomputed with torch's cross_entropy on the saved network."""
+    from odecheck.config import RunConfig
+    from odecheck.runner import build_data, run
+
+    cfg = RunConfig.from_dict({"model": {"block": "mlp", "depth": 3, "dim": 64, "width": 8, "io_init": "gaussian",
+                                         "ensemble": 2, "dtype": "float64"},
+                               "data": {"task": "digits", "n": 40},
+                               "train": {"method": "gradient_flow", "steps": 0, "loss": "cross_entropy"}})
+    net, traj, _ = run(cfg, tmp_path)
+    data = build_data(cfg, torch.float64)
+    out = net(data.x)
+    ref = [torch.nn.functional.cross_entropy(out[r], data.y.argmax(-1)).item() for r in range(2)]
+    np.testing.assert_allclose(traj.loss[-1], ref, rtol=1e-12)

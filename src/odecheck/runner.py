@@ -131,7 +131,8 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
         step0 += chunk
         _atomic_save({"weights": net.weights, "trajectory": traj, "opt_state": opt_state}, ckpt, torch.save)
     if traj is None:
-        traj = gradient_flow(net, data.x, data.y, steps=0, lr=tc.lr, snapshots=[0] if 0 in tc.snapshots else [])
+        traj = gradient_flow(net, data.x, data.y, steps=0, lr=tc.lr, snapshots=[0] if 0 in tc.snapshots else [],
+                             loss=tc.loss)
     assert traj is not None
     _atomic_save(traj.arrays(), out / "trajectory.npz", lambda a, f: np.savez(f, **a))
     if not save_weights:
