@@ -173,3 +173,13 @@ def test_depth_axes_label_every_depth_of_a_short_grid_and_ten_of_a_long_one():
     assert len(labels) == MAX_DEPTH_TICKS and labels[0] == grid[0] and labels[-1] == grid[-1]
     assert labels == sorted(set(labels)) and set(labels) <= set(grid)
     plt.close(fig)
+
+
+@pytest.mark.parametrize("regimes,expected,verdict", [
+    (["ode"] * 4, True, "confirmed"), (["sde", "none", "sde", "sde"], True, "refuted"),
+    (["ode", "ode", "ode", "none"], True, "inconclusive"), (["ode", "inconclusive"], True, "inconclusive"),
+    (["none"] * 4, False, "confirmed"), (["ode"] * 4, False, "refuted"), (["sde", "ode"], False, "inconclusive")])
+def test_one_smoothness_rule_for_every_reproduction(regimes, expected, verdict):
+    from odecheck.reproduce.base import smoothness_verdict
+
+    assert smoothness_verdict(regimes, expected) == verdict
