@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import odecheck as oc
 from odecheck.cli import app
 from odecheck.config import RunConfig
-from odecheck.sweeps import SweepSpec, cell_id
+from odecheck.sweeps import SweepSpec, cell_id, sample_groups
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
@@ -151,11 +151,31 @@ def test_dask_local_cluster_gives_the_same_table_value_for_value(tmp_path):
     assert values(a).equals(values(c))
 
 
-def test_a_worker_killed_mid_sweep_loses_no_cell_and_runs_none_twice(tmp_path):
+@pytest.mark.parametrize("axis", ["model.depth", "model.beta"])
+def test_a_worker_killed_mid_sweep_loses_no_cell_and_runs_none_twice(tmp_path, monkeypatch, axis):
+    """One cell per task (depths), and tasks of several cells that share a weight sample (betas, one
+    fbm sample per init): the killed task is rerun elsewhere, redoing none of its finished cells."""
     distributed = pytest.importorskip("dask.distributed")
-    s = {**spec(**{"model.depth": [48, 56, 64, 72]}),
-         "train": {"steps": 150, "snapshots": [150], "checkpoint_every": 10}}
+    from odecheck import sweeps
+
+    train = {"steps": 150, "snapshots": [150], "checkpoint_every": 10}
+    if axis == "model.depth":
+        s = {**spec(**{"model.depth": [48, 56, 64, 72]}), "train": train}
+        several = False
+    else:  # two samples (fbm inits) x four betas; one task per sample
+        monkeypatch.setattr(sweeps, "TASKS_PER_WORKER", 1)
+        s = {**spec(**{"model.init": ["fbm(0.7)", "fbm(0.3)"], "model.beta": [0.5, 0.75, 1.0, 1.25]}),
+             "train": train}
+        s["model"]["depth"] = 48
+        several = True
+    ss = SweepSpec.from_dict(s)
+    cells = ss.cells()
+    ids = [cell_id(ss.config(c)) for c in cells]
+    groups = sweeps.sample_groups(ss, cells, range(len(cells)), 2)
+    assert max(len(g) for g in groups) == (4 if several else 1)
+    members = {sweeps.task_key([ids[i] for i in g]): [ids[i] for i in g] for g in groups}
     ref = oc.sweep(s, tmp_path / "ref")
+    folder = tmp_path / "dask" / "cells"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         pids = client.run(os.getpid)
@@ -163,21 +183,40 @@ def test_a_worker_killed_mid_sweep_loses_no_cell_and_runs_none_twice(tmp_path):
         t = threading.Thread(target=lambda: box.setdefault("df", oc.sweep(s, tmp_path / "dask", client=client)))
         t.start()
         victim = None
-        deadline = time.time() + 60
-        while victim is None and time.time() < deadline:  # a worker in the middle of a cell
-            busy = {w: ts for w, ts in client.processing().items() if ts}
-            ckpts = list((tmp_path / "dask" / "cells").glob("*/checkpoint.pt"))
-            if busy and ckpts:
-                victim = next(iter(busy))
-            time.sleep(0.05)
+        deadline = time.time() + 120
+        while victim is None and time.time() < deadline:  # a worker in the middle of a cell (and, for
+            for w, keys in client.processing().items():   # tasks of several cells, past a finished one)
+                for key in keys:
+                    mine = members.get(key, [])
+                    finished = sum((folder / c / "result.json").exists() for c in mine)
+                    running = any((folder / c / "checkpoint.pt").exists() and not (folder / c / "result.json").exists()
+                                  for c in mine)
+                    if running and (finished >= 1 or not several):
+                        victim = w
+            time.sleep(0.02)
         assert victim is not None
         os.kill(pids[victim], signal.SIGKILL)
         t.join(timeout=300)
         assert not t.is_alive()
     df = box["df"]
     assert values(df).equals(values(ref))
-    for folder in (tmp_path / "dask" / "cells").iterdir():
-        assert len((folder / "completions.log").read_text().splitlines()) == 1, folder
+    for cell in folder.iterdir():
+        assert len((cell / "completions.log").read_text().splitlines()) == 1, cell
+
+
+def test_cells_sharing_a_weight_sample_are_one_task_in_grid_order():
+    s = SweepSpec.from_dict(spec(**{"model.init": ["fbm(0.3)", "fbm(0.7)"], "model.beta": [0.5, 1.0, 1.5],
+                                    "model.activation": ["relu", "tanh"]}))
+    cells = s.cells()
+    todo = [i for i in range(len(cells)) if i != 3]
+    groups = sample_groups(s, cells, todo, 1)
+    assert sorted(i for g in groups for i in g) == todo  # every unfinished cell once
+    for g in groups:  # one init each (what the sample depends on), in the grid's order
+        assert len({cells[i]["model.init"] for i in g}) == 1 and g == sorted(g)
+    assert [len(g) for g in groups] == [3, 2, 3, 3]  # 11 cells, at most ceil(11 / 4) = 3 a task
+    depths = SweepSpec.from_dict(spec(**{"model.depth": [4, 8, 16]}))
+    groups = sample_groups(depths, depths.cells(), range(3), 1)
+    assert groups == [[0], [1], [2]]  # another depth, another sample
 
 
 def test_without_dask_the_error_names_the_extra(tmp_path, monkeypatch):
