@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -138,3 +140,174 @@ def test_increments_can_be_skipped_and_match_naive_when_tracked():
     w = net.weights
     naive = np.sqrt(sum(((w[f][:, 1:] - w[f][:, :-1]) ** 2).flatten(2).sum(-1).numpy() for f in ("V", "W")))
     np.testing.assert_allclose(tr.max_increment[-1], naive.max(1), rtol=1e-10)
+
+
+def _traj(method, rows, diverged_at, offset=0.0, **kw):
+    """A planted trajectory: every column holds distinct values (row t, member r -> offset + 10 t + r + c/100)."""
+    base = offset + 10.0 * np.arange(rows)[:, None] + np.arange(3)[None, :]
+    cols = {c: base + i / 100 for i, c in enumerate(("loss", "pl_ratio", "grad_norm", "max_increment"))}
+    return oc.Trajectory(method=method, lr=0.1, depth=4, diverged_at=np.array(diverged_at), **cols, **kw)
+
+
+@pytest.mark.parametrize("method", ["gradient_flow", "sgd"])
+def test_then_joins_every_column_by_its_rule(method):
+    """gradient flow keeps the first run's last row (the same evaluation as the continuation's row 0);
+    SGD/Adam keep the continuation's row 0 (a minibatch loss; the first run's last row is full-batch)."""
+    first = _traj(method, 3, [-1, 1, 0], snapshots={2: {"V": np.zeros(1)}})
+    later = _traj(method, 4, [3, 4, 5], offset=1000.0, snapshots={5: {"V": np.ones(1)}}, start_step=2,
+                  discretization_error=np.array([0.1, 0.2, 0.3]))
+    j = first.then(later)
+    for c in ("loss", "pl_ratio", "grad_norm", "max_increment"):
+        a, b = getattr(first, c), getattr(later, c)
+        want = np.vstack([a, b[1:]]) if method == "gradient_flow" else np.vstack([a[:-1], b])
+        assert np.array_equal(getattr(j, c), want), c
+    assert j.diverged_at.tolist() == [3, 1, 0]  # the first divergence of each member (step 0 included)
+    assert sorted(j.snapshots) == [2, 5] and j.snapshots[5]["V"][0] == 1.0
+    assert np.array_equal(j.discretization_error, [0.1, 0.2, 0.3])
+    assert (j.steps, j.start_step, j.method) == (5, 0, method)
+
+
+def test_trajectory_arrays_round_trip_through_npz(tmp_path):
+    t = _traj("adam", 3, [-1, 0, -1])
+    np.savez(tmp_path / "t.npz", **t.arrays())
+    back = dict(np.load(tmp_path / "t.npz"))
+    assert sorted(back) == sorted(["loss", "pl_ratio", "grad_norm", "max_increment", "diverged_at", "lr", "depth",
+                                   "start_step", "method"])
+    for c in ("loss", "pl_ratio", "grad_norm", "max_increment", "diverged_at"):
+        assert np.array_equal(back[c], getattr(t, c)), c
+    assert (float(back["lr"]), int(back["depth"]), int(back["start_step"]), str(back["method"])) == (0.1, 4, 0, "adam")
+    t2 = _traj("gradient_flow", 2, [-1, -1, -1], discretization_error=np.array([1.0, 2.0, 3.0]))
+    assert np.array_equal(t2.arrays()["discretization_error"], [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("method", [oc.sgd, oc.adam])
+def test_split_minibatch_run_joined_equals_one_run(method):
+    net, ds = small(R=2), data(n=12)
+    kw = dict(lr=1e-2, batch_size=4, seed=3, weight_decay=1e-3, schedule="cosine", total_steps=9)
+    a, b = net.clone(), net.clone()
+    full = method(a, ds.x, ds.y, steps=9, **kw)
+    state: dict = {}
+    t1 = method(b, ds.x, ds.y, steps=4, state=state, **kw)
+    t2 = method(b, ds.x, ds.y, steps=5, start_step=4, state=state, **kw)
+    np.testing.assert_allclose(t1.then(t2).loss, full.loss, rtol=1e-12)
+    torch.testing.assert_close(b.weights["V"], a.weights["V"], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("method", [oc.sgd, oc.adam])
+def test_minibatch_diverged_member_is_frozen_and_others_go_on(method):
+    w = small(R=3).numpy_weights()
+    w["V"][1] = 1e200
+    w["W"][1] = 1e200
+    net = oc.ResNet.from_weights(block="mlp", V=w["V"], W=w["W"], A=w["A"], B=w["B"], activation="gelu")
+    ref = net.select([0, 2])
+    ds = data(n=12)
+    kw = dict(steps=4, lr=1e-2, batch_size=12, weight_decay=1e-3)  # full batches: the members see the same data
+    tr, tr_ref = method(net, ds.x, ds.y, **kw), method(ref, ds.x, ds.y, **kw)
+    assert tr.diverged.tolist() == [False, True, False] and tr.diverged_at[1] == 0
+    np.testing.assert_allclose(tr.loss[:, [0, 2]], tr_ref.loss, rtol=1e-12)
+    assert np.array_equal(net.numpy_weights()["V"][1], w["V"][1])
+    torch.testing.assert_close(net.weights["V"][[0, 2]], ref.weights["V"], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"steps": True}, "steps=True: expected an integer >= 0"), ({"steps": 2.0}, "steps=2.0: expected an integer >= 0"),
+    ({"steps": -1}, "steps=-1: expected an integer >= 0"), ({"lr": True}, "lr=True: expected a finite float > 0"),
+    ({"lr": "0.1"}, "lr='0.1': expected a finite float > 0"), ({"lr": float("inf")}, "lr=inf: expected a finite float > 0"),
+    ({"lr": 0}, "lr=0: expected a finite float > 0"), ({"lr": -1e-3}, "lr=-0.001: expected a finite float > 0"),
+])
+@pytest.mark.parametrize("method", ["gradient_flow", "sgd", "adam"])
+def test_steps_and_lr_are_checked_by_every_trainer(method, kw, message):
+    net, ds = small(R=1), data()
+    args = {"steps": 2, "lr": 1e-2, **kw}
+    extra = {} if method == "gradient_flow" else {"batch_size": 4}
+    with pytest.raises(oc.InvalidArgument, match=f"^{re.escape(message)}$"):
+        getattr(oc, method)(net, ds.x, ds.y, **args, **extra)
+
+
+def test_integer_steps_and_lr_of_numpy_and_python_types_are_accepted():
+    net, ds = small(R=1), data()
+    assert oc.gradient_flow(net, ds.x, ds.y, steps=np.int64(2), lr=1).loss.shape == (3, 1)
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"weight_decay": -1.0}, "weight_decay=-1.0: expected a finite float >= 0.0"),
+    ({"schedule": "linear"}, "schedule='linear': expected one of 'constant', 'cosine'"),
+    ({"depth_factor": 1}, "depth_factor=1: expected a bool"),
+    ({"total_steps": 3}, "total_steps=3: expected an integer >= start_step + steps = 4"),
+    ({"total_steps": True}, "total_steps=True: expected an integer >= start_step + steps = 4"),
+    ({"total_steps": 7.0}, "total_steps=7.0: expected an integer >= start_step + steps = 4"),
+    ({"batch_size": 0}, "batch_size=0: expected an integer in [1, 10]"),
+    ({"batch_size": 11}, "batch_size=11: expected an integer in [1, 10]"),
+    ({"batch_size": True}, "batch_size=True: expected an integer in [1, 10]"),
+])
+@pytest.mark.parametrize("method", [oc.sgd, oc.adam])
+def test_optimizer_options_are_checked(method, kw, message):
+    net, ds = small(R=1), data()
+    args = {"steps": 4, "lr": 1e-2, "batch_size": 4, **kw}
+    with pytest.raises(oc.InvalidArgument, match=f"^{re.escape(message)}$"):
+        method(net, ds.x, ds.y, **args)
+    if "total_steps" in kw:  # total_steps counts from step 0: start_step + steps is the least it may be
+        with pytest.raises(oc.InvalidArgument, match="start_step \\+ steps = 6$"):
+            method(net, ds.x, ds.y, **{**args, "total_steps": 5}, start_step=2)
+
+
+@pytest.mark.parametrize("momentum", [1.0, -0.1, 1.5])
+def test_sgd_momentum_must_lie_in_zero_one(momentum):
+    net, ds = small(R=1), data()
+    with pytest.raises(oc.InvalidArgument, match=f"^{re.escape(f'momentum={momentum!r}: expected a float in [0, 1)')}$"):
+        oc.sgd(net, ds.x, ds.y, steps=1, lr=1e-2, batch_size=4, momentum=momentum)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_minibatch_trajectory_names_its_method_and_reports_every_step(name):
+    net, ds = small(R=2), data()
+    seen = []
+    tr = getattr(oc, name)(net.clone(), ds.x, ds.y, steps=3, lr=1e-2, batch_size=4, start_step=5,
+                           callback=lambda t, loss: seen.append((t, loss.copy())))
+    assert tr.method == name and tr.start_step == 5 and tr.steps == 8
+    assert [t for t, _ in seen] == [6, 7, 8]  # the step just taken, counted from the run's start
+    for i, (_, loss) in enumerate(seen):  # the minibatch loss of that step, per member
+        assert np.array_equal(loss, tr.loss[i])
+    default = getattr(oc, name)(net.clone(), ds.x, ds.y, steps=3, lr=1e-2, batch_size=4)
+    seeded = getattr(oc, name)(net.clone(), ds.x, ds.y, steps=3, lr=1e-2, batch_size=4, seed=0)
+    assert np.array_equal(default.loss, seeded.loss)  # the documented default seed is 0
+
+
+def test_adam_depth_factor_moves_block_weights_L_times_as_far():
+    net, ds = small(R=2), data()
+    a, b = net.clone(), net.clone()
+    oc.adam(a, ds.x, ds.y, steps=1, lr=1e-3, batch_size=10)
+    oc.adam(b, ds.x, ds.y, steps=1, lr=1e-3, batch_size=10, depth_factor=True)
+    w0, wa, wb = net.weights, a.weights, b.weights
+    for name in ("V", "W"):  # block weights: L = 8 times the step
+        torch.testing.assert_close(wb[name] - w0[name], 8 * (wa[name] - w0[name]), rtol=1e-10, atol=1e-15)
+    assert (wa["V"] - w0["V"]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"recompute": 0}, "engine.recompute=0: expected an integer >= 1"),
+    ({"recompute": 2.5}, "engine.recompute=2.5: expected an integer >= 1"),
+    ({"track_increments": 1}, "engine.track_increments=1: expected a bool"),
+    ({"cuda_graph": "yes"}, "engine.cuda_graph='yes': expected a bool"),
+])
+def test_engine_options_are_checked(kw, message):
+    with pytest.raises(oc.InvalidArgument, match=f"^{re.escape(message)}$"):
+        oc.EngineOptions(**kw)
+    assert oc.EngineOptions(recompute=1).recompute == 1
+
+
+def test_targets_are_checked_against_the_network_and_inputs():
+    net, ds = small(R=3), data(n=10)
+    cases = [(ds.y[:, :3], "y='<shape (10, 3)>': expected last dimension output_dim=4"),
+             (ds.y[:7], "y='<shape (7, 4)>': expected 10 samples like x"),
+             (ds.y.expand(2, 10, 4), "y='<shape (2, 10, 4)>': expected leading ensemble axis 1 or R=3")]
+    for y, message in cases:
+        with pytest.raises(oc.InvalidArgument, match=f"^{re.escape(message)}$"):
+            oc.loss_and_grads(net, ds.x, y)
+    with pytest.raises(oc.InvalidArgument, match="^y="):
+        oc.loss_and_grads(net, ds.x, ds.y[0])
+    plain = oc.loss_and_grads(net, ds.x, ds.y)[0]
+    for y in (ds.y[None], ds.y.expand(3, 10, 4)):  # a leading axis of 1 or R means the same targets
+        torch.testing.assert_close(oc.loss_and_grads(net, ds.x, y)[0], plain, rtol=0, atol=0)
+    # targets in another precision are taken in the network's: a list of Python floats is not float32
+    torch.testing.assert_close(oc.loss_and_grads(net, ds.x, ds.y.tolist())[0], plain, rtol=0, atol=0)

@@ -376,7 +376,8 @@ def _schedule(name: str, lr: float, t: int, total: int) -> float:
     return lr * 0.5 * (1.0 + math.cos(math.pi * (t - 1) / total))
 
 
-def _optimizer_options(*, weight_decay, schedule, total_steps, steps, start_step, depth_factor) -> int:
+def _optimizer_options(*, lr, weight_decay, schedule, total_steps, steps, start_step, depth_factor) -> int:
+    _check_steps(steps, lr)  # first: total_steps is checked against steps
     check_float("weight_decay", weight_decay, minimum=0.0)
     check_choice("schedule", schedule, ("constant", "cosine"))
     if not isinstance(depth_factor, bool):
@@ -404,7 +405,7 @@ def sgd(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, momentum: 
     """
     if not (0.0 <= momentum < 1.0):
         raise invalid("momentum", momentum, "a float in [0, 1)")
-    total = _optimizer_options(weight_decay=weight_decay, schedule=schedule, total_steps=total_steps,
+    total = _optimizer_options(lr=lr, weight_decay=weight_decay, schedule=schedule, total_steps=total_steps,
                                steps=steps, start_step=start_step, depth_factor=depth_factor)
 
     def update(net, grads, state, t, alive):
@@ -433,7 +434,7 @@ def adam(net: ResNet, x, y, *, steps: int, lr: float, batch_size: int, betas=(0.
     ``state``, ``loss``, ``weight_decay`` (L2, added to the gradient as in torch.optim.Adam),
     ``schedule``, ``total_steps`` and ``depth_factor`` as in :func:`sgd`."""
     b1, b2 = betas
-    total = _optimizer_options(weight_decay=weight_decay, schedule=schedule, total_steps=total_steps,
+    total = _optimizer_options(lr=lr, weight_decay=weight_decay, schedule=schedule, total_steps=total_steps,
                                steps=steps, start_step=start_step, depth_factor=depth_factor)
 
     def update(net, grads, state, t, alive):
