@@ -48,6 +48,7 @@ def test_loss_row_zero_is_initial_loss_and_pl_ratio_definition():
     tr = oc.gradient_flow(net, ds.x, ds.y, steps=1, lr=1e-3)
     np.testing.assert_allclose(tr.loss[0], loss.numpy(), rtol=1e-12)
     np.testing.assert_allclose(tr.pl_ratio[0], (num / loss).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(tr.grad_norm[0], num.sqrt().numpy(), rtol=1e-10)  # sqrt of the PL numerator
 
 
 def test_member_alone_equals_member_in_ensemble():
@@ -311,3 +312,129 @@ def test_targets_are_checked_against_the_network_and_inputs():
         torch.testing.assert_close(oc.loss_and_grads(net, ds.x, y)[0], plain, rtol=0, atol=0)
     # targets in another precision are taken in the network's: a list of Python floats is not float32
     torch.testing.assert_close(oc.loss_and_grads(net, ds.x, ds.y.tolist())[0], plain, rtol=0, atol=0)
+
+
+def test_pl_numerator_counts_a_per_member_scalar_once():
+    """single block with a shared trained delta: delta is one scalar per member (factor 1, not L)."""
+    from helpers import naive_loss_grads
+
+    net, ds = small(block="single", delta="shared", activation="tanh"), data()
+    loss, g = naive_loss_grads(net, ds.x, ds.y)
+    num = 8 * sum((g[k].reshape(3, -1) ** 2).sum(1) for k in ("W", "b")) + g["delta"] ** 2
+    tr = oc.gradient_flow(net, ds.x, ds.y, steps=0, lr=1e-3)
+    np.testing.assert_allclose(tr.grad_norm[0], num.sqrt().numpy(), rtol=1e-10)
+
+
+def test_flow_trajectory_records_its_settings_and_reports_every_step():
+    net, ds = small(), data()
+    seen = []
+    tr = oc.gradient_flow(net, ds.x, ds.y, steps=3, lr=2e-2, start_step=4, snapshots=[4, 7],
+                          callback=lambda t, loss: seen.append((t, loss.copy())))
+    assert (tr.method, tr.lr, tr.depth, tr.start_step, tr.steps) == ("gradient_flow", 2e-2, 8, 4, 7)
+    assert tr.discretization_error is None  # check_halving is off unless asked
+    assert tr.diverged_at.tolist() == [-1, -1, -1]
+    assert [t for t, _ in seen] == [5, 6, 7]  # the step just taken, with the loss before it
+    for i, (_, loss) in enumerate(seen):
+        assert np.array_equal(loss, tr.loss[i])
+    assert sorted(tr.snapshots) == [4, 7]
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_max_increment_at_the_smallest_depths(depth):
+    net, ds = small(depth=depth), data()
+    tr = oc.gradient_flow(net, ds.x, ds.y, steps=1, lr=1e-2)
+    w = net.weights
+    naive = np.zeros(3) if depth == 1 else np.sqrt(sum(
+        ((w[f][:, 1:] - w[f][:, :-1]) ** 2).flatten(2).sum(-1).numpy() for f in ("V", "W"))).max(1)
+    np.testing.assert_allclose(tr.max_increment[-1], naive, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"clip": 0.0}, "clip=0.0: expected None or a positive float"),
+    ({"clip": "1"}, "clip='1': expected None or a positive float"),
+    ({"engine": {"recompute": 2}}, "engine='dict': expected an odecheck.EngineOptions"),
+    ({"engine": oc.EngineOptions(cuda_graph=True)},
+     "engine.cuda_graph=True: expected False on device cpu (CUDA graphs need a CUDA device)"),
+    ({"snapshots": [True]}, "snapshots=True: expected steps in [2, 5]"),
+    ({"snapshots": [1]}, "snapshots=1: expected steps in [2, 5]"),
+    ({"snapshots": [2.0]}, "snapshots=2.0: expected steps in [2, 5]"),
+])
+def test_flow_arguments_are_named_in_full(kw, message):
+    net, ds = small(), data()
+    with pytest.raises(oc.InvalidArgument, match=f"^{re.escape(message)}$"):
+        oc.gradient_flow(net, ds.x, ds.y, steps=3, lr=1e-2, start_step=2, **kw)
+
+
+def test_clipped_flow_step_is_the_euler_step_of_the_clamped_field():
+    """dZ/dt = -clamp(L dl/dZ, -clip, clip) (the update direction is clamped, then scaled by lr)."""
+    net, ds = small(R=2), data()
+    _, g = oc.loss_and_grads(net, ds.x, ds.y)
+    lr, clip = 0.5, 1e-2
+    field = {k: (8 if k in ("V", "W") else 1) * g[k] for k in g}
+    clamped = sum(int((f.abs() > clip).sum()) for f in field.values())
+    assert 0 < clamped < sum(f.numel() for f in field.values())  # some entries clamped, not all
+    want = {k: net.weights[k] - lr * field[k].clamp(-clip, clip) for k in g}
+    oc.gradient_flow(net, ds.x, ds.y, steps=1, lr=lr, clip=clip)
+    for k in want:
+        torch.testing.assert_close(net.weights[k], want[k], rtol=1e-12, atol=1e-15, msg=k)
+
+
+def _gap(trained, start):
+    num = sum(((trained.weights[k] - start.weights[k]) ** 2).flatten(1).sum(1) for k in trained.trainable)
+    den = sum((start.weights[k] ** 2).flatten(1).sum(1) for k in trained.trainable)
+    return (num.sqrt() / den.sqrt()).numpy()
+
+
+@pytest.mark.parametrize("clip,loss", [(None, "mse"), (2e-3, "mse"), (None, "cross_entropy")])
+def test_discretization_error_is_the_relative_gap_to_the_half_step_flow(clip, loss):
+    """Reference: the two runs by hand, and the relative Frobenius gap over every trained family."""
+    net, ds = small(R=2, train_io=True), data()
+    y = ds.y if loss == "mse" else torch.nn.functional.one_hot(ds.y.argmax(1), 4).double()
+    a, b = net.clone(), net.clone()
+    oc.gradient_flow(a, ds.x, y, steps=5, lr=0.1, clip=clip, loss=loss)
+    oc.gradient_flow(b, ds.x, y, steps=10, lr=0.05, clip=clip, loss=loss)
+    want = _gap(a, b)
+    tr = oc.gradient_flow(net.clone(), ds.x, y, steps=5, lr=0.1, clip=clip, loss=loss, check_halving=True)
+    np.testing.assert_allclose(tr.discretization_error, want, rtol=1e-10)
+    if loss == "mse":
+        np.testing.assert_allclose(oc.discretization_error(net, ds.x, y, steps=5, lr=0.1, clip=clip), want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["gradient_flow", "sgd"])
+def test_divergence_step_is_counted_from_the_run_start_across_chunks(method):
+    """lr large enough that the members diverge after a few steps; a run split before that reports the
+    same steps (the continuation counts from its start_step and carries divergence in its state)."""
+    net, ds = small(R=2), data()
+    kw = {"lr": 3.0} if method == "gradient_flow" else {"lr": 24.0, "batch_size": 10}
+    run = getattr(oc, method)
+    full = run(net.clone(), ds.x, ds.y, steps=12, **kw)
+    assert (full.diverged_at >= 3).all()  # planted: both diverge, after the split below
+    b, state = net.clone(), {}
+    extra = {} if method == "gradient_flow" else {"state": state}
+    t1 = run(b, ds.x, ds.y, steps=2, **kw, **extra)
+    t2 = run(b, ds.x, ds.y, steps=10, start_step=2, **kw, **extra)
+    assert t2.diverged_at.tolist() == full.diverged_at.tolist()
+    assert t1.then(t2).diverged_at.tolist() == full.diverged_at.tolist()
+    if method == "sgd":  # a third chunk after the divergence keeps the step it happened at
+        t3 = run(b, ds.x, ds.y, steps=2, start_step=12, **kw, **extra)
+        assert t3.diverged_at.tolist() == full.diverged_at.tolist()
+
+
+@pytest.mark.parametrize("method", [oc.sgd, oc.adam])
+def test_minibatch_per_member_data_and_single_samples(method):
+    """x, y with a leading member axis: each member trains on its own data, as it would alone; a batch of
+    one sample is allowed."""
+    net = small(R=2)
+    d0, d1 = data(n=6), oc.gaussian_task(6, 4, 4, seed=7, dtype=torch.float64)
+    x, y = torch.stack([d0.x, d1.x]), torch.stack([d0.y, d1.y])
+    for bs in (1, 6):
+        both = net.clone()
+        tr = method(both, x, y, steps=3, lr=1e-2, batch_size=bs)
+        for r, d in enumerate((d0, d1)):
+            alone = net.select([r])
+            tr_r = method(alone, d.x, d.y, steps=3, lr=1e-2, batch_size=bs)
+            if bs == 6:  # full batches: the same data order whatever the member
+                np.testing.assert_allclose(tr.loss[:, r], tr_r.loss[:, 0], rtol=1e-12)
+                torch.testing.assert_close(both.weights["V"][r], alone.weights["V"][0], rtol=1e-12, atol=0)
+        assert np.isnan(tr.pl_ratio).all() and tr.pl_ratio.dtype == np.float64 and np.isnan(tr.grad_norm).all()
+        assert (tr.lr, tr.depth) == (1e-2, 8)
