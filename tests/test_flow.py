@@ -438,3 +438,17 @@ def test_minibatch_per_member_data_and_single_samples(method):
                 torch.testing.assert_close(both.weights["V"][r], alone.weights["V"][0], rtol=1e-12, atol=0)
         assert np.isnan(tr.pl_ratio).all() and tr.pl_ratio.dtype == np.float64 and np.isnan(tr.grad_norm).all()
         assert (tr.lr, tr.depth) == (1e-2, 8)
+        assert tr.diverged_at.tolist() == [-1, -1]  # -1: never diverged
+
+
+def test_discretization_error_of_a_network_with_small_weights_is_relative():
+    """Weights of norm far below 1: the gap is still divided by the weights' own norm."""
+    w = small(R=2).numpy_weights()
+    net = oc.ResNet.from_weights(block="mlp", V=w["V"] * 1e-3, W=w["W"] * 1e-3, A=w["A"], B=w["B"],
+                                 activation="gelu")
+    ds = data()
+    a, b = net.clone(), net.clone()
+    oc.gradient_flow(a, ds.x, ds.y, steps=4, lr=0.1)
+    oc.gradient_flow(b, ds.x, ds.y, steps=8, lr=0.05)
+    assert float(sum((net.weights[k] ** 2).sum() for k in ("V", "W"))) < 1e-2
+    np.testing.assert_allclose(oc.discretization_error(net, ds.x, ds.y, steps=4, lr=0.1), _gap(a, b), rtol=1e-10)
