@@ -15,7 +15,8 @@ import numpy as np
 
 Outcome = Literal["confirmed", "refuted", "inconclusive", "diverged"]
 ALPHA = 0.05
-RATE_TARGET = -0.85  # rate claims: error <= C/L is confirmed when the slope interval lies below L^-0.85
+RATE_TARGET = -0.85  # rate claims: error <= C/L is confirmed when the slope interval lies below L^-0.85;
+# a stated margin (docs/theory.md, "The rate margin -0.85": why, what it controls, what it changes)
 
 
 def rate_decision(fit, *, target: float = RATE_TARGET) -> Outcome:
