@@ -177,3 +177,22 @@ def test_train_with_adam_reports_a_finite_increment(tmp_path):
     res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     assert "nan" not in res.output and "of the final weights, median" in res.output
+
+
+def test_threads_option_sets_torch_threads_and_the_report_says_so(tmp_path):
+    import json
+
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        res = runner.invoke(app, ["--threads", "1", "verify", "--budget", "quick", "--claims", "relu-counterexample",
+                                  "--out", str(tmp_path / "r")])
+        assert res.exit_code == 0, res.output
+        assert torch.get_num_threads() == 1
+        assert json.loads((tmp_path / "r" / "report.json").read_text())["environment"]["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    for args, env in ((["--threads", "0", "verify"], {}), (["verify"], {"ODECHECK_THREADS": "0"})):
+        res = runner.invoke(app, args, env=env)
+        assert res.exit_code == 2 and "--threads 0: expected an integer >= 1" in res.output, res.output

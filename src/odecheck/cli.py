@@ -15,8 +15,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    threads: int | None = typer.Option(
+        None, "--threads", envvar="ODECHECK_THREADS", show_envvar=True,
+        help="Torch CPU threads for this command (default: torch's, one per core). On a machine other jobs "
+             "keep busy, fewer threads than cores avoid spinning threads: see docs/performance.md."),
+) -> None:
     """odecheck: property-based checks of the depth limits of residual networks."""
+    if threads is None:
+        return
+    if threads < 1:
+        _fail(f"--threads {threads}: expected an integer >= 1")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _fail(msg: str) -> None:
