@@ -217,6 +217,8 @@ def test_cells_sharing_a_weight_sample_are_one_task_in_grid_order():
     depths = SweepSpec.from_dict(spec(**{"model.depth": [4, 8, 16]}))
     groups = sample_groups(depths, depths.cells(), range(3), 1)
     assert groups == [[0], [1], [2]]  # another depth, another sample
+    iid = SweepSpec.from_dict(spec(**{"model.init": ["iid"], "model.beta": [0.5, 1.0, 1.5]}))
+    assert sample_groups(iid, iid.cells(), range(3), 1) == [[0], [1], [2]]  # not cached: nothing to share
 
 
 def test_without_dask_the_error_names_the_extra(tmp_path, monkeypatch):

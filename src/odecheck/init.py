@@ -166,6 +166,7 @@ def gp_paths(n_paths: int, length: int, length_scale: float, generator: torch.Ge
 # Networks that differ only in what does not enter the weights (beta, activation, data: a phase
 # diagram's columns) reuse it; the caller always gets a fresh copy. At most STACK_CACHE_MAX entries.
 STACK_CACHE_MAX = 1 << 27
+CACHED_KINDS = ("smooth", "fbm")  # the inits whose sampling is worth reusing (iid, tied: a randn)
 _last_stack: list = []
 
 
@@ -196,7 +197,7 @@ def sample_stack(
     out = _sample_stack(init, shapes, depth=depth, ensemble=ensemble, seed=seed, zero_at_tied=zero_at_tied)
     size = sum(v.numel() for v in out.values())
     _last_stack.clear()
-    if init.kind in ("smooth", "fbm") and size <= STACK_CACHE_MAX:
+    if init.kind in CACHED_KINDS and size <= STACK_CACHE_MAX:
         _last_stack.append((key, {k: v.clone() for k, v in out.items()}))
     return out
 

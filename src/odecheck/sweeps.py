@@ -328,15 +328,19 @@ TASKS_PER_WORKER = 4  # at least this many tasks per worker when a group would o
 
 
 def sample_groups(spec: SweepSpec, cells: Sequence[dict], todo: Sequence[int], workers: int) -> list[list[int]]:
-    """``todo`` cut into Dask tasks: cells that share a weight sample run in one task, in the grid's order,
-    so a worker samples a phase diagram's row once, not once per cell (20 s against 4 s a cell at [M25]'s
-    paper scale); a group is split into pieces of at most ceil(len(todo) / (TASKS_PER_WORKER * workers))
-    cells so that every worker has work."""
+    """``todo`` cut into Dask tasks: cells that share a cached weight sample (smooth, fbm inits) run in
+    one task, in the grid's order, so a worker samples a phase diagram's row once, not once per cell
+    (20 s against 4 s a cell at [M25]'s paper scale); a group is split into pieces of at most
+    ceil(len(todo) / (TASKS_PER_WORKER * workers)) cells so that every worker has work. Cells with
+    other inits (sampled anew whatever the order) are a task each."""
+    from .init import CACHED_KINDS, as_init
+
     cap = max(1, -(-len(todo) // (TASKS_PER_WORKER * max(1, workers))))
     groups: dict[tuple, list[int]] = {}
     for i in todo:
         m = spec.config(cells[i]).model
-        groups.setdefault(tuple(getattr(m, f) for f in SAMPLE_FIELDS), []).append(i)
+        shared = as_init(m.init).kind in CACHED_KINDS  # other inits are sampled anew anyway: a task each
+        groups.setdefault(tuple(getattr(m, f) for f in SAMPLE_FIELDS) if shared else (i,), []).append(i)
     return [g[j:j + cap] for g in groups.values() for j in range(0, len(g), cap)]
 
 
