@@ -452,3 +452,22 @@ def test_discretization_error_of_a_network_with_small_weights_is_relative():
     oc.gradient_flow(b, ds.x, ds.y, steps=8, lr=0.05)
     assert float(sum((net.weights[k] ** 2).sum() for k in ("V", "W"))) < 1e-2
     np.testing.assert_allclose(oc.discretization_error(net, ds.x, ds.y, steps=4, lr=0.1), _gap(a, b), rtol=1e-10)
+
+
+def test_a_member_whose_gradient_overflows_is_diverged_though_its_loss_is_finite():
+    """Member 1: hidden states of size 1e200 (tanh blocks with V = 1e200) read out by B = 1e-200, so
+    its outputs and loss are O(1) while dl/dB is about 1e200 and the PL numerator overflows."""
+    w = small(R=2, activation="tanh").numpy_weights()
+    B = w["B"].copy()
+    w["V"][1] = 1e200
+    B[1] = 1e-200 * np.eye(4)
+    net = oc.ResNet.from_weights(block="mlp", V=w["V"], W=w["W"], A=w["A"], B=B, activation="tanh", train_io=True)
+    ds = data()
+    before = net.numpy_weights()
+    tr = oc.gradient_flow(net, ds.x, ds.y, steps=2, lr=1e-3)
+    assert np.isfinite(tr.loss[0, 1]) and not np.isfinite(tr.grad_norm[0, 1])  # planted as intended
+    assert tr.diverged_at.tolist() == [-1, 0]
+    after = net.numpy_weights()
+    for k in ("V", "W", "A", "B"):  # the diverged member is frozen; the other one trains
+        assert np.array_equal(after[k][1], before[k][1]), k
+    assert not np.array_equal(after["V"][0], before["V"][0])
