@@ -264,3 +264,21 @@ def test_local_cluster_workers_have_no_memory_cap():
     finally:
         client.close()
         cluster.close()
+
+
+def test_device_is_checked_and_auto_on_a_cpu_machine_is_the_cpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    s = spec(**{"model.depth": [4, 8]})
+    with pytest.raises(oc.InvalidArgument, match=r"^device='cuda': expected a visible CUDA device"):
+        oc.sweep(s, tmp_path / "x", device="cuda")
+    with pytest.raises(oc.InvalidArgument, match=r"^device='tpu': expected 'auto', 'cpu', 'cuda' or 'cuda:N'$"):
+        oc.sweep(s, tmp_path / "x", device="tpu", workers=1)  # Dask workers: the spelling is checked here
+    assert not (tmp_path / "x").exists()  # refused before any cell
+    a = oc.sweep(s, tmp_path / "a")
+    b = oc.sweep(s, tmp_path / "b", device="auto")
+    assert values(a).equals(values(b))
+    res = CliRunner().invoke(app, ["reproduce", "m25-init", "--device", "cuda", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "--device 'cuda': expected a visible CUDA device" in res.output, res.output
+    (tmp_path / "s.toml").write_text('[sweep]\n"model.depth" = [4]\n')
+    res = CliRunner().invoke(app, ["sweep", str(tmp_path / "s.toml"), "--device", "gpu", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "--device 'gpu'" in res.output, res.output

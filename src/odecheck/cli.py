@@ -433,24 +433,27 @@ def sweep_cmd(
     workers: int | None = typer.Option(None, "--workers", help="Start a Dask LocalCluster of N workers."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler."),
     json_file: Path | None = typer.Option(None, "--json", help="Also write the table's rows here."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto: where the cells compute."),
 ) -> None:
     """Run a grid of train runs (in process or on Dask), resumable, into one tidy table."""
     from rich.console import Console
 
     from ._errors import InvalidArgument, OdecheckError
-    from .sweeps import SweepSpec, check_executor, sweep, table_json
+    from .sweeps import SweepSpec, check_device, check_executor, sweep, table_json
 
     console = Console(stderr=True)
     if json_file is not None:
         _check_writable_file("--json", json_file)
     try:
         check_executor(workers=workers, scheduler=scheduler)
+        check_device(device, local=workers is None and scheduler is None)  # before the progress bar
         parsed = SweepSpec.load(spec)
         n_cells = len(parsed.cells())
         with _cell_progress(console, "sweep", n_cells) as on_cell:
-            df = sweep(parsed, out, workers=workers, scheduler=scheduler, on_cell=on_cell)
+            df = sweep(parsed, out, workers=workers, scheduler=scheduler, on_cell=on_cell, device=device)
     except InvalidArgument as e:
-        _fail(_as_flags(e, {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "spec": "SPEC"}))
+        _fail(_as_flags(e, {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "spec": "SPEC",
+                            "device": "--device"}))
         return
     except OdecheckError as e:
         _fail(str(e))
@@ -478,6 +481,7 @@ def reproduce_cmd(
     workers: int | None = typer.Option(None, "--workers", help="Run the sweep on a Dask LocalCluster of N workers."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler."),
     json_file: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto: where the cells compute."),
 ) -> None:
     """Reproduce a paper's headline figure on sweep: ours next to the published result, with verdicts."""
     from rich.console import Console
@@ -485,20 +489,23 @@ def reproduce_cmd(
 
     from ._errors import InvalidArgument, OdecheckError
     from .reproduce import REPRODUCTIONS, SCALES, reproduce
-    from .sweeps import check_executor
+    from .sweeps import check_device, check_executor
 
     console = Console(stderr=True)
     if json_file is not None:
         _check_writable_file("--json", json_file)
-    flags = {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "name": "NAME", "scale": "--scale"}
+    flags = {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "name": "NAME", "scale": "--scale",
+             "device": "--device"}
     try:
         if name not in REPRODUCTIONS:
             raise InvalidArgument(f"NAME {name!r}: expected one of {', '.join(REPRODUCTIONS)}")
         if scale not in SCALES:
             raise InvalidArgument(f"--scale {scale!r}: expected 'smoke' or 'paper'")
         check_executor(workers=workers, scheduler=scheduler)
+        check_device(device, local=workers is None and scheduler is None)  # before the progress bar
         with _cell_progress(console, name) as on_cell:
-            rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, on_cell=on_cell)
+            rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, on_cell=on_cell,
+                            device=device)
     except InvalidArgument as e:
         _fail(_as_flags(e, flags))
         return

@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -173,7 +174,7 @@ def _init_ratios(net, data) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None,
-             save_weights: bool = True) -> list[dict[str, Any]]:
+             save_weights: bool = True, device: str = "cpu") -> list[dict[str, Any]]:
     """Run (or resume) one cell under ``out/cells/<id>`` and return its rows; writes ``result.json``
     (and the cell's ``weights.npz`` unless ``save_weights`` is false).
     A cell that raises is recorded as failed with its error; the exception does not propagate."""
@@ -192,7 +193,7 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None,
     R = cfg.model.ensemble
     try:
         box: dict[str, tuple] = {}
-        net, traj, _ = runner.run(cfg, folder, at_init=lambda n, d: (box.setdefault("r", _init_ratios(n, d)),
+        net, traj, _ = runner.run(cfg, folder, device=device, at_init=lambda n, d: (box.setdefault("r", _init_ratios(n, d)),
                                                                      box.setdefault("data", d)),
                                   save_weights=save_weights)
         ratios = box["r"]
@@ -250,19 +251,22 @@ def _finished(folder: Path) -> list[dict] | None:
 
 # ----------------------------------------------------------------------------- the sweep
 def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = None, scheduler: str | None = None,
-          on_cell: Callable[[dict, list[dict], int, int], None] | None = None):
+          on_cell: Callable[[dict, list[dict], int, int], None] | None = None, device: str = "cpu"):
     """Run every unfinished cell of ``spec`` (a SweepSpec, a dict or a TOML path) under ``out`` and
     return the table (a pandas DataFrame), also written to ``out/results.parquet``.
 
     Executor: in process (default); ``client``, a ``dask.distributed.Client``; ``workers=N``, a
     LocalCluster of N single-threaded processes, each with cores/N torch threads; ``scheduler``,
     the address of a running Dask scheduler. On Dask, cells that share a weight sample (a phase
-    diagram's row) run as one task (``sample_groups``). ``on_cell(cell, rows, done, total)`` after each cell.
+    diagram's row) run as one task (``sample_groups``). ``device``: where each cell computes, "cpu"
+    (default), "cuda", "cuda:N" or "auto" (resolved where the cell runs: on a Dask worker, by that
+    worker). A cell's id does not depend on it: a cell finished on one device is not rerun on another. ``on_cell(cell, rows, done, total)`` after each cell.
     """
     pd = _pandas()
     if not isinstance(spec, SweepSpec):
         spec = SweepSpec.load(spec) if isinstance(spec, (str, os.PathLike)) else SweepSpec.from_dict(spec)
     check_executor(client=client, workers=workers, scheduler=scheduler)
+    device = check_device(device, local=client is None and workers is None and scheduler is None)
     out = writable_folder("out", out)
     (out / "spec.json").write_text(json.dumps({"base": spec.base, "axes": [
         {"names": list(a.names), "values": [list(v) for v in a.values]} for a in spec.axes],
@@ -295,13 +299,13 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
     try:
         if todo and client is None and workers is None and scheduler is None:
             for i in todo:
-                record(i, run_cell(spec.base, cells[i], str(out), save_weights=spec.save_weights))
+                record(i, run_cell(spec.base, cells[i], str(out), save_weights=spec.save_weights, device=device))
         elif todo:
             given = client is not None
             cluster, client = _dask_client(client, workers, scheduler)
             try:
                 threads = _threads_per_worker(client)
-                _run_on_dask(client, spec, cells, ids, todo, str(out.resolve()), threads, record)
+                _run_on_dask(client, spec, cells, ids, todo, str(out.resolve()), threads, record, device)
             finally:
                 if not given:  # what the sweep opened, it closes: its client, and its LocalCluster
                     client.close()
@@ -345,24 +349,37 @@ def sample_groups(spec: SweepSpec, cells: Sequence[dict], todo: Sequence[int], w
 
 
 def run_cells(spec_base: dict, cells: Sequence[dict], out: str, threads: int | None = None,
-              save_weights: bool = True) -> list[list[dict[str, Any]]]:
+              save_weights: bool = True, device: str = "cpu") -> list[list[dict[str, Any]]]:
     """One Dask task: ``run_cell`` on each cell in order, skipping a cell whose result is already on disk
     (a task rerun after its worker died redoes no finished cell)."""
     spec = SweepSpec(base=spec_base, axes=())
     rows = []
     for cell in cells:
         done = _finished(Path(out) / "cells" / cell_id(spec.config(cell)))
-        rows.append(done if done is not None else run_cell(spec_base, cell, out, threads, save_weights))
+        rows.append(done if done is not None else run_cell(spec_base, cell, out, threads, save_weights, device))
     return rows
 
 
-def _run_on_dask(client, spec, cells, ids, todo, out, threads, record) -> None:
+def check_device(device, *, local: bool = True) -> str:
+    """``device`` as a string every executor can ship. In process (``local``) it must be usable here;
+    for Dask workers (which may have the GPU this machine lacks) only its spelling is checked."""
+    from .validation import resolve_device
+
+    if local:
+        return str(resolve_device(device))
+    ok = isinstance(device, str) and (device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", device))
+    if not ok:
+        raise invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return device
+
+
+def _run_on_dask(client, spec, cells, ids, todo, out, threads, record, device) -> None:
     from dask.distributed import as_completed
 
     futures = {}
     for group in sample_groups(spec, cells, todo, _n_workers(client)):
         # the key is the group's cells: resubmitting a group that is still running reuses its task
-        f = client.submit(run_cells, spec.base, [cells[i] for i in group], out, threads, spec.save_weights,
+        f = client.submit(run_cells, spec.base, [cells[i] for i in group], out, threads, spec.save_weights, device,
                           key=task_key([ids[i] for i in group]), pure=False)
         futures[f] = group
     for f in as_completed(list(futures)):

@@ -31,22 +31,25 @@ REPRODUCTIONS: dict[str, Reproduction] = {
 
 def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odecheck-reproduce", client=None,
               workers: int | None = None, scheduler: str | None = None,
-              on_cell: Callable[[dict, list[dict], int, int], None] | None = None) -> dict[str, Any]:
+              on_cell: Callable[[dict, list[dict], int, int], None] | None = None,
+              device: str = "cpu") -> dict[str, Any]:
     """Run reproduction ``name`` at ``scale`` on ``sweep`` under ``out/<name>-<scale>`` and return its
-    JSON report (also written there as report.json, with report.md and figure.png)."""
-    from ..sweeps import SweepSpec, check_executor, sweep
+    JSON report (also written there as report.json, with report.md and figure.png). ``device``: where
+    the cells compute (as in :func:`odecheck.sweep`)."""
+    from ..sweeps import SweepSpec, check_device, check_executor, sweep
 
     if name not in REPRODUCTIONS:
         raise invalid("name", name, f"one of {', '.join(REPRODUCTIONS)}")
     if scale not in SCALES:
         raise invalid("scale", scale, "'smoke' or 'paper'")
     check_executor(client=client, workers=workers, scheduler=scheduler)
+    device = check_device(device, local=client is None and workers is None and scheduler is None)
     rep = REPRODUCTIONS[name]
     folder = Path(out) / f"{name}-{scale}"
     t0 = time.perf_counter()
     spec = rep.spec(scale)
     df = sweep(SweepSpec.from_dict(spec), folder, client=client, workers=workers, scheduler=scheduler,
-               on_cell=on_cell)
+               on_cell=on_cell, device=device)
     results, data = rep.analyse(df, folder, spec)
     seconds = time.perf_counter() - t0
     figure = None
@@ -58,7 +61,7 @@ def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odec
     executor = ("client" if client is not None else f"LocalCluster({workers})" if workers
                 else f"scheduler {scheduler}" if scheduler else "in process")
     report = {"name": name, "scale": scale, "source": rep.source, "description": rep.description,
-              "seconds": round(seconds, 3), "executor": executor, "figure": figure,
+              "seconds": round(seconds, 3), "executor": executor, "device": device, "figure": figure,
               "results": [r.to_json() for r in results]}
     if "table" in data:
         report["table"] = data["table"]
@@ -71,7 +74,7 @@ def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odec
 
 def _markdown(rep: dict) -> str:
     lines = [f"# {rep['name']}: {rep['source']} ({rep['scale']} scale)", "", rep["description"] + ".", "",
-             f"{rep['seconds']:.1f} s, executor: {rep['executor']}.", "",
+             f"{rep['seconds']:.1f} s, executor: {rep['executor']}, device: {rep['device']}.", "",
              "| result | verdict | estimate | interval | alpha | paper |", "| --- | --- | --- | --- | --- | --- |"]
     for r in rep["results"]:
         ci = "-" if r["ci"][0] is None else f"[{r['ci'][0]:.3g}, {r['ci'][1]:.3g}]"
