@@ -193,9 +193,9 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None,
     R = cfg.model.ensemble
     try:
         box: dict[str, tuple] = {}
-        net, traj, _ = runner.run(cfg, folder, device=device, at_init=lambda n, d: (box.setdefault("r", _init_ratios(n, d)),
-                                                                     box.setdefault("data", d)),
-                                  save_weights=save_weights)
+        net, traj, _ = runner.run(cfg, folder, device=device, save_weights=save_weights,
+                                  at_init=lambda n, d: (box.setdefault("r", _init_ratios(n, d)),
+                                                        box.setdefault("data", d)))
         ratios = box["r"]
         acc_train, acc_test = np.full(R, np.nan), np.full(R, np.nan)
         if cfg.train.loss == "cross_entropy":  # classification: accuracy of argmax F(x) on both splits
