@@ -196,3 +196,28 @@ def test_threads_option_sets_torch_threads_and_the_report_says_so(tmp_path):
     for args, env in ((["--threads", "0", "verify"], {}), (["verify"], {"ODECHECK_THREADS": "0"})):
         res = runner.invoke(app, args, env=env)
         assert res.exit_code == 2 and "--threads 0: expected an integer >= 1" in res.output, res.output
+
+
+def test_sweep_off_a_terminal_logs_plain_progress_lines(tmp_path, monkeypatch):
+    """A batch job's log gets lines (the first cell, then at most one a minute, and the last), not a bar."""
+    import tomli_w
+
+    from odecheck import cli
+
+    monkeypatch.setattr(cli, "CELL_LOG_EVERY_S", 0.0)  # every cell
+    spec = {"model": {"dim": 4, "width": 8, "ensemble": 2}, "data": {"n": 10}, "train": {"steps": 5, "snapshots": [5]},
+            "sweep": {"model.depth": [4, 8, 16]}}
+    (tmp_path / "s.toml").write_text(tomli_w.dumps(spec))
+    res = runner.invoke(app, ["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("sweep: ")]
+    assert [ln.split(" cells")[0] for ln in lines] == ["sweep: 1/3", "sweep: 2/3", "sweep: 3/3"], res.output
+    assert "(100.0 %)" in lines[-1] and "'model.depth': 16}: done" in lines[-1]
+    res = runner.invoke(app, ["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o")])
+    assert [ln.split(" cells")[0] for ln in res.output.splitlines() if ln.startswith("sweep: ")] == \
+        ["sweep: 3/3"]  # a rerun with nothing left: one line
+    (tmp_path / "s.toml").write_text(tomli_w.dumps({**spec, "sweep": {"model.depth": [4, 8, 16, 32, 64]}}))
+    monkeypatch.setattr(cli, "CELL_LOG_EVERY_S", 3600.0)  # resumed: the first line (3 found done), the last
+    res = runner.invoke(app, ["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o")])
+    assert [ln.split(" cells")[0] for ln in res.output.splitlines() if ln.startswith("sweep: ")] == \
+        ["sweep: 3/5", "sweep: 5/5"]

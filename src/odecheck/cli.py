@@ -408,19 +408,48 @@ def falsify(
         _write_json(json_file, out)
 
 
+CELL_LOG_EVERY_S = 60.0  # off a terminal (nohup, batch jobs): one progress line at most this often
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
 @contextmanager
 def _cell_progress(console, label: str, total: int | None = None):
-    """A progress bar over a sweep's cells; yields the ``on_cell`` callback that advances it."""
+    """A progress bar over a sweep's cells; yields the ``on_cell`` callback that advances it. Off a
+    terminal (a log file, a batch job) the bar is replaced by a plain line every CELL_LOG_EVERY_S
+    seconds and at the last cell: cells done, elapsed time, an estimate of the time left."""
+    import time
+
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    live = console.is_terminal
+    t0, state = time.monotonic(), {"logged": None, "first": None}
     with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
                   TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console, transient=False) as prog:
+                  console=console, transient=False, disable=not live) as prog:
         task = prog.add_task(label, total=total, last="")
 
         def on_cell(cell, rows, done, n):
             statuses = "/".join(sorted({r["status"] for r in rows}))
             prog.update(task, completed=done, total=n, last=f"{cell}: {statuses}")
+            if live:
+                return
+            now = time.monotonic()
+            if state["first"] is None or now - state["first"][0] < 1.0:
+                state["first"] = (now, done)  # the burst of cells found finished on disk is not this run's speed
+            final = done >= n
+            if state.get("final") or (not final and state["logged"] is not None
+                                      and now - state["logged"] < CELL_LOG_EVERY_S):
+                return
+            state["logged"], state["final"] = now, final
+            t1, d1 = state["first"]
+            rate = (done - d1) / (now - t1) if now > t1 and done > d1 else 0.0
+            left = f", about {_clock((n - done) / rate)} left" if rate > 0 and done < n else ""
+            typer.echo(f"{label}: {done}/{n} cells ({100 * done / max(n, 1):.1f} %), {_clock(now - t0)} elapsed"
+                       f"{left}; last {cell}: {statuses}", err=True)
 
         yield on_cell
 
