@@ -426,7 +426,7 @@ def _cell_progress(console, label: str, total: int | None = None):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     live = console.is_terminal
-    t0, state = time.monotonic(), {"logged": None, "first": None}
+    t0, state = time.monotonic(), {"logged": None, "first": None, "final": False}
     with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
                   TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False, disable=not live) as prog:
@@ -441,7 +441,7 @@ def _cell_progress(console, label: str, total: int | None = None):
             if state["first"] is None or now - state["first"][0] < 1.0:
                 state["first"] = (now, done)  # the burst of cells found finished on disk is not this run's speed
             final = done >= n
-            if state.get("final") or (not final and state["logged"] is not None
+            if state["final"] or (not final and state["logged"] is not None
                                       and now - state["logged"] < CELL_LOG_EVERY_S):
                 return
             state["logged"], state["final"] = now, final

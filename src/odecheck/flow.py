@@ -316,8 +316,7 @@ def discretization_error(net: ResNet, x, y, *, steps: int, lr: float, clip: floa
 
 def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method, callback, start_step=0,
                state=None, loss="mse") -> Trajectory:
-    _check_steps(steps, lr)
-    loss_function(loss)
+    loss_function(loss)  # steps and lr: checked by the callers (_optimizer_options)
     x, y = _check_data(net, x, y)
     n = x.shape[-2]
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (1 <= batch_size <= n):

@@ -161,7 +161,6 @@ class ResNet:
     def _conv_io_maps(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A: the matrix of a 3x3 convolution from C image channels to c channels on S x S maps;
         B: channel averages over the map, then a Gaussian (d', c) map. Both as dense (R, ., .)."""
-
         from .blocks.conv import side
 
         if self.block != "conv":

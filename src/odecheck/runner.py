@@ -46,7 +46,6 @@ def build_model(cfg: RunConfig, data: Dataset, device="cpu") -> ResNet:
 def accuracy(net: ResNet, data: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-member accuracy (R,) of argmax F(x) against argmax y on the training set and, when the
     data set has one, on its test set (else None)."""
-
     def acc(x, y):
         with torch.no_grad():
             pred = net(x.to(net.device)).argmax(-1).cpu()

@@ -32,7 +32,6 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -363,14 +362,11 @@ def run_cells(spec_base: dict, cells: Sequence[dict], out: str, threads: int | N
 def check_device(device, *, local: bool = True) -> str:
     """``device`` as a string every executor can ship. In process (``local``) it must be usable here;
     for Dask workers (which may have the GPU this machine lacks) only its spelling is checked."""
-    from .validation import resolve_device
+    from .validation import parse_device, resolve_device
 
     if local:
         return str(resolve_device(device))
-    ok = isinstance(device, str) and (device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", device))
-    if not ok:
-        raise invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
-    return device
+    return "auto" if device == "auto" else str(parse_device(device))
 
 
 def _run_on_dask(client, spec, cells, ids, todo, out, threads, record, device) -> None:

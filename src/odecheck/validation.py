@@ -32,18 +32,24 @@ def check_dtype(dtype) -> torch.dtype:
     raise invalid("dtype", dtype, "torch.float32 or torch.float64")
 
 
-def resolve_device(device) -> torch.device:
-    """'auto' -> cuda if available else cpu; validates 'cpu', 'cuda', 'cuda:N' and torch.device."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def parse_device(device) -> torch.device:
+    """The spelling of a device ('cpu', 'cuda', 'cuda:N', torch.device), whether or not it is visible here."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise invalid("device", device, "a visible CUDA device (torch.cuda.is_available() is False)")
     if dev.type not in ("cpu", "cuda"):
         raise invalid("device", device, "'cpu' or 'cuda'")
+    return dev
+
+
+def resolve_device(device) -> torch.device:
+    """'auto' -> cuda if available else cpu; validates 'cpu', 'cuda', 'cuda:N' and torch.device."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = parse_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise invalid("device", device, "a visible CUDA device (torch.cuda.is_available() is False)")
     return dev
 
 

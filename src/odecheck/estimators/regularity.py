@@ -36,9 +36,20 @@ def _path(path, name: str = "path") -> np.ndarray:
     return Z.reshape(Z.shape[0], -1)
 
 
-def max_increment(path) -> float:
+def increment_norms(path) -> np.ndarray:
+    """||Z_{k+1} - Z_k||_F per layer k, (L - 1,)."""
     Z = _path(path)
-    return float(np.sqrt(((Z[1:] - Z[:-1]) ** 2).sum(1)).max())
+    return np.sqrt(((Z[1:] - Z[:-1]) ** 2).sum(1))
+
+
+def layer_norms(path) -> np.ndarray:
+    """||Z_k||_F per layer k, (L,)."""
+    Z = _path(path)
+    return np.sqrt((Z**2).sum(1))
+
+
+def max_increment(path) -> float:
+    return float(increment_norms(path).max())
 
 
 def quadratic_variation(path) -> float:
@@ -47,8 +58,7 @@ def quadratic_variation(path) -> float:
 
 
 def max_norm(path) -> float:
-    Z = _path(path)
-    return float(np.sqrt((Z**2).sum(1)).max())
+    return float(layer_norms(path).max())
 
 
 def root_sum_squares(path) -> float:
@@ -232,9 +242,7 @@ class PathStats:
 def path_stats(path, *, seed: int = 0) -> PathStats:
     Z = np.asarray(path, dtype=float)
     dec = classify_regime(Z, seed=seed) if Z.shape[0] >= 3 else None
-    flat = _path(Z)
-    inc = np.sqrt(((flat[1:] - flat[:-1]) ** 2).sum(1))  # the expressions of max_increment and max_norm
-    norms = np.sqrt((flat**2).sum(1))
+    inc, norms = increment_norms(Z), layer_norms(Z)
     return PathStats(
         depth=int(Z.shape[0]), shape=tuple(Z.shape[1:]), max_increment=float(inc.max()),
         quadratic_variation=quadratic_variation(Z), max_norm=float(norms.max()), root_sum_squares=root_sum_squares(Z),

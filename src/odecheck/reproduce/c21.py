@@ -101,8 +101,8 @@ def _c21_beta_analyse(df, out: Path, spec: dict):
             deepest = sub[sub["model.depth"] == max(depths)].sort_values("member")
             hurst = deepest["hurst"].to_numpy(dtype=float)
             regimes = list(deepest["regime"])
-            results.append(Result(f"{tag}-hurst", smoothness_verdict(regimes, smooth_expected=False), float(np.median(hurst)), median_interval(hurst, ALPHA),
-                                  C21_PAPER["hurst"],
+            results.append(Result(f"{tag}-hurst", smoothness_verdict(regimes, smooth_expected=False),
+                                  float(np.median(hurst)), median_interval(hurst, ALPHA), C21_PAPER["hurst"],
                                   note=f"Hurst exponent of k -> (W_k, b_k) at L = {max(depths)} (median, "
                                        f"distribution-free interval) and the calibrated regime per network: {regimes}"))
             upd = _c21_update_regularity(out, deepest["cell"].iloc[0], max(depths))

@@ -243,8 +243,8 @@ def _m24_table1_analyse(df, out: Path, spec: dict):
         regimes = list(cell["regime"])
         lo, hi = median_interval(hurst, ALPHA)
         ours = smoothness(regimes)
-        results.append(Result(f"{act}-{init}-smooth", smoothness_verdict(regimes, p_smooth), float(np.median(hurst)), (lo, hi),
-                              f"smooth: {'yes' if p_smooth else 'no'}",
+        results.append(Result(f"{act}-{init}-smooth", smoothness_verdict(regimes, p_smooth), float(np.median(hurst)),
+                              (lo, hi), f"smooth: {'yes' if p_smooth else 'no'}",
                               note=f"regimes of the trained kernels along depth per run: {regimes}; the interval is "
                                    "the median Hurst exponent's distribution-free one (5 runs: min..max)"))
         tr, te = 100 * cell["train_accuracy"].to_numpy(dtype=float), 100 * cell["test_accuracy"].to_numpy(dtype=float)
