@@ -221,3 +221,38 @@ def test_sweep_off_a_terminal_logs_plain_progress_lines(tmp_path, monkeypatch):
     res = runner.invoke(app, ["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o")])
     assert [ln.split(" cells")[0] for ln in res.output.splitlines() if ln.startswith("sweep: ")] == \
         ["sweep: 3/5", "sweep: 5/5"]
+
+
+def test_a_long_cell_is_followed_through_its_progress_file(tmp_path, monkeypatch, capsys):
+    """Off a terminal, while no cell finishes, a line names the running cell, its checkpointed step
+    and median loss (at most once per CELL_LOG_EVERY_S); a cell finished since is not shown."""
+    import io
+    import json
+    import time
+
+    from rich.console import Console
+
+    from odecheck import cli
+
+    monkeypatch.setattr(cli, "WATCH_EVERY_S", 0.01)
+    monkeypatch.setattr(cli, "CELL_LOG_EVERY_S", 3600.0)
+    cell = tmp_path / "cells" / "0a1b2c"
+    cell.mkdir(parents=True)
+    console = Console(file=io.StringIO(), force_terminal=False)
+    with cli._cell_progress(console, "m24-fig2", folder=tmp_path):
+        (cell / "progress.json").write_text(json.dumps({"step": 12000, "steps": 80000, "loss": 3.14159e-6,
+                                                        "members": 4, "diverged": 0, "time": time.time()}))
+        for _ in range(500):
+            if "running" in capsys.readouterr().err:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("no line about the running cell within 5 s")
+    with cli._cell_progress(console, "m24-fig2", folder=tmp_path):  # written before this run began: stale
+        time.sleep(0.1)
+    assert capsys.readouterr().err == ""
+    assert cli._running_text([{"cell": "0a1b2c", "step": 12000, "steps": 80000, "loss": 3.14159e-6}]) == \
+        "running cell 0a1b2c at step 12000/80000 (15 %), median loss 3.14e-06"
+    many = [{"cell": c, "step": 1, "steps": 4, "loss": None} for c in "abcd"]
+    assert cli._running_text(many) == ("running cell a at step 1/4 (25 %), all diverged; "
+                                       "cell b at step 1/4 (25 %), all diverged and 2 more")

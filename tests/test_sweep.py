@@ -282,3 +282,51 @@ def test_device_is_checked_and_auto_on_a_cpu_machine_is_the_cpu(tmp_path, monkey
     (tmp_path / "s.toml").write_text('[sweep]\n"model.depth" = [4]\n')
     res = CliRunner().invoke(app, ["sweep", str(tmp_path / "s.toml"), "--device", "gpu", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "--device 'gpu'" in res.output, res.output
+
+
+def test_a_running_cell_reports_its_checkpointed_step_and_loss(tmp_path):
+    """progress.json follows the checkpoints: read from inside the run (the runner's own callback),
+    it holds the last checkpointed step and the median loss there; `running_cells` lists the cell
+    while it runs and not once its result is written, nor when written before `since`."""
+    from odecheck.runner import PROGRESS_FILE, run
+    from odecheck.sweeps import running_cells
+
+    cfg = RunConfig.from_dict({**BASE, "model": {**BASE["model"], "ensemble": 3}})
+    folder = tmp_path / "cells" / "abc"
+    seen = []
+
+    def look(t, steps, loss):
+        if t in (7, 12, 19):  # mid-chunk: the last checkpoint was at 5 or 10 (checkpoint_every = 5)
+            seen.append((t, json.loads((folder / PROGRESS_FILE).read_text()), running_cells(tmp_path)))
+
+    t0 = time.time()
+    _, traj, _ = run(cfg, folder, progress=look)
+    assert [(t, rec["step"], rec["steps"], rec["members"], rec["diverged"]) for t, rec, _ in seen] == \
+        [(7, 5, 20, 3, 0), (12, 10, 20, 3, 0), (19, 15, 20, 3, 0)]
+    for _t, rec, running in seen:
+        assert rec["loss"] == pytest.approx(float(np.median(traj.loss[rec["step"]])), rel=1e-6)
+        assert [r["cell"] for r in running] == ["abc"] and running[0]["step"] == rec["step"]
+    final = json.loads((folder / PROGRESS_FILE).read_text())
+    assert final["step"] == 20 and final["time"] >= t0
+    assert [r["step"] for r in running_cells(tmp_path)] == [20]  # no result.json: a bare run is "running"
+    assert running_cells(tmp_path, since=time.time() + 1) == []  # written before `since`: a stale run
+    (folder / "result.json").write_text("[]")
+    assert running_cells(tmp_path) == []
+    assert running_cells(tmp_path / "nowhere") == []
+
+
+def test_progress_record_of_diverged_members():
+    from odecheck.flow import Trajectory
+    from odecheck.runner import progress_record
+
+    nan = np.full((3, 3), np.nan)
+    loss = np.array([[1.0, 2.0, 3.0], [0.5, np.inf, 0.25], [0.4, np.nan, 0.2]])
+    traj = Trajectory(method="gradient_flow", lr=0.1, depth=4, loss=loss, pl_ratio=nan, grad_norm=nan,
+                      max_increment=nan, diverged_at=np.array([-1, 1, -1]), start_step=10)
+    rec = progress_record(traj, 40)
+    assert (rec["step"], rec["steps"], rec["members"], rec["diverged"]) == (12, 40, 3, 1)
+    assert rec["loss"] == pytest.approx(0.3)
+    gone = progress_record(Trajectory(method="sgd", lr=0.1, depth=4, loss=np.full((2, 2), np.inf),
+                                      pl_ratio=nan[:2, :2], grad_norm=nan[:2, :2], max_increment=nan[:2, :2],
+                                      diverged_at=np.array([1, 1])), 5)
+    assert gone["loss"] is None and gone["diverged"] == 2

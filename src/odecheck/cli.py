@@ -409,6 +409,7 @@ def falsify(
 
 
 CELL_LOG_EVERY_S = 60.0  # off a terminal (nohup, batch jobs): one progress line at most this often
+WATCH_EVERY_S = 5.0  # how often the running cells' progress files are read while no cell finishes
 
 
 def _clock(seconds: float) -> str:
@@ -416,42 +417,91 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def _running_text(running: list[dict]) -> str:
+    """One phrase for the cells under way: the newest two with step, share and median loss."""
+    parts = []
+    for r in running[:2]:
+        loss = "all diverged" if r.get("loss") is None else f"median loss {r['loss']:.3g}"
+        share = 100 * r["step"] / max(r["steps"], 1)
+        parts.append(f"cell {r['cell']} at step {r['step']}/{r['steps']} ({share:.0f} %), {loss}")
+    more = f" and {len(running) - 2} more" if len(running) > 2 else ""
+    return "running " + "; ".join(parts) + more
+
+
 @contextmanager
-def _cell_progress(console, label: str, total: int | None = None):
+def _cell_progress(console, label: str, total: int | None = None, folder: Path | None = None):
     """A progress bar over a sweep's cells; yields the ``on_cell`` callback that advances it. Off a
     terminal (a log file, a batch job) the bar is replaced by a plain line every CELL_LOG_EVERY_S
-    seconds and at the last cell: cells done, elapsed time, an estimate of the time left."""
+    seconds and at the last cell: cells done, elapsed time, an estimate of the time left.
+    With ``folder`` (the sweep's), a long cell is followed inside: every WATCH_EVERY_S the cells'
+    progress files are read, and the step each running cell has checkpointed is shown (on the bar, or
+    off a terminal in a line, if no line was written for CELL_LOG_EVERY_S)."""
+    import threading
     import time
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from .sweeps import running_cells
+
     live = console.is_terminal
-    t0, state = time.monotonic(), {"logged": None, "first": None, "final": False}
+    t0, started = time.monotonic(), time.time()
+    state = {"logged": None, "first": None, "final": False, "done": 0, "n": total}
+    lock, stop = threading.Lock(), threading.Event()
     with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
                   TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.fields[running]}"),
                   console=console, transient=False, disable=not live) as prog:
-        task = prog.add_task(label, total=total, last="")
+        task = prog.add_task(label, total=total, last="", running="")
+
+        def counted() -> str:
+            n = state["n"]
+            return f"{state['done']}/{n} cells ({100 * state['done'] / max(n, 1):.1f} %)" if n is not None \
+                else f"{state['done']} cells done"
 
         def on_cell(cell, rows, done, n):
             statuses = "/".join(sorted({r["status"] for r in rows}))
-            prog.update(task, completed=done, total=n, last=f"{cell}: {statuses}")
-            if live:
-                return
-            now = time.monotonic()
-            if state["first"] is None or now - state["first"][0] < 1.0:
-                state["first"] = (now, done)  # the burst of cells found finished on disk is not this run's speed
-            final = done >= n
-            if state["final"] or (not final and state["logged"] is not None
-                                      and now - state["logged"] < CELL_LOG_EVERY_S):
-                return
-            state["logged"], state["final"] = now, final
-            t1, d1 = state["first"]
-            rate = (done - d1) / (now - t1) if now > t1 and done > d1 else 0.0
-            left = f", about {_clock((n - done) / rate)} left" if rate > 0 and done < n else ""
-            typer.echo(f"{label}: {done}/{n} cells ({100 * done / max(n, 1):.1f} %), {_clock(now - t0)} elapsed"
-                       f"{left}; last {cell}: {statuses}", err=True)
+            with lock:
+                state["done"], state["n"] = done, n
+                prog.update(task, completed=done, total=n, last=f"{cell}: {statuses}", running="")
+                if live:
+                    return
+                now = time.monotonic()
+                if state["first"] is None or now - state["first"][0] < 1.0:
+                    state["first"] = (now, done)  # the burst of cells found finished on disk is not this run's speed
+                final = done >= n
+                if state["final"] or (not final and state["logged"] is not None
+                                          and now - state["logged"] < CELL_LOG_EVERY_S):
+                    return
+                state["logged"], state["final"] = now, final
+                t1, d1 = state["first"]
+                rate = (done - d1) / (now - t1) if now > t1 and done > d1 else 0.0
+                left = f", about {_clock((n - done) / rate)} left" if rate > 0 and done < n else ""
+                typer.echo(f"{label}: {counted()}, {_clock(now - t0)} elapsed{left}; last {cell}: {statuses}",
+                           err=True)
 
-        yield on_cell
+        def watch() -> None:
+            while not stop.wait(WATCH_EVERY_S):
+                running = running_cells(folder, since=started)
+                if not running:
+                    continue
+                text = _running_text(running)
+                with lock:
+                    now = time.monotonic()
+                    if live:
+                        prog.update(task, running=text)
+                    elif not state["final"] and (state["logged"] is None or now - state["logged"] >= CELL_LOG_EVERY_S):
+                        state["logged"] = now
+                        typer.echo(f"{label}: {counted()}, {_clock(now - t0)} elapsed; {text}", err=True)
+
+        watcher = threading.Thread(target=watch, daemon=True) if folder is not None else None
+        if watcher is not None:
+            watcher.start()
+        try:
+            yield on_cell
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join()
 
 
 @app.command("sweep")
@@ -478,7 +528,7 @@ def sweep_cmd(
         check_device(device, local=workers is None and scheduler is None)  # before the progress bar
         parsed = SweepSpec.load(spec)
         n_cells = len(parsed.cells())
-        with _cell_progress(console, "sweep", n_cells) as on_cell:
+        with _cell_progress(console, "sweep", n_cells, out) as on_cell:
             df = sweep(parsed, out, workers=workers, scheduler=scheduler, on_cell=on_cell, device=device)
     except InvalidArgument as e:
         _fail(_as_flags(e, {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "spec": "SPEC",
@@ -532,7 +582,7 @@ def reproduce_cmd(
             raise InvalidArgument(f"--scale {scale!r}: expected 'smoke' or 'paper'")
         check_executor(workers=workers, scheduler=scheduler)
         check_device(device, local=workers is None and scheduler is None)  # before the progress bar
-        with _cell_progress(console, name) as on_cell:
+        with _cell_progress(console, name, folder=out / f"{name}-{scale}") as on_cell:
             rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, on_cell=on_cell,
                             device=device)
     except InvalidArgument as e:

@@ -7,7 +7,9 @@ snapshot weights, layer axis kept). Rerunning on the same directory resumes.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -65,6 +67,18 @@ def _atomic_save(obj, path: Path, saver: Callable) -> None:
     with open(tmp, "wb") as f:
         saver(obj, f)
     os.replace(tmp, path)
+
+
+PROGRESS_FILE = "progress.json"  # written with each checkpoint: how far a running run is, for whoever watches
+
+
+def progress_record(traj: Trajectory, steps: int) -> dict:
+    """What ``progress.json`` holds: the step reached of ``steps``, the median loss over the members
+    that have not diverged at that step (None if all have), and the wall-clock time it was written."""
+    last = traj.loss[-1]
+    ok = last[np.isfinite(last)]
+    return {"step": int(traj.steps), "steps": int(steps), "loss": float(np.median(ok)) if ok.size else None,
+            "members": int(last.size), "diverged": int(last.size - ok.size), "time": time.time()}
 
 
 def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int, np.ndarray], None] | None = None,
@@ -129,6 +143,8 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
         traj = part if traj is None else traj.then(part)
         step0 += chunk
         _atomic_save({"weights": net.weights, "trajectory": traj, "opt_state": opt_state}, ckpt, torch.save)
+        _atomic_save(progress_record(traj, tc.steps), out / PROGRESS_FILE,
+                     lambda rec, f: f.write(json.dumps(rec).encode()))
     if traj is None:
         traj = gradient_flow(net, data.x, data.y, steps=0, lr=tc.lr, snapshots=[0] if 0 in tc.snapshots else [],
                              loss=tc.loss)

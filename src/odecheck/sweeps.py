@@ -248,6 +248,29 @@ def _finished(folder: Path) -> list[dict] | None:
     return rows if rows is not None and all(r["status"] != "failed" for r in rows) else None
 
 
+def running_cells(out: str | os.PathLike, since: float | None = None) -> list[dict[str, Any]]:
+    """The cells under ``out`` whose training is under way: a ``progress.json`` (written by the runner
+    with each checkpoint) newer than the cell's result, if any, and written at or after ``since`` (a
+    ``time.time()``; so that a run killed earlier does not show as running). Their records (step,
+    steps, loss, members, diverged, time) with ``cell``, the folder's id; most recently written first."""
+    from .runner import PROGRESS_FILE
+
+    found = []
+    for path in (Path(out) / "cells").glob(f"*/{PROGRESS_FILE}"):
+        try:
+            written = path.stat().st_mtime
+            result = path.parent / "result.json"
+            if result.exists() and result.stat().st_mtime >= written:
+                continue
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):  # replaced or removed while we looked: the next look sees it
+            continue
+        if since is not None and rec.get("time", 0.0) < since:
+            continue
+        found.append({"cell": path.parent.name, **rec})
+    return sorted(found, key=lambda r: -r.get("time", 0.0))
+
+
 # ----------------------------------------------------------------------------- the sweep
 def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = None, scheduler: str | None = None,
           on_cell: Callable[[dict, list[dict], int, int], None] | None = None, device: str = "cpu"):
