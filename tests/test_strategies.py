@@ -1,4 +1,6 @@
 import pytest
+import torch
+from helpers import naive_forward
 from hypothesis import given, settings
 
 import odecheck as oc
@@ -22,7 +24,13 @@ def test_strategies_validate_eagerly(factory, kwargs, name):
 @settings(max_examples=20, deadline=None)
 @given(architectures(max_depth=6))
 def test_architectures_build(arch):
-    oc.ResNet(**arch, init="iid")
+    """Every drawn architecture is a network of the drawn shape whose forward pass is the naive loop's."""
+    net = oc.ResNet(**arch, init="iid", dtype=torch.float64)
+    assert (net.depth, net.ensemble, net.dim) == (arch["depth"], arch["ensemble"], arch["dim"])
+    x = torch.randn(3, arch["input_dim"], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = net(x)
+    assert out.shape == (arch["ensemble"], 3, arch["output_dim"])
+    torch.testing.assert_close(out, naive_forward(net, x), rtol=1e-10, atol=1e-10)
 
 
 def test_derived_seed_is_a_function_of_structure():
