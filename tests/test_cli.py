@@ -253,6 +253,9 @@ def test_a_long_cell_is_followed_through_its_progress_file(tmp_path, monkeypatch
     assert capsys.readouterr().err == ""
     assert cli._running_text([{"cell": "0a1b2c", "step": 12000, "steps": 80000, "loss": 3.14159e-6}]) == \
         "running cell 0a1b2c at step 12000/80000 (15 %), median loss 3.14e-06"
+    assert cli._running_text([{"cell": "0a1b2c", "step": 12000, "steps": 80000, "loss": 3.14159e-6,
+                               "seconds_left": 3725.4}]) == \
+        "running cell 0a1b2c at step 12000/80000 (15 %), about 1:02:05 left, median loss 3.14e-06"
     many = [{"cell": c, "step": 1, "steps": 4, "loss": None} for c in "abcd"]
     assert cli._running_text(many) == ("running cell a at step 1/4 (25 %), all diverged; "
                                        "cell b at step 1/4 (25 %), all diverged and 2 more")

@@ -307,7 +307,8 @@ def test_a_running_cell_reports_its_checkpointed_step_and_loss(tmp_path):
         assert rec["loss"] == pytest.approx(float(np.median(traj.loss[rec["step"]])), rel=1e-6)
         assert [r["cell"] for r in running] == ["abc"] and running[0]["step"] == rec["step"]
     final = json.loads((folder / PROGRESS_FILE).read_text())
-    assert final["step"] == 20 and final["time"] >= t0
+    assert final["step"] == 20 and final["time"] >= t0 and final["seconds_left"] == 0.0
+    assert [rec["seconds_left"] > 0 for _, rec, _ in seen] == [True] * 3
     assert [r["step"] for r in running_cells(tmp_path)] == [20]  # no result.json: a bare run is "running"
     assert running_cells(tmp_path, since=time.time() + 1) == []  # written before `since`: a stale run
     (folder / "result.json").write_text("[]")
@@ -326,6 +327,10 @@ def test_progress_record_of_diverged_members():
     rec = progress_record(traj, 40)
     assert (rec["step"], rec["steps"], rec["members"], rec["diverged"]) == (12, 40, 3, 1)
     assert rec["loss"] == pytest.approx(0.3)
+    assert rec["seconds_left"] is None  # no start given: no pace
+    at = progress_record(traj, 40, started=(rec["time"] - 10.0, 2))  # 10 steps in >= 10 s: 28 steps left
+    assert 28.0 <= at["seconds_left"] < 28.0 * 1.01
+    assert progress_record(traj, 40, started=(time.time(), 12))["seconds_left"] is None  # no step made yet
     gone = progress_record(Trajectory(method="sgd", lr=0.1, depth=4, loss=np.full((2, 2), np.inf),
                                       pl_ratio=nan[:2, :2], grad_norm=nan[:2, :2], max_increment=nan[:2, :2],
                                       diverged_at=np.array([1, 1])), 5)

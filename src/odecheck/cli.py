@@ -418,12 +418,13 @@ def _clock(seconds: float) -> str:
 
 
 def _running_text(running: list[dict]) -> str:
-    """One phrase for the cells under way: the newest two with step, share and median loss."""
+    """One phrase for the cells under way: the newest two with step, share, time left and median loss."""
     parts = []
     for r in running[:2]:
         loss = "all diverged" if r.get("loss") is None else f"median loss {r['loss']:.3g}"
         share = 100 * r["step"] / max(r["steps"], 1)
-        parts.append(f"cell {r['cell']} at step {r['step']}/{r['steps']} ({share:.0f} %), {loss}")
+        left = "" if r.get("seconds_left") is None else f", about {_clock(r['seconds_left'])} left"
+        parts.append(f"cell {r['cell']} at step {r['step']}/{r['steps']} ({share:.0f} %){left}, {loss}")
     more = f" and {len(running) - 2} more" if len(running) > 2 else ""
     return "running " + "; ".join(parts) + more
 

@@ -72,13 +72,19 @@ def _atomic_save(obj, path: Path, saver: Callable) -> None:
 PROGRESS_FILE = "progress.json"  # written with each checkpoint: how far a running run is, for whoever watches
 
 
-def progress_record(traj: Trajectory, steps: int) -> dict:
+def progress_record(traj: Trajectory, steps: int, started: tuple[float, int] | None = None) -> dict:
     """What ``progress.json`` holds: the step reached of ``steps``, the median loss over the members
-    that have not diverged at that step (None if all have), and the wall-clock time it was written."""
+    that have not diverged at that step (None if all have), the wall-clock time it was written and,
+    with ``started`` = (time, step) at which this process took the run up, ``seconds_left`` at this
+    process's pace (None before a step was made)."""
     last = traj.loss[-1]
     ok = last[np.isfinite(last)]
+    now = time.time()
+    left = None
+    if started is not None and traj.steps > started[1] and now > started[0]:
+        left = (steps - traj.steps) * (now - started[0]) / (traj.steps - started[1])
     return {"step": int(traj.steps), "steps": int(steps), "loss": float(np.median(ok)) if ok.size else None,
-            "members": int(last.size), "diverged": int(last.size - ok.size), "time": time.time()}
+            "members": int(last.size), "diverged": int(last.size - ok.size), "time": now, "seconds_left": left}
 
 
 def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int, np.ndarray], None] | None = None,
@@ -120,6 +126,7 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
         opt_state = state.get("opt_state", {})
         step0 = traj.steps
     resumed = step0
+    started = (time.time(), step0)
     cb = (lambda t, loss: progress(t, tc.steps, loss)) if progress else None
     while step0 < tc.steps:
         chunk = min(tc.checkpoint_every, tc.steps - step0)
@@ -143,7 +150,7 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
         traj = part if traj is None else traj.then(part)
         step0 += chunk
         _atomic_save({"weights": net.weights, "trajectory": traj, "opt_state": opt_state}, ckpt, torch.save)
-        _atomic_save(progress_record(traj, tc.steps), out / PROGRESS_FILE,
+        _atomic_save(progress_record(traj, tc.steps, started), out / PROGRESS_FILE,
                      lambda rec, f: f.write(json.dumps(rec).encode()))
     if traj is None:
         traj = gradient_flow(net, data.x, data.y, steps=0, lr=tc.lr, snapshots=[0] if 0 in tc.snapshots else [],
