@@ -228,6 +228,7 @@ def test_a_long_cell_is_followed_through_its_progress_file(tmp_path, monkeypatch
     and median loss (at most once per CELL_LOG_EVERY_S); a cell finished since is not shown."""
     import io
     import json
+    import re
     import time
 
     from rich.console import Console
@@ -242,12 +243,16 @@ def test_a_long_cell_is_followed_through_its_progress_file(tmp_path, monkeypatch
     with cli._cell_progress(console, "m24-fig2", folder=tmp_path):
         (cell / "progress.json").write_text(json.dumps({"step": 12000, "steps": 80000, "loss": 3.14159e-6,
                                                         "members": 4, "diverged": 0, "time": time.time()}))
+        err = ""
         for _ in range(500):
-            if "running" in capsys.readouterr().err:
+            err += capsys.readouterr().err
+            if "running" in err:
                 break
             time.sleep(0.01)
         else:
             raise AssertionError("no line about the running cell within 5 s")
+    assert re.fullmatch(r"m24-fig2: 0 cells done, 0:00:0\d elapsed; running cell 0a1b2c at step 12000/80000 "
+                        r"\(15 %\), median loss 3.14e-06\n", err), err
     with cli._cell_progress(console, "m24-fig2", folder=tmp_path):  # written before this run began: stale
         time.sleep(0.1)
     assert capsys.readouterr().err == ""

@@ -454,10 +454,16 @@ def _cell_progress(console, label: str, total: int | None = None, folder: Path |
                   console=console, transient=False, disable=not live) as prog:
         task = prog.add_task(label, total=total, last="", running="")
 
-        def counted() -> str:
-            n = state["n"]
-            return f"{state['done']}/{n} cells ({100 * state['done'] / max(n, 1):.1f} %)" if n is not None \
-                else f"{state['done']} cells done"
+        def counted(now: float) -> str:
+            """Cells done (of how many), elapsed time, and the time left at this run's pace."""
+            done, n = state["done"], state["n"]
+            text = f"{done}/{n} cells ({100 * done / max(n, 1):.1f} %)" if n is not None else f"{done} cells done"
+            text += f", {_clock(now - t0)} elapsed"
+            if state["first"] is not None and n is not None:
+                t1, d1 = state["first"]
+                rate = (done - d1) / (now - t1) if now > t1 and done > d1 else 0.0
+                text += f", about {_clock((n - done) / rate)} left" if rate > 0 and done < n else ""
+            return text
 
         def on_cell(cell, rows, done, n):
             statuses = "/".join(sorted({r["status"] for r in rows}))
@@ -474,11 +480,7 @@ def _cell_progress(console, label: str, total: int | None = None, folder: Path |
                                           and now - state["logged"] < CELL_LOG_EVERY_S):
                     return
                 state["logged"], state["final"] = now, final
-                t1, d1 = state["first"]
-                rate = (done - d1) / (now - t1) if now > t1 and done > d1 else 0.0
-                left = f", about {_clock((n - done) / rate)} left" if rate > 0 and done < n else ""
-                typer.echo(f"{label}: {counted()}, {_clock(now - t0)} elapsed{left}; last {cell}: {statuses}",
-                           err=True)
+                typer.echo(f"{label}: {counted(now)}; last {cell}: {statuses}", err=True)
 
         def watch() -> None:
             while not stop.wait(WATCH_EVERY_S):
@@ -492,7 +494,7 @@ def _cell_progress(console, label: str, total: int | None = None, folder: Path |
                         prog.update(task, running=text)
                     elif not state["final"] and (state["logged"] is None or now - state["logged"] >= CELL_LOG_EVERY_S):
                         state["logged"] = now
-                        typer.echo(f"{label}: {counted()}, {_clock(now - t0)} elapsed; {text}", err=True)
+                        typer.echo(f"{label}: {counted(now)}; {text}", err=True)
 
         watcher = threading.Thread(target=watch, daemon=True) if folder is not None else None
         if watcher is not None:
