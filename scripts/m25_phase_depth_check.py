@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odecheck.reproduce.m25 import _m25_phase_spec
+from odecheck.reproduce.m25 import _m25_phase_spec, boundary_crossing
 from odecheck.sweeps import SweepSpec, sweep
 
 # (depth, init, lowest beta, highest beta)
@@ -30,10 +30,8 @@ def crossing(df, betas):
     for b in betas:
         v = df[df["model.beta"] == b]["init_ratio"].to_numpy(float)
         med.append(float(np.median(np.log10(np.where(np.isfinite(v), v, 1e300)))))
-    for j in range(len(betas) - 1):
-        if med[j] >= 0 > med[j + 1]:
-            return betas[j] + (betas[j + 1] - betas[j]) * med[j] / (med[j] - med[j + 1]), med
-    return None, med
+    cross = boundary_crossing(betas, med)
+    return (cross if np.isfinite(cross) else None), med
 
 
 def main(out: Path) -> None:

@@ -183,3 +183,14 @@ def test_one_smoothness_rule_for_every_reproduction(regimes, expected, verdict):
     from odecheck.reproduce.base import smoothness_verdict
 
     assert smoothness_verdict(regimes, expected) == verdict
+
+
+def test_boundary_crossing_is_the_first_sign_change_interpolated():
+    from odecheck.reproduce.m25 import boundary_crossing
+
+    betas = [0.0, 0.1, 0.2, 0.3]
+    assert boundary_crossing(betas, [1.0, 0.5, -0.5, -1.0]) == pytest.approx(0.15, abs=1e-15)
+    assert boundary_crossing(betas, [2.0, 0.0, -1.0, -2.0]) == 0.1  # a row at exactly 0 is on the boundary
+    assert boundary_crossing(betas, [1.0, -1.0, 1.0, -3.0]) == pytest.approx(0.05, abs=1e-15)  # the first one
+    assert np.isnan(boundary_crossing(betas, [-0.1, -0.5, -1.0, -2.0]))  # stable everywhere
+    assert np.isnan(boundary_crossing(betas, [3.0, 2.0, 1.0, 0.5]))  # explodes everywhere

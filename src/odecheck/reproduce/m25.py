@@ -102,6 +102,16 @@ def _m25_phase_spec(scale: str) -> dict:
                       "save_weights": False}}
 
 
+def boundary_crossing(betas, row) -> float:
+    """The stability boundary of one H row: the first beta where the median log10 ratio ``row``
+    (one value per beta, increasing betas) goes from >= 0 to < 0, linearly interpolated; NaN if
+    it never does."""
+    for j in range(len(betas) - 1):
+        if row[j] >= 0 > row[j + 1]:
+            return float(betas[j] + (betas[j + 1] - betas[j]) * row[j] / (row[j] - row[j + 1]))
+    return float("nan")
+
+
 def _m25_phase_analyse(df, out: Path, spec: dict):
     inits = spec["sweep"]["model.init"]
     betas = np.array(spec["sweep"]["model.beta"], dtype=float)
@@ -112,14 +122,7 @@ def _m25_phase_analyse(df, out: Path, spec: dict):
             v = df[(df["model.init"] == init) & (df["model.beta"] == b)]["init_ratio"].to_numpy(dtype=float)
             with np.errstate(all="ignore"):
                 grid[i, j] = np.clip(np.median(np.log10(np.where(np.isfinite(v), v, 1e300))), -1, 1)
-    # boundary per H: where the median log10 ratio crosses 0 (linear interpolation in beta)
-    crossing = np.full(len(hursts), np.nan)
-    for i in range(len(hursts)):
-        row = grid[i]
-        for j in range(len(betas) - 1):
-            if row[j] >= 0 > row[j + 1]:
-                crossing[i] = betas[j] + (betas[j + 1] - betas[j]) * row[j] / (row[j] - row[j + 1])
-                break
+    crossing = np.array([boundary_crossing(betas, grid[i]) for i in range(len(hursts))])
     ok = np.isfinite(crossing)
     if ok.sum() < 3:
         res = Result("boundary-slope", "inconclusive", float("nan"), (float("nan"),) * 2, "1 (boundary beta = H)",
