@@ -1,8 +1,8 @@
 """Does the m25-phase crossing at small H move towards beta = H with depth?
 
 The paper spec of ``odecheck reproduce m25-phase`` with 10 draws instead of 50, at L = 100, 1000 and
-10,000, for a few H rows and the betas around their crossing; the crossing rule is the
-reproduction's (median log10 ||h_L - h_0|| / ||h_0|| crossing 0, linear interpolation in beta).
+10,000, for a few H rows and the betas around their crossing; the colour and crossing rule are
+the reproduction's (median log10 ||h_L - h_0|| / ||h_0|| crossing 0, linear interpolation in beta).
 Numbers and their reading: docs/reproductions.md, section m25-phase. About 15 minutes on 2 cores.
 
     python scripts/m25_phase_depth_check.py OUT_DIR
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odecheck.reproduce.m25 import _m25_phase_spec, boundary_crossing
+from odecheck.reproduce.m25 import _m25_phase_spec, boundary_crossing, median_log_ratio
 from odecheck.sweeps import SweepSpec, sweep
 
 # (depth, init, lowest beta, highest beta)
@@ -26,10 +26,7 @@ ROWS = [(L, init, 0.0, 0.75) for L in (100, 1000) for init in ("fbm(0.05)", "fbm
 
 
 def crossing(df, betas):
-    med = []
-    for b in betas:
-        v = df[df["model.beta"] == b]["init_ratio"].to_numpy(float)
-        med.append(float(np.median(np.log10(np.where(np.isfinite(v), v, 1e300)))))
+    med = [median_log_ratio(df[df["model.beta"] == b]["init_ratio"]) for b in betas]
     cross = boundary_crossing(betas, med)
     return (cross if np.isfinite(cross) else None), med
 

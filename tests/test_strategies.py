@@ -30,7 +30,7 @@ def test_architectures_build(arch):
     x = torch.randn(3, arch["input_dim"], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     out = net(x)
     assert out.shape == (arch["ensemble"], 3, arch["output_dim"])
-    torch.testing.assert_close(out, naive_forward(net, x), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out, naive_forward(net, x), rtol=1e-12, atol=1e-12)
 
 
 def test_derived_seed_is_a_function_of_structure():

@@ -304,7 +304,7 @@ def test_a_running_cell_reports_its_checkpointed_step_and_loss(tmp_path):
     assert [(t, rec["step"], rec["steps"], rec["members"], rec["diverged"]) for t, rec, _ in seen] == \
         [(7, 5, 20, 3, 0), (12, 10, 20, 3, 0), (19, 15, 20, 3, 0)]
     for _t, rec, running in seen:
-        assert rec["loss"] == pytest.approx(float(np.median(traj.loss[rec["step"]])), rel=1e-6)
+        assert rec["loss"] == float(np.median(traj.loss[rec["step"]]))  # the same numbers, through JSON
         assert [r["cell"] for r in running] == ["abc"] and running[0]["step"] == rec["step"]
     final = json.loads((folder / PROGRESS_FILE).read_text())
     assert final["step"] == 20 and final["time"] >= t0 and final["seconds_left"] == 0.0

@@ -570,7 +570,7 @@ def reproduce_cmd(
     from rich.table import Table
 
     from ._errors import InvalidArgument, OdecheckError
-    from .reproduce import REPRODUCTIONS, SCALES, reproduce
+    from .reproduce import REPRODUCTIONS, SCALES, reproduce, reproduction_folder
     from .sweeps import check_device, check_executor
 
     console = Console(stderr=True)
@@ -585,7 +585,7 @@ def reproduce_cmd(
             raise InvalidArgument(f"--scale {scale!r}: expected 'smoke' or 'paper'")
         check_executor(workers=workers, scheduler=scheduler)
         check_device(device, local=workers is None and scheduler is None)  # before the progress bar
-        with _cell_progress(console, name, folder=out / f"{name}-{scale}") as on_cell:
+        with _cell_progress(console, name, folder=reproduction_folder(out, name, scale)) as on_cell:
             rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, on_cell=on_cell,
                             device=device)
     except InvalidArgument as e:
@@ -602,7 +602,7 @@ def reproduce_cmd(
         table.add_row(r["id"], r["verdict"], "-" if r["estimate"] is None else f"{r['estimate']:.3g}", ci,
                       str(r["alpha"]), r["paper"])
     Console(width=160).print(table)
-    folder = out / f"{name}-{scale}"
+    folder = reproduction_folder(out, name, scale)
     typer.echo(f"wrote {folder}/report.md, report.json" + (f", {rep['figure']}" if rep["figure"] else ""))
     if json_file is not None:
         _write_json(json_file, rep)

@@ -29,6 +29,11 @@ REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r for r in (*M24_REPRODUCTIONS, *M25_REPRODUCTIONS, C21_BETA_REPRODUCTION)}
 
 
+def reproduction_folder(out, name: str, scale: str) -> Path:
+    """Where ``reproduce(name, scale=scale, out=out)`` keeps its sweep, figure and report: OUT/NAME-SCALE."""
+    return Path(out) / f"{name}-{scale}"
+
+
 def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odecheck-reproduce", client=None,
               workers: int | None = None, scheduler: str | None = None,
               on_cell: Callable[[dict, list[dict], int, int], None] | None = None,
@@ -45,7 +50,7 @@ def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odec
     check_executor(client=client, workers=workers, scheduler=scheduler)
     device = check_device(device, local=client is None and workers is None and scheduler is None)
     rep = REPRODUCTIONS[name]
-    folder = Path(out) / f"{name}-{scale}"
+    folder = reproduction_folder(out, name, scale)
     t0 = time.perf_counter()
     spec = rep.spec(scale)
     df = sweep(SweepSpec.from_dict(spec), folder, client=client, workers=workers, scheduler=scheduler,

@@ -102,6 +102,14 @@ def _m25_phase_spec(scale: str) -> dict:
                       "save_weights": False}}
 
 
+def median_log_ratio(ratios) -> float:
+    """The phase diagram's colour for one cell: the median over its networks of log10 ||h_L - h_0|| /
+    ||h_0|| (a diverged network, a non-finite ratio, counts as 1e300), clipped to [-1, 1]."""
+    v = np.asarray(ratios, dtype=float)
+    with np.errstate(all="ignore"):
+        return float(np.clip(np.median(np.log10(np.where(np.isfinite(v), v, 1e300))), -1, 1))
+
+
 def boundary_crossing(betas, row) -> float:
     """The stability boundary of one H row: the first beta where the median log10 ratio ``row``
     (one value per beta, increasing betas) goes from >= 0 to < 0, linearly interpolated; NaN if
@@ -119,9 +127,7 @@ def _m25_phase_analyse(df, out: Path, spec: dict):
     grid = np.full((len(hursts), len(betas)), np.nan)
     for i, init in enumerate(inits):
         for j, b in enumerate(betas):
-            v = df[(df["model.init"] == init) & (df["model.beta"] == b)]["init_ratio"].to_numpy(dtype=float)
-            with np.errstate(all="ignore"):
-                grid[i, j] = np.clip(np.median(np.log10(np.where(np.isfinite(v), v, 1e300))), -1, 1)
+            grid[i, j] = median_log_ratio(df[(df["model.init"] == init) & (df["model.beta"] == b)]["init_ratio"])
     crossing = np.array([boundary_crossing(betas, grid[i]) for i in range(len(hursts))])
     ok = np.isfinite(crossing)
     if ok.sum() < 3:
