@@ -20,7 +20,7 @@ from odecheck.init import fbm_paths, gp_paths, member_generator
 st_numpy = pytest.importorskip("safetensors.numpy")
 st_torch = pytest.importorskip("safetensors.torch")
 
-L, SHAPE = 32, (16, 12)
+L, SHAPE = 256, (16, 12)  # 5 dyadic lags: the least depth at which `sde` can be told from smooth + noise
 P = SHAPE[0] * SHAPE[1]
 NAMES = {  # naming conventions of published models -> the planted regularity along depth
     "model.layers.{k}.self_attn.q_proj.weight": "smooth",

@@ -104,7 +104,7 @@ def analyze(paths: list[WeightPath], *, seed: int = 0) -> dict:
     for w in paths:
         s = asdict(path_stats(w.array, seed=seed))
         row = {"file": w.file, "name": w.name, **({"member": w.member} if w.member is not None else {}), **s}
-        for k in ("shape", "hurst_ci", "increments", "norms"):
+        for k in ("shape", "hurst_ci", "increments", "norms", "local"):
             row[k] = list(row[k])
         rows.append(row)
     return {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed)}

@@ -193,17 +193,17 @@ def path_statistics(path: CheckpointPath, *, level: float = 0.95, seed: int = 0,
     layer at a time: memory (L x chunk) whatever the tensors' size. Small paths (< 8 entries per
     layer) are read whole and go through ``path_stats`` (its block bootstrap)."""
     from .estimators import path_stats
-    from .estimators.regularity import LagSums, dyadic_lags, regime_of
+    from .estimators.regularity import LagSums, dyadic_lags, regime_from_sums
 
     L, P = len(path.layers), path.layers[0].size
     if P < 8 or L < 3:
         Z = np.stack([t.flat(0, P) for t in path.layers])
         _finite(path, Z)
         s = asdict(path_stats(Z, seed=seed))
-        return {**s, "shape": list(path.shape), **{k: list(s[k]) for k in ("hurst_ci", "increments", "norms")}}
+        return {**s, "shape": list(path.shape), **{k: list(s[k]) for k in ("hurst_ci", "increments", "norms", "local")}}
     lags = dyadic_lags(L)
     sums = LagSums(L, P, lags)
-    step = max(sums.G, chunk - chunk % sums.G)  # chunks aligned on the jackknife groups
+    step = max(sums.G, chunk)
     for a in range(0, P, step):
         b = min(P, a + step)
         Z = np.stack([t.flat(a, b) for t in path.layers])
@@ -211,15 +211,12 @@ def path_statistics(path: CheckpointPath, *, level: float = 0.95, seed: int = 0,
         sums.add(Z, a)
     inc = np.sqrt(sums.increment2)
     norms = np.sqrt(sums.norm2)
-    if not np.any(sums.increment2 > 0):
-        est, ci, regime = float("nan"), (float("nan"), float("nan")), "ode"  # constant: Lipschitz constant 0
-    else:
-        est, ci = sums.hurst(level)
-        regime = regime_of(ci) if np.isfinite(est) else "inconclusive"
+    dec = regime_from_sums(sums, level)
     return {"depth": L, "shape": list(path.shape), "max_increment": float(inc.max()),
             "quadratic_variation": float(sums.increment2.sum()), "max_norm": float(norms.max()),
-            "root_sum_squares": float(np.sqrt(sums.norm2.sum())), "hurst": est, "hurst_ci": list(ci),
-            "regime": regime, "increments": inc.tolist(), "norms": norms.tolist()}
+            "root_sum_squares": float(np.sqrt(sums.norm2.sum())), "hurst": dec.hurst.estimate,
+            "hurst_ci": list(dec.hurst.ci), "regime": dec.regime, "increments": inc.tolist(), "norms": norms.tolist(),
+            "regime_reason": dec.reason, "local": [asdict(e) for e in dec.local]}
 
 
 def _finite(path: CheckpointPath, Z: np.ndarray) -> None:
@@ -227,7 +224,7 @@ def _finite(path: CheckpointPath, Z: np.ndarray) -> None:
         raise InvalidArgument(f"{path.layers[0].file}: path {path.name!r} has NaN or inf weights")
 
 
-REGULARITY_ORDER = {"none": 0, "sde": 1, "inconclusive": 2, "ode": 3}
+REGULARITY_ORDER = {"none": 0, "sde": 1, "mixed": 2, "inconclusive": 3, "ode": 4}
 
 
 def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float = 0.95, seed: int = 0,

@@ -189,6 +189,19 @@ def verify(
         typer.echo(f"verdicts differing from the expected outcome: {', '.join(mismatched)}")
 
 
+def _regime_why(row: dict) -> str:
+    """The short reason shown beside a regime: small- and large-lag exponents for a crossover, the
+    rule's reason for an undecided path, nothing for a decided one."""
+    local = row.get("local") or []
+    if row["regime"] == "mixed" and len(local) >= 2:
+        a, b = local[0], local[-1]
+        return (f"{a['estimate']:.2f} at lags {a['lags'][0]}-{a['lags'][1]}, "
+                f"{b['estimate']:.2f} at lags {b['lags'][0]}-{b['lags'][1]}")
+    if row["regime"] == "inconclusive":
+        return row.get("regime_reason", "")
+    return ""
+
+
 @app.command()
 def analyze(
     files: list[Path] = typer.Argument(..., help=".npz (arrays (L, ...)), .safetensors (single or a sharded "
@@ -238,14 +251,14 @@ def analyze(
     rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if r["hurst"] == r["hurst"] else 9.0))
     res = {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed), "skipped": skipped}
     table = Table(title="weight paths along depth, least regular first")
-    for col in ("file", "name", "L", "max incr", "QV", "max norm", "hurst [95% CI]", "regime"):
-        table.add_column(col, no_wrap=col != "name")
+    for col in ("file", "name", "L", "max incr", "QV", "max norm", "hurst [95% CI]", "regime", "why"):
+        table.add_column(col, no_wrap=col not in ("name", "why"))
     for r in rows:
         lo, hi = r["hurst_ci"]
         name = r["name"] + (f" [{r['member']}]" if "member" in r else "")
         table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
                       f"{r['quadratic_variation']:.3g}", f"{r['max_norm']:.3g}",
-                      f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"])
+                      f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], _regime_why(r))
     out = Console(width=max(Console().width, 120))
     out.print(table)
     for s in res["scaling"]:

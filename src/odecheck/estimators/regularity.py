@@ -20,11 +20,23 @@ import numpy as np
 
 from .._errors import invalid
 
-Regime = Literal["ode", "sde", "none", "inconclusive"]
+Regime = Literal["ode", "sde", "none", "mixed", "inconclusive"]
 
 # decision thresholds on the Hurst interval (calibrated in docs/calibration.md)
 ODE_ABOVE = 0.75
 NONE_BELOW = 0.25
+# local exponents within +-CROSSOVER_TOLERANCE of each other count as one power law (half the width of
+# the sde band); beyond it, shown with a Bonferroni interval, the path is a crossover (`mixed`)
+CROSSOVER_TOLERANCE = 0.25
+# `sde` needs more: a smooth Gaussian path (squared-exponential kernel, any length scale) plus white
+# layer noise can follow one power law with a Hurst exponent inside (0.25, 0.75) over J dyadic lags
+# with local exponents spread by only this much (minimum over a grid of length scales and noise
+# levels, tests/test_regime_rule.py recomputes it): exactly straight at 3 lags, so no tolerance
+# separates the two there. `sde` is called only where the spread is shown below it (capped at
+# CROSSOVER_TOLERANCE); 5 lags and more reach the cap.
+SDE_MIMIC_SPREAD = {3: 0.0, 4: 0.135, 5: 0.243}
+MIN_LAGS = 3  # two local exponents: the least that can test one power law
+MIN_ENTRIES = 8  # the jackknife over entries needs this many
 
 
 def _path(path, name: str = "path") -> np.ndarray:
@@ -85,19 +97,31 @@ def _hurst_from(Z: np.ndarray, lags: np.ndarray) -> float:
 JACKKNIFE_GROUPS = 64  # delete-one-entry jackknife up to this many entries, delete-one-group beyond
 
 
+def jackknife_groups(P: int) -> int:
+    return min(P, JACKKNIFE_GROUPS)
+
+
+def entry_groups(offset: int, count: int, P: int) -> np.ndarray:
+    """Jackknife group of the entries (columns) ``offset .. offset + count`` of a path with P entries:
+    contiguous blocks, entry j in group floor(j G / P), G = min(P, 64). Contiguous blocks keep
+    neighbouring entries (one conv kernel, one matrix row), which are often correlated, in one group."""
+    G = jackknife_groups(P)
+    return ((offset + np.arange(count)) * G) // P
+
+
 class LagSums:
     """Sufficient statistics of a path for its regularity, accumulated over chunks of entries
     (columns): per layer the squared increment and squared norm summed over entries, and per lag h
-    of ``lags`` the squared increments Z_{k+h} - Z_k summed per jackknife group (entry i in group
-    i mod G, G = min(P, 64)). One pass over the path, linear in its entries; a path larger than
+    of ``lags`` the squared increments Z_{k+h} - Z_k summed per jackknife group (contiguous blocks of
+    entries, ``entry_groups``). One pass over the path, linear in its entries; a path larger than
     memory is fed one column chunk at a time (``add(chunk, offset)``)."""
 
     def __init__(self, L: int, P: int, lags: np.ndarray):
-        self.L, self.P, self.lags = L, P, lags
-        self.G = min(P, JACKKNIFE_GROUPS)
+        self.L, self.P, self.lags = L, P, np.asarray(lags)
+        self.G = jackknife_groups(P)
         self.increment2 = np.zeros(L - 1)
         self.norm2 = np.zeros(L)
-        self.groups = [np.zeros((L - h, self.G)) for h in lags]
+        self.groups = [np.zeros((L - h, self.G)) for h in self.lags]
 
     def add(self, Z: np.ndarray, offset: int) -> None:
         """Add the columns ``offset .. offset + Z.shape[1]`` of the (L, P) path."""
@@ -105,40 +129,98 @@ class LagSums:
         d1 = np.diff(Z, axis=0)
         self.increment2 += (d1 * d1).sum(1)
         self.norm2 += (Z * Z).sum(1)
-        G = self.G
-        ids = (offset + np.arange(c)) % G
+        ids = entry_groups(offset, c, self.P)
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # contiguous: one run per group
         for h, acc in zip(self.lags, self.groups, strict=True):
             d = Z[h:] - Z[:-h] if h > 1 else d1
-            d = d * d
-            if offset % G == 0 and c % G == 0:  # aligned: column j of the chunk falls in group j mod G
-                acc += d.reshape(d.shape[0], -1, G).sum(1)
-            else:
-                np.add.at(acc.T, ids, d.T)
+            acc[:, ids[starts]] += np.add.reduceat(d * d, starts, axis=1)
 
-    def hurst(self, level: float) -> tuple[float, tuple[float, float]]:
-        """The Hurst estimate (slope of log mean_k ||Z_{k+h} - Z_k|| on log h) and its grouped
-        jackknife-t interval at ``level``."""
-        from scipy import stats
-
-        logs, full = [], []
+    def log_means(self) -> tuple[np.ndarray, np.ndarray]:
+        """log m(h) per lag, (J,), and its delete-one-group values, (J, G) (NaN where m is 0)."""
+        full, reps = [], []
         for acc in self.groups:
             total = acc.sum(1, keepdims=True)
             m_full = np.sqrt(total[:, 0]).mean()
             full.append(np.log(m_full) if m_full > 0 else np.nan)
             m = np.sqrt(np.maximum(total - acc, 0.0)).mean(0)  # (G,): m(h) without group g
-            logs.append(np.log(np.where(m > 0, m, np.nan)))
+            reps.append(np.log(np.where(m > 0, m, np.nan)))
+        return np.array(full), np.array(reps)
+
+    def hurst(self, level: float) -> tuple[float, tuple[float, float]]:
+        """The Hurst estimate (slope of log m(h) on log h) and its grouped jackknife-t interval."""
+        full, reps = self.log_means()
         x = np.log(self.lags) - np.log(self.lags).mean()
-        full = np.array(full)
-        est = float((x * (full - full.mean())).sum() / (x**2).sum()) if np.all(np.isfinite(full)) else float("nan")
-        Y = np.array(logs)  # (lags, G)
-        theta = (x[:, None] * (Y - Y.mean(0))).sum(0) / (x**2).sum()  # OLS slope per left-out group
-        theta = theta[np.isfinite(theta)]
-        if len(theta) < 2 or not np.isfinite(est):
-            return est, (float("nan"), float("nan"))
-        g = len(theta)
-        se = np.sqrt((g - 1) / g * ((theta - theta.mean()) ** 2).sum())
-        q = stats.t.ppf((1 + level) / 2, g - 1)
-        return est, (float(est - q * se), float(est + q * se))
+        return _jackknife(_ols(x, full), _ols(x, reps), level)
+
+    def fit(self, level: float) -> "LocalFit":
+        full, reps = self.log_means()
+        return local_fit(self.lags, full, reps, level)
+
+
+def _ols(x: np.ndarray, y: np.ndarray):
+    """OLS slope of y on centred x along axis 0 (y (J,) or (J, G))."""
+    y = y - y.mean(0)
+    return (x.reshape(-1, *([1] * (y.ndim - 1))) * y).sum(0) / (x**2).sum()
+
+
+def _jackknife(est: float, reps: np.ndarray, level: float) -> tuple[float, tuple[float, float]]:
+    """Jackknife-t interval est +- t_{g-1} sqrt((g-1)/g sum (theta_g - mean theta)^2) (NaN replicates dropped)."""
+    from scipy import stats
+
+    est = float(est)
+    theta = np.asarray(reps, dtype=float)
+    theta = theta[np.isfinite(theta)]
+    if len(theta) < 2 or not np.isfinite(est):
+        return est, (float("nan"), float("nan"))
+    g = len(theta)
+    se = np.sqrt((g - 1) / g * ((theta - theta.mean()) ** 2).sum())
+    q = stats.t.ppf((1 + level) / 2, g - 1)
+    return est, (float(est - q * se), float(est + q * se))
+
+
+@dataclass(frozen=True)
+class LocalExponent:
+    """Slope of log m(h) between two consecutive lags, with its jackknife-t interval."""
+
+    lags: tuple[int, int]
+    estimate: float
+    ci: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class LocalFit:
+    """Everything the regime rule reads from log m(h): the overall slope (Hurst), the local slopes
+    between consecutive lags, and, for every pair of local slopes, the difference with its interval at
+    ``level`` (for showing one power law) and at the Bonferroni level over the pairs (for showing a
+    crossover)."""
+
+    lags: tuple[int, ...]
+    hurst: float
+    hurst_ci: tuple[float, float]
+    local: tuple[LocalExponent, ...]
+    differences: tuple[tuple[int, int, float, tuple[float, float], tuple[float, float]], ...]
+    level: float
+    groups: int
+
+
+def local_fit(lags, full: np.ndarray, reps: np.ndarray, level: float) -> LocalFit:
+    """The local fit from log m(h) (J,) and its delete-one-group replicates (J, G)."""
+    lags = np.asarray(lags)
+    logh = np.log(lags.astype(float))
+    H, H_ci = _jackknife(_ols(logh - logh.mean(), full), _ols(logh - logh.mean(), reps), level)
+    dx = np.diff(logh)
+    s_full = np.diff(full) / dx  # (J-1,)
+    s_reps = np.diff(reps, axis=0) / dx[:, None]  # (J-1, G)
+    local = tuple(LocalExponent((int(lags[j]), int(lags[j + 1])), *_jackknife(s_full[j], s_reps[j], level))
+                  for j in range(len(s_full)))
+    n_pairs = len(s_full) * (len(s_full) - 1) // 2
+    wide = 1 - (1 - level) / max(n_pairs, 1)
+    diffs = []
+    for i in range(len(s_full)):
+        for k in range(i + 1, len(s_full)):
+            est, ci = _jackknife(s_full[k] - s_full[i], s_reps[k] - s_reps[i], level)
+            diffs.append((i, k, est, ci, _jackknife(s_full[k] - s_full[i], s_reps[k] - s_reps[i], wide)[1]))
+    return LocalFit(tuple(int(h) for h in lags), float(H), H_ci, local, tuple(diffs), level, int(reps.shape[1]))
 
 
 @dataclass(frozen=True)
@@ -158,13 +240,13 @@ def hurst(path, *, level: float = 0.95, n_boot: int = 200, seed: int = 0) -> Hur
     m(h) = mean_k ||Z_{k+h} - Z_k||_F.
 
     Interval: with at least 8 entries (columns), a jackknife over the entries (each of G = min(P, 64)
-    groups left out in turn; G = P is the delete-one-entry jackknife) and a Student-t quantile,
-    H_hat +- t_{G-1, (1+level)/2} sqrt((G-1)/G sum_g (H_(-g) - mean H_(-g))^2), deterministic, one
-    pass over the path. (A
-    percentile bootstrap over entries covered a planted fbm's H only 87-91 % of the time at the 95 %
-    level with 16 entries; the jackknife-t interval 93-96 %, see docs/calibration.md.) With fewer
-    entries, a moving-block bootstrap of consecutive increments (block ~ L^(1/3), ``n_boot``
-    resamples from ``seed``), percentile interval.
+    contiguous groups of entries left out in turn; G = P is the delete-one-entry jackknife) and a
+    Student-t quantile, H_hat +- t_{G-1, (1+level)/2} sqrt((G-1)/G sum_g (H_(-g) - mean H_(-g))^2),
+    deterministic, one pass over the path. (A percentile bootstrap over entries covered a planted
+    fbm's H only 87-91 % of the time at the 95 % level with 16 entries; the jackknife-t interval
+    93-96 %, see docs/calibration.md.) With fewer entries, a moving-block bootstrap of consecutive
+    increments (block ~ L^(1/3), ``n_boot`` resamples from ``seed``), percentile interval; the
+    regime rule does not use it (``classify_regime`` needs 8 entries).
     A constant path (all increments zero) is reported with ``constant=True`` and NaN.
     """
     Z = _path(path)
@@ -174,7 +256,7 @@ def hurst(path, *, level: float = 0.95, n_boot: int = 200, seed: int = 0) -> Hur
     lags = dyadic_lags(L)
     if np.all(Z == Z[:1]):
         return HurstEstimate(float("nan"), (float("nan"), float("nan")), level, tuple(lags.tolist()), P, True)
-    if P >= 8:
+    if P >= MIN_ENTRIES:
         sums = LagSums(L, P, lags)
         sums.add(Z, 0)
         est, ci = sums.hurst(level)
@@ -198,22 +280,122 @@ def hurst(path, *, level: float = 0.95, n_boot: int = 200, seed: int = 0) -> Hur
 
 @dataclass(frozen=True)
 class RegimeDecision:
-    """Regime of a weight path from its Hurst interval: ode if lo > 0.75, none if hi < 0.25,
-    sde if 0.25 < lo and hi < 0.75, else inconclusive."""
+    r"""Regime of a weight path at the observed scales, and why.
+
+    The rule (docs/theory.md, calibrated in docs/calibration.md), with m(h) = mean_k ||Z_{k+h} - Z_k||_F
+    over the dyadic lags h_1 < ... < h_J and the local exponents
+    s_j = log(m(h_{j+1}) / m(h_j)) / log(h_{j+1} / h_j), each with a grouped jackknife-t interval:
+
+    - ``inconclusive`` when fewer than 3 lags (L < 5) or fewer than 8 entries: no power law can be
+      tested, or no interval over entries exists;
+    - ``mixed`` (a crossover) when some pair of local exponents differs by more than ``tolerance``
+      (0.25) with its Bonferroni interval over the pairs entirely beyond +-0.25;
+    - ``ode`` / ``sde`` / ``none`` only when every pair's difference has its interval inside
+      (-0.25, 0.25) (one power law shown, an intersection-union test) and the Hurst interval lies above
+      0.75 / inside (0.25, 0.75) / below 0.25;
+    - ``inconclusive`` otherwise, with the reason.
+
+    ``local`` holds the local exponents (``local[0]`` at the smallest lags, ``local[-1]`` at the
+    largest); ``reason`` says in words what decided.
+    """
 
     regime: Regime
     hurst: HurstEstimate
+    reason: str = ""
+    local: tuple[LocalExponent, ...] = ()
+    tolerance: float = 0.0
+
+
+def minimum_depth(lags: int = MIN_LAGS) -> int:
+    """The smallest depth whose dyadic lags number at least ``lags`` (3: to test one power law)."""
+    L = 3
+    while len(dyadic_lags(L)) < lags:
+        L += 1
+    return L
+
+
+def sde_tolerance(n_lags: int) -> float:
+    """Spread of the local exponents within which a path over ``n_lags`` lags may be called `sde`."""
+    return min(CROSSOVER_TOLERANCE, SDE_MIMIC_SPREAD.get(n_lags, CROSSOVER_TOLERANCE))
+
+
+def decide_regime(fit: LocalFit | None, *, depth: int, entries: int, constant: bool = False) -> tuple[Regime, str]:
+    """The regime rule of ``RegimeDecision`` on a local fit: (regime, reason)."""
+    if constant:
+        return "ode", "constant path: every increment is 0 (Lipschitz with constant 0)"
+    if depth < minimum_depth():
+        n = len(dyadic_lags(depth)) if depth >= 2 else 0
+        return "inconclusive", (f"L = {depth}: {n} lag{'s' if n != 1 else ''}, cannot test one power law "
+                                f"(needs {MIN_LAGS} lags, L >= {minimum_depth()})")
+    if entries < MIN_ENTRIES:
+        return "inconclusive", f"{entries} entries: the interval over entries needs at least {MIN_ENTRIES}"
+    assert fit is not None
+    if not np.isfinite(fit.hurst) or any(not np.all(np.isfinite(e.ci)) for e in fit.local):
+        return "inconclusive", "a lag with no change in any entry: no exponent"
+    tol = CROSSOVER_TOLERANCE
+
+    def where(j):
+        e = fit.local[j]
+        return f"{e.estimate:.3f} [{e.ci[0]:.3f}, {e.ci[1]:.3f}] at lags {e.lags[0]}-{e.lags[1]}"
+
+    beyond = [(abs(d), i, k) for i, k, d, _, (lo, hi) in fit.differences if lo > tol or hi < -tol]
+    if beyond:
+        _, i, k = max(beyond)
+        return "mixed", (f"crossover: local exponents differ by more than {tol}: {where(i)} vs {where(k)}")
+    loose = [(max(abs(lo), abs(hi)), i, k, d, (lo, hi)) for i, k, d, (lo, hi), _ in fit.differences
+             if not (-tol < lo and hi < tol)]
+    if loose:
+        _, i, k, d, (lo, hi) = max(loose)
+        return "inconclusive", (f"one power law not shown: local exponents {where(i)} and {where(k)} differ by "
+                                f"{d:.3f} [{lo:.3f}, {hi:.3f}], not inside +-{tol}")
+    regime = regime_of(fit.hurst_ci)
+    lo, hi = fit.hurst_ci
+    span = f"lags {fit.lags[0]}-{fit.lags[-1]}"
+    if regime == "inconclusive":
+        return "inconclusive", (f"one power law over {span}, but the Hurst interval [{lo:.3f}, {hi:.3f}] "
+                                f"crosses {NONE_BELOW} or {ODE_ABOVE}")
+    if regime == "sde":
+        J, stol = len(fit.lags), sde_tolerance(len(fit.lags))
+        wide = max((max(abs(a), abs(b)) for _, _, _, (a, b), _ in fit.differences), default=0.0)
+        if wide >= stol:
+            why = (f"{J} lags cannot tell a rough path from a smooth path plus layer noise (needs L >= "
+                   f"{minimum_depth(4)})" if stol == 0 else
+                   f"local exponents not shown within +-{stol} (largest difference up to {wide:.3f}), the spread "
+                   f"a smooth path plus layer noise can have over {J} lags")
+            return "inconclusive", f"Hurst [{lo:.3f}, {hi:.3f}] inside the sde band, but {why}"
+    shown = sde_tolerance(len(fit.lags)) if regime == "sde" else tol
+    return regime, f"one power law over {span} (local exponents within +-{shown:g}); Hurst [{lo:.3f}, {hi:.3f}]"
+
+
+def regime_from_sums(sums: LagSums, level: float = 0.95) -> RegimeDecision:
+    """``classify_regime`` from a path's accumulated ``LagSums`` (in memory or streamed in chunks)."""
+    L, P = sums.L, sums.P
+    lags = tuple(int(h) for h in sums.lags)
+    if not np.any(sums.increment2 > 0):
+        h = HurstEstimate(float("nan"), (float("nan"), float("nan")), level, lags, P, True)
+        return RegimeDecision("ode", h, decide_regime(None, depth=L, entries=P, constant=True)[1], (), CROSSOVER_TOLERANCE)
+    fit = sums.fit(level)
+    h = HurstEstimate(fit.hurst, fit.hurst_ci, level, fit.lags, P, False)
+    regime, reason = decide_regime(fit if L >= minimum_depth() else None, depth=L, entries=P)
+    return RegimeDecision(regime, h, reason, fit.local if L >= minimum_depth() else (), CROSSOVER_TOLERANCE)
 
 
 def classify_regime(path, *, level: float = 0.95, seed: int = 0) -> RegimeDecision:
-    h = hurst(path, level=level, seed=seed)
-    if h.constant:
-        return RegimeDecision("ode", h)
-    return RegimeDecision(regime_of(h.ci), h)
+    """The regime of one path (L, ...) at the observed scales: ``RegimeDecision``'s rule."""
+    Z = _path(path)
+    L, P = Z.shape
+    if L >= 3 and P >= MIN_ENTRIES:
+        sums = LagSums(L, P, dyadic_lags(L))
+        sums.add(Z, 0)
+        return regime_from_sums(sums, level)
+    h = hurst(Z, level=level, seed=seed)
+    regime, reason = decide_regime(None, depth=L, entries=P, constant=h.constant)
+    return RegimeDecision(regime, h, reason, (), CROSSOVER_TOLERANCE)
 
 
 def regime_of(ci: tuple[float, float]) -> Regime:
-    """The regime rule on a Hurst interval: ode above 0.75, none below 0.25, sde strictly between."""
+    """The band rule on a Hurst interval: ode above 0.75, none below 0.25, sde strictly between. Only a
+    path shown to follow one power law gets it (``decide_regime``)."""
     lo, hi = ci
     if lo > ODE_ABOVE:
         return "ode"
@@ -237,14 +419,21 @@ class PathStats:
     regime: Regime
     increments: tuple[float, ...] = ()  # ||Z_{k+1} - Z_k||_F per layer k
     norms: tuple[float, ...] = ()  # ||Z_k||_F per layer k
+    regime_reason: str = ""
+    local: tuple[LocalExponent, ...] = ()  # local exponents between consecutive lags, smallest lags first
 
 
 def path_stats(path, *, seed: int = 0) -> PathStats:
     Z = np.asarray(path, dtype=float)
-    dec = classify_regime(Z, seed=seed) if Z.shape[0] >= 3 else None
     inc, norms = increment_norms(Z), layer_norms(Z)
+    if Z.shape[0] >= 3:
+        dec = classify_regime(Z, seed=seed)
+        H, ci, regime, reason, local = dec.hurst.estimate, dec.hurst.ci, dec.regime, dec.reason, dec.local
+    else:
+        H, ci, local = float("nan"), (float("nan"), float("nan")), ()
+        regime, reason = decide_regime(None, depth=int(Z.shape[0]), entries=int(np.prod(Z.shape[1:])))
     return PathStats(
         depth=int(Z.shape[0]), shape=tuple(Z.shape[1:]), max_increment=float(inc.max()),
         quadratic_variation=quadratic_variation(Z), max_norm=float(norms.max()), root_sum_squares=root_sum_squares(Z),
-        hurst=dec.hurst.estimate if dec else float("nan"), hurst_ci=dec.hurst.ci if dec else (np.nan, np.nan),
-        regime=dec.regime if dec else "inconclusive", increments=tuple(inc.tolist()), norms=tuple(norms.tolist()))
+        hurst=H, hurst_ci=ci, regime=regime, increments=tuple(inc.tolist()), norms=tuple(norms.tolist()),
+        regime_reason=reason, local=local)
