@@ -152,7 +152,7 @@ class LagSums:
         x = np.log(self.lags) - np.log(self.lags).mean()
         return _jackknife(_ols(x, full), _ols(x, reps), level)
 
-    def fit(self, level: float) -> "LocalFit":
+    def fit(self, level: float) -> LocalFit:
         full, reps = self.log_means()
         return local_fit(self.lags, full, reps, level)
 
