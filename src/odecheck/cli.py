@@ -577,6 +577,8 @@ def reproduce_cmd(
     scheduler: str | None = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler."),
     json_file: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto: where the cells compute."),
+    variant: str | None = typer.Option(None, "--variant", help="Another parametrization of the experiment "
+                                                                  "(m24-fig2: script, the public script's block)."),
 ) -> None:
     """Reproduce a paper's headline figure on sweep: ours next to the published result, with verdicts."""
     from rich.console import Console
@@ -590,7 +592,7 @@ def reproduce_cmd(
     if json_file is not None:
         _check_writable_file("--json", json_file)
     flags = {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "name": "NAME", "scale": "--scale",
-             "device": "--device"}
+             "device": "--device", "variant": "--variant"}
     try:
         if name not in REPRODUCTIONS:
             raise InvalidArgument(f"NAME {name!r}: expected one of {', '.join(REPRODUCTIONS)}")
@@ -598,16 +600,21 @@ def reproduce_cmd(
             raise InvalidArgument(f"--scale {scale!r}: expected 'smoke' or 'paper'")
         check_executor(workers=workers, scheduler=scheduler)
         check_device(device, local=workers is None and scheduler is None)  # before the progress bar
-        with _cell_progress(console, name, folder=reproduction_folder(out, name, scale)) as on_cell:
+        variants = REPRODUCTIONS[name].variants
+        if variant is not None and variant not in variants:
+            raise InvalidArgument(f"--variant {variant!r}: expected " + (f"one of {', '.join(variants)}" if variants
+                                                                          else f"none: {name} has no variants"))
+        with _cell_progress(console, name, folder=reproduction_folder(out, name, scale, variant)) as on_cell:
             rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, on_cell=on_cell,
-                            device=device)
+                            device=device, variant=variant)
     except InvalidArgument as e:
         _fail(_as_flags(e, flags))
         return
     except OdecheckError as e:
         _fail(str(e))
         return
-    table = Table(title=f"{name} ({rep['source']}), {scale} scale, {rep['seconds']:.1f} s, {rep['executor']}")
+    label = f"{name} --variant {variant}" if variant else name
+    table = Table(title=f"{label} ({rep['source']}), {scale} scale, {rep['seconds']:.1f} s, {rep['executor']}")
     for col in ("result", "verdict", "estimate", "interval", "alpha", "paper"):
         table.add_column(col)
     for r in rep["results"]:
@@ -615,7 +622,7 @@ def reproduce_cmd(
         table.add_row(r["id"], r["verdict"], "-" if r["estimate"] is None else f"{r['estimate']:.3g}", ci,
                       str(r["alpha"]), r["paper"])
     Console(width=160).print(table)
-    folder = reproduction_folder(out, name, scale)
+    folder = reproduction_folder(out, name, scale, variant)
     typer.echo(f"wrote {folder}/report.md, report.json" + (f", {rep['figure']}" if rep["figure"] else ""))
     if json_file is not None:
         _write_json(json_file, rep)

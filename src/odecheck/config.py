@@ -38,6 +38,7 @@ class ModelConfig:
     io_init: str = "identity"
     train_io: bool = False
     delta: str = "fixed"
+    width_factors: bool = True  # mlp: False drops the 1/sqrt(q), 1/sqrt(m) factors ([M24]'s public script)
     ensemble: int = 4
     seed: int = 0
     dtype: str = "float32"
@@ -65,6 +66,10 @@ class ModelConfig:
         if not isinstance(self.train_io, bool):
             raise invalid("model.train_io", self.train_io, "true or false")
         check_choice("model.delta", self.delta, ("fixed", "shared", "per_layer"))
+        if not isinstance(self.width_factors, bool):
+            raise invalid("model.width_factors", self.width_factors, "true or false")
+        if not self.width_factors and self.block != "mlp":
+            raise invalid("model.width_factors", False, f"true unless model.block = 'mlp' (block {self.block!r})")
         check_choice("model.dtype", self.dtype, ("float32", "float64"))
 
 

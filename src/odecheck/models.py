@@ -103,11 +103,12 @@ class ResNet:
         seed: int = 0,
         dtype=torch.float32,
         device="cpu",
+        width_factors: bool = True,
     ) -> None:
         self._configure(
             block=block, depth=depth, dim=dim, width=width, input_dim=input_dim, output_dim=output_dim,
             activation=activation, beta=beta, train_io=train_io, delta=delta, ensemble=ensemble,
-            dtype=dtype, device=device,
+            dtype=dtype, device=device, width_factors=width_factors,
         )
         if not isinstance(bias, bool):
             raise invalid("bias", bias, "a bool")
@@ -134,7 +135,7 @@ class ResNet:
 
     # -- construction helpers
     def _configure(self, *, block, depth, dim, width, input_dim, output_dim, activation, beta,
-                   train_io, delta, ensemble, dtype, device) -> None:
+                   train_io, delta, ensemble, dtype, device, width_factors=True) -> None:
         self.block = check_choice("block", block, BLOCKS)
         impl = blocks.get(self.block)
         self.depth = check_int("depth", depth, 1)
@@ -153,6 +154,9 @@ class ResNet:
             raise invalid("train_io", train_io, "a bool")
         self.train_io = train_io
         self.delta_mode = check_choice("delta", delta, get_args(DeltaMode))
+        if not isinstance(width_factors, bool):
+            raise invalid("width_factors", width_factors, "a bool")
+        self.width_factors = width_factors
         impl.check_config(self)
         self.ensemble = check_int("ensemble", ensemble, 1)
         self.dtype = check_dtype(dtype)
@@ -272,6 +276,7 @@ class ResNet:
         train_io: bool = False,
         dtype=None,
         device="cpu",
+        width_factors: bool = True,
     ) -> ResNet:
         """Build an ensemble from stacked weights.
 
@@ -313,7 +318,7 @@ class ResNet:
         net = cls.__new__(cls)
         net._configure(block=block, depth=L, dim=q, width=m, input_dim=d, output_dim=dp,
                        activation=activation, beta=beta, train_io=train_io, delta=mode,
-                       ensemble=R, dtype=dtype, device=device)
+                       ensemble=R, dtype=dtype, device=device, width_factors=width_factors)
         net.bias = True
         net.init = None  # weights handed in, not drawn: config() says "given"
         net.seed = 0
@@ -403,6 +408,7 @@ class ResNet:
             "beta": self.beta, "init": "given" if self.init is None else str(self.init), "io_init": self.io_init, "train_io": self.train_io,
             "delta": self.delta_mode, "bias": self.bias, "ensemble": self.ensemble, "seed": self.seed,
             "dtype": str(self.dtype).replace("torch.", ""), "device": str(self.device),
+            "width_factors": self.width_factors,
         }
 
     def __repr__(self) -> str:

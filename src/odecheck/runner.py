@@ -42,7 +42,8 @@ def build_model(cfg: RunConfig, data: Dataset, device="cpu") -> ResNet:
     return ResNet(block=m.block, depth=m.depth, dim=m.dim, width=m.width, input_dim=data.input_dim,
                   output_dim=data.output_dim, activation=m.activation, beta=m.beta, init=init,
                   io_init=m.io_init, train_io=m.train_io, delta=m.delta, ensemble=m.ensemble, seed=m.seed,
-                  dtype=torch.float64 if m.dtype == "float64" else torch.float32, device=device)
+                  dtype=torch.float64 if m.dtype == "float64" else torch.float32, device=device,
+                  width_factors=m.width_factors)
 
 
 def accuracy(net: ResNet, data: Dataset) -> tuple[np.ndarray, np.ndarray | None]:

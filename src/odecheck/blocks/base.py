@@ -118,6 +118,8 @@ class Block:
     zero_at_tied: ClassVar[tuple[str, ...]] = ()
     uses_width: ClassVar[bool] = False
     weight_ndim: ClassVar[int] = 4  # of the stacked (R, L, ...) arrays that from_weights takes
+    trained_delta: ClassVar[bool] = False  # has the delta modes 'shared' and 'per_layer'
+    optional_width_factors: ClassVar[bool] = False  # can run without its 1/sqrt(width) factors
 
     # -- shapes and configuration
     def layer_shapes(self, q: int, m: int) -> dict[str, tuple[int, ...]]:
@@ -125,11 +127,13 @@ class Block:
         raise NotImplementedError
 
     def check_config(self, net: ResNet) -> None:
-        """Refuse options this block does not have (the base block has none to refuse)."""
-        if net.delta_mode != "fixed":
-            from .._errors import invalid
+        """Refuse options this block does not have: a trained delta, or running without width factors."""
+        from .._errors import invalid
 
+        if net.delta_mode != "fixed" and not self.trained_delta:
             raise invalid("delta", net.delta_mode, f"'fixed' unless block='single' (block={self.name!r})")
+        if not net.width_factors and not self.optional_width_factors:
+            raise invalid("width_factors", False, f"True unless block='mlp' (block={self.name!r})")
 
     def layer_weights(self, given: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int, int]:
         """Validate stacked public (R, L, ...) float64 arrays of the families; return them in the

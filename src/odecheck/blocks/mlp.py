@@ -33,7 +33,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def scales(net) -> tuple[float, float]:
-    """(s, c) = (1/sqrt(q), alpha_L / sqrt(m)) of the network's configuration."""
+    """(s, c) = (1/sqrt(q), alpha_L / sqrt(m)) of the network's configuration; (1, alpha_L) without the
+    width factors (``width_factors=False``: the block x + alpha_L V sigma(W x) of [M24]'s public script)."""
+    if not net.width_factors:
+        return 1.0, base.residual_scale(net.depth, net.beta)
     return 1.0 / math.sqrt(net.dim), base.residual_scale(net.depth, net.beta) / math.sqrt(net.width)
 
 
@@ -224,6 +227,7 @@ def loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool, *, lo
 class MLP(Block):
     name = "mlp"
     families = ("V", "W")
+    optional_width_factors = True
     zero_at_tied = ("V",)
     uses_width = True
 
@@ -290,11 +294,14 @@ class MLP(Block):
 
     def vector_field(self, net, w, p64, H):
         L = net.depth
-        u = torch.bmm(H, w["W"].transpose(1, 2)) / math.sqrt(net.dim)
-        scale = L * base.residual_scale(L, net.beta) / math.sqrt(net.width)
+        s, c = scales(net)
+        u = torch.bmm(H, w["W"].transpose(1, 2)) * s
+        scale = L * c
         return scale * torch.bmm(activate(net.activation, u), w["V"].transpose(1, 2))
 
     @staticmethod
-    def naive_update(h, z, *, depth, beta, q, m, activation, delta=None):
+    def naive_update(h, z, *, depth, beta, q, m, activation, delta=None, width_factors=True):
+        if not width_factors:
+            return depth ** (-beta) * activate(activation, h @ z["W"].T) @ z["V"].T
         pre = h @ z["W"].T / math.sqrt(q)
         return depth ** (-beta) / math.sqrt(m) * activate(activation, pre) @ z["V"].T

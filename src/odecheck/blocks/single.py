@@ -28,12 +28,10 @@ def _delta(net, p: dict[str, torch.Tensor], k: int):
 class Single(Block):
     name = "single"
     families = ("W", "b")
+    trained_delta = True
 
     def layer_shapes(self, q: int, m: int) -> dict[str, tuple[int, ...]]:
         return {"W": (q, q), "b": (1, q)}
-
-    def check_config(self, net) -> None:
-        return None  # every delta mode is this block's
 
     def layer_weights(self, given):
         W, b = given["W"], given["b"]

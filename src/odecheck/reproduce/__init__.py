@@ -29,18 +29,20 @@ REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r for r in (*M24_REPRODUCTIONS, *M25_REPRODUCTIONS, C21_BETA_REPRODUCTION)}
 
 
-def reproduction_folder(out, name: str, scale: str) -> Path:
-    """Where ``reproduce(name, scale=scale, out=out)`` keeps its sweep, figure and report: OUT/NAME-SCALE."""
-    return Path(out) / f"{name}-{scale}"
+def reproduction_folder(out, name: str, scale: str, variant: str | None = None) -> Path:
+    """Where ``reproduce(name, scale=scale, out=out, variant=variant)`` keeps its sweep, figure and report:
+    OUT/NAME-SCALE, or OUT/NAME-VARIANT-SCALE for a variant."""
+    return Path(out) / (f"{name}-{variant}-{scale}" if variant else f"{name}-{scale}")
 
 
 def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odecheck-reproduce", client=None,
               workers: int | None = None, scheduler: str | None = None,
               on_cell: Callable[[dict, list[dict], int, int], None] | None = None,
-              device: str = "cpu") -> dict[str, Any]:
+              device: str = "cpu", variant: str | None = None) -> dict[str, Any]:
     """Run reproduction ``name`` at ``scale`` on ``sweep`` under ``out/<name>-<scale>`` and return its
     JSON report (also written there as report.json, with report.md and figure.png). ``device``: where
-    the cells compute (as in :func:`odecheck.sweep`)."""
+    the cells compute (as in :func:`odecheck.sweep`). ``variant``: one of the reproduction's other
+    parametrizations (``m24-fig2``: ``script``), kept under ``out/<name>-<variant>-<scale>``."""
     from ..sweeps import SweepSpec, check_device, check_executor, sweep
 
     if name not in REPRODUCTIONS:
@@ -50,9 +52,12 @@ def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odec
     check_executor(client=client, workers=workers, scheduler=scheduler)
     device = check_device(device, local=client is None and workers is None and scheduler is None)
     rep = REPRODUCTIONS[name]
-    folder = reproduction_folder(out, name, scale)
+    if variant is not None and variant not in rep.variants:
+        raise invalid("variant", variant, f"one of {', '.join(rep.variants)}" if rep.variants
+                      else f"None: {name} has no variants")
+    folder = reproduction_folder(out, name, scale, variant)
     t0 = time.perf_counter()
-    spec = rep.spec(scale)
+    spec = rep.variants[variant][0](scale) if variant else rep.spec(scale)
     df = sweep(SweepSpec.from_dict(spec), folder, client=client, workers=workers, scheduler=scheduler,
                on_cell=on_cell, device=device)
     results, data = rep.analyse(df, folder, spec)
@@ -60,12 +65,14 @@ def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odec
     figure = None
     if data:
         try:
-            figure = rep.figure(data, results, folder / "figure.png", f"{name} ({rep.source}), {scale} scale").name
+            label = f"{name}{f' --variant {variant}' if variant else ''} ({rep.source}), {scale} scale"
+            figure = rep.figure(data, results, folder / "figure.png", label).name
         except ImportError:  # matplotlib is the optional [plot] extra
             figure = None
     executor = ("client" if client is not None else f"LocalCluster({workers})" if workers
                 else f"scheduler {scheduler}" if scheduler else "in process")
-    report = {"name": name, "scale": scale, "source": rep.source, "description": rep.description,
+    description = rep.description + (f"; variant {variant}: {rep.variants[variant][1]}" if variant else "")
+    report = {"name": name, "scale": scale, "variant": variant, "source": rep.source, "description": description,
               "seconds": round(seconds, 3), "executor": executor, "device": device, "figure": figure,
               "results": [r.to_json() for r in results]}
     if "table" in data:

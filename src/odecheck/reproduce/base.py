@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class Reproduction:
     spec: Callable[[str], dict]
     analyse: Callable[[Any, Path, dict], tuple[list[Result], dict]]
     figure: Callable[[dict, list[Result], Path, str], Path]
+    # other parametrizations of the same experiment: name -> (spec of a scale, what differs)
+    variants: dict[str, tuple[Callable[[str], dict], str]] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- shared pieces
