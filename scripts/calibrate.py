@@ -31,8 +31,13 @@ def regime_table(reps: int, entries: int) -> list[str]:
     """Every planted family of odecheck.planted at every depth, ``entries`` entries a path."""
     from odecheck.estimators.regularity import dyadic_lags
 
+    from scipy import stats
+
+    from odecheck.claims.decisions import ALPHA
+
     rows = ["| planted path | L | true local exponents | wrong verdicts | ode | sde | none | mixed | inconclusive | "
             "wrong-regime rate | power |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    above: list[str] = []
     for fam in planted.families():
         for L in REGIME_DEPTHS:
             lags = dyadic_lags(L)
@@ -46,6 +51,17 @@ def regime_table(reps: int, entries: int) -> list[str]:
             s = ", ".join(f"{x:.2f}" for x in fam.local_exponents(lags, L))
             rows.append(f"| {fam.name} | {L} | {s} | {', '.join(sorted(wrong)) or '-'} | "
                         + " | ".join(str(counts[k]) for k in VERDICTS) + f" | {bad / reps:.3f} | {power / reps:.2f} |")
+            if bad > ALPHA * reps:
+                lo, hi = stats.binomtest(bad, reps).proportion_ci(0.95)
+                above.append(f"{fam.name} at L = {L}: {bad}/{reps} = {bad / reps:.3f} (95 % interval {lo:.3f}-{hi:.3f})")
+    rows += ["", "Cells whose wrong-regime rate exceeds alpha = 0.05: " + ("; ".join(above) if above else "none") + "."]
+    if any(a.startswith("smooth + noise") for a in above):
+        rows += ["", "Why: the smooth part's frequencies are drawn per entry (w ~ N(0, 1)) and the truth is the "
+                 "population's: at L = 12 its local exponents cross from 0.86 to 0.54 because the few fast entries "
+                 "dominate the large lags. With 16 entries about one path in ten has no fast entry (P(|w| < 1.5)^16 "
+                 "= 0.10) and is smooth at these scales; the jackknife over its 16 entries cannot see entries that "
+                 "were not drawn, and the rule calls it `ode` - right about the path's own entries, wrong against "
+                 "the population it was drawn from. With 4096 entries the same cells are never wrong."]
     return rows
 
 
