@@ -29,11 +29,10 @@ VERDICTS = ("ode", "sde", "none", "mixed", "inconclusive")
 
 def regime_table(reps: int, entries: int) -> list[str]:
     """Every planted family of odecheck.planted at every depth, ``entries`` entries a path."""
-    from odecheck.estimators.regularity import dyadic_lags
-
     from scipy import stats
 
     from odecheck.claims.decisions import ALPHA
+    from odecheck.estimators.regularity import dyadic_lags
 
     rows = ["| planted path | L | true local exponents | wrong verdicts | ode | sde | none | mixed | inconclusive | "
             "wrong-regime rate | power |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
