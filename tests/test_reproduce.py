@@ -194,3 +194,23 @@ def test_boundary_crossing_is_the_first_sign_change_interpolated():
     assert boundary_crossing(betas, [1.0, -1.0, 1.0, -3.0]) == pytest.approx(0.05, abs=1e-15)  # the first one
     assert np.isnan(boundary_crossing(betas, [-0.1, -0.5, -1.0, -2.0]))  # stable everywhere
     assert np.isnan(boundary_crossing(betas, [3.0, 2.0, 1.0, 0.5]))  # explodes everywhere
+
+
+def test_m24_fig2_script_variant_runs_the_scripts_parametrization(tmp_path):
+    res = CliRunner().invoke(app, ["reproduce", "m24-fig2", "--variant", "script", "--out", str(tmp_path),
+                                   "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "r.json").read_text())
+    folder = tmp_path / "m24-fig2-script-smoke"
+    spec = json.loads((folder / "spec.json").read_text())["base"]
+    # the script: 1/N only, tied W_0 ~ N(0, 1), V = 0, n = 50, d = 16, lr 0.32 on the mean over n x d
+    assert spec["model"]["width_factors"] is False and spec["model"]["init"] == "tied"
+    assert spec["data"]["n"] == 50 and spec["model"]["dim"] == 16
+    assert spec["train"]["lr"] * 64 * 16 == pytest.approx(0.32)
+    assert rep["variant"] == "script" and "public script" in rep["description"]
+    final = {r["id"]: r for r in rep["results"]}["final-loss"]
+    assert f"{final['estimate'] / 16:.3g}" in final["note"]  # the script's units are stated beside ours
+    for args, needle in ((["m24-fig2", "--variant", "nope"], "--variant 'nope': expected one of script"),
+                         (["m24-fig1", "--variant", "script"], "--variant 'script': expected none: m24-fig1 has")):
+        res = CliRunner().invoke(app, ["reproduce", *args, "--out", str(tmp_path)])
+        assert res.exit_code == 2 and needle in res.output, res.output
