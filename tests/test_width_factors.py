@@ -83,3 +83,13 @@ def test_only_the_mlp_block_drops_its_width_factors():
         ModelConfig(block="single", width_factors=False)
     assert ModelConfig(width_factors=False).width_factors is False
     assert _net().config()["width_factors"] is False
+
+
+def test_cell_ids_of_configs_without_the_option_are_unchanged():
+    from odecheck.config import ModelConfig, RunConfig
+    from odecheck.sweeps import cell_id
+
+    # the id a default config had before width_factors existed (main at 6d4ab3d)
+    assert cell_id(RunConfig()) == "8b23a32754bd"
+    cfg = RunConfig(model=ModelConfig(width_factors=False))
+    assert cell_id(cfg) != "8b23a32754bd" and RunConfig.from_dict(cfg.to_dict()).model.width_factors is False

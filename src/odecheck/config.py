@@ -137,8 +137,9 @@ class RunConfig:
         d["train"]["snapshots"] = list(self.train.snapshots)
         if d["train"]["clip"] is None:
             del d["train"]["clip"]
-        if d["model"]["init_scale"] == 1.0:  # written only when set: configs (and sweep cell ids) from before
-            del d["model"]["init_scale"]      # the field existed stay the same
+        for key, default in (("init_scale", 1.0), ("width_factors", True)):
+            if d["model"][key] == default:  # written only when set: configs (and sweep cell ids) from before
+                del d["model"][key]         # the field existed stay the same
         return d
 
     @classmethod
