@@ -98,6 +98,20 @@ def test_sharded_safetensors_by_folder_and_by_index(tmp_path):
         analyze_checkpoint(tmp_path)
 
 
+@pytest.mark.parametrize("shard", ["../outside.safetensors", "/etc/passwd", "sub/../../outside.safetensors"])
+def test_a_shard_index_never_leads_out_of_its_folder(tmp_path, shard):
+    # a hostile index.json naming a file outside the checkpoint's folder: refused before anything is read
+    st_numpy.save_file({"layers.0.w": np.ones((2, 2), np.float32)}, tmp_path / "outside.safetensors")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"layers.0.w": shard}}))
+    with pytest.raises(InvalidArgument, match="is not a file in the index's folder"):
+        analyze_checkpoint(model)
+    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"layers.0.w": 3}}))
+    with pytest.raises(InvalidArgument, match="weight_map is not names -> shard files"):
+        analyze_checkpoint(model)
+
+
 @pytest.mark.parametrize("wrapper", [None, "state_dict", "model", "model_state_dict", "net"])
 def test_state_dicts_wrapped_and_prefixed(tmp_path, wrapper):
     tensors, paths = state(seed=20)

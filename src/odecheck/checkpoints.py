@@ -137,7 +137,13 @@ def _sharded(index: Path) -> list[TensorRef]:
         weight_map = json.loads(index.read_text())["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InvalidArgument(f"{index}: unreadable safetensors index ({type(e).__name__})") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise InvalidArgument(f"{index}: unreadable safetensors index (weight_map is not names -> shard files)")
     shards = sorted(set(weight_map.values()))
+    folder = index.parent.resolve()
+    outside = [s for s in shards if Path(s).is_absolute() or (folder / s).resolve().parent != folder]
+    if outside:  # a shard is a file beside its index: never follow a path out of the folder
+        raise InvalidArgument(f"{index}: shard {outside[0]!r} is not a file in the index's folder")
     missing = [s for s in shards if not (index.parent / s).exists()]
     if missing:
         raise InvalidArgument(f"{index}: shard {missing[0]!r} is missing")
