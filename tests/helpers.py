@@ -24,12 +24,16 @@ def naive_forward(net, x, weights=None, *, config=None):
         for k in range(L):
             z = {f: w[f][r, k] for f in block.families}
             delta = None
-            if cfg.get("delta", "fixed") == "shared":
+            mode = cfg.get("delta", "fixed")
+            if mode == "shared":
                 delta = w["delta"][r]
-            elif cfg.get("delta", "fixed") == "per_layer":
+            elif mode == "shared_abs":  # [C21]'s shared delta enters as |delta|
+                delta = w["delta"][r].abs()
+            elif mode in ("per_layer", "per_layer_gaussian"):
                 delta = w["delta"][r, k]
+            extra = {"width_factors": cfg.get("width_factors", True)} if cfg["block"] == "mlp" else {}
             h = h + block.naive_update(h, z, depth=L, beta=cfg["beta"], q=cfg["dim"], m=cfg["width"],
-                                       activation=cfg["activation"], delta=delta)
+                                       activation=cfg["activation"], delta=delta, **extra)
         outs.append(h @ w["B"][r].T)
     return torch.stack(outs)
 

@@ -11,7 +11,7 @@ from odecheck import _native
 from odecheck._kernels import backward, forward, loss_and_grads, mse
 
 CASES = [(b, a, d) for b in oc.BLOCKS for a in oc.ACTIVATIONS
-         for d in (["fixed", "shared", "per_layer"] if b == "single" else ["fixed"])]
+         for d in (["fixed", "shared", "per_layer", "shared_abs", "per_layer_gaussian"] if b == "single" else ["fixed"])]
 
 
 @pytest.fixture(params=["fused", "batched"])
@@ -71,6 +71,27 @@ def test_gradients_match_autograd_on_naive_model(block, act, delta, path):
     assert set(grads_ref) <= set(ours) | {"delta"}
     for k, ref in grads_ref.items():
         torch.testing.assert_close(ours[k], ref, rtol=1e-10, atol=1e-12, msg=k)
+
+
+@pytest.mark.parametrize("mode", ["shared_abs", "per_layer_gaussian"])
+def test_c21_delta_modes_with_negative_deltas(mode, path):
+    # [C21]'s shared delta enters as |delta| (its gradient carries sign(delta)); its per-layer deltas are
+    # drawn N(0, alpha_L^2), so about half are negative and enter with their sign
+    net = make("single", "tanh", mode, depth=6)
+    d = net.weights["delta"]
+    if mode == "shared_abs":
+        assert torch.equal(d, torch.full_like(d, 6.0**-1.0))  # initialised to alpha_L = 1/L
+        net.load_weights_({"delta": torch.tensor([-0.3, 0.2, -0.05], dtype=torch.float64)})
+    else:
+        assert (d < 0).any() and (d > 0).any() and d.std() < 1.0  # std alpha_L = 1/6
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(7, 3, dtype=torch.float64, generator=g)
+    y = torch.randn(7, 2, dtype=torch.float64, generator=g)
+    torch.testing.assert_close(net(x), naive_forward(net, x), rtol=1e-12, atol=1e-12)
+    loss, grads = loss_and_grads(net, x, y)
+    loss_ref, grads_ref = naive_loss_grads(net, x, y)
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(public(net, grads)["delta"], grads_ref["delta"], rtol=1e-10, atol=1e-12)
 
 
 class _KernelLoss(torch.autograd.Function):

@@ -65,7 +65,7 @@ class ModelConfig:
         check_choice("model.io_init", self.io_init, ("identity", "gaussian", "conv"))
         if not isinstance(self.train_io, bool):
             raise invalid("model.train_io", self.train_io, "true or false")
-        check_choice("model.delta", self.delta, ("fixed", "shared", "per_layer"))
+        check_choice("model.delta", self.delta, ("fixed", "shared", "per_layer", "shared_abs", "per_layer_gaussian"))
         if not isinstance(self.width_factors, bool):
             raise invalid("model.width_factors", self.width_factors, "true or false")
         if not self.width_factors and self.block != "mlp":
@@ -73,7 +73,7 @@ class ModelConfig:
         check_choice("model.dtype", self.dtype, ("float32", "float64"))
 
 
-TASKS = ("gaussian", "teacher", "c21", "digits")
+TASKS = ("gaussian", "teacher", "c21", "digits", "c21-code", "digits-conv25")
 
 
 @dataclass(frozen=True, kw_only=True)

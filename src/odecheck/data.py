@@ -95,6 +95,57 @@ def c21_task(n: int = 1024, *, n_test: int | None = None, seed: int = 0, dtype=t
     return Dataset(name="c21", x=data.x, y=data.y, x_test=data.x_test, y_test=data.y_test)
 
 
+def c21_code_task(n: int = 1024, *, n_test: int | None = None, dim: int = C21_DIM, seed: int = 0,
+                  dtype=torch.float32) -> Dataset:
+    r"""[C21]'s synthetic task as its public code builds it (../shared/SOURCES.md).
+
+    x ~ U(-1, 1)^dim; the target is 100 explicit steps of
+    z <- z + 100^{-1/2} tanh(sin(5 pi t / 100) z + cos(5 pi t / 100)), t = 0..99, from z = x (no noise);
+    then x and y are each scaled to unit norm per row (so y depends on ||x||, which the network does not
+    see). The first n rows train, the next ``n_test`` (default n // 4: 1024 and 256 as in [C21]) test.
+    """
+    n = check_int("n", n, 1)
+    n_test = n // 4 if n_test is None else check_int("n_test", n_test, 0)
+    check_int("dim", dim, 1)
+    g = member_generator(seed, 10_002)
+    x = 2.0 * torch.rand(n + n_test, dim, generator=g, dtype=torch.float64) - 1.0
+    z = x.clone()
+    for t in range(C21_STEPS):
+        a = 5.0 * np.pi * t / C21_STEPS
+        z = z + C21_STEPS ** -0.5 * torch.tanh(np.sin(a) * z + np.cos(a))
+    x = x / x.norm(dim=1, keepdim=True)
+    y = z / z.norm(dim=1, keepdim=True)
+    return Dataset(name="c21-code", x=x[:n].to(dtype), y=y[:n].to(dtype), x_test=x[n:].to(dtype),
+                   y_test=y[n:].to(dtype))
+
+
+def digits_conv25(*, n_train: int | None = None, seed: int = 0, dtype=torch.float32) -> Dataset:
+    """The MNIST features of [C21]'s code, with scikit-learn's digits standing in for MNIST (offline).
+
+    [C21] passes raw 28 x 28 MNIST through two untrained random convolutions (5 x 5 stride 2, then
+    3 x 3 stride 2, one channel) to 25 features of unit norm, with one-hot targets in 25 dimensions.
+    Here the 8 x 8 digits are first resized to 28 x 28 (bilinear), then the same two convolutions
+    (weights N(0, 1/fan_in) from ``seed``, no bias) give 25 features, scaled to unit norm; targets are
+    the 10 one-hot classes padded with zeros to 25. Same split as :func:`digits`.
+    """
+    base = digits(n_train=n_train, dtype=torch.float64)
+    g = member_generator(seed, 10_003)
+    w1 = torch.randn(1, 1, 5, 5, generator=g, dtype=torch.float64) / 5.0
+    w2 = torch.randn(1, 1, 3, 3, generator=g, dtype=torch.float64) / 3.0
+
+    def features(x):
+        img = torch.nn.functional.interpolate(x.reshape(-1, 1, 8, 8), size=(28, 28), mode="bilinear",
+                                              align_corners=False)
+        f = torch.nn.functional.conv2d(torch.nn.functional.conv2d(img, w1, stride=2), w2, stride=2).reshape(-1, 25)
+        return (f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)).to(dtype)
+
+    def targets(y):
+        return torch.nn.functional.pad(y, (0, 15)).to(dtype)
+
+    return Dataset(name="digits-conv25", x=features(base.x), y=targets(base.y), x_test=features(base.x_test),
+                   y_test=targets(base.y_test))
+
+
 def digits(*, n_train: int | None = None, dtype=torch.float32) -> Dataset:
     """scikit-learn's bundled 8x8 digits (offline): x in [0, 1]^64, y one-hot in R^10.
 

@@ -23,7 +23,7 @@ import torch
 
 from ._errors import InvalidArgument, invalid
 
-InitKind = Literal["iid", "tied", "smooth", "fbm", "zero", "counterexample"]
+InitKind = Literal["iid", "tied", "smooth", "fbm", "zero", "counterexample", "xavier", "xavier_depth"]
 INIT_KINDS: tuple[str, ...] = get_args(InitKind)
 
 
@@ -33,13 +33,15 @@ class Init:
 
     Parameters
     ----------
-    kind : {"iid", "tied", "smooth", "fbm", "zero", "counterexample"}
+    kind : {"iid", "tied", "smooth", "fbm", "zero", "counterexample", "xavier", "xavier_depth"}
+        ``xavier(s)`` is [C21]'s code's init: iid Gaussian, std s / fan_in for a matrix and s / sqrt(fan_in)
+        for a bias (family ``b``), fan_in the last axis; ``xavier_depth(s)`` divides both by L.
     length_scale : float
         Length scale ``l`` of the squared-exponential kernel of ``smooth``.
     hurst : float
         Hurst index ``H`` in (0, 1) of ``fbm``.
     scale : float
-        Standard deviation of every entry (``iid``, ``tied``, ``smooth``, ``fbm``).
+        Standard deviation of every entry (``iid``, ``tied``, ``smooth``, ``fbm``); s of ``xavier``.
     """
 
     kind: InitKind = "iid"
@@ -62,6 +64,8 @@ class Init:
             return f"fbm({self.hurst:g})"
         if self.kind == "smooth":
             return f"smooth({self.length_scale:g})"
+        if self.kind in ("xavier", "xavier_depth"):
+            return f"{self.kind}({self.scale:g})"
         return self.kind
 
 
@@ -88,7 +92,9 @@ def as_init(init: Init | str) -> Init:
         return Init(kind="fbm", hurst=value)
     if kind == "smooth":
         return Init(kind="smooth", length_scale=value)
-    raise invalid("init", init, f"no parameter for {kind!r} (only fbm(H) and smooth(l) take one)")
+    if kind in ("xavier", "xavier_depth"):
+        return Init(kind=kind, scale=value)  # type: ignore[arg-type]
+    raise invalid("init", init, f"no parameter for {kind!r} (only fbm(H), smooth(l) and xavier(s) take one)")
 
 
 def member_generator(seed: int, member: int) -> torch.Generator:
@@ -224,6 +230,12 @@ def _sample_stack(init: Init, shapes: dict[str, tuple[int, ...]], *, depth: int,
                 z = fgn(size, L, init.hurst, g).T
             elif init.kind == "zero":
                 z = torch.zeros(L, size, dtype=torch.float64)
+            elif init.kind in ("xavier", "xavier_depth"):
+                fan = shape[-1] if shape else 1
+                std = 1.0 / (math.sqrt(fan) if name == "b" else fan)  # times s below
+                z = torch.randn(L, size, generator=g, dtype=torch.float64) * std
+                if init.kind == "xavier_depth":
+                    z = z / L
             else:  # counterexample: w_k = (-1)^k / L, k = 1..L
                 z = sign[:, None].expand(L, size)
             if init.kind != "counterexample":

@@ -30,7 +30,9 @@ from .init import Init, as_init, member_generator, sample_stack
 from .validation import as_tensor, check_choice, check_dtype, check_float, check_int, resolve_device
 
 Block = Literal["mlp", "single", "res1", "conv"]
-DeltaMode = Literal["fixed", "shared", "per_layer"]
+DeltaMode = Literal["fixed", "shared", "per_layer", "shared_abs", "per_layer_gaussian"]
+from .blocks.single import PER_LAYER_DELTAS, SHARED_DELTAS  # noqa: E402  (one trained delta per layer / network)
+
 IOInit = Literal["identity", "gaussian", "conv"]
 BLOCKS: tuple[str, ...] = tuple(blocks.REGISTRY)
 
@@ -68,8 +70,10 @@ class ResNet:
         3x3 kernel and a (d', c) head: every optimizer steps along :meth:`io_directions` of the
         dense gradients, which is exactly training the kernel and the head, so A stays a
         convolution and B a pooled head.
-    delta : {"fixed", "shared", "per_layer"}
-        ``single`` block only: delta_k = alpha_L fixed, or trained (one scalar, or one per layer).
+    delta : {"fixed", "shared", "per_layer", "shared_abs", "per_layer_gaussian"}
+        ``single`` block only: delta_k = alpha_L fixed, or trained (one scalar, or one per layer, both
+        initialised to alpha_L). [C21]'s code: ``shared_abs`` (one scalar used as |delta|, initialised to
+        alpha_L) and ``per_layer_gaussian`` (delta_k ~ N(0, alpha_L^2), used with its sign).
     bias : bool
         ``single`` block only: False keeps b_k = 0 and untrained.
     ensemble : int
@@ -127,7 +131,10 @@ class ResNet:
             params["b"] = torch.zeros_like(params["b"])
         if self.delta_mode == "per_layer":
             params["delta"] = torch.full((self.depth, self.ensemble), self.alpha, dtype=torch.float64)
-        elif self.delta_mode == "shared":
+        elif self.delta_mode == "per_layer_gaussian":  # [C21]'s `multi`: delta_k ~ N(0, alpha_L^2), own stream
+            params["delta"] = torch.stack([torch.randn(self.depth, generator=member_generator(self.seed, 20_000 + r),
+                                                       dtype=torch.float64) for r in range(self.ensemble)], 1) * self.alpha
+        elif self.delta_mode in SHARED_DELTAS:
             params["delta"] = torch.full((self.ensemble,), self.alpha, dtype=torch.float64)
         A, B = self._io_maps(io_init)
         params["A"], params["B"] = A, B
@@ -340,7 +347,7 @@ class ResNet:
     def layer_families(self) -> tuple[str, ...]:
         """Names of the per-layer weight families Z_k (plus 'delta' if trained per layer)."""
         fams = tuple(f for f in LAYER_FAMILIES[self.block] if f != "b" or getattr(self, "bias", True))
-        return fams + (("delta",) if self.delta_mode == "per_layer" else ())
+        return fams + (("delta",) if self.delta_mode in PER_LAYER_DELTAS else ())
 
     @property
     def trainable(self) -> tuple[str, ...]:
@@ -356,7 +363,7 @@ class ResNet:
     def layered(self) -> tuple[str, ...]:
         """Names of the parameters with a layer axis (all of the block's families, and delta when
         trained per layer), whether trained or not."""
-        return LAYER_FAMILIES[self.block] + (("delta",) if self.delta_mode == "per_layer" else ())
+        return LAYER_FAMILIES[self.block] + (("delta",) if self.delta_mode in PER_LAYER_DELTAS else ())
 
     @property
     def weights(self) -> dict[str, torch.Tensor]:

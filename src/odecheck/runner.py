@@ -19,7 +19,7 @@ import torch
 
 from ._errors import InvalidArgument
 from .config import RunConfig
-from .data import Dataset, c21_task, digits, gaussian_task, teacher_task
+from .data import Dataset, c21_code_task, c21_task, digits, digits_conv25, gaussian_task, teacher_task
 from .flow import Trajectory, adam, gradient_flow, sgd
 from .init import as_init
 from .models import ResNet
@@ -33,6 +33,10 @@ def build_data(cfg: RunConfig, dtype) -> Dataset:
         return teacher_task(dcfg.n, m.dim, seed=dcfg.seed, dtype=dtype)
     if dcfg.task == "c21":
         return c21_task(dcfg.n, seed=dcfg.seed, dtype=dtype)
+    if dcfg.task == "c21-code":
+        return c21_code_task(dcfg.n, dim=m.dim, seed=dcfg.seed, dtype=dtype)
+    if dcfg.task == "digits-conv25":
+        return digits_conv25(n_train=min(dcfg.n, 1347), seed=dcfg.seed, dtype=dtype)
     return digits(n_train=min(dcfg.n, 1347), dtype=dtype)
 
 

@@ -17,11 +17,16 @@ from ..activations import activate, activate_backward
 from . import base
 from .base import Block, buf
 
+PER_LAYER_DELTAS = ("per_layer", "per_layer_gaussian")  # the delta modes with one trained delta_k per layer
+SHARED_DELTAS = ("shared", "shared_abs")  # and with one trained delta per network
+
 
 def _delta(net, p: dict[str, torch.Tensor], k: int):
     if net.delta_mode == "fixed":
         return base.residual_scale(net.depth, net.beta)
-    d = p["delta"][k] if net.delta_mode == "per_layer" else p["delta"]
+    d = p["delta"][k] if net.delta_mode in PER_LAYER_DELTAS else p["delta"]
+    if net.delta_mode == "shared_abs":
+        d = d.abs()
     return d[:, None, None]
 
 
@@ -88,14 +93,17 @@ class Single(Block):
             g.baddbmm_(gu, W[k])
         grads = {"W": gW, "b": gb}
         if gdelta is not None:
-            grads["delta"] = gdelta if net.delta_mode == "per_layer" else gdelta.sum(0)
+            grads["delta"] = gdelta if net.delta_mode in PER_LAYER_DELTAS else gdelta.sum(0)
+            if net.delta_mode == "shared_abs":  # d|delta|/d delta = sign(delta)
+                grads["delta"] = grads["delta"] * torch.sign(p["delta"]).to(gdelta.dtype)
         return grads, g
 
     def vector_field(self, net, w, p64, H):
         if net.delta_mode == "fixed":
             d = base.residual_scale(net.depth, net.beta)
-        elif net.delta_mode == "shared":
+        elif net.delta_mode in SHARED_DELTAS:
             d = p64["delta"][:, None, None]
+            d = d.abs() if net.delta_mode == "shared_abs" else d
         else:
             d = w["delta"][:, None, None]
         return net.depth * d * activate(net.activation, torch.baddbmm(w["b"], H, w["W"].transpose(1, 2)))
