@@ -101,6 +101,12 @@ class TrainConfig:
     weight_decay: float = 0.0  # sgd, adam
     schedule: str = "constant"  # sgd, adam: "constant" or "cosine" over the run's steps
     depth_factor: bool = False  # sgd, adam: block weights move by L times the step, as in gradient flow
+    # sgd, adam: [C21]'s stopping rule, per member, checked at the end of each epoch (ceil(n / batch_size)
+    # steps): stop once the epoch's mean minibatch loss is below stop_loss, or after `patience` epochs
+    # without a relative improvement of min_improvement over the best epoch; `steps` is the budget
+    stop_loss: float | None = None
+    patience: int | None = None
+    min_improvement: float = 0.01
 
     def __post_init__(self) -> None:
         from .blocks.base import LOSSES
@@ -119,6 +125,16 @@ class TrainConfig:
                                                or self.depth_factor):
             raise invalid("train.method", self.method, "'sgd' or 'adam' with momentum, weight_decay, schedule or "
                                                        "depth_factor (gradient flow has the factor L and none of them)")
+        if self.stop_loss is not None and not check_float("train.stop_loss", self.stop_loss, minimum=0.0) > 0:
+            raise invalid("train.stop_loss", self.stop_loss, "a positive float or absent")
+        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
+                                          or self.patience < 1):
+            raise invalid("train.patience", self.patience, "an integer >= 1 or absent")
+        if not (0.0 <= check_float("train.min_improvement", self.min_improvement) < 1.0):
+            raise invalid("train.min_improvement", self.min_improvement, "a float in [0, 1)")
+        if self.method == "gradient_flow" and (self.stop_loss is not None or self.patience is not None):
+            raise invalid("train.method", self.method, "'sgd' or 'adam' with stop_loss or patience (they stop at "
+                                                       "the end of an epoch of minibatches)")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
             raise invalid("train.checkpoint_every", self.checkpoint_every, "an integer >= 1")
         object.__setattr__(self, "snapshots", tuple(s for s in self.snapshots if s <= self.steps))
@@ -140,6 +156,9 @@ class RunConfig:
         for key, default in (("init_scale", 1.0), ("width_factors", True)):
             if d["model"][key] == default:  # written only when set: configs (and sweep cell ids) from before
                 del d["model"][key]         # the field existed stay the same
+        for key, default in (("stop_loss", None), ("patience", None), ("min_improvement", 0.01)):
+            if d["train"][key] == default:
+                del d["train"][key]
         return d
 
     @classmethod

@@ -348,7 +348,8 @@ def _minibatch(net: ResNet, x, y, *, steps, lr, batch_size, seed, update, method
         loss_a[t] = loss_np
         bad = ~np.isfinite(loss_np) & (diverged_at < 0)
         diverged_at[bad] = start_step + t
-        alive = torch.as_tensor(diverged_at < 0, device=net.device)
+        frozen = state.get("frozen")  # members a stopping rule has stopped (runner.EpochStopping)
+        alive = torch.as_tensor((diverged_at < 0) if frozen is None else (diverged_at < 0) & ~frozen, device=net.device)
         update(net, grads, state, start_step + t + 1, alive)
         if callback is not None:
             callback(start_step + t + 1, loss_np)

@@ -92,6 +92,63 @@ def progress_record(traj: Trajectory, steps: int, started: tuple[float, int] | N
             "members": int(last.size), "diverged": int(last.size - ok.size), "time": now, "seconds_left": left}
 
 
+STOPPING_FILE = "stopping.json"  # per member: epochs trained, the step and the reason it stopped
+
+
+def _stops(tc) -> bool:
+    return tc.method != "gradient_flow" and (tc.stop_loss is not None or tc.patience is not None)
+
+
+class EpochStopping:
+    """[C21]'s stopping rule per member, over epochs of ceil(n / batch_size) minibatch steps: a member
+    stops (its weights are frozen) at the end of the first epoch whose mean minibatch loss is below
+    ``stop_loss``, or once ``patience`` epochs in a row have not improved on its best epoch by the
+    relative ``min_improvement``. The state lives in the optimizer state (``opt_state["stopping"]``), so
+    a resumed run goes on where it was; ``opt_state["frozen"]`` is the mask the optimizer steps by."""
+
+    def __init__(self, tc, n: int, members: int, opt_state: dict):
+        self.tc, self.epoch = tc, -(-n // min(tc.batch_size, n))
+        self.s = opt_state.setdefault("stopping", {
+            "sum": np.zeros(members), "count": 0, "best": np.full(members, np.inf), "wait": np.zeros(members, int),
+            "epochs": np.zeros(members, int), "stopped_at": np.full(members, -1), "reason": [""] * members,
+            "last": np.full(members, np.nan)})
+        self.opt_state = opt_state
+        opt_state["frozen"] = self.s["stopped_at"] >= 0
+
+    @property
+    def all_stopped(self) -> bool:
+        return bool(np.all(self.s["stopped_at"] >= 0))
+
+    def add(self, losses: np.ndarray, step: int) -> None:
+        """The minibatch losses (steps, R) of the steps that ended at ``step``; decides at an epoch's end."""
+        s, tc = self.s, self.tc
+        s["sum"] = s["sum"] + losses.sum(0)
+        s["count"] += losses.shape[0]
+        if step % self.epoch:
+            return
+        mean = s["sum"] / s["count"]
+        s["sum"], s["count"] = np.zeros_like(s["sum"]), 0
+        for r in np.flatnonzero(s["stopped_at"] < 0):
+            s["epochs"][r] += 1
+            s["last"][r] = mean[r]
+            if tc.stop_loss is not None and mean[r] < tc.stop_loss:
+                s["stopped_at"][r], s["reason"][r] = step, f"epoch loss {mean[r]:.3g} < {tc.stop_loss:g}"
+                continue
+            if mean[r] < s["best"][r] * (1 - tc.min_improvement):
+                s["best"][r], s["wait"][r] = mean[r], 0
+            else:
+                s["wait"][r] += 1
+            if tc.patience is not None and s["wait"][r] >= tc.patience:
+                s["stopped_at"][r] = step
+                s["reason"][r] = f"{tc.patience} epochs without a {tc.min_improvement:.0%} improvement"
+        self.opt_state["frozen"] = s["stopped_at"] >= 0
+
+    def record(self) -> dict:
+        s = self.s
+        return {"epoch_steps": self.epoch, "epochs": s["epochs"].tolist(), "stopped_at": s["stopped_at"].tolist(),
+                "reason": [r or "step budget" for r in s["reason"]], "last_epoch_loss": s["last"].tolist()}
+
+
 def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int, np.ndarray], None] | None = None,
         at_init: Callable[[ResNet, Dataset], None] | None = None,
         save_weights: bool = True) -> tuple[ResNet, Trajectory, int]:
@@ -133,10 +190,13 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
     resumed = step0
     started = (time.time(), step0)
     cb = (lambda t, loss: progress(t, tc.steps, loss)) if progress else None
-    while step0 < tc.steps:
+    stopping = EpochStopping(tc, data.x.shape[0], net.ensemble, opt_state) if _stops(tc) else None
+    while step0 < tc.steps and not (stopping is not None and stopping.all_stopped):
         chunk = min(tc.checkpoint_every, tc.steps - step0)
         if tc.method != "gradient_flow":  # SGD/Adam keep weights at chunk ends: end a chunk at each snapshot
             chunk = min([chunk] + [s - step0 for s in tc.snapshots if s > step0])
+        if stopping is not None:  # and at each epoch's end, where the stopping rule is checked
+            chunk = min(chunk, stopping.epoch - step0 % stopping.epoch)
         if tc.method == "gradient_flow":
             snaps = [s for s in tc.snapshots if step0 <= s <= step0 + chunk and (traj is None or s > step0)]
             part = gradient_flow(net, data.x, data.y, steps=chunk, lr=tc.lr, clip=tc.clip, snapshots=snaps,
@@ -152,6 +212,8 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
             if step0 == 0 and 0 in tc.snapshots:
                 kept[0] = initial
             part = replace(part, snapshots=kept)
+            if stopping is not None:
+                stopping.add(part.loss[:-1], step0 + chunk)
         traj = part if traj is None else traj.then(part)
         step0 += chunk
         _atomic_save({"weights": net.weights, "trajectory": traj, "opt_state": opt_state}, ckpt, torch.save)
@@ -162,6 +224,8 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
                              loss=tc.loss)
     assert traj is not None
     _atomic_save(traj.arrays(), out / "trajectory.npz", lambda a, f: np.savez(f, **a))
+    if stopping is not None:
+        _atomic_save(stopping.record(), out / STOPPING_FILE, lambda rec, f: f.write(json.dumps(rec).encode()))
     if not save_weights:
         return net, traj, resumed
     weights = {f"final/{k}": v for k, v in net.numpy_weights().items()}
