@@ -62,7 +62,7 @@ def test_members_stop_where_the_rule_says_and_stay_frozen(tmp_path):
 
 
 def test_a_run_killed_mid_epoch_resumes_and_stops_at_the_same_steps(tmp_path):
-    cfg = _cfg(steps=60, stop_loss=0.08, patience=3, checkpoint_every=7)  # checkpoints fall mid-epoch
+    cfg = _cfg(steps=60, stop_loss=0.08, patience=3, checkpoint_every=7, snapshots=[0, 10])  # 10: mid-epoch
     run(cfg, tmp_path / "a")
 
     class Killed(Exception):
@@ -76,7 +76,7 @@ def test_a_run_killed_mid_epoch_resumes_and_stops_at_the_same_steps(tmp_path):
         run(cfg, tmp_path / "b", progress=kill)
     assert not (tmp_path / "b" / "stopping.json").exists()
     _, _, resumed = run(cfg, tmp_path / "b")
-    assert resumed == 14  # the last checkpoint before the kill
+    assert resumed == 15  # chunks end at epochs (3 steps) and snapshots: checkpoints 3, 6, 9, 10, 12, 15
     a = json.loads((tmp_path / "a" / "stopping.json").read_text())
     b = json.loads((tmp_path / "b" / "stopping.json").read_text())
     assert a == b
