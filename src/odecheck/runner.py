@@ -61,6 +61,15 @@ def accuracy(net: ResNet, data: Dataset) -> tuple[np.ndarray, np.ndarray | None]
     return acc(data.x, data.y), (acc(data.x_test, data.y_test) if data.x_test.shape[0] else None)
 
 
+def test_loss(net: ResNet, data: Dataset) -> np.ndarray:
+    """Per-member (1/n) sum_i ||F(x_i) - y_i||^2 on the test split (NaN where the data set has none)."""
+    if not data.x_test.shape[0]:
+        return np.full(net.ensemble, np.nan)
+    with torch.no_grad():
+        out = net(data.x_test.to(net.device)).double().cpu()
+    return ((out - data.y_test.double()) ** 2).sum(-1).mean(-1).numpy()
+
+
 def check(cfg: RunConfig, *, device="cpu") -> None:
     """Raise InvalidArgument if the config's data or model cannot be built (before a run starts)."""
     dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32

@@ -47,8 +47,9 @@ from .validation import writable_folder
 
 STATUSES = ("done", "diverged", "failed")
 METRICS = ("member", "status", "final_loss", "max_increment", "hurst", "regime", "init_ratio", "init_grad_ratio",
-           "train_accuracy", "test_accuracy", "seconds", "cell", "error")
-NUMBERS = ("final_loss", "max_increment", "hurst", "init_ratio", "init_grad_ratio", "train_accuracy", "test_accuracy")
+           "train_accuracy", "test_accuracy", "test_loss", "seconds", "cell", "error")
+NUMBERS = ("final_loss", "max_increment", "hurst", "init_ratio", "init_grad_ratio", "train_accuracy", "test_accuracy",
+           "test_loss")
 TABLE_EVERY_S = 30.0  # results.parquet is rewritten at most this often while cells finish (and at the end)
 
 
@@ -200,6 +201,7 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None,
         if cfg.train.loss == "cross_entropy":  # classification: accuracy of argmax F(x) on both splits
             tr, te = runner.accuracy(net, box["data"])
             acc_train, acc_test = tr, (te if te is not None else acc_test)
+        test_loss = runner.test_loss(net, box["data"]) if cfg.train.loss == "mse" else np.full(R, np.nan)
         if np.isfinite(traj.max_increment).any():
             inc = np.nanmax(traj.max_increment, axis=0)  # max over layers k and steps t
         else:  # SGD/Adam record no increments per step: those of the final weights
@@ -213,7 +215,7 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None,
                          "final_loss": float(traj.loss[-1, r]), "max_increment": float(inc[r]),
                          "hurst": h, "regime": reg, "init_ratio": float(ratios[0][r]),
                          "init_grad_ratio": float(ratios[1][r]), "train_accuracy": float(acc_train[r]),
-                         "test_accuracy": float(acc_test[r]), "error": ""})
+                         "test_accuracy": float(acc_test[r]), "test_loss": float(test_loss[r]), "error": ""})
     except Exception as e:  # noqa: BLE001 - a failing cell is recorded and the sweep goes on
         err = f"{type(e).__name__}: {e}"
         (folder / "error.txt").write_text(traceback.format_exc())

@@ -22,11 +22,12 @@ from typing import Any
 from .._errors import invalid
 from .base import SCALES, Reproduction, Result
 from .c21 import C21_BETA_REPRODUCTION, c21_depths
+from .c21_fc import C21_FC_REPRODUCTION
 from .m24 import M24_REPRODUCTIONS
 from .m25 import M25_REPRODUCTIONS
 
 REPRODUCTIONS: dict[str, Reproduction] = {
-    r.name: r for r in (*M24_REPRODUCTIONS, *M25_REPRODUCTIONS, C21_BETA_REPRODUCTION)}
+    r.name: r for r in (*M24_REPRODUCTIONS, *M25_REPRODUCTIONS, C21_BETA_REPRODUCTION, C21_FC_REPRODUCTION)}
 
 
 def reproduction_folder(out, name: str, scale: str, variant: str | None = None) -> Path:
