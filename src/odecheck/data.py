@@ -82,7 +82,8 @@ C21_DIM, C21_STEPS = 10, 100
 
 
 def c21_task(n: int = 1024, *, n_test: int | None = None, seed: int = 0, dtype=torch.float32) -> Dataset:
-    """[C21]'s synthetic regression task: x ~ N(0, I_10), targets from a 100-step tanh ODE.
+    """odecheck's stand-in for [C21]'s synthetic task, written before [C21]'s code could be read (its own
+    task is :func:`c21_code_task`): x ~ N(0, I_10), targets from a 100-step tanh ODE.
 
     The ODE is dH/ds = tanh(A(s) H + b(s)) with A, b smooth (Gaussian-process) in s, discretized in
     100 explicit-Euler steps (a single-block teacher at beta = 1). [C21] uses 1024 training and 256
