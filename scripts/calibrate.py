@@ -90,26 +90,16 @@ def streamed_rows(reps: int, entries: int = 10**6, L: int = 48, chunk: int = 655
 
 def mimic_table() -> list[str]:
     """The smallest local-exponent spread of a smooth Gaussian path plus white noise whose Hurst slope lies in
-    the sde band, over J dyadic lags (grid over length scale and noise level)."""
-    import math
+    the sde band, over J dyadic lags (regularity.smooth_noise_mimic)."""
+    from odecheck.estimators.regularity import sde_tolerance, smooth_noise_mimic
 
     rows = ["| lags J | depths with J lags | smallest spread | length scale (layers) | noise variance | "
             "its local exponents | sde tolerance used |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    from odecheck.estimators.regularity import sde_tolerance
-
     depth_range = {3: "5-127", 4: "128-255", 5: "256-511", 6: "512-1023", 7: "1024-2047"}
     for J in range(3, 8):
-        lags = 2.0 ** np.arange(J)
-        x = np.log(lags) - np.log(lags).mean()
-        ell = np.geomspace(0.1, 1e5, 700)[:, None, None]
-        a = np.geomspace(1e-10, 1e4, 700)[None, :, None]
-        y = 0.5 * np.log(-np.expm1(-((lags / ell) ** 2) / 2) + a)
-        H = ((y - y.mean(-1, keepdims=True)) * x).sum(-1) / (x**2).sum()
-        s = np.diff(y, axis=-1) / math.log(2)
-        sp = np.where((H > 0.25) & (H < 0.75), s.max(-1) - s.min(-1), np.inf)
-        i = np.unravel_index(np.argmin(sp), sp.shape)
-        rows.append(f"| {J} | {depth_range[J]} | {sp[i]:.3f} | {ell[i[0], 0, 0]:.2f} | {2 * a[0, i[1], 0]:.3g} | "
-                    f"{', '.join(f'{v:.2f}' for v in s[i])} | {sde_tolerance(J):.3f} |")
+        spread, ell, a, s = smooth_noise_mimic(J)
+        rows.append(f"| {J} | {depth_range[J]} | {spread:.3f} | {ell:.2f} | {2 * a:.3g} | "
+                    f"{', '.join(f'{v:.2f}' for v in s)} | {sde_tolerance(J):.3f} |")
     return rows
 
 
