@@ -12,11 +12,11 @@ import json
 import time
 from pathlib import Path
 
+from odecheck.report import write_json
 from odecheck.reproduce import _markdown
 from odecheck.reproduce.c21 import c21_depths
 from odecheck.reproduce.c21_fc import C21_FC_REPRODUCTION as REP
 from odecheck.reproduce.c21_fc import INITS, MODES
-from odecheck.report import write_json
 from odecheck.sweeps import SweepSpec, sweep
 
 
