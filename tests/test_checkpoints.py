@@ -112,6 +112,42 @@ def test_a_shard_index_never_leads_out_of_its_folder(tmp_path, shard):
         analyze_checkpoint(model)
 
 
+def _raw_safetensors(path, tensors):
+    """A safetensors file written byte by byte: {name: (dtype string, shape, raw bytes)}."""
+    header, blobs, off = {}, [], 0
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    head = json.dumps(header).encode()
+    path.write_bytes(len(head).to_bytes(8, "little") + head + b"".join(blobs))
+
+
+def test_unsupported_dtypes_are_named_and_nonfinite_paths_left_out_while_others_run(tmp_path):
+    L = 9
+    rng = np.random.default_rng(0)
+    good = rng.standard_normal((L, 4, 4)).astype(np.float32)
+    bad = rng.standard_normal((L, 4, 4)).astype(np.float32)
+    bad[5, 1, 2] = np.nan
+    t = {f"blocks.{k}.w": ("F32", (4, 4), good[k].tobytes()) for k in range(L)}
+    t.update({f"blocks.{k}.v": ("F32", (4, 4), bad[k].tobytes()) for k in range(L)})
+    t.update({f"blocks.{k}.q": ("F8_E4M3", (4, 4), bytes(16)) for k in range(L)})
+    t["blocks.0.count"] = ("I64", (1,), (7).to_bytes(8, "little"))
+    f = tmp_path / "m.safetensors"
+    _raw_safetensors(f, t)
+    res = analyze_checkpoint(f)
+    assert [r["name"] for r in res["paths"]] == ["blocks.*.w"]
+    left = {s["name"]: s["reason"] for s in res["skipped"]}
+    assert left["blocks.*.v"] == (f"non-finite: {f}: path 'blocks.*.v' has NaN or inf weights (first in tensor "
+                                  f"'blocks.5.v', layer 5)")
+    assert left["blocks.3.q"] == "dtype F8_E4M3: FP8, not read" and left["blocks.0.count"].startswith("dtype I64: not a")
+    # a state_dict with integer and complex tensors only: the error names what was left out and why
+    torch.save({"layers.0.idx": torch.arange(4), "layers.1.idx": torch.arange(4),
+                "layers.0.z": torch.ones(2, dtype=torch.complex64)}, tmp_path / "ints.pt")
+    with pytest.raises(InvalidArgument, match=r"no weight path .*dtype int64: not a floating-point weight"):
+        analyze_checkpoint(tmp_path / "ints.pt")
+
+
 @pytest.mark.parametrize("wrapper", [None, "state_dict", "model", "model_state_dict", "net"])
 def test_state_dicts_wrapped_and_prefixed(tmp_path, wrapper):
     tensors, paths = state(seed=20)
@@ -181,8 +217,8 @@ def test_pickles_load_tensors_only_and_bad_files_are_named(tmp_path):
         list_tensors(tmp_path / "missing.safetensors")
     nan = {"h.0.w": np.zeros(8, np.float32), "h.1.w": np.full(8, np.nan, np.float32), "h.2.w": np.zeros(8, np.float32)}
     st_numpy.save_file(nan, tmp_path / "nan.safetensors")
-    with pytest.raises(InvalidArgument, match="NaN or inf"):
-        analyze_checkpoint(tmp_path / "nan.safetensors")
+    res = analyze_checkpoint(tmp_path / "nan.safetensors")  # the path is left out, named, nothing raised
+    assert res["paths"] == [] and "NaN or inf weights (first in tensor 'h.1.w', layer 1)" in res["skipped"][0]["reason"]
 
 
 def test_small_and_constant_paths(tmp_path):

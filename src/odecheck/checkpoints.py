@@ -42,6 +42,7 @@ class TensorRef:
     shape: tuple[int, ...]
     dtype: str
     source: Any = field(repr=False, compare=False)  # (path, byte offset) for safetensors, a tensor otherwise
+    reason: str = ""  # why the tensor is not read (an unsupported dtype); empty for a readable one
 
     @property
     def size(self) -> int:
@@ -80,8 +81,10 @@ def _safetensors(path: Path) -> list[TensorRef]:
             dtype, shape, (a, b) = info["dtype"], tuple(int(s) for s in info["shape"]), info["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise InvalidArgument(f"{f}: tensor {name!r} has a malformed header entry") from None
-        if dtype not in _ST_DTYPES:
-            continue  # integer and boolean tensors are not weights
+        if dtype not in _ST_DTYPES:  # named in the left-out list, never read
+            why = "FP8, not read" if dtype.startswith("F8") else "not a floating-point weight"
+            out.append(TensorRef(f, name, shape, dtype, None, f"dtype {dtype}: {why}"))
+            continue
         if 8 + n + b > size or b - a != int(np.prod(shape)) * np.dtype(_ST_DTYPES[dtype]).itemsize:
             raise InvalidArgument(f"{f}: tensor {name!r} lies outside the file or has the wrong length (truncated?)")
         out.append(TensorRef(f, name, shape, dtype, (f, 8 + n + a)))
@@ -105,8 +108,10 @@ def _torch(path: Path) -> list[TensorRef]:
             sd = sd[wrapper]
     if not isinstance(sd, dict):
         raise InvalidArgument(f"{f}: expected a state_dict (a dict of tensors), got {type(sd).__name__}")
-    return [TensorRef(f, name, tuple(t.shape), str(t.dtype), t) for name, t in sd.items()
-            if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    return [TensorRef(f, name, tuple(t.shape), str(t.dtype), t) if t.is_floating_point() else
+            TensorRef(f, name, tuple(t.shape), str(t.dtype), None,
+                      f"dtype {str(t.dtype).replace('torch.', '')}: not a floating-point weight")
+            for name, t in sd.items() if isinstance(t, torch.Tensor)]
 
 
 def list_tensors(path: str | Path) -> list[TensorRef]:
@@ -165,14 +170,18 @@ class CheckpointPath:
 def group_paths(tensors: list[TensorRef]) -> tuple[list[CheckpointPath], list[dict]]:
     """Paths along depth, and the tensors with a layer index that could not join one (with why)."""
     groups: dict[str, dict[int, TensorRef]] = {}
+    unread = []
     for t in tensors:
+        if t.reason:
+            unread.append({"name": t.name, "layers": [], "shape": list(t.shape), "reason": t.reason})
+            continue
         name = t.name[len("module."):] if t.name.startswith("module.") else t.name
         m = _LAYER.match(name)
         if m is None:
             continue
         prefix, idx, rest = m.group(1), int(m.group(2)), m.group(3)
         groups.setdefault(f"{prefix}.*.{rest}" if prefix else f"*.{rest}", {})[idx] = t
-    paths, skipped = [], []
+    paths, skipped = [], unread
     for gname, layers in groups.items():
         idxs = sorted(layers)
         runs: list[list[int]] = []
@@ -225,9 +234,16 @@ def path_statistics(path: CheckpointPath, *, level: float = 0.95, seed: int = 0,
             "regime_reason": dec.reason, "local": [asdict(e) for e in dec.local]}
 
 
+class NonFinite(InvalidArgument):
+    """A path with NaN or inf weights: reported as left out, the file's other paths analyzed."""
+
+
 def _finite(path: CheckpointPath, Z: np.ndarray) -> None:
-    if not np.all(np.isfinite(Z)):
-        raise InvalidArgument(f"{path.layers[0].file}: path {path.name!r} has NaN or inf weights")
+    ok = np.isfinite(Z).all(axis=tuple(range(1, Z.ndim)))
+    if not ok.all():
+        k = int(np.flatnonzero(~ok)[0])
+        raise NonFinite(f"{path.layers[0].file}: path {path.name!r} has NaN or inf weights (first in tensor "
+                        f"{path.layers[k].name!r}, layer {path.indices[k]})")
 
 
 REGULARITY_ORDER = {"none": 0, "sde": 1, "mixed": 2, "inconclusive": 3, "ode": 4}
@@ -236,7 +252,9 @@ REGULARITY_ORDER = {"none": 0, "sde": 1, "mixed": 2, "inconclusive": 3, "ode": 4
 def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float = 0.95, seed: int = 0,
                        chunk: int = CHUNK_ENTRIES, on_path=None) -> dict[str, Any]:
     """Every path of a checkpoint file or folder: statistics and regime, least regular first
-    (regime none, sde, inconclusive, ode; then by Hurst exponent), and the tensors left out."""
+    (regime none, sde, mixed, inconclusive, ode; then by Hurst exponent), and what was left out, with
+    why: tensors of an unsupported dtype, layers that form no path, paths with NaN or inf weights (the
+    other paths are still analyzed)."""
     tensors = list_tensors(path)
     paths, skipped = group_paths(tensors)
     if key is not None:
@@ -248,9 +266,13 @@ def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float
                               + (f" matching --key {key!r}" if key else "") + (f"; left out: {left}" if left else ""))
     rows = []
     for i, p in enumerate(paths):
-        row = {"file": str(path), "name": p.name, "layers": list(p.indices),
-               **path_statistics(p, level=level, seed=seed, chunk=chunk)}
-        rows.append(row)
+        try:
+            stats = path_statistics(p, level=level, seed=seed, chunk=chunk)
+        except NonFinite as e:  # this path is reported; the others are analyzed
+            skipped.append({"name": p.name, "layers": list(p.indices), "shape": list(p.shape),
+                            "reason": f"non-finite: {e}"})
+            continue
+        rows.append({"file": str(path), "name": p.name, "layers": list(p.indices), **stats})
         if on_path is not None:
             on_path(p.name, i + 1, len(paths))
     rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if np.isfinite(r["hurst"]) else 9.0))
