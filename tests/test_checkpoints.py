@@ -148,6 +148,21 @@ def test_unsupported_dtypes_are_named_and_nonfinite_paths_left_out_while_others_
         analyze_checkpoint(tmp_path / "ints.pt")
 
 
+@pytest.mark.parametrize("name,legacy", [("resnet20.th", True), ("model.pth.tar", False), ("last.ckpt", False),
+                                         ("weights", True)])
+def test_checkpoints_are_recognized_by_content_whatever_their_name(tmp_path, name, legacy):
+    # the published CIFAR ResNets are legacy torch.save files named .th, wrapped as {"state_dict": ...}
+    tensors, paths = state(seed=30)
+    sd = {"state_dict": {f"module.{k}": torch.from_numpy(v) for k, v in tensors.items()}, "best_prec1": 91.7}
+    torch.save(sd, tmp_path / name, _use_new_zipfile_serialization=not legacy)
+    check_rows(analyze_checkpoint(tmp_path / name)["paths"], paths)
+    st_numpy.save_file(tensors, tmp_path / "renamed.weights")
+    check_rows(analyze_checkpoint(tmp_path / "renamed.weights")["paths"], paths)
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    with pytest.raises(InvalidArgument, match="notes.txt: not a checkpoint odecheck reads"):
+        analyze_checkpoint(tmp_path / "notes.txt")
+
+
 @pytest.mark.parametrize("wrapper", [None, "state_dict", "model", "model_state_dict", "net"])
 def test_state_dicts_wrapped_and_prefixed(tmp_path, wrapper):
     tensors, paths = state(seed=20)

@@ -39,13 +39,13 @@ def load_paths(file: str | Path, *, stacked: bool = False, key: str | None = Non
     p = Path(file)
     if not p.exists():
         raise InvalidArgument(f"{f}: no such file")
+    from .checkpoints import sniff
+
     suffix = p.suffix.lower()
-    if suffix == ".npz":
+    if suffix == ".npz" or (suffix not in (".pt", ".pth", ".bin", ".safetensors") and sniff(p) == "npz"):
         paths = _load_npz(p, stacked)
-    elif suffix in (".pt", ".pth", ".bin", ".safetensors"):
+    else:  # .pt, .pth, .bin, .safetensors, or any name whose content is a checkpoint (list_tensors says if not)
         paths = _load_torch(p)
-    else:
-        raise InvalidArgument(f"{f}: unknown file type {suffix!r}; expected .npz, .pt or .pth")
     if key is not None:
         paths = [w for w in paths if key in w.name]
         if not paths:

@@ -123,7 +123,8 @@ def list_tensors(path: str | Path) -> list[TensorRef]:
         index = sorted(p.glob("*.safetensors.index.json"))
         if index:
             return _sharded(index[0])
-        files = sorted(q for q in p.iterdir() if q.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin"))
+        files = sorted(q for q in p.iterdir() if q.is_file() and (
+            q.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin") or sniff(q) in ("torch", "safetensors")))
         if not files:
             raise InvalidArgument(f"{p}: no .safetensors, .pt, .pth or .bin file in this folder")
         return [t for q in files for t in list_tensors(q)]
@@ -134,7 +135,39 @@ def list_tensors(path: str | Path) -> list[TensorRef]:
         return _safetensors(p)
     if suffix in (".pt", ".pth", ".bin"):
         return _torch(p)
-    raise InvalidArgument(f"{p}: unknown file type {suffix!r}; expected .safetensors, .pt, .pth, .bin or .npz")
+    kind = sniff(p)  # other names (.th, .pth.tar, .ckpt, none): recognized by content
+    if kind == "safetensors":
+        return _safetensors(p)
+    if kind == "torch":
+        return _torch(p)
+    raise InvalidArgument(f"{p}: not a checkpoint odecheck reads (by its content: neither safetensors nor a "
+                          "torch.save file, zip or legacy pickle); expected .safetensors, .pt, .pth, .bin or .npz")
+
+
+def sniff(path: Path) -> str | None:
+    """'torch' for a torch.save file (a zip holding a data.pkl, or a legacy pickle), 'safetensors' for a
+    safetensors file (8-byte header length, then a JSON object), 'npz' for a numpy zip, else None."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError:
+        return None
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return None
+        if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            return "torch"
+        return "npz" if names and all(n.endswith(".npy") for n in names) else None
+    if head[:1] == b"\x80":  # a pickle, protocol 2 or newer: torch.save's legacy format
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "safetensors"
+    return None
 
 
 def _sharded(index: Path) -> list[TensorRef]:

@@ -189,6 +189,12 @@ def verify(
         typer.echo(f"verdicts differing from the expected outcome: {', '.join(mismatched)}")
 
 
+def _sniff(path: Path) -> str | None:
+    from .checkpoints import sniff
+
+    return sniff(path)
+
+
 def _regime_why(row: dict) -> str:
     """The short reason shown beside a regime: small- and large-lag exponents for a crossover, the
     rule's reason for an undecided path, nothing for a decided one."""
@@ -237,7 +243,7 @@ def analyze(
                 from .analyze import feature_paths
 
                 rows += run_analysis(feature_paths(f, inputs=inputs), seed=seed)["paths"]
-            elif f.suffix.lower() == ".npz":
+            elif f.suffix.lower() == ".npz" or (f.is_file() and _sniff(f) == "npz"):
                 rows += run_analysis(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
             else:
                 with console.status(f"reading {f}") as status:
