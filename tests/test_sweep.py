@@ -25,7 +25,7 @@ pytest.importorskip("pyarrow")
 BASE = {"model": {"dim": 4, "width": 8, "ensemble": 2}, "data": {"n": 10},
         "train": {"steps": 20, "snapshots": [0, 20], "checkpoint_every": 5}}
 RESULT_COLUMNS = ["member", "status", "final_loss", "max_increment", "hurst", "regime", "init_ratio",
-                  "init_grad_ratio", "train_accuracy", "test_accuracy", "cell", "error"]
+                  "init_grad_ratio", "train_accuracy", "test_accuracy", "test_loss", "cell", "error"]
 
 
 def spec(**sweep):
