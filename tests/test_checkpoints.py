@@ -163,6 +163,27 @@ def test_checkpoints_are_recognized_by_content_whatever_their_name(tmp_path, nam
         analyze_checkpoint(tmp_path / "notes.txt")
 
 
+def test_batchnorm_buffers_are_left_out_unless_asked_for(tmp_path):
+    tensors, paths = state(seed=40)
+    for k in range(L):
+        tensors[f"layer1.{k}.bn1.running_mean"] = np.full(4, 0.1 * k, np.float32)
+        tensors[f"layer1.{k}.bn1.running_var"] = np.full(4, 1.0 + k, np.float32)
+        tensors[f"layer1.{k}.bn1.weight"] = np.ones(4, np.float32)
+    st_numpy.save_file(tensors, tmp_path / "bn.safetensors")
+    res = analyze_checkpoint(tmp_path / "bn.safetensors")
+    names = {r["name"] for r in res["paths"]}
+    assert "layer1.*.bn1.weight" in names and not any("running" in n for n in names)
+    left = [s for s in res["skipped"] if "running" in s["name"]]
+    assert len(left) == 2 * L and all(s["reason"].startswith("a BatchNorm buffer") for s in left)
+    names = {r["name"] for r in analyze_checkpoint(tmp_path / "bn.safetensors", include_buffers=True)["paths"]}
+    assert {"layer1.*.bn1.running_mean", "layer1.*.bn1.running_var"} <= names
+    out = CliRunner().invoke(app, ["analyze", str(tmp_path / "bn.safetensors"), "--include-buffers",
+                                   "--json", str(tmp_path / "bn.json")])
+    assert out.exit_code == 0, out.output
+    rows = json.loads((tmp_path / "bn.json").read_text())["paths"]
+    assert any(r["name"] == "layer1.*.bn1.running_var" for r in rows)
+
+
 @pytest.mark.parametrize("wrapper", [None, "state_dict", "model", "model_state_dict", "net"])
 def test_state_dicts_wrapped_and_prefixed(tmp_path, wrapper):
     tensors, paths = state(seed=20)

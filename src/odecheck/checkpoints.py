@@ -200,13 +200,22 @@ class CheckpointPath:
         return self.layers[0].shape
 
 
-def group_paths(tensors: list[TensorRef]) -> tuple[list[CheckpointPath], list[dict]]:
-    """Paths along depth, and the tensors with a layer index that could not join one (with why)."""
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # BatchNorm's running statistics
+
+
+def group_paths(tensors: list[TensorRef], *, include_buffers: bool = False) -> tuple[list[CheckpointPath], list[dict]]:
+    """Paths along depth, and what was left out with why: tensors not read (their dtype), normalization
+    buffers (unless ``include_buffers``), layers with an index that could not join a path."""
     groups: dict[str, dict[int, TensorRef]] = {}
     unread = []
     for t in tensors:
         if t.reason:
             unread.append({"name": t.name, "layers": [], "shape": list(t.shape), "reason": t.reason})
+            continue
+        if not include_buffers and t.name.rsplit(".", 1)[-1] in BUFFERS:
+            unread.append({"name": t.name, "layers": [], "shape": list(t.shape),
+                           "reason": "a BatchNorm buffer (running statistics), not a trained weight "
+                                     "(--include-buffers analyzes it)"})
             continue
         name = t.name[len("module."):] if t.name.startswith("module.") else t.name
         m = _LAYER.match(name)
@@ -283,13 +292,13 @@ REGULARITY_ORDER = {"none": 0, "sde": 1, "mixed": 2, "inconclusive": 3, "ode": 4
 
 
 def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float = 0.95, seed: int = 0,
-                       chunk: int = CHUNK_ENTRIES, on_path=None) -> dict[str, Any]:
+                       chunk: int = CHUNK_ENTRIES, on_path=None, include_buffers: bool = False) -> dict[str, Any]:
     """Every path of a checkpoint file or folder: statistics and regime, least regular first
     (regime none, sde, mixed, inconclusive, ode; then by Hurst exponent), and what was left out, with
     why: tensors of an unsupported dtype, layers that form no path, paths with NaN or inf weights (the
     other paths are still analyzed)."""
     tensors = list_tensors(path)
-    paths, skipped = group_paths(tensors)
+    paths, skipped = group_paths(tensors, include_buffers=include_buffers)
     if key is not None:
         paths = [p for p in paths if key in p.name]
         skipped = [s for s in skipped if key in s["name"]]

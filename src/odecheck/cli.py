@@ -222,6 +222,8 @@ def analyze(
                                                             "k -> h_k of the saved networks instead of weights."),
     inputs: Path | None = typer.Option(None, "--inputs", help="With --features: an (n, d) .npy input batch "
                                                               "(default: the run's training inputs)."),
+    include_buffers: bool = typer.Option(False, "--include-buffers", help="Also analyze BatchNorm running "
+                                                                          "statistics (left out by default)."),
 ) -> None:
     """Regularity and scaling of weights that anyone trained: ODE, SDE or neither? Least regular first."""
     from rich.console import Console
@@ -247,8 +249,8 @@ def analyze(
                 rows += run_analysis(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
             else:
                 with console.status(f"reading {f}") as status:
-                    res = analyze_checkpoint(f, key=key, seed=seed, on_path=lambda name, i, n, f=f: status.update(
-                        f"{f}: path {i}/{n} {name}"))
+                    res = analyze_checkpoint(f, key=key, seed=seed, include_buffers=include_buffers,
+                                             on_path=lambda name, i, n, f=f: status.update(f"{f}: path {i}/{n} {name}"))
                 rows += res["paths"]
                 skipped += [{"file": str(f), **s} for s in res["skipped"]]
     except InvalidArgument as e:
