@@ -67,7 +67,7 @@ def check_rows(rows, paths):
         assert r["regime"] == EXPECTED[NAMES[name.replace("*", "{k}")]], (name, r["regime"])
         assert r["hurst"] == pytest.approx(ref.hurst, abs=1e-9)
         assert r["hurst_ci"] == pytest.approx(list(ref.hurst_ci), abs=1e-9)
-        for stat in ("max_increment", "quadratic_variation", "max_norm", "root_sum_squares"):
+        for stat in ("max_increment", "quadratic_variation", "max_norm", "root_sum_squares", "max_normalized_increment"):
             assert r[stat] == pytest.approx(getattr(ref, stat), rel=1e-9), (name, stat)
         assert r["depth"] == L and r["shape"] == list(SHAPE)
 

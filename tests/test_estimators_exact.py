@@ -457,3 +457,22 @@ def test_three_layer_path_without_a_slope_has_no_interval():
         warnings.simplefilter("error")
         h = hurst(np.array([[0.0], [1.0], [0.0]]))
     assert np.isnan(h.estimate) and all(np.isnan(h.ci)) and not h.constant
+
+
+def test_normalized_increments_see_directions_not_scales():
+    # unit vectors turned by a known angle theta_k per layer: the normalized increment is 2 sin(theta_k / 2)
+    # whatever scale each layer is given (a conv before BatchNorm is scale-invariant)
+    from odecheck.estimators.regularity import LagSums, dyadic_lags, normalized_increment_norms
+
+    theta = np.linspace(0.05, 0.6, 11)
+    phi = np.concatenate([[0.0], np.cumsum(theta)])
+    Z = np.stack([np.cos(phi), np.sin(phi), np.zeros_like(phi)], axis=1)  # (12, 3)
+    scales = np.exp(np.random.default_rng(0).standard_normal(12))
+    for path in (Z, Z * scales[:, None]):
+        np.testing.assert_allclose(normalized_increment_norms(path), 2 * np.sin(theta / 2), rtol=1e-12)
+    assert path_stats(Z * scales[:, None]).max_normalized_increment == pytest.approx(2 * np.sin(0.3), rel=1e-12)
+    big = np.random.default_rng(1).standard_normal((12, 40)) * scales[:, None]
+    sums = LagSums(12, 40, dyadic_lags(12))
+    for a, b in ((0, 13), (13, 40)):
+        sums.add(big[:, a:b], a)
+    np.testing.assert_allclose(sums.normalized_increments(), normalized_increment_norms(big), rtol=1e-12)

@@ -273,7 +273,8 @@ def path_statistics(path: CheckpointPath, *, level: float = 0.95, seed: int = 0,
             "quadratic_variation": float(sums.increment2.sum()), "max_norm": float(norms.max()),
             "root_sum_squares": float(np.sqrt(sums.norm2.sum())), "hurst": dec.hurst.estimate,
             "hurst_ci": list(dec.hurst.ci), "regime": dec.regime, "increments": inc.tolist(), "norms": norms.tolist(),
-            "regime_reason": dec.reason, "local": [asdict(e) for e in dec.local]}
+            "regime_reason": dec.reason, "local": [asdict(e) for e in dec.local],
+            "max_normalized_increment": float(sums.normalized_increments().max())}
 
 
 class NonFinite(InvalidArgument):

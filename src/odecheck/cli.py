@@ -259,12 +259,13 @@ def analyze(
     rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if r["hurst"] == r["hurst"] else 9.0))
     res = {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed), "skipped": skipped}
     table = Table(title="weight paths along depth, least regular first")
-    for col in ("file", "name", "L", "max incr", "QV", "max norm", "hurst [95% CI]", "regime", "why"):
+    for col in ("file", "name", "L", "max incr", "normalized", "QV", "max norm", "hurst [95% CI]", "regime", "why"):
         table.add_column(col, no_wrap=col not in ("name", "why"))
     for r in rows:
         lo, hi = r["hurst_ci"]
         name = r["name"] + (f" [{r['member']}]" if "member" in r else "")
         table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
+                      f"{r.get('max_normalized_increment', float('nan')):.3g}",
                       f"{r['quadratic_variation']:.3g}", f"{r['max_norm']:.3g}",
                       f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], _regime_why(r))
     out = Console(width=max(Console().width, 120))

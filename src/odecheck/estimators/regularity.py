@@ -54,6 +54,16 @@ def increment_norms(path) -> np.ndarray:
     return np.sqrt(((Z[1:] - Z[:-1]) ** 2).sum(1))
 
 
+def normalized_increment_norms(path) -> np.ndarray:
+    r"""||Z_{k+1}/||Z_{k+1}|| - Z_k/||Z_k|| ||_F per layer k, (L - 1,): the increments of the layer-normalized
+    path, which a weight that feeds a normalization (BatchNorm, LayerNorm) sees; scale-free. A zero layer
+    counts as 0 (its normalized direction is taken as 0)."""
+    Z = _path(path)
+    n = np.sqrt((Z**2).sum(1))
+    U = Z / np.where(n > 0, n, 1.0)[:, None]
+    return np.sqrt(((U[1:] - U[:-1]) ** 2).sum(1))
+
+
 def layer_norms(path) -> np.ndarray:
     """||Z_k||_F per layer k, (L,)."""
     Z = _path(path)
@@ -121,6 +131,7 @@ class LagSums:
         self.G = jackknife_groups(P)
         self.increment2 = np.zeros(L - 1)
         self.norm2 = np.zeros(L)
+        self.dot = np.zeros(L - 1)  # <Z_{k+1}, Z_k>: with norm2, the increments of the normalized path
         self.groups = [np.zeros((L - h, self.G)) for h in self.lags]
 
     def add(self, Z: np.ndarray, offset: int) -> None:
@@ -129,11 +140,21 @@ class LagSums:
         d1 = np.diff(Z, axis=0)
         self.increment2 += (d1 * d1).sum(1)
         self.norm2 += (Z * Z).sum(1)
+        self.dot += (Z[1:] * Z[:-1]).sum(1)
         ids = entry_groups(offset, c, self.P)
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # contiguous: one run per group
         for h, acc in zip(self.lags, self.groups, strict=True):
             d = Z[h:] - Z[:-h] if h > 1 else d1
             acc[:, ids[starts]] += np.add.reduceat(d * d, starts, axis=1)
+
+    def normalized_increments(self) -> np.ndarray:
+        """||Z_{k+1}/||Z_{k+1}|| - Z_k/||Z_k|| ||_F per layer, from the sums (as normalized_increment_norms)."""
+        n = np.sqrt(self.norm2)
+        a, b = n[1:], n[:-1]
+        ok = (a > 0) & (b > 0)
+        cos = np.where(ok, self.dot / np.where(ok, a * b, 1.0), 0.0)
+        sq = np.where(ok, 2.0 - 2.0 * cos, (a > 0).astype(float) + (b > 0).astype(float))
+        return np.sqrt(np.maximum(sq, 0.0))
 
     def log_means(self) -> tuple[np.ndarray, np.ndarray]:
         """log m(h) per lag, (J,), and its delete-one-group values, (J, G) (NaN where m is 0)."""
@@ -458,6 +479,7 @@ class PathStats:
     norms: tuple[float, ...] = ()  # ||Z_k||_F per layer k
     regime_reason: str = ""
     local: tuple[LocalExponent, ...] = ()  # local exponents between consecutive lags, smallest lags first
+    max_normalized_increment: float = float("nan")  # max_k ||Z_k+1/||Z_k+1|| - Z_k/||Z_k|| ||: scale-free
 
 
 def path_stats(path, *, seed: int = 0) -> PathStats:
@@ -473,4 +495,4 @@ def path_stats(path, *, seed: int = 0) -> PathStats:
         depth=int(Z.shape[0]), shape=tuple(Z.shape[1:]), max_increment=float(inc.max()),
         quadratic_variation=quadratic_variation(Z), max_norm=float(norms.max()), root_sum_squares=root_sum_squares(Z),
         hurst=H, hurst_ci=ci, regime=regime, increments=tuple(inc.tolist()), norms=tuple(norms.tolist()),
-        regime_reason=reason, local=local)
+        regime_reason=reason, local=local, max_normalized_increment=float(normalized_increment_norms(Z).max()))
