@@ -93,12 +93,12 @@ def mimic_table() -> list[str]:
     the sde band, over J dyadic lags (regularity.smooth_noise_mimic)."""
     from odecheck.estimators.regularity import sde_tolerance, smooth_noise_mimic
 
-    rows = ["| lags J | depths with J lags | smallest spread | length scale (layers) | noise variance | "
+    rows = ["| lags J | depths with J lags | smallest spread | length scale (layers) | noise / signal variance | "
             "its local exponents | sde tolerance used |", "| --- | --- | --- | --- | --- | --- | --- |"]
     depth_range = {3: "5-127", 4: "128-255", 5: "256-511", 6: "512-1023", 7: "1024-2047"}
     for J in range(3, 8):
         spread, ell, a, s = smooth_noise_mimic(J)
-        rows.append(f"| {J} | {depth_range[J]} | {spread:.3f} | {ell:.2f} | {2 * a:.3g} | "
+        rows.append(f"| {J} | {depth_range[J]} | {spread:.3f} | {ell:.2f} | {a:.3g} | "
                     f"{', '.join(f'{v:.2f}' for v in s)} | {sde_tolerance(J):.3f} |")
     return rows
 
@@ -239,8 +239,10 @@ def main() -> None:
               "variogram 1 - exp(-(h/l)^2/2) + a. Over 3 dyadic lags (every depth from 5 to 127) such a path can "
               "follow one power law exactly with a Hurst exponent inside the sde band, so no test on the lags "
               "can tell it from a rough path: the rule does not say `sde` there. Over J lags the smallest "
-              "spread of its local exponents (grid over l in [0.1, 1e5] and a in [1e-10, 1e4]) is the "
-              "tolerance `sde` must be shown within (capped at 0.25).", ""]
+              "spread of its local exponents (a grid over l in [0.1, 1e5] and a in [1e-10, 1e4], refined by "
+              "Nelder-Mead from its five best points: regularity.smooth_noise_mimic) is the tolerance `sde` must "
+              "be shown within (capped at 0.25). The smooth part has variance 1/2, so a is the noise/signal "
+              "variance ratio.", ""]
     parts += mimic_table()
     parts += ["", "## Coverage of the Hurst interval", "",
               "Planted fractional Brownian paths with 16 entries, max(replicates, 500) replicates per row. The "
