@@ -60,3 +60,15 @@ def test_planted_power_law_exponent_recovered(p, noise, n_depths, R):
     vals = 2.0 * depths[:, None] ** p * np.exp(noise * rng.standard_normal((n_depths, R)))
     fit = scaling_exponent(depths, vals, level=1 - 0.01 / k)
     assert fit.ci[0] < p < fit.ci[1], (p, fit)
+
+
+@given(weight_paths(min_depth=5, max_depth=256), st.floats(0.01, 100.0), st.floats(-50, 50))
+def test_regime_and_local_exponents_invariant_under_scale_shift_and_reversal(p, scale, shift):
+    # m(h) is a mean of norms of differences: scaling multiplies every m(h) by |scale| (log-slopes
+    # unchanged), a shift cancels, reversing the layer order permutes the differences of each lag
+    Z = p.sample()
+    d = classify_regime(Z)
+    for other in (classify_regime(scale * Z + shift), classify_regime(Z[::-1].copy())):
+        assert other.regime == d.regime, (p, d.reason, other.reason)
+        for a, b in zip(d.local, other.local, strict=True):
+            assert np.isclose(a.estimate, b.estimate, atol=1e-9) and np.allclose(a.ci, b.ci, atol=1e-8)
