@@ -22,16 +22,12 @@ def write_json(path, obj) -> None:
     """Write ``obj`` as JSON (numpy values converted, no NaN) atomically: a temporary file, then a
     rename, so a reader never sees half a file. The folder is created if missing."""
     import json
-    import os
-    from pathlib import Path
 
+    from ._io import atomic_write
     from .claims.base import jsonable
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False))
-    os.replace(tmp, path)
+    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def report_dict(verdicts: list[dict[str, Any]], *, budget: str, device: str, seed: int) -> dict[str, Any]:

@@ -8,7 +8,6 @@ snapshot weights, layer axis kept). Rerunning on the same directory resumes.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from ._errors import InvalidArgument
+from ._io import atomic_write
 from .config import RunConfig
 from .data import Dataset, c21_code_task, c21_task, digits, digits_conv25, gaussian_task, teacher_task
 from .flow import Trajectory, adam, gradient_flow, sgd
@@ -77,10 +77,7 @@ def check(cfg: RunConfig, *, device="cpu") -> None:
 
 
 def _atomic_save(obj, path: Path, saver: Callable) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        saver(obj, f)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: saver(obj, f))
 
 
 PROGRESS_FILE = "progress.json"  # written with each checkpoint: how far a running run is, for whoever watches

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InvalidArgument, OdecheckError, invalid
+from ._io import atomic_write
 from .config import RunConfig, read_toml
 from .validation import writable_folder
 
@@ -230,9 +231,8 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None,
 
 
 def _write_result(folder: Path, cell: dict, rows: list[dict]) -> None:
-    tmp = folder / "result.json.tmp"
-    tmp.write_text(json.dumps({"cell": cell, "rows": rows}))
-    os.replace(tmp, folder / "result.json")
+    text = json.dumps({"cell": cell, "rows": rows})
+    atomic_write(folder / "result.json", lambda f: f.write(text.encode()))
     with open(folder / "completions.log", "a") as f:  # one line per completed run of this cell
         f.write(f"{time.time():.3f} {os.getpid()}\n")
 
@@ -461,9 +461,7 @@ def _write_table(pd, spec: SweepSpec, cells: Sequence[dict], results: dict[int, 
     cols = list(spec.fields) + list(METRICS)
     df = pd.DataFrame(rows, columns=cols)
     try:
-        tmp = out / "results.parquet.tmp"
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, out / "results.parquet")
+        atomic_write(out / "results.parquet", lambda f: df.to_parquet(f, index=False))
     except ImportError:
         raise OdecheckError("results.parquet needs pyarrow: pip install 'odecheck[sweep]'") from None
     return df
