@@ -32,6 +32,14 @@ def test_state_dict_grouping_and_scaling(tmp_path):
     assert all(r["regime"] == "ode" for r in res["paths"])
     inc = next(s for s in res["scaling"] if s["statistic"] == "max_increment")
     assert -1.2 < inc["exponent"] < -0.8
+    # the scale-free statistic: the same smooth family with each depth's weights rescaled by 10^k (as weight
+    # decay before a normalization would) keeps its normalized exponent and loses its raw one
+    rescaled = [type(w)(w.file, w.name, w.array * 10.0 ** i) for i, w in enumerate(paths)]
+    res2 = analyze(rescaled)
+    fit = {s["statistic"]: s["exponent"] for s in res2["scaling"]}
+    norm = next(s["exponent"] for s in res["scaling"] if s["statistic"] == "max_normalized_increment")
+    assert fit["max_normalized_increment"] == pytest.approx(norm, abs=1e-9) and -1.2 < norm < -0.8
+    assert fit["max_increment"] > 0.5  # the raw exponent now follows the rescaling, not the path
 
 
 def test_cli_json_fields(tmp_path):

@@ -111,7 +111,9 @@ def analyze(paths: list[WeightPath], *, seed: int = 0) -> dict:
 
 
 def scaling_across_depths(rows: list[dict], *, seed: int = 0) -> list[dict]:
-    """For path names seen at several depths: the exponents of max increment and max norm in L."""
+    """For path names seen at several depths: the exponents in L of the max increment, the max norm, and
+    the max increment of the layer-normalized path (scale-free: what a weight feeding a normalization
+    sees, and unmoved by weight decay's effect on scale)."""
     scaling = []
     by_name: dict[str, list[dict]] = {}
     for r in rows:
@@ -120,7 +122,9 @@ def scaling_across_depths(rows: list[dict], *, seed: int = 0) -> list[dict]:
         depths = sorted({r["depth"] for r in rs})
         if len(depths) < 2:
             continue
-        for stat in ("max_increment", "max_norm"):
+        for stat in ("max_increment", "max_norm", "max_normalized_increment"):
+            if any(stat not in r for r in rs):
+                continue
             per = [[r[stat] for r in rs if r["depth"] == L] for L in depths]
             R = min(len(v) for v in per)
             vals = np.array([v[:R] for v in per])
