@@ -121,3 +121,15 @@ def test_every_block_is_one_registered_module():
                        "naive_update"):
             assert getattr(cls, method) is not getattr(blocks.Block, method), (name, method)
     assert odecheck.BLOCKS == tuple(blocks.REGISTRY)
+
+
+def test_the_package_map_names_every_module():
+    text = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    named = set()
+    for line in text.splitlines():
+        if line.startswith("| `"):
+            first = line.split("|")[1]
+            named.update(part.strip().strip("`") for part in first.split(","))
+    modules = {_module_name(p).removeprefix("odecheck").lstrip(".") for p in SRC.rglob("*.py")} - {""}
+    missing = sorted(m for m in modules if m not in named)
+    assert not missing, f"docs/architecture.md does not list {missing}"
