@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import InvalidArgument
+from ._errors import InvalidArgument, invalid
 from .estimators import path_stats, scaling_exponent
 
 
@@ -49,7 +49,7 @@ def load_paths(file: str | Path, *, stacked: bool = False, key: str | None = Non
     if key is not None:
         paths = [w for w in paths if key in w.name]
         if not paths:
-            raise InvalidArgument(f"{f}: no weight path matches --key {key!r}")
+            raise invalid("key", key, f"a part of a weight path's name in {f}")
     if not paths:
         raise InvalidArgument(f"{f}: no weight path with a layer axis found")
     return paths
@@ -158,9 +158,9 @@ def feature_paths(run_dir: str | Path, *, inputs=None) -> list[WeightPath]:
         try:
             arr = np.load(inputs, allow_pickle=False) if isinstance(inputs, (str, Path)) else np.asarray(inputs)
         except (OSError, ValueError) as e:
-            raise InvalidArgument(f"--inputs {inputs}: unreadable ({type(e).__name__})") from None
+            raise invalid("inputs", str(inputs), f"a readable .npy file ({type(e).__name__})") from None
         if arr.ndim != 2 or arr.shape[1] != data.input_dim:
-            raise InvalidArgument(f"--inputs: expected an (n, {data.input_dim}) array, got shape {arr.shape}")
+            raise invalid("inputs", f"<shape {arr.shape}>", f"an (n, {data.input_dim}) array")
         x = torch.as_tensor(arr, dtype=dtype)
     net = build_model(cfg, data)
     with np.load(d / "weights.npz", allow_pickle=False) as z:

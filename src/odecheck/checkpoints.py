@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InvalidArgument
+from ._errors import InvalidArgument, invalid
 
 _LAYER = re.compile(r"^(.*?)(?:^|\.)(\d+)\.(.+)$")
 WRAPPERS = ("state_dict", "model", "model_state_dict", "net")
@@ -215,7 +215,7 @@ def group_paths(tensors: list[TensorRef], *, include_buffers: bool = False) -> t
         if not include_buffers and t.name.rsplit(".", 1)[-1] in BUFFERS:
             unread.append({"name": t.name, "layers": [], "shape": list(t.shape),
                            "reason": "a BatchNorm buffer (running statistics), not a trained weight "
-                                     "(--include-buffers analyzes it)"})
+                                     "(include_buffers=True, --include-buffers on the command line, analyzes it)"})
             continue
         name = t.name[len("module."):] if t.name.startswith("module.") else t.name
         m = _LAYER.match(name)
@@ -305,8 +305,10 @@ def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float
         skipped = [s for s in skipped if key in s["name"]]
     if not paths:
         left = "; ".join(f"{s['name']} {tuple(s['shape'])} ({s['reason']})" for s in skipped[:4])
-        raise InvalidArgument(f"{path}: no weight path with a layer axis found"
-                              + (f" matching --key {key!r}" if key else "") + (f"; left out: {left}" if left else ""))
+        left = f"; left out: {left}" if left else ""
+        if key is not None:
+            raise invalid("key", key, f"a part of a weight path's name in {path}{left}")
+        raise InvalidArgument(f"{path}: no weight path with a layer axis found{left}")
     rows = []
     for i, p in enumerate(paths):
         try:

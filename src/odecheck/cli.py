@@ -254,7 +254,7 @@ def analyze(
                 rows += res["paths"]
                 skipped += [{"file": str(f), **s} for s in res["skipped"]]
     except InvalidArgument as e:
-        _fail(str(e))
+        _fail(_as_flags(e, {"key": "--key", "inputs": "--inputs"}))
         return
     rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if r["hurst"] == r["hurst"] else 9.0))
     res = {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed), "skipped": skipped}

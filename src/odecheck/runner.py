@@ -167,7 +167,7 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
     if cfg_path.exists():
         old = RunConfig.load(cfg_path)
         if old != cfg:
-            raise InvalidArgument(f"out={str(out)!r} holds a run with a different config; use another --out")
+            raise InvalidArgument(f"out={str(out)!r} holds a run with a different config; use another folder")
     else:
         cfg_path.write_text(text)
     dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
