@@ -140,10 +140,10 @@ def test_features_of_train_runs(tmp_path):
     assert res.exit_code == 2 and "config.toml and weights.npz" in res.output
     np.save(tmp_path / "bad.npy", np.zeros((3, 5)))
     res = runner.invoke(app, ["analyze", str(tmp_path / "iid"), "--features", "--inputs", str(tmp_path / "bad.npy")])
-    assert res.exit_code == 2 and "--inputs <shape (3, 5)>: expected an (n, 8) array" in res.output
+    assert res.exit_code == 2 and "--inputs '<shape (3, 5)>': expected an (n, 8) array" in res.output
     # the library names its argument; only the command line turns it into a flag
     from odecheck._errors import InvalidArgument
     from odecheck.analyze import feature_paths
 
-    with pytest.raises(InvalidArgument, match=r"^inputs=<shape \(3, 5\)>: expected an \(n, 8\) array"):
+    with pytest.raises(InvalidArgument, match=r"^inputs='<shape \(3, 5\)>': expected an \(n, 8\) array"):
         feature_paths(tmp_path / "iid", inputs=tmp_path / "bad.npy")
