@@ -32,6 +32,8 @@ def test_state_dict_grouping_and_scaling(tmp_path):
     assert all(r["regime"] == "ode" for r in res["paths"])
     inc = next(s for s in res["scaling"] if s["statistic"] == "max_increment")
     assert -1.2 < inc["exponent"] < -0.8
+    assert inc["limit"] == "ode" and inc["interval"] == "ols-t"  # one network per depth, three depths
+    assert "limit" not in next(s for s in res["scaling"] if s["statistic"] == "max_norm")
     # the scale-free statistic: the same smooth family with each depth's weights rescaled by 10^k (as weight
     # decay before a normalization would) keeps its normalized exponent and loses its raw one
     rescaled = [type(w)(w.file, w.name, w.array * 10.0 ** i) for i, w in enumerate(paths)]

@@ -318,3 +318,30 @@ def test_brownian_band_rule_at_planted_slopes(members):
     for slope, seed in ((BAND[0], 1102), (BAND[1], 1103), (-1.0, 1104), (0.0, 1105)):
         calls = [brownian_decision(f.ci) for f in _fits(slope, members, seed=seed)]
         assert calls.count("ok") <= allowed(N_FITS, ALPHA / 2), (slope, calls.count("ok"))
+
+
+# ----------------------------------------------------------------------------- family limit across depths
+@pytest.mark.parametrize("ci,limit", [((-1.3, -0.76), "ode"), ((-1.3, -0.75), "inconclusive"),
+                                      ((-0.74, -0.26), "sde"), ((-0.6, -0.25), "inconclusive"),
+                                      ((-0.24, 0.3), "neither"), ((-0.25, 0.3), "inconclusive"),
+                                      ((float("nan"),) * 2, "inconclusive")])
+def test_limit_rule_bands(ci, limit):
+    # docs/theory.md: max increments ~ L^-1 (ODE), L^-1/2 (SDE), L^0 (neither); the bands meet halfway
+    from odecheck.claims.decisions import limit_decision
+
+    assert limit_decision(ci) == limit
+
+
+@pytest.mark.parametrize("slope,wrong", [(-1.0, ("sde", "neither")), (-0.5, ("ode", "neither")),
+                                         (0.0, ("ode", "sde")), (-0.75, ("ode", "sde")), (-0.25, ("sde", "neither"))])
+def test_family_limit_from_one_network_per_depth(slope, wrong):
+    # a published family: one network per depth (OLS-t interval on 5 depths), log-normal noise sd 0.1. At a
+    # band's edge both neighbouring calls are wrong, each needs the interval to miss on one side: <= alpha/2
+    from odecheck.claims.decisions import limit_decision
+
+    rng = np.random.default_rng(1300 + int(100 * -slope))
+    depths = np.array([20, 32, 44, 56, 110])
+    calls = [limit_decision(scaling_exponent(depths, 2.0 * depths ** slope * np.exp(0.1 * rng.standard_normal(5))).ci)
+             for _ in range(N_FITS)]
+    for w in wrong:
+        assert calls.count(w) <= allowed(N_FITS, ALPHA / 2), (slope, w, calls.count(w))

@@ -110,10 +110,18 @@ def analyze(paths: list[WeightPath], *, seed: int = 0) -> dict:
     return {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed)}
 
 
+FAMILY_MIN_DEPTHS = 3  # an interval from one network per depth needs a residual: three depths at least
+
+
 def scaling_across_depths(rows: list[dict], *, seed: int = 0) -> list[dict]:
     """For path names seen at several depths: the exponents in L of the max increment, the max norm, and
     the max increment of the layer-normalized path (scale-free: what a weight feeding a normalization
-    sees, and unmoved by weight decay's effect on scale)."""
+    sees, and unmoved by weight decay's effect on scale). With at least 3 depths, each increment
+    exponent also gets the family's limit (``limit``, claims.decisions.limit_decision: slope interval
+    below -3/4 'ode', inside (-3/4, -1/4) 'sde', above -1/4 'neither'); the depth of a member of the
+    family is the number of layers in its path."""
+    from .claims.decisions import limit_decision
+
     scaling = []
     by_name: dict[str, list[dict]] = {}
     for r in rows:
@@ -131,8 +139,11 @@ def scaling_across_depths(rows: list[dict], *, seed: int = 0) -> list[dict]:
             if np.any(vals <= 0):
                 continue
             fit = scaling_exponent(depths, vals, seed=seed)
-            scaling.append({"name": name, "statistic": stat, "exponent": fit.estimate, "ci": list(fit.ci),
-                            "depths": depths})
+            row = {"name": name, "statistic": stat, "exponent": fit.estimate, "ci": list(fit.ci), "depths": depths,
+                   "interval": fit.method}
+            if stat != "max_norm":
+                row["limit"] = (limit_decision(fit.ci) if len(depths) >= FAMILY_MIN_DEPTHS else "inconclusive")
+            scaling.append(row)
     return scaling
 
 

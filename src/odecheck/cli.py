@@ -273,7 +273,8 @@ def analyze(
     for s in res["scaling"]:
         lo, hi = s["ci"]
         ci = "no interval: one network per depth and two depths" if lo != lo else f"[{lo:.3f}, {hi:.3f}]"
-        out.print(f"{s['name']}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}")
+        limit = f": limit {s['limit']}" if "limit" in s else ""
+        out.print(f"{s['name']}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}{limit}")
     for s in skipped:
         out.print(f"left out: {s['name']} layers {s['layers']} shape {tuple(s['shape'])}: {s['reason']}")
     if figures is not None:

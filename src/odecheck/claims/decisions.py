@@ -128,6 +128,23 @@ def brownian_decision(ci: tuple[float, float], band: tuple[float, float] = BROWN
     return "unresolved"
 
 
+def limit_decision(ci: tuple[float, float], band: tuple[float, float] = BROWNIAN_BAND) -> str:
+    """The limit of a family of depths from the slope interval of its max increment in L: 'ode' if it lies
+    below the Brownian band (toward L^-1), 'sde' if inside it (L^-1/2), 'neither' if above it (toward
+    L^0: increments that do not shrink), else 'inconclusive'. Each wrong call needs the interval to miss
+    the true slope on one side: at most alpha/2 at a band's edge, less beyond it."""
+    lo, hi = ci
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "inconclusive"
+    if hi < band[0]:
+        return "ode"
+    if lo > band[1]:
+        return "neither"
+    if band[0] < lo and hi < band[1]:
+        return "sde"
+    return "inconclusive"
+
+
 def feature_decision(*, smooth_ci, brownian_ci, smooth_regimes, brownian_regimes) -> str:
     """feature-regularity: confirmed if the smooth setting's increments fall faster than L^-0.85 and
     every member's feature path is 'ode', and the iid setting's increments scale like L^-1/2 (the
