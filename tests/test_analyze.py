@@ -24,15 +24,18 @@ def _state_dict(L, smooth=True):
 
 
 def test_state_dict_grouping_and_scaling(tmp_path):
-    for L in (32, 64, 128):
+    depths = (32, 48, 64, 96, 128)
+    for L in depths:
         torch.save(_state_dict(L), tmp_path / f"m{L}.pt")
-    paths = [w for L in (32, 64, 128) for w in load_paths(tmp_path / f"m{L}.pt")]
+    paths = [w for L in depths for w in load_paths(tmp_path / f"m{L}.pt")]
     assert {w.name for w in paths} == {"layers.*.conv1.weight"}
     res = analyze(paths)
     assert all(r["regime"] == "ode" for r in res["paths"])
     inc = next(s for s in res["scaling"] if s["statistic"] == "max_increment")
     assert -1.2 < inc["exponent"] < -0.8
-    assert inc["limit"] == "ode" and inc["interval"] == "ols-t"  # one network per depth, three depths
+    assert inc["limit"] == "ode" and inc["interval"] == "ols-t"  # one network per depth, five depths
+    three = analyze([w for w in paths if w.array.shape[0] in (32, 64, 128)])  # OLS-t on 1 dof: too wide to call
+    assert next(s for s in three["scaling"] if s["statistic"] == "max_increment")["limit"] == "inconclusive"
     assert "limit" not in next(s for s in res["scaling"] if s["statistic"] == "max_norm")
     # the scale-free statistic: the same smooth family with each depth's weights rescaled by 10^k (as weight
     # decay before a normalization would) keeps its normalized exponent and loses its raw one
