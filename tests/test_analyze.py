@@ -24,7 +24,7 @@ def _state_dict(L, smooth=True):
 
 
 def test_state_dict_grouping_and_scaling(tmp_path):
-    depths = (32, 48, 64, 96, 128)
+    depths = (16, 24, 32, 48, 64, 96, 128, 192, 256)
     for L in depths:
         torch.save(_state_dict(L), tmp_path / f"m{L}.pt")
     paths = [w for L in depths for w in load_paths(tmp_path / f"m{L}.pt")]
@@ -33,7 +33,7 @@ def test_state_dict_grouping_and_scaling(tmp_path):
     assert all(r["regime"] == "ode" for r in res["paths"])
     inc = next(s for s in res["scaling"] if s["statistic"] == "max_increment")
     assert -1.2 < inc["exponent"] < -0.8
-    assert inc["limit"] == "ode" and inc["interval"] == "ols-t"  # one network per depth, five depths
+    assert inc["limit"] == "ode" and inc["interval"] == "ols-t"  # one network per depth, nine depths
     three = analyze([w for w in paths if w.array.shape[0] in (32, 64, 128)])  # OLS-t on 1 dof: too wide to call
     assert next(s for s in three["scaling"] if s["statistic"] == "max_increment")["limit"] == "inconclusive"
     assert "limit" not in next(s for s in res["scaling"] if s["statistic"] == "max_norm")
