@@ -152,3 +152,23 @@ def test_features_of_train_runs(tmp_path):
 
     with pytest.raises(InvalidArgument, match=r"^inputs='<shape \(3, 5\)>': expected an \(n, 8\) array"):
         feature_paths(tmp_path / "iid", inputs=tmp_path / "bad.npy")
+
+
+def test_out_writes_the_report_families_first(tmp_path):
+    depths = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+    for L in depths:
+        torch.save({"state_dict": _state_dict(L)}, tmp_path / f"resnet{L}.th")  # legacy names: read by content
+    res = runner.invoke(app, ["analyze", *[str(tmp_path / f"resnet{L}.th") for L in depths], "--out",
+                              str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert res.output.index("families across depths") < res.output.index("weight paths along depth")
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    (fam,) = rep["families"]
+    assert fam["name"] == "layers.*.conv1.weight" and fam["depths"] == list(depths)
+    assert fam["limit"] == "ode" and fam["limit_from"] == "max_normalized_increment"
+    assert set(fam["statistics"]) == {"max_increment", "max_norm", "max_normalized_increment"}
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md.index("## Families across depths") < md.index("## Paths, least regular first")
+    assert "| `layers.*.conv1.weight` | 16, 24, 32" in md
+    figs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
+    assert len([f for f in figs if f.startswith("family-")]) == 1 and len([f for f in figs if f.startswith("overview-")]) == 9

@@ -187,3 +187,53 @@ def feature_paths(run_dir: str | Path, *, inputs=None) -> list[WeightPath]:
             _check_finite(str(d), f"features/{tag}", path)
             out.append(WeightPath(str(d), f"features/{tag}", path, r))
     return out
+
+
+def families(scaling: list[dict]) -> list[dict]:
+    """The scaling rows grouped per family: {name, depths, statistics: {stat: {exponent, ci, limit}}, limit},
+    the family's limit being that of its normalized max increment where there is one (scale-free), else of
+    its raw max increment."""
+    out: dict[str, dict] = {}
+    for s in scaling:
+        fam = out.setdefault(s["name"], {"name": s["name"], "depths": s["depths"], "statistics": {}})
+        fam["statistics"][s["statistic"]] = {k: s[k] for k in ("exponent", "ci", "limit", "interval") if k in s}
+    for fam in out.values():
+        st = fam["statistics"]
+        key = "max_normalized_increment" if "max_normalized_increment" in st else "max_increment"
+        fam["limit"] = st.get(key, {}).get("limit", "inconclusive")
+        fam["limit_from"] = key
+    return list(out.values())
+
+
+def markdown(res: dict) -> str:
+    """report.md of ``odecheck analyze --out``: the families first, then the paths, then what was left out."""
+    def ci(c):
+        return "-" if c[0] is None or c[0] != c[0] else f"[{c[0]:.3f}, {c[1]:.3f}]"
+
+    lines = ["# odecheck analyze", ""]
+    fams = res.get("families", [])
+    if fams:
+        lines += ["## Families across depths", "",
+                  "Exponent of each statistic in the depth L (layers in the path), its 95 % interval, and the "
+                  "family's limit from the increment exponent (below -3/4 `ode`, inside (-3/4, -1/4) `sde`, above "
+                  "-1/4 `neither`; at least 3 depths).", "",
+                  "| family | depths | max increment | normalized max increment | max norm | limit |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for f in fams:
+            st = f["statistics"]
+            cell = [f"{st[k]['exponent']:.3f} {ci(st[k]['ci'])}" if k in st else "-"
+                    for k in ("max_increment", "max_normalized_increment", "max_norm")]
+            lines.append(f"| `{f['name']}` | {', '.join(map(str, f['depths']))} | " + " | ".join(cell)
+                         + f" | {f['limit']} |")
+        lines.append("")
+    lines += ["## Paths, least regular first", "",
+              "| file | path | L | max increment | normalized | Hurst [95 %] | regime | why |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in res["paths"]:
+        why = r.get("regime_reason", "") if r["regime"] in ("mixed", "inconclusive") else ""
+        lines.append(f"| {Path(r['file']).name} | `{r['name']}` | {r['depth']} | {r['max_increment']:.3g} | "
+                     f"{r.get('max_normalized_increment', float('nan')):.3g} | {r['hurst']:.2f} {ci(r['hurst_ci'])} | "
+                     f"{r['regime']} | {why} |")
+    if res.get("skipped"):
+        lines += ["", "## Left out", ""] + [f"- `{s['name']}` {tuple(s['shape'])}: {s['reason']}" for s in res["skipped"]]
+    return "\n".join(lines) + "\n"

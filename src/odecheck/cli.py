@@ -224,14 +224,17 @@ def analyze(
                                                               "(default: the run's training inputs)."),
     include_buffers: bool = typer.Option(False, "--include-buffers", help="Also analyze BatchNorm running "
                                                                           "statistics (left out by default)."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write report.md, report.json, a figure per family "
+                                                            "across depths and an overview figure per file here."),
 ) -> None:
-    """Regularity and scaling of weights that anyone trained: ODE, SDE or neither? Least regular first."""
+    """Regularity and scaling of weights that anyone trained: ODE, SDE or neither? Families first, then the
+    least regular paths."""
     from rich.console import Console
     from rich.table import Table
 
     from ._errors import InvalidArgument
     from .analyze import analyze as run_analysis
-    from .analyze import load_paths, scaling_across_depths
+    from .analyze import families, load_paths, scaling_across_depths
     from .checkpoints import REGULARITY_ORDER, analyze_checkpoint
 
     if json_file is not None:
@@ -258,25 +261,48 @@ def analyze(
         return
     rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if r["hurst"] == r["hurst"] else 9.0))
     res = {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed), "skipped": skipped}
+    res["families"] = families(res["scaling"])
+    out = Console(width=max(Console().width, 120))
+    if res["families"]:
+        ft = Table(title="families across depths (exponent in L, 95% interval)")
+        for col in ("family", "depths", "max incr", "normalized", "max norm", "limit"):
+            ft.add_column(col, no_wrap=True, overflow="fold" if col == "family" else "ellipsis")
+        for fam in res["families"]:
+            st = fam["statistics"]
+
+            def cell(k, st=st):
+                if k not in st:
+                    return "-"
+                lo, hi = st[k]["ci"]
+                return f"{st[k]['exponent']:.2f}" + ("" if lo != lo else f" [{lo:.2f}, {hi:.2f}]")
+
+            ft.add_row(fam["name"], ",".join(map(str, fam["depths"])), cell("max_increment"),
+                       cell("max_normalized_increment"), cell("max_norm"), fam["limit"])
+        out.print(ft)
     table = Table(title="weight paths along depth, least regular first")
-    for col in ("file", "name", "L", "max incr", "normalized", "QV", "max norm", "hurst [95% CI]", "regime", "why"):
-        table.add_column(col, no_wrap=col not in ("name", "why"))
+    for col in ("file", "name", "L", "max incr", "normalized", "max norm", "hurst [95% CI]", "regime", "why"):
+        table.add_column(col, no_wrap=col not in ("name", "why"), max_width=40 if col == "why" else None,
+                         overflow="fold")
     for r in rows:
         lo, hi = r["hurst_ci"]
         name = r["name"] + (f" [{r['member']}]" if "member" in r else "")
         table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
-                      f"{r.get('max_normalized_increment', float('nan')):.3g}",
-                      f"{r['quadratic_variation']:.3g}", f"{r['max_norm']:.3g}",
+                      f"{r.get('max_normalized_increment', float('nan')):.3g}", f"{r['max_norm']:.3g}",
                       f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], _regime_why(r))
-    out = Console(width=max(Console().width, 120))
     out.print(table)
     for s in res["scaling"]:
         lo, hi = s["ci"]
         ci = "no interval: one network per depth and two depths" if lo != lo else f"[{lo:.3f}, {hi:.3f}]"
         limit = f": limit {s['limit']}" if "limit" in s else ""
         out.print(f"{s['name']}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}{limit}")
+    import re
+
+    left: dict[tuple[str, str], int] = {}  # one line per name pattern and reason: a layer index becomes *
     for s in skipped:
-        out.print(f"left out: {s['name']} layers {s['layers']} shape {tuple(s['shape'])}: {s['reason']}")
+        pattern = re.sub(r"(?<=\.)\d+(?=\.)", "*", s["name"])
+        left[(pattern, s["reason"])] = left.get((pattern, s["reason"]), 0) + 1
+    for (pattern, reason), n in left.items():
+        out.print(f"left out: {pattern}" + (f" ({n} tensors)" if n > 1 else "") + f": {reason}")
     if figures is not None:
         try:
             from .plot import path_figures
@@ -287,6 +313,22 @@ def analyze(
         typer.echo(f"wrote {len(written)} figures to {figures}")
     if json_file is not None:
         _write_json(json_file, res)
+    if out_dir is not None:
+        from ._io import atomic_write
+        from .analyze import markdown
+        from .report import write_json
+
+        write_json(out_dir / "report.json", res)
+        text = markdown(res)
+        atomic_write(out_dir / "report.md", lambda f: f.write(text.encode()))
+        try:
+            from .plot import family_figures, file_overviews
+
+            n = len(family_figures(rows, res["scaling"], out_dir)) + len(file_overviews(rows, out_dir))
+        except ImportError:
+            n = 0
+            console.print("figures need matplotlib: pip install 'odecheck[plot]'")
+        typer.echo(f"wrote {out_dir}/report.md, report.json and {n} figures")
 
 
 @app.command()

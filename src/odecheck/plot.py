@@ -150,3 +150,85 @@ def path_figures(rows: list[dict], folder: Path) -> list[Path]:
                     f"{r['name']}: {r['regime']}, Hurst {r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", fontsize=9, dpi=100)
         out.append(path)
     return out
+
+
+FAMILY_STATS = (("max_increment", "max_k ||Z_k+1 - Z_k||"), ("max_normalized_increment", "normalized max increment"),
+                ("max_norm", "max_k ||Z_k||"))
+
+
+def family_figures(rows: list[dict], scaling: list[dict], folder: Path) -> list[Path]:
+    """One figure per family seen at several depths, in [C21]'s style: each statistic against the depth L,
+    log-log, the fitted slope and the reference slopes -1, -1/2 and 0."""
+    import re
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
+    out = []
+    for name in dict.fromkeys(s["name"] for s in scaling):
+        fits = {s["statistic"]: s for s in scaling if s["name"] == name}
+        fig, axes = plt.subplots(1, len(FAMILY_STATS), figsize=(4.2 * len(FAMILY_STATS), 3.6))
+        for ax, (stat, label) in zip(axes, FAMILY_STATS, strict=True):
+            pts = [(r["depth"], r[stat]) for r in rows if r["name"] == name and stat in r and r[stat] > 0]
+            if not pts:
+                ax.set_visible(False)
+                continue
+            L, v = (np.array(a, dtype=float) for a in zip(*pts, strict=True))
+            ax.loglog(L, v, "o", color="C0", ms=4)
+            ref = np.array([L.min(), L.max()])
+            base = np.exp(np.log(v).mean())
+            for slope, style in ((-1.0, "--"), (-0.5, "-."), (0.0, ":")):
+                ax.loglog(ref, base * (ref / np.sqrt(ref[0] * ref[1])) ** slope, style, color="gray", lw=0.8,
+                          label=f"slope {slope:g}")
+            f = fits.get(stat)
+            if f is not None:
+                lo, hi = f["ci"]
+                limit = f", limit {f['limit']}" if "limit" in f else ""
+                ax.set_title(f"slope {f['exponent']:.2f} [{lo:.2f}, {hi:.2f}]{limit}", fontsize=8)
+            depth_ticks(ax, sorted(set(L.astype(int))))
+            ax.set_xlabel("depth L (layers in the path)")
+            ax.set_ylabel(label)
+            ax.legend(fontsize=6)
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:120]
+        out.append(save(fig, folder / f"family-{len(out):03d}-{stem}.png", f"{name}: across depths", fontsize=9))
+    return out
+
+
+REGIME_COLOURS = {"ode": "C2", "sde": "C1", "none": "C3", "mixed": "C4", "inconclusive": "0.6"}
+
+
+def file_overviews(rows: list[dict], folder: Path) -> list[Path]:
+    """One figure per file: every path's normalized increments ||Z_k+1/||Z_k+1|| - Z_k/||Z_k|| ||, or its
+    raw increments relative to their median where the normalized ones are absent, against k / L, coloured
+    by its regime: the regularity of a whole checkpoint at a glance."""
+    import re
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
+    out = []
+    for file in dict.fromkeys(r["file"] for r in rows):
+        mine = [r for r in rows if r["file"] == file and r.get("increments")]
+        if not mine:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 4))
+        seen = set()
+        for r in mine:
+            inc = np.asarray(r["increments"], dtype=float)
+            norms = np.asarray(r.get("norms") or [], dtype=float)
+            if len(norms) == len(inc) + 1 and np.all(norms > 0):
+                y = inc / np.sqrt(norms[1:] * norms[:-1])  # relative to the layers' size
+            else:
+                y = inc / max(np.median(inc), 1e-300)
+            k = (np.arange(len(inc)) + 0.5) / len(inc)
+            lab = r["regime"] if r["regime"] not in seen else None
+            seen.add(r["regime"])
+            ax.semilogy(k, np.maximum(y, 1e-12), "-", lw=0.8, alpha=0.7, color=REGIME_COLOURS.get(r["regime"], "k"),
+                        label=lab)
+        ax.set_xlabel("layer index k / L")
+        ax.set_ylabel("||Z_k+1 - Z_k|| / sqrt(||Z_k|| ||Z_k+1||)")
+        ax.legend(fontsize=7, title="regime", title_fontsize=7)
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(file).name).strip("_")[:100]
+        out.append(save(fig, folder / f"overview-{len(out):03d}-{stem}.png", f"{Path(file).name}: {len(mine)} paths",
+                        fontsize=9))
+    return out
