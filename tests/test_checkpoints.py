@@ -112,6 +112,32 @@ def test_a_shard_index_never_leads_out_of_its_folder(tmp_path, shard):
         analyze_checkpoint(model)
 
 
+@pytest.mark.parametrize("dtype,torch_dtype", [("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2")])
+def test_fp8_weights_are_read_with_their_block_scales(tmp_path, dtype, torch_dtype):
+    # an FP8 checkpoint as DeepSeek-V3 publishes one: w (rows, cols) in FP8 and w_scale_inv, one float32
+    # factor per block (here 2 x 3 blocks of 4 x 3); the reference dequantizes with np.kron
+    L, rows, cols = 8, 8, 9
+    rng = np.random.default_rng(5)
+    f8 = getattr(torch, torch_dtype)
+    t, ref = {}, []
+    for k in range(L):
+        w = torch.tensor(rng.standard_normal((rows, cols)), dtype=torch.float32).to(f8)
+        scale = rng.uniform(0.5, 2.0, (2, 3)).astype(np.float32)
+        t[f"layers.{k}.mlp.weight"] = (dtype, (rows, cols), w.view(torch.uint8).numpy().tobytes())
+        t[f"layers.{k}.mlp.weight_scale_inv"] = ("F32", (2, 3), scale.tobytes())
+        ref.append(w.double().numpy() * np.kron(scale.astype(np.float64), np.ones((4, 3))))
+    _raw_safetensors(tmp_path / "fp8.safetensors", t)
+    (path,), skipped = group_paths(list_tensors(tmp_path / "fp8.safetensors"))
+    Z = np.stack([x.flat(0, x.size).reshape(x.shape) for x in path.layers])
+    np.testing.assert_array_equal(Z, np.stack(ref))
+    assert all("the dequantization scale of" in s["reason"] for s in skipped) and len(skipped) == L
+    # chunks that cut rows and blocks read the same entries
+    x = path.layers[3]
+    np.testing.assert_array_equal(np.concatenate([x.flat(0, 17), x.flat(17, 50), x.flat(50, 72)]), ref[3].ravel())
+    rows_ = analyze_checkpoint(tmp_path / "fp8.safetensors", chunk=5)["paths"]
+    assert rows_[0]["max_increment"] == pytest.approx(max(np.linalg.norm(ref[k + 1] - ref[k]) for k in range(L - 1)))
+
+
 def _raw_safetensors(path, tensors):
     """A safetensors file written byte by byte: {name: (dtype string, shape, raw bytes)}."""
     header, blobs, off = {}, [], 0
@@ -131,7 +157,7 @@ def test_unsupported_dtypes_are_named_and_nonfinite_paths_left_out_while_others_
     bad[5, 1, 2] = np.nan
     t = {f"blocks.{k}.w": ("F32", (4, 4), good[k].tobytes()) for k in range(L)}
     t.update({f"blocks.{k}.v": ("F32", (4, 4), bad[k].tobytes()) for k in range(L)})
-    t.update({f"blocks.{k}.q": ("F8_E4M3", (4, 4), bytes(16)) for k in range(L)})
+    t.update({f"blocks.{k}.q": ("F8_E9M9", (4, 4), bytes(16)) for k in range(L)})  # no such dtype
     t["blocks.0.count"] = ("I64", (1,), (7).to_bytes(8, "little"))
     f = tmp_path / "m.safetensors"
     _raw_safetensors(f, t)
@@ -140,7 +166,8 @@ def test_unsupported_dtypes_are_named_and_nonfinite_paths_left_out_while_others_
     left = {s["name"]: s["reason"] for s in res["skipped"]}
     assert left["blocks.*.v"] == (f"non-finite: {f}: path 'blocks.*.v' has NaN or inf weights (first in tensor "
                                   f"'blocks.5.v', layer 5)")
-    assert left["blocks.3.q"] == "dtype F8_E4M3: FP8, not read" and left["blocks.0.count"].startswith("dtype I64: not a")
+    assert left["blocks.3.q"] == "dtype F8_E9M9: not a floating-point weight"
+    assert left["blocks.0.count"].startswith("dtype I64: not a")
     # a state_dict with integer and complex tensors only: the error names what was left out and why
     torch.save({"layers.0.idx": torch.arange(4), "layers.1.idx": torch.arange(4),
                 "layers.0.z": torch.ones(2, dtype=torch.complex64)}, tmp_path / "ints.pt")

@@ -29,7 +29,28 @@ from ._errors import InvalidArgument, invalid
 
 _LAYER = re.compile(r"^(.*?)(?:^|\.)(\d+)\.(.+)$")
 WRAPPERS = ("state_dict", "model", "model_state_dict", "net")
-_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16}
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F8_E4M3": np.uint8,
+              "F8_E5M2": np.uint8}
+FP8_DTYPES = ("F8_E4M3", "F8_E5M2")
+_FP8: dict = {}  # their torch dtypes, filled lazily (torch is imported only when an FP8 tensor is read)
+
+
+def _fp8_types() -> dict:
+    if not _FP8:
+        import torch
+
+        _FP8.update({"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2})
+    return _FP8
+
+
+def _block_scale(scale: np.ndarray, shape: tuple[int, ...], a: int, b: int) -> np.ndarray:
+    """The dequantization factor of entries a..b of an FP8 matrix of ``shape`` (rows, cols) whose
+    ``weight_scale_inv`` holds one factor per block of ceil(rows / n) x ceil(cols / m) (DeepSeek-V3's 128 x
+    128 blocks): entry (i, j) is multiplied by scale[i // block_rows, j // block_cols]."""
+    rows, cols = shape[0], int(np.prod(shape[1:]))
+    br, bc = -(-rows // scale.shape[0]), -(-cols // scale.shape[1])
+    idx = np.arange(a, b)
+    return scale[(idx // cols) // br, (idx % cols) // bc]
 CHUNK_ENTRIES = 1 << 20  # columns per chunk: (L, 2^20) float64 is 8 MiB per layer
 
 
@@ -50,10 +71,16 @@ class TensorRef:
 
     def flat(self, a: int, b: int) -> np.ndarray:
         if isinstance(self.source, tuple):
-            path, offset = self.source
+            path, offset = self.source[:2]
             raw = np.memmap(path, dtype=_ST_DTYPES[self.dtype], mode="r", offset=offset, shape=(self.size,))[a:b]
             if self.dtype == "BF16":  # bfloat16: the high half of a float32
                 return (raw.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+            if self.dtype in FP8_DTYPES:
+                import torch
+
+                vals = torch.from_numpy(np.array(raw)).view(_fp8_types()[self.dtype]).double().numpy()
+                scale = self.source[2] if len(self.source) > 2 else None
+                return vals if scale is None else vals * _block_scale(scale, self.shape, a, b)
             return np.asarray(raw, dtype=np.float64)
         return self.source.reshape(-1)[a:b].double().numpy()
 
@@ -82,12 +109,33 @@ def _safetensors(path: Path) -> list[TensorRef]:
         except (KeyError, TypeError, ValueError):
             raise InvalidArgument(f"{f}: tensor {name!r} has a malformed header entry") from None
         if dtype not in _ST_DTYPES:  # named in the left-out list, never read
-            why = "FP8, not read" if dtype.startswith("F8") else "not a floating-point weight"
-            out.append(TensorRef(f, name, shape, dtype, None, f"dtype {dtype}: {why}"))
+            out.append(TensorRef(f, name, shape, dtype, None, f"dtype {dtype}: not a floating-point weight"))
             continue
         if 8 + n + b > size or b - a != int(np.prod(shape)) * np.dtype(_ST_DTYPES[dtype]).itemsize:
             raise InvalidArgument(f"{f}: tensor {name!r} lies outside the file or has the wrong length (truncated?)")
         out.append(TensorRef(f, name, shape, dtype, (f, 8 + n + a)))
+    return out
+
+
+SCALE_SUFFIX = "_scale_inv"  # FP8 checkpoints (DeepSeek-V3 style): w.weight and its w.weight_scale_inv
+
+
+def _dequantize(refs: list[TensorRef]) -> list[TensorRef]:
+    """FP8 tensors with a ``<name>_scale_inv`` beside them are read multiplied by it, block by block; the
+    scales themselves are not weights (left out, named)."""
+    by_name = {t.name: t for t in refs}
+    out = []
+    for t in refs:
+        if t.name.endswith(SCALE_SUFFIX) and by_name.get(t.name[: -len(SCALE_SUFFIX)], t).dtype in FP8_DTYPES:
+            out.append(TensorRef(t.file, t.name, t.shape, t.dtype, None,
+                                 f"the dequantization scale of {t.name[: -len(SCALE_SUFFIX)]!r}, applied to it"))
+            continue
+        if t.dtype in FP8_DTYPES:
+            sc = by_name.get(t.name + SCALE_SUFFIX)
+            if sc is not None and len(sc.shape) == 2 and len(t.shape) >= 2:
+                scale = sc.flat(0, sc.size).reshape(sc.shape)
+                t = TensorRef(t.file, t.name, t.shape, t.dtype, (*t.source, scale))
+        out.append(t)
     return out
 
 
@@ -115,7 +163,12 @@ def _torch(path: Path) -> list[TensorRef]:
 
 
 def list_tensors(path: str | Path) -> list[TensorRef]:
-    """Every floating-point tensor of a checkpoint file or folder, without loading any."""
+    """Every tensor of a checkpoint file or folder, without loading any: the readable ones, and the others
+    with the reason they are not read. FP8 weights come with their block scales applied."""
+    return _dequantize(_list_tensors(path))
+
+
+def _list_tensors(path: str | Path) -> list[TensorRef]:
     p = Path(path)
     if not p.exists():
         raise InvalidArgument(f"{p}: no such file or folder")
@@ -127,7 +180,7 @@ def list_tensors(path: str | Path) -> list[TensorRef]:
             q.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin") or sniff(q) in ("torch", "safetensors")))
         if not files:
             raise InvalidArgument(f"{p}: no .safetensors, .pt, .pth or .bin file in this folder")
-        return [t for q in files for t in list_tensors(q)]
+        return [t for q in files for t in _list_tensors(q)]
     if p.name.endswith(".safetensors.index.json"):
         return _sharded(p)
     suffix = p.suffix.lower()
