@@ -138,6 +138,57 @@ def test_fp8_weights_are_read_with_their_block_scales(tmp_path, dtype, torch_dty
     assert rows_[0]["max_increment"] == pytest.approx(max(np.linalg.norm(ref[k + 1] - ref[k]) for k in range(L - 1)))
 
 
+def test_gguf_files_dequantized_row_block_by_row_block(tmp_path):
+    # llama.cpp names (blk.N.attn_q.weight), float32 and Q8_0 tensors, written here with the gguf package
+    gguf = pytest.importorskip("gguf")
+    L = 6
+    rng = np.random.default_rng(7)
+    w = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "llama")
+    ref_q, ref_f = [], []
+    for k in range(L):
+        a = rng.standard_normal((4, 64)).astype(np.float32)
+        q = gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0)
+        w.add_tensor(f"blk.{k}.ffn_up.weight", q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        ref_q.append(gguf.quants.dequantize(q, gguf.GGMLQuantizationType.Q8_0).astype(np.float64))
+        f = rng.standard_normal((3, 5)).astype(np.float32)
+        w.add_tensor(f"blk.{k}.attn_q.weight", f)
+        ref_f.append(f.astype(np.float64))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    paths, _ = group_paths(list_tensors(tmp_path / "m.gguf"))
+    by = {p.name: p for p in paths}
+    up = by["blk.*.ffn_up.weight"]
+    assert up.shape == (4, 64) and up.layers[0].dtype == "Q8_0"
+    np.testing.assert_array_equal(np.concatenate([up.layers[2].flat(0, 70), up.layers[2].flat(70, 256)]), ref_q[2].ravel())
+    q_rows = {r["name"]: r for r in analyze_checkpoint(tmp_path / "m.gguf", chunk=37)["paths"]}
+    assert q_rows["blk.*.attn_q.weight"]["max_norm"] == pytest.approx(max(np.linalg.norm(f) for f in ref_f))
+    assert q_rows["blk.*.ffn_up.weight"]["max_increment"] == pytest.approx(
+        max(np.linalg.norm(ref_q[k + 1] - ref_q[k]) for k in range(L - 1)))
+    (tmp_path / "renamed").write_bytes((tmp_path / "m.gguf").read_bytes())  # by content, whatever the name
+    assert len(group_paths(list_tensors(tmp_path / "renamed"))[0]) == 2
+
+
+def test_onnx_initializers_are_the_weights(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    L = 5
+    rng = np.random.default_rng(8)
+    ws = [rng.standard_normal((4, 4)).astype(np.float32) for _ in range(L)]
+    inits = [numpy_helper.from_array(w, name=f"layers.{k}.linear.weight") for k, w in enumerate(ws)]
+    inits.append(numpy_helper.from_array(np.arange(3, dtype=np.int64), name="layers.0.shape_const"))
+    node = helper.make_node("MatMul", ["x", "layers.0.linear.weight"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], initializer=inits)
+    onnx.save(helper.make_model(graph), str(tmp_path / "m.onnx"))
+    res = analyze_checkpoint(tmp_path / "m.onnx")
+    (row,) = res["paths"]
+    assert row["name"] == "layers.*.linear.weight" and row["max_norm"] == pytest.approx(max(np.linalg.norm(w) for w in ws))
+    assert any(s["name"] == "layers.0.shape_const" and "int64" in s["reason"] for s in res["skipped"])
+
+
 def _raw_safetensors(path, tensors):
     """A safetensors file written byte by byte: {name: (dtype string, shape, raw bytes)}."""
     header, blobs, off = {}, [], 0

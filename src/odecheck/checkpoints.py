@@ -70,6 +70,8 @@ class TensorRef:
         return int(np.prod(self.shape)) if self.shape else 1
 
     def flat(self, a: int, b: int) -> np.ndarray:
+        if isinstance(self.source, GGUFSource):
+            return self.source.read(a, b)
         if isinstance(self.source, tuple):
             path, offset = self.source[:2]
             raw = np.memmap(path, dtype=_ST_DTYPES[self.dtype], mode="r", offset=offset, shape=(self.size,))[a:b]
@@ -83,6 +85,66 @@ class TensorRef:
                 return vals if scale is None else vals * _block_scale(scale, self.shape, a, b)
             return np.asarray(raw, dtype=np.float64)
         return self.source.reshape(-1)[a:b].double().numpy()
+
+
+@dataclass(frozen=True)
+class GGUFSource:
+    """A tensor of a GGUF file (llama.cpp), dequantized a block of rows at a time: entries a..b of the
+    logical (rows, cols) tensor need only the rows that hold them (quantization blocks run along a row)."""
+
+    data: Any  # the reader's memory-mapped (rows, bytes or values per row) array
+    qtype: Any
+    cols: int
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        from gguf.quants import dequantize
+
+        r0, r1 = a // self.cols, -(-b // self.cols)
+        rows = dequantize(np.asarray(self.data[r0:r1]), self.qtype).reshape(-1)
+        return rows[a - r0 * self.cols: b - r0 * self.cols].astype(np.float64)
+
+
+def _gguf(path: Path) -> list[TensorRef]:
+    f = str(path)
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise InvalidArgument(f"{f}: a GGUF file; reading it needs the gguf package: pip install 'odecheck[gguf]'") from None
+    try:
+        reader = GGUFReader(path)
+    except Exception as e:  # noqa: BLE001 - a malformed file is a corrupt file for the user
+        raise InvalidArgument(f"{f}: unreadable or corrupt GGUF ({type(e).__name__})") from None
+    out = []
+    for t in reader.tensors:
+        shape = tuple(int(n) for n in reversed(t.shape.tolist()))  # GGML lists the fastest axis first
+        cols = int(np.prod(shape[1:])) if len(shape) > 1 else int(shape[0])
+        src = GGUFSource(t.data.reshape(shape[0] if len(shape) > 1 else 1, -1), t.tensor_type, cols)
+        out.append(TensorRef(f, t.name, shape, t.tensor_type.name, src))
+    return out
+
+
+def _onnx(path: Path) -> list[TensorRef]:
+    f = str(path)
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise InvalidArgument(f"{f}: an ONNX model; reading it needs the onnx package: pip install 'odecheck[onnx]'") from None
+    import torch
+
+    try:
+        model = onnx.load(f)
+    except Exception as e:  # noqa: BLE001
+        raise InvalidArgument(f"{f}: unreadable or corrupt ONNX model ({type(e).__name__})") from None
+    out = []
+    for init in model.graph.initializer:
+        a = numpy_helper.to_array(init)
+        if np.issubdtype(a.dtype, np.floating):
+            out.append(TensorRef(f, init.name, tuple(a.shape), str(a.dtype), torch.from_numpy(np.array(a, copy=True))))
+        else:
+            out.append(TensorRef(f, init.name, tuple(a.shape), str(a.dtype), None,
+                                 f"dtype {a.dtype}: not a floating-point weight"))
+    return out
 
 
 # ----------------------------------------------------------------------------- listing tensors
@@ -177,9 +239,10 @@ def _list_tensors(path: str | Path) -> list[TensorRef]:
         if index:
             return _sharded(index[0])
         files = sorted(q for q in p.iterdir() if q.is_file() and (
-            q.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin") or sniff(q) in ("torch", "safetensors")))
+            q.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin", ".onnx")
+            or sniff(q) in ("torch", "safetensors", "gguf")))
         if not files:
-            raise InvalidArgument(f"{p}: no .safetensors, .pt, .pth or .bin file in this folder")
+            raise InvalidArgument(f"{p}: no .safetensors, .pt, .pth, .bin, .onnx or GGUF file in this folder")
         return [t for q in files for t in _list_tensors(q)]
     if p.name.endswith(".safetensors.index.json"):
         return _sharded(p)
@@ -188,13 +251,18 @@ def _list_tensors(path: str | Path) -> list[TensorRef]:
         return _safetensors(p)
     if suffix in (".pt", ".pth", ".bin"):
         return _torch(p)
-    kind = sniff(p)  # other names (.th, .pth.tar, .ckpt, none): recognized by content
+    if suffix == ".onnx":
+        return _onnx(p)
+    kind = sniff(p)
+    if kind == "gguf":
+        return _gguf(p)  # other names (.th, .pth.tar, .ckpt, none): recognized by content
     if kind == "safetensors":
         return _safetensors(p)
     if kind == "torch":
         return _torch(p)
-    raise InvalidArgument(f"{p}: not a checkpoint odecheck reads (by its content: neither safetensors nor a "
-                          "torch.save file, zip or legacy pickle); expected .safetensors, .pt, .pth, .bin or .npz")
+    raise InvalidArgument(f"{p}: not a checkpoint odecheck reads (by its content: neither safetensors, GGUF nor a "
+                          "torch.save file, zip or legacy pickle); expected .safetensors, .pt, .pth, .bin, .gguf, "
+                          ".onnx or .npz")
 
 
 def sniff(path: Path) -> str | None:
@@ -218,6 +286,8 @@ def sniff(path: Path) -> str | None:
         return "npz" if names and all(n.endswith(".npy") for n in names) else None
     if head[:1] == b"\x80":  # a pickle, protocol 2 or newer: torch.save's legacy format
         return "torch"
+    if head[:4] == b"GGUF":
+        return "gguf"
     if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
         return "safetensors"
     return None
