@@ -172,3 +172,24 @@ def test_out_writes_the_report_families_first(tmp_path):
     assert "| `layers.*.conv1.weight` | 16, 24, 32" in md
     figs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
     assert len([f for f in figs if f.startswith("family-")]) == 1 and len([f for f in figs if f.startswith("overview-")]) == 9
+
+
+def test_python_entry_point_returns_dataframes(tmp_path):
+    depths = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+    files = []
+    for L in depths:
+        torch.save(_state_dict(L), tmp_path / f"m{L}.pt")
+        files.append(tmp_path / f"m{L}.pt")
+    a = oc.analyze(files)
+    assert set(a.families["statistic"]) == {"max_increment", "max_norm", "max_normalized_increment"}
+    inc = a.families[a.families["statistic"] == "max_increment"].iloc[0]
+    assert inc["family"] == "layers.*.conv1.weight" and inc["limit"] == "ode" and inc["family_limit"] == "ode"
+    assert len(a.paths) == len(depths) and set(a.paths["regime"]) == {"ode"}
+    assert a.report["families"][0]["limit"] == "ode"
+    # the same numbers as the command line's JSON
+    res = runner.invoke(app, ["analyze", *map(str, files), "--json", str(tmp_path / "a.json")])
+    assert res.exit_code == 0, res.output
+    cli = json.loads((tmp_path / "a.json").read_text())
+    assert cli["families"][0]["statistics"]["max_increment"]["exponent"] == pytest.approx(inc["exponent"], rel=1e-12)
+    with pytest.raises(oc.InvalidArgument, match="no such file"):
+        oc.analyze(tmp_path / "missing.pt")

@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import nn
 from ._errors import InvalidArgument, OdecheckError
+from .analyze import analyze_weights as analyze
 from .data import Dataset, c21_task, digits, gaussian_task, teacher_task
 from .flow import EngineOptions, Trajectory, adam, discretization_error, gradient_flow, loss_and_grads, sgd
 from .init import Init, fbm_paths, fgn, gp_paths
@@ -32,6 +33,7 @@ __all__ = [
     "Trajectory",
     "__version__",
     "adam",
+    "analyze",
     "c21_task",
     "digits",
     "discretization_error",

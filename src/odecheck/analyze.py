@@ -8,13 +8,15 @@ shape differs along a group form separate paths, and what cannot form one is rep
 
 from __future__ import annotations
 
+import os
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ._errors import InvalidArgument, invalid
+from ._errors import InvalidArgument, OdecheckError, invalid
 from .estimators import path_stats, scaling_exponent
 
 
@@ -237,3 +239,58 @@ def markdown(res: dict) -> str:
     if res.get("skipped"):
         lines += ["", "## Left out", ""] + [f"- `{s['name']}` {tuple(s['shape'])}: {s['reason']}" for s in res["skipped"]]
     return "\n".join(lines) + "\n"
+
+
+def analyze_files(files, *, key: str | None = None, stacked: bool = False, features: bool = False, inputs=None,
+                  include_buffers: bool = False, seed: int = 0, on_path=None) -> dict:
+    """Everything ``odecheck analyze FILE ...`` computes, as data: {"families", "paths", "scaling",
+    "skipped"}. ``files``: checkpoints (any format :func:`odecheck.checkpoints.list_tensors` reads, or .npz)
+    or, with ``features``, ``odecheck train`` folders. ``on_path(file, name, i, n)`` is called as each path
+    of a checkpoint is done. Paths least regular first; families as :func:`families`."""
+    from pathlib import Path as _P
+
+    from .checkpoints import REGULARITY_ORDER, analyze_checkpoint, sniff
+
+    rows: list[dict] = []
+    skipped: list[dict] = []
+    for f in map(_P, files):
+        if features:
+            rows += analyze(feature_paths(f, inputs=inputs), seed=seed)["paths"]
+        elif f.suffix.lower() == ".npz" or (f.is_file() and sniff(f) == "npz"):
+            rows += analyze(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
+        else:
+            res = analyze_checkpoint(f, key=key, seed=seed, include_buffers=include_buffers,
+                                     on_path=None if on_path is None else (lambda n, i, k, f=f: on_path(f, n, i, k)))
+            rows += res["paths"]
+            skipped += [{"file": str(f), **s} for s in res["skipped"]]
+    rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if r["hurst"] == r["hurst"] else 9.0))
+    scaling = scaling_across_depths(rows, seed=seed)
+    return {"families": families(scaling), "paths": rows, "scaling": scaling, "skipped": skipped}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """:func:`analyze_weights`' result: one pandas DataFrame per table, and the report as JSON-ready data."""
+
+    families: Any
+    paths: Any
+    skipped: Any
+    report: dict
+
+
+def analyze_weights(files, **options) -> Analysis:
+    """``odecheck analyze`` from Python (exported as ``odecheck.analyze``): the families across depths (one
+    row per family and statistic: exponent, interval, limit), the paths (one row each, least regular first)
+    and what was left out, as pandas DataFrames (``pip install 'odecheck[sweep]'``). Options as
+    :func:`analyze_files`."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise OdecheckError("odecheck.analyze returns DataFrames: pip install 'odecheck[sweep]'") from None
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    rep = analyze_files(files, **options)
+    fam_rows = [{"family": f["name"], "depths": f["depths"], "statistic": stat, **{k: v for k, v in st.items()},
+                 "family_limit": f["limit"]} for f in rep["families"] for stat, st in f["statistics"].items()]
+    paths = pd.DataFrame([{k: v for k, v in r.items() if k not in ("increments", "norms", "local")} for r in rep["paths"]])
+    return Analysis(pd.DataFrame(fam_rows), paths, pd.DataFrame(rep["skipped"]), rep)

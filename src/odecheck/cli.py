@@ -189,12 +189,6 @@ def verify(
         typer.echo(f"verdicts differing from the expected outcome: {', '.join(mismatched)}")
 
 
-def _sniff(path: Path) -> str | None:
-    from .checkpoints import sniff
-
-    return sniff(path)
-
-
 def _regime_why(row: dict) -> str:
     """The short reason shown beside a regime: small- and large-lag exponents for a crossover, the
     rule's reason for an undecided path, nothing for a decided one."""
@@ -233,35 +227,20 @@ def analyze(
     from rich.table import Table
 
     from ._errors import InvalidArgument
-    from .analyze import analyze as run_analysis
-    from .analyze import families, load_paths, scaling_across_depths
-    from .checkpoints import REGULARITY_ORDER, analyze_checkpoint
+    from .analyze import analyze_files
 
     if json_file is not None:
         _check_writable_file("--json", json_file)
     console = Console(stderr=True)
-    rows: list[dict] = []
-    skipped: list[dict] = []
     try:
-        for f in files:
-            if features:
-                from .analyze import feature_paths
-
-                rows += run_analysis(feature_paths(f, inputs=inputs), seed=seed)["paths"]
-            elif f.suffix.lower() == ".npz" or (f.is_file() and _sniff(f) == "npz"):
-                rows += run_analysis(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
-            else:
-                with console.status(f"reading {f}") as status:
-                    res = analyze_checkpoint(f, key=key, seed=seed, include_buffers=include_buffers,
-                                             on_path=lambda name, i, n, f=f: status.update(f"{f}: path {i}/{n} {name}"))
-                rows += res["paths"]
-                skipped += [{"file": str(f), **s} for s in res["skipped"]]
+        with console.status("reading") as status:
+            res = analyze_files(files, key=key, stacked=stacked, features=features, inputs=inputs,
+                                include_buffers=include_buffers, seed=seed,
+                                on_path=lambda f, name, i, n: status.update(f"{f}: path {i}/{n} {name}"))
     except InvalidArgument as e:
         _fail(_as_flags(e, {"key": "--key", "inputs": "--inputs"}))
         return
-    rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if r["hurst"] == r["hurst"] else 9.0))
-    res = {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed), "skipped": skipped}
-    res["families"] = families(res["scaling"])
+    rows, skipped = res["paths"], res["skipped"]
     out = Console(width=max(Console().width, 120))
     if res["families"]:
         ft = Table(title="families across depths (exponent in L, 95% interval)")
