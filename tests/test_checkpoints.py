@@ -189,6 +189,28 @@ def test_onnx_initializers_are_the_weights(tmp_path):
     assert any(s["name"] == "layers.0.shape_const" and "int64" in s["reason"] for s in res["skipped"])
 
 
+def test_which_weights_feed_a_normalization_by_their_neighbours_names():
+    from odecheck.checkpoints import feeds_normalization as feeds
+
+    resnet = [f"module.layer1.{k}.{m}" for k in range(3) for m in (
+        "conv1.weight", "bn1.weight", "bn1.running_var", "conv2.weight", "bn2.weight", "downsample.0.weight",
+        "downsample.1.weight", "downsample.1.running_var")]
+    assert feeds("layer1.*.conv1.weight", resnet) and feeds("layer1.*.conv2.weight", resnet)
+    assert feeds("layer1.*.downsample.0.weight", resnet) and not feeds("layer1.*.bn1.weight", resnet)
+    llama = [f"model.layers.{k}.{m}" for k in range(3) for m in (  # pre-norm: the norm comes before
+        "self_attn.q_proj.weight", "mlp.up_proj.weight", "input_layernorm.weight", "post_attention_layernorm.weight")]
+    assert not feeds("model.layers.*.self_attn.q_proj.weight", llama) and not feeds("model.layers.*.mlp.up_proj.weight", llama)
+    bert = [f"encoder.layer.{k}.{m}" for k in range(3) for m in (  # post-norm: dense, then LayerNorm
+        "attention.output.dense.weight", "attention.output.LayerNorm.weight", "attention.self.query.weight",
+        "intermediate.dense.weight")]
+    assert feeds("encoder.layer.*.attention.output.dense.weight", bert)
+    assert not feeds("encoder.layer.*.attention.self.query.weight", bert)
+    assert not feeds("encoder.layer.*.intermediate.dense.weight", bert)
+    gpt2 = [f"transformer.h.{k}.{m}" for k in range(3) for m in ("ln_1.weight", "attn.c_attn.weight", "ln_2.weight")]
+    assert not feeds("transformer.h.*.attn.c_attn.weight", gpt2)
+    assert feeds("layer1.*.conv1.weight[1:3]", resnet)  # a split stage's run
+
+
 def _raw_safetensors(path, tensors):
     """A safetensors file written byte by byte: {name: (dtype string, shape, raw bytes)}."""
     header, blobs, off = {}, [], 0

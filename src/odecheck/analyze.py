@@ -233,8 +233,9 @@ def markdown(res: dict) -> str:
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in res["paths"]:
         why = r.get("regime_reason", "") if r["regime"] in ("mixed", "inconclusive") else ""
+        star = " (feeds a norm)" if r.get("feeds_norm") else ""
         lines.append(f"| {Path(r['file']).name} | `{r['name']}` | {r['depth']} | {r['max_increment']:.3g} | "
-                     f"{r.get('max_normalized_increment', float('nan')):.3g} | {r['hurst']:.2f} {ci(r['hurst_ci'])} | "
+                     f"{r.get('max_normalized_increment', float('nan')):.3g}{star} | {r['hurst']:.2f} {ci(r['hurst_ci'])} | "
                      f"{r['regime']} | {why} |")
     if res.get("skipped"):
         lines += ["", "## Left out", ""] + [f"- `{s['name']}` {tuple(s['shape'])}: {s['reason']}" for s in res["skipped"]]

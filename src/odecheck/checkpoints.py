@@ -412,6 +412,45 @@ def _finite(path: CheckpointPath, Z: np.ndarray) -> None:
                         f"{path.layers[k].name!r}, layer {path.indices[k]})")
 
 
+NORM_WORDS = ("bn", "norm", "ln")  # BatchNorm, LayerNorm, RMSNorm, GroupNorm, `bn1`, `ln_1`, `LayerNorm`
+
+
+def _is_norm(module: str) -> bool:
+    leaf = module.rsplit(".", 1)[-1].lower()
+    return any(leaf.startswith(w) or w in leaf for w in NORM_WORDS) and not leaf.startswith("lin")
+
+
+def feeds_normalization(name: str, tensor_names) -> bool:
+    """Whether the weight path ``name`` (``prefix.*.module.weight``) feeds a normalization layer, read from
+    the names around it at its first layer: ``convN`` followed by a sibling ``bnN`` / ``normN`` (ResNets),
+    a module with a normalization sibling in the same parent (BERT's ``attention.output.dense`` and
+    ``attention.output.LayerNorm``), or entry i of a Sequential whose entry i + 1 keeps BatchNorm running
+    statistics (``downsample.0`` and ``downsample.1``). A pre-norm transformer's projections (the norm
+    sits before them, at the layer's level) do not count."""
+    import re as _re
+
+    names = [n[len("module."):] if n.startswith("module.") else n for n in tensor_names]
+    base = _re.sub(r"\[\d+:\d+\]$", "", name)
+    if ".*." not in base and not base.startswith("*."):
+        return False
+    prefix, _, rest = base.partition("*.")
+    module = rest.rsplit(".", 1)[0]  # e.g. conv1, attention.output.dense, downsample.0
+    first = next((n for n in names if _re.match(_re.escape(prefix) + r"\d+\." + _re.escape(rest) + "$", n)), None)
+    if first is None or "." not in rest:
+        return False
+    layer = first[: len(first) - len(rest)]  # prefix + index + "."
+    parent, _, leaf = module.rpartition(".")
+    siblings = {n[len(layer) + len(parent) + (1 if parent else 0):].split(".", 1)[0]
+                for n in names if n.startswith(layer + (parent + "." if parent else ""))}
+    m = _re.match(r"^conv(\d+)$", leaf)
+    if m and any(_is_norm(s) and s.endswith(m.group(1)) for s in siblings):
+        return True
+    if leaf.isdigit():  # a Sequential: is entry i + 1 a BatchNorm?
+        nxt = layer + (parent + "." if parent else "") + str(int(leaf) + 1) + "."
+        return any(n.startswith(nxt) and n.endswith("running_var") for n in names)
+    return not leaf[-1:].isdigit() and not _is_norm(leaf) and any(_is_norm(s) for s in siblings - {leaf}) and bool(parent)
+
+
 REGULARITY_ORDER = {"none": 0, "sde": 1, "mixed": 2, "inconclusive": 3, "ode": 4}
 
 
@@ -422,6 +461,7 @@ def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float
     why: tensors of an unsupported dtype, layers that form no path, paths with NaN or inf weights (the
     other paths are still analyzed)."""
     tensors = list_tensors(path)
+    names = [t.name for t in tensors]
     paths, skipped = group_paths(tensors, include_buffers=include_buffers)
     if key is not None:
         paths = [p for p in paths if key in p.name]
@@ -440,7 +480,8 @@ def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float
             skipped.append({"name": p.name, "layers": list(p.indices), "shape": list(p.shape),
                             "reason": f"non-finite: {e}"})
             continue
-        rows.append({"file": str(path), "name": p.name, "layers": list(p.indices), **stats})
+        rows.append({"file": str(path), "name": p.name, "layers": list(p.indices), **stats,
+                     "feeds_norm": feeds_normalization(p.name, names)})
         if on_path is not None:
             on_path(p.name, i + 1, len(paths))
     rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if np.isfinite(r["hurst"]) else 9.0))

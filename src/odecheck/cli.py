@@ -266,9 +266,13 @@ def analyze(
         lo, hi = r["hurst_ci"]
         name = r["name"] + (f" [{r['member']}]" if "member" in r else "")
         table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
-                      f"{r.get('max_normalized_increment', float('nan')):.3g}", f"{r['max_norm']:.3g}",
+                      f"{r.get('max_normalized_increment', float('nan')):.3g}" + (" *" if r.get("feeds_norm") else ""),
+                      f"{r['max_norm']:.3g}",
                       f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], _regime_why(r))
     out.print(table)
+    if any(r.get("feeds_norm") for r in rows):
+        out.print("* the weight feeds a normalization layer (read from its neighbours' names): its scale is not "
+                  "seen downstream, the normalized increment is the one that counts")
     for s in res["scaling"]:
         lo, hi = s["ci"]
         ci = "no interval: one network per depth and two depths" if lo != lo else f"[{lo:.3f}, {hi:.3f}]"
