@@ -379,7 +379,10 @@ def test_cli_folder_figures_and_key(tmp_path):
     out = json.loads((tmp_path / "o.json").read_text())
     assert [r["name"] for r in out["paths"]] == ["model.layers.*.self_attn.q_proj.weight"]
     assert len(out["paths"][0]["increments"]) == L - 1 and len(out["paths"][0]["norms"]) == L
-    assert len(list((tmp_path / "fig").glob("*.png"))) == 1
+    assert [p.name for p in (tmp_path / "fig").glob("*.png")] == ["overview-000-ck.png"]  # one file, no family
+    res = CliRunner().invoke(app, ["analyze", str(tmp_path / "ck"), "--key", "q_proj", "--figures",
+                                   str(tmp_path / "fig2"), "--path-figures"])
+    assert res.exit_code == 0 and len(list((tmp_path / "fig2").glob("*.png"))) == 2  # and the path's own
     res = CliRunner().invoke(app, ["analyze", str(tmp_path / "ck"), "--key", "nothing"])
     assert res.exit_code == 2 and "--key 'nothing': expected a part of a weight path's name in" in res.output
 

@@ -209,8 +209,10 @@ def analyze(
     key: str | None = typer.Option(None, help="Only paths whose name contains KEY."),
     stacked: bool = typer.Option(False, help="npz arrays are (R, L, ...) ensembles."),
     json_file: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
-    figures: Path | None = typer.Option(None, "--figures", help="Folder for a figure of each statistic against "
-                                                                "the layer index, per path."),
+    figures: Path | None = typer.Option(None, "--figures", help="Folder for a figure per family across depths "
+                                                                "and an overview per file."),
+    path_figures: bool = typer.Option(False, "--path-figures", help="With --figures: also one figure per path "
+                                                                    "(each statistic against the layer index)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap intervals (paths with fewer than 8 entries)."),
     features: bool = typer.Option(False, "--features", help="For `odecheck train` folders: the hidden states "
                                                             "k -> h_k of the saved networks instead of weights."),
@@ -288,11 +290,14 @@ def analyze(
         out.print(f"left out: {pattern}" + (f" ({n} tensors)" if n > 1 else "") + f": {reason}")
     if figures is not None:
         try:
-            from .plot import path_figures
+            from .plot import family_figures, file_overviews
+            from .plot import path_figures as per_path
         except ImportError:
             _fail("--figures needs matplotlib: pip install 'odecheck[plot]'")
             return
-        written = path_figures(rows, figures)
+        written = family_figures(rows, res["scaling"], figures) + file_overviews(rows, figures)
+        if path_figures:
+            written += per_path(rows, figures)
         typer.echo(f"wrote {len(written)} figures to {figures}")
     if json_file is not None:
         _write_json(json_file, res)
