@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["shared"], choices=list(MODES))
     ap.add_argument("--inits", nargs="+", default=["xavier-depth"], choices=list(INITS))
     ap.add_argument("--max-depth", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=None, help="run the sweep on a Dask LocalCluster of N workers")
     args = ap.parse_args()
     spec = REP.spec("paper")
     modes = spec["sweep"]["zip"][1]
@@ -34,14 +35,15 @@ def main() -> None:
     spec["sweep"]["model.init"] = [INITS[i] for i in args.inits]
     spec["sweep"]["model.depth"] = c21_depths(3, args.max_depth)
     t0 = time.perf_counter()
-    df = sweep(SweepSpec.from_dict(spec), args.out)
+    df = sweep(SweepSpec.from_dict(spec), args.out, workers=args.workers)
     results, data = REP.analyse(df, args.out, spec)
     seconds = time.perf_counter() - t0
     figure = REP.figure(data, results, args.out / "figure.png",
                         f"c21-fc paper settings, modes {args.modes}, inits {args.inits}, L <= {args.max_depth}").name
+    executor = f"LocalCluster({args.workers})" if args.workers else "in process"
     report = {"name": "c21-fc", "scale": f"paper settings, modes {args.modes}, inits {args.inits}, "
                                          f"depths 3..{args.max_depth}", "source": REP.source,
-              "description": REP.description, "seconds": round(seconds, 3), "executor": "in process",
+              "description": REP.description, "seconds": round(seconds, 3), "executor": executor,
               "device": "cpu", "figure": figure, "results": [r.to_json() for r in results]}
     write_json(args.out / "report.json", report)
     (args.out / "report.md").write_text(_markdown(report))
