@@ -39,7 +39,7 @@ def fit(local, hurst_ci, diffs=None, wide=None, lags=None):
             d = local[k][0] - local[i][0]
             ci = (diffs or {}).get((i, k), (d - 0.05, d + 0.05))
             out.append((i, k, d, ci, (wide or {}).get((i, k), (ci[0] - 0.02, ci[1] + 0.02))))
-    return LocalFit(lags, float(np.mean(hurst_ci)), hurst_ci, loc, tuple(out), 0.95, 16)
+    return LocalFit(lags, float(np.mean(hurst_ci)), hurst_ci, loc, tuple(out))
 
 
 def test_sde_mimic_spreads_recomputed():

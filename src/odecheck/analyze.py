@@ -41,10 +41,7 @@ def load_paths(file: str | Path, *, stacked: bool = False, key: str | None = Non
     p = Path(file)
     if not p.exists():
         raise InvalidArgument(f"{f}: no such file")
-    from .checkpoints import sniff
-
-    suffix = p.suffix.lower()
-    if suffix == ".npz" or (suffix not in (".pt", ".pth", ".bin", ".safetensors") and sniff(p) == "npz"):
+    if _is_npz(p):
         paths = _load_npz(p, stacked)
     else:  # .pt, .pth, .bin, .safetensors, or any name whose content is a checkpoint (list_tensors says if not)
         paths = _load_torch(p)
@@ -98,6 +95,15 @@ def _load_torch(p: Path) -> list[WeightPath]:
         _check_finite(str(p), cp.name, a)
         out.append(WeightPath(str(p), cp.name, a))
     return out
+
+
+def _is_npz(p: Path) -> bool:
+    """An .npz file, or a file of another name whose content is a numpy zip (checkpoint suffixes excluded)."""
+    from .checkpoints import sniff
+
+    suffix = p.suffix.lower()
+    return suffix == ".npz" or (suffix not in (".pt", ".pth", ".bin", ".safetensors") and p.is_file()
+                                and sniff(p) == "npz")
 
 
 def analyze(paths: list[WeightPath], *, seed: int = 0) -> dict:
@@ -248,23 +254,21 @@ def analyze_files(files, *, key: str | None = None, stacked: bool = False, featu
     "skipped"}. ``files``: checkpoints (any format :func:`odecheck.checkpoints.list_tensors` reads, or .npz)
     or, with ``features``, ``odecheck train`` folders. ``on_path(file, name, i, n)`` is called as each path
     of a checkpoint is done. Paths least regular first; families as :func:`families`."""
-    from pathlib import Path as _P
-
-    from .checkpoints import REGULARITY_ORDER, analyze_checkpoint, sniff
+    from .checkpoints import analyze_checkpoint, least_regular_first
 
     rows: list[dict] = []
     skipped: list[dict] = []
-    for f in map(_P, files):
+    for f in map(Path, files):
         if features:
             rows += analyze(feature_paths(f, inputs=inputs), seed=seed)["paths"]
-        elif f.suffix.lower() == ".npz" or (f.is_file() and sniff(f) == "npz"):
+        elif _is_npz(f):
             rows += analyze(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
         else:
             res = analyze_checkpoint(f, key=key, seed=seed, include_buffers=include_buffers,
                                      on_path=None if on_path is None else (lambda n, i, k, f=f: on_path(f, n, i, k)))
             rows += res["paths"]
             skipped += [{"file": str(f), **s} for s in res["skipped"]]
-    rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if r["hurst"] == r["hurst"] else 9.0))
+    rows.sort(key=least_regular_first)
     scaling = scaling_across_depths(rows, seed=seed)
     return {"families": families(scaling), "paths": rows, "scaling": scaling, "skipped": skipped}
 
@@ -291,7 +295,7 @@ def analyze_weights(files, **options) -> Analysis:
     if isinstance(files, (str, os.PathLike)):
         files = [files]
     rep = analyze_files(files, **options)
-    fam_rows = [{"family": f["name"], "depths": f["depths"], "statistic": stat, **{k: v for k, v in st.items()},
+    fam_rows = [{"family": f["name"], "depths": f["depths"], "statistic": stat, **st,
                  "family_limit": f["limit"]} for f in rep["families"] for stat, st in f["statistics"].items()]
     paths = pd.DataFrame([{k: v for k, v in r.items() if k not in ("increments", "norms", "local")} for r in rep["paths"]])
     return Analysis(pd.DataFrame(fam_rows), paths, pd.DataFrame(rep["skipped"]), rep)

@@ -31,16 +31,8 @@ _LAYER = re.compile(r"^(.*?)(?:^|\.)(\d+)\.(.+)$")
 WRAPPERS = ("state_dict", "model", "model_state_dict", "net")
 _ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F8_E4M3": np.uint8,
               "F8_E5M2": np.uint8}
-FP8_DTYPES = ("F8_E4M3", "F8_E5M2")
-_FP8: dict = {}  # their torch dtypes, filled lazily (torch is imported only when an FP8 tensor is read)
-
-
-def _fp8_types() -> dict:
-    if not _FP8:
-        import torch
-
-        _FP8.update({"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2})
-    return _FP8
+FP8_DTYPES = {"F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}  # safetensors name -> torch dtype name
+CHUNK_ENTRIES = 1 << 20  # columns per chunk: (L, 2^20) float64 is 8 MiB per layer
 
 
 def _block_scale(scale: np.ndarray, shape: tuple[int, ...], a: int, b: int) -> np.ndarray:
@@ -51,7 +43,6 @@ def _block_scale(scale: np.ndarray, shape: tuple[int, ...], a: int, b: int) -> n
     br, bc = -(-rows // scale.shape[0]), -(-cols // scale.shape[1])
     idx = np.arange(a, b)
     return scale[(idx // cols) // br, (idx % cols) // bc]
-CHUNK_ENTRIES = 1 << 20  # columns per chunk: (L, 2^20) float64 is 8 MiB per layer
 
 
 @dataclass(frozen=True)
@@ -80,7 +71,7 @@ class TensorRef:
             if self.dtype in FP8_DTYPES:
                 import torch
 
-                vals = torch.from_numpy(np.array(raw)).view(_fp8_types()[self.dtype]).double().numpy()
+                vals = torch.from_numpy(np.array(raw)).view(getattr(torch, FP8_DTYPES[self.dtype])).double().numpy()
                 scale = self.source[2] if len(self.source) > 2 else None
                 return vals if scale is None else vals * _block_scale(scale, self.shape, a, b)
             return np.asarray(raw, dtype=np.float64)
@@ -104,16 +95,25 @@ class GGUFSource:
         return rows[a - r0 * self.cols: b - r0 * self.cols].astype(np.float64)
 
 
+def _open_optional(f: str, what: str, package: str, opener):
+    """``opener(module)`` on an optional package's module: a missing package or an unreadable file is an error
+    naming the file and what to install (the extra has the package's name)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise InvalidArgument(f"{f}: reading {what} needs the {package} package: "
+                              f"pip install 'odecheck[{package}]'") from None
+    try:
+        return opener(module)
+    except Exception as e:  # noqa: BLE001 - a malformed file is a corrupt file for the user
+        raise InvalidArgument(f"{f}: unreadable or corrupt, read as {what} ({type(e).__name__})") from None
+
+
 def _gguf(path: Path) -> list[TensorRef]:
     f = str(path)
-    try:
-        from gguf import GGUFReader
-    except ImportError:
-        raise InvalidArgument(f"{f}: a GGUF file; reading it needs the gguf package: pip install 'odecheck[gguf]'") from None
-    try:
-        reader = GGUFReader(path)
-    except Exception as e:  # noqa: BLE001 - a malformed file is a corrupt file for the user
-        raise InvalidArgument(f"{f}: unreadable or corrupt GGUF ({type(e).__name__})") from None
+    reader = _open_optional(f, "a GGUF file", "gguf", lambda gguf: gguf.GGUFReader(path))
     out = []
     for t in reader.tensors:
         shape = tuple(int(n) for n in reversed(t.shape.tolist()))  # GGML lists the fastest axis first
@@ -124,18 +124,12 @@ def _gguf(path: Path) -> list[TensorRef]:
 
 
 def _onnx(path: Path) -> list[TensorRef]:
-    f = str(path)
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError:
-        raise InvalidArgument(f"{f}: an ONNX model; reading it needs the onnx package: pip install 'odecheck[onnx]'") from None
     import torch
 
-    try:
-        model = onnx.load(f)
-    except Exception as e:  # noqa: BLE001
-        raise InvalidArgument(f"{f}: unreadable or corrupt ONNX model ({type(e).__name__})") from None
+    f = str(path)
+    model = _open_optional(f, "an ONNX model", "onnx", lambda onnx: onnx.load(f))
+    from onnx import numpy_helper
+
     out = []
     for init in model.graph.initializer:
         a = numpy_helper.to_array(init)
@@ -417,7 +411,7 @@ NORM_WORDS = ("bn", "norm", "ln")  # BatchNorm, LayerNorm, RMSNorm, GroupNorm, `
 
 def _is_norm(module: str) -> bool:
     leaf = module.rsplit(".", 1)[-1].lower()
-    return any(leaf.startswith(w) or w in leaf for w in NORM_WORDS) and not leaf.startswith("lin")
+    return any(w in leaf for w in NORM_WORDS)
 
 
 def feeds_normalization(name: str, tensor_names) -> bool:
@@ -427,22 +421,20 @@ def feeds_normalization(name: str, tensor_names) -> bool:
     ``attention.output.LayerNorm``), or entry i of a Sequential whose entry i + 1 keeps BatchNorm running
     statistics (``downsample.0`` and ``downsample.1``). A pre-norm transformer's projections (the norm
     sits before them, at the layer's level) do not count."""
-    import re as _re
-
     names = [n[len("module."):] if n.startswith("module.") else n for n in tensor_names]
-    base = _re.sub(r"\[\d+:\d+\]$", "", name)
+    base = re.sub(r"\[\d+:\d+\]$", "", name)
     if ".*." not in base and not base.startswith("*."):
         return False
     prefix, _, rest = base.partition("*.")
     module = rest.rsplit(".", 1)[0]  # e.g. conv1, attention.output.dense, downsample.0
-    first = next((n for n in names if _re.match(_re.escape(prefix) + r"\d+\." + _re.escape(rest) + "$", n)), None)
+    first = next((n for n in names if re.match(re.escape(prefix) + r"\d+\." + re.escape(rest) + "$", n)), None)
     if first is None or "." not in rest:
         return False
     layer = first[: len(first) - len(rest)]  # prefix + index + "."
     parent, _, leaf = module.rpartition(".")
     siblings = {n[len(layer) + len(parent) + (1 if parent else 0):].split(".", 1)[0]
                 for n in names if n.startswith(layer + (parent + "." if parent else ""))}
-    m = _re.match(r"^conv(\d+)$", leaf)
+    m = re.match(r"^conv(\d+)$", leaf)
     if m and any(_is_norm(s) and s.endswith(m.group(1)) for s in siblings):
         return True
     if leaf.isdigit():  # a Sequential: is entry i + 1 a BatchNorm?
@@ -452,6 +444,11 @@ def feeds_normalization(name: str, tensor_names) -> bool:
 
 
 REGULARITY_ORDER = {"none": 0, "sde": 1, "mixed": 2, "inconclusive": 3, "ode": 4}
+
+
+def least_regular_first(row: dict) -> tuple[int, float]:
+    """Sort key of analysis rows: by regime (none, sde, mixed, inconclusive, ode), then by Hurst exponent."""
+    return REGULARITY_ORDER[row["regime"]], row["hurst"] if np.isfinite(row["hurst"]) else 9.0
 
 
 def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float = 0.95, seed: int = 0,
@@ -484,7 +481,7 @@ def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float
                      "feeds_norm": feeds_normalization(p.name, names)})
         if on_path is not None:
             on_path(p.name, i + 1, len(paths))
-    rows.sort(key=lambda r: (REGULARITY_ORDER[r["regime"]], r["hurst"] if np.isfinite(r["hurst"]) else 9.0))
+    rows.sort(key=least_regular_first)
     return {"paths": rows, "skipped": skipped, "tensors": len(tensors)}
 
 

@@ -189,6 +189,15 @@ def verify(
         typer.echo(f"verdicts differing from the expected outcome: {', '.join(mismatched)}")
 
 
+def _analysis_figures(res: dict, folder: Path, *, per_path: bool = False) -> list[Path]:
+    """analyze's figures: one per family across depths, one overview per file, and with ``per_path`` one
+    per path (ImportError without matplotlib)."""
+    from .plot import family_figures, file_overviews, path_figures
+
+    written = family_figures(res["paths"], res["scaling"], folder) + file_overviews(res["paths"], folder)
+    return written + (path_figures(res["paths"], folder) if per_path else [])
+
+
 def _regime_why(row: dict) -> str:
     """The short reason shown beside a regime: small- and large-lag exponents for a crossover, the
     rule's reason for an undecided path, nothing for a decided one."""
@@ -290,14 +299,10 @@ def analyze(
         out.print(f"left out: {pattern}" + (f" ({n} tensors)" if n > 1 else "") + f": {reason}")
     if figures is not None:
         try:
-            from .plot import family_figures, file_overviews
-            from .plot import path_figures as per_path
+            written = _analysis_figures(res, figures, per_path=path_figures)
         except ImportError:
             _fail("--figures needs matplotlib: pip install 'odecheck[plot]'")
             return
-        written = family_figures(rows, res["scaling"], figures) + file_overviews(rows, figures)
-        if path_figures:
-            written += per_path(rows, figures)
         typer.echo(f"wrote {len(written)} figures to {figures}")
     if json_file is not None:
         _write_json(json_file, res)
@@ -310,9 +315,7 @@ def analyze(
         text = markdown(res)
         atomic_write(out_dir / "report.md", lambda f: f.write(text.encode()))
         try:
-            from .plot import family_figures, file_overviews
-
-            n = len(family_figures(rows, res["scaling"], out_dir)) + len(file_overviews(rows, out_dir))
+            n = len(_analysis_figures(res, out_dir))
         except ImportError:
             n = 0
             console.print("figures need matplotlib: pip install 'odecheck[plot]'")
@@ -625,7 +628,7 @@ def reproduce_cmd(
     from rich.table import Table
 
     from ._errors import InvalidArgument, OdecheckError
-    from .reproduce import REPRODUCTIONS, SCALES, reproduce, reproduction_folder
+    from .reproduce import REPRODUCTIONS, SCALES, check_variant, reproduce, reproduction_folder
     from .sweeps import check_device, check_executor
 
     console = Console(stderr=True)
@@ -640,10 +643,7 @@ def reproduce_cmd(
             raise InvalidArgument(f"--scale {scale!r}: expected 'smoke' or 'paper'")
         check_executor(workers=workers, scheduler=scheduler)
         check_device(device, local=workers is None and scheduler is None)  # before the progress bar
-        variants = REPRODUCTIONS[name].variants
-        if variant is not None and variant not in variants:
-            raise InvalidArgument(f"--variant {variant!r}: expected " + (f"one of {', '.join(variants)}" if variants
-                                                                          else f"none: {name} has no variants"))
+        check_variant(name, variant)  # before the progress bar
         with _cell_progress(console, name, folder=reproduction_folder(out, name, scale, variant)) as on_cell:
             rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, on_cell=on_cell,
                             device=device, variant=variant)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, get_args
 
 from ._errors import InvalidArgument, invalid
 
@@ -47,6 +47,7 @@ class ModelConfig:
         from . import blocks
         from .activations import ACTIVATIONS
         from .init import as_init
+        from .models import DeltaMode
         from .validation import check_choice, check_float, check_int
 
         check_choice("model.block", self.block, tuple(blocks.REGISTRY))
@@ -65,7 +66,7 @@ class ModelConfig:
         check_choice("model.io_init", self.io_init, ("identity", "gaussian", "conv"))
         if not isinstance(self.train_io, bool):
             raise invalid("model.train_io", self.train_io, "true or false")
-        check_choice("model.delta", self.delta, ("fixed", "shared", "per_layer", "shared_abs", "per_layer_gaussian"))
+        check_choice("model.delta", self.delta, get_args(DeltaMode))
         if not isinstance(self.width_factors, bool):
             raise invalid("model.width_factors", self.width_factors, "true or false")
         if not self.width_factors and self.block != "mlp":

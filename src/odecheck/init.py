@@ -25,6 +25,7 @@ from ._errors import InvalidArgument, invalid
 
 InitKind = Literal["iid", "tied", "smooth", "fbm", "zero", "counterexample", "xavier", "xavier_depth"]
 INIT_KINDS: tuple[str, ...] = get_args(InitKind)
+XAVIER_KINDS = ("xavier", "xavier_depth")  # [C21]'s code's inits, with a scale s
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +65,7 @@ class Init:
             return f"fbm({self.hurst:g})"
         if self.kind == "smooth":
             return f"smooth({self.length_scale:g})"
-        if self.kind in ("xavier", "xavier_depth"):
+        if self.kind in XAVIER_KINDS:
             return f"{self.kind}({self.scale:g})"
         return self.kind
 
@@ -92,7 +93,7 @@ def as_init(init: Init | str) -> Init:
         return Init(kind="fbm", hurst=value)
     if kind == "smooth":
         return Init(kind="smooth", length_scale=value)
-    if kind in ("xavier", "xavier_depth"):
+    if kind in XAVIER_KINDS:
         return Init(kind=kind, scale=value)  # type: ignore[arg-type]
     raise invalid("init", init, f"no parameter for {kind!r} (only fbm(H), smooth(l) and xavier(s) take one)")
 
@@ -230,7 +231,7 @@ def _sample_stack(init: Init, shapes: dict[str, tuple[int, ...]], *, depth: int,
                 z = fgn(size, L, init.hurst, g).T
             elif init.kind == "zero":
                 z = torch.zeros(L, size, dtype=torch.float64)
-            elif init.kind in ("xavier", "xavier_depth"):
+            elif init.kind in XAVIER_KINDS:
                 fan = shape[-1] if shape else 1
                 std = 1.0 / (math.sqrt(fan) if name == "b" else fan)  # times s below
                 z = torch.randn(L, size, generator=g, dtype=torch.float64) * std

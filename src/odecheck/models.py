@@ -26,13 +26,12 @@ import torch
 from . import _kernels, blocks, layout
 from ._errors import InvalidArgument, invalid
 from .activations import ACTIVATIONS, SMOOTH_ACTIVATIONS, Activation, activate, activate_backward
+from .blocks.single import PER_LAYER_DELTAS, SHARED_DELTAS
 from .init import Init, as_init, member_generator, sample_stack
 from .validation import as_tensor, check_choice, check_dtype, check_float, check_int, resolve_device
 
 Block = Literal["mlp", "single", "res1", "conv"]
 DeltaMode = Literal["fixed", "shared", "per_layer", "shared_abs", "per_layer_gaussian"]
-from .blocks.single import PER_LAYER_DELTAS, SHARED_DELTAS  # noqa: E402  (one trained delta per layer / network)
-
 IOInit = Literal["identity", "gaussian", "conv"]
 BLOCKS: tuple[str, ...] = tuple(blocks.REGISTRY)
 

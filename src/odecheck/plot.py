@@ -16,6 +16,13 @@ def pyplot():
     return plt
 
 
+def _stem(name: str) -> str:
+    """A file name from a path or file name: characters outside [A-Za-z0-9_.-] become _, at most 120."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:120]
+
+
 def save(fig, path: Path, title: str, *, fontsize: int = 10, dpi: int = 110) -> Path:
     """Title, lay out, write and close a figure; returns ``path``."""
     fig.suptitle(title, fontsize=fontsize)
@@ -127,8 +134,6 @@ def verdict_figure(v: dict, path: Path) -> Path | None:
 
 def path_figures(rows: list[dict], folder: Path) -> list[Path]:
     """One PNG per analyzed path: ||Z_{k+1} - Z_k|| and ||Z_k|| against the layer index k."""
-    import re
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     plt = pyplot()
@@ -145,7 +150,7 @@ def path_figures(rows: list[dict], folder: Path) -> list[Path]:
         axes[1].set_xlabel("layer index k")
         axes[1].set_ylabel("||Z_k||_F")
         lo, hi = r["hurst_ci"]
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", r["name"]).strip("_")[:120]
+        stem = _stem(r["name"])
         path = save(fig, folder / f"{len(out):03d}-{stem}.png",
                     f"{r['name']}: {r['regime']}, Hurst {r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", fontsize=9, dpi=100)
         out.append(path)
@@ -159,8 +164,6 @@ FAMILY_STATS = (("max_increment", "max_k ||Z_k+1 - Z_k||"), ("max_normalized_inc
 def family_figures(rows: list[dict], scaling: list[dict], folder: Path) -> list[Path]:
     """One figure per family seen at several depths, in [C21]'s style: each statistic against the depth L,
     log-log, the fitted slope and the reference slopes -1, -1/2 and 0."""
-    import re
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     plt = pyplot()
@@ -189,7 +192,7 @@ def family_figures(rows: list[dict], scaling: list[dict], folder: Path) -> list[
             ax.set_xlabel("depth L (layers in the path)")
             ax.set_ylabel(label)
             ax.legend(fontsize=6)
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:120]
+        stem = _stem(name)
         out.append(save(fig, folder / f"family-{len(out):03d}-{stem}.png", f"{name}: across depths", fontsize=9))
     return out
 
@@ -201,8 +204,6 @@ def file_overviews(rows: list[dict], folder: Path) -> list[Path]:
     """One figure per file: every path's normalized increments ||Z_k+1/||Z_k+1|| - Z_k/||Z_k|| ||, or its
     raw increments relative to their median where the normalized ones are absent, against k / L, coloured
     by its regime: the regularity of a whole checkpoint at a glance."""
-    import re
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     plt = pyplot()
@@ -228,7 +229,7 @@ def file_overviews(rows: list[dict], folder: Path) -> list[Path]:
         ax.set_xlabel("layer index k / L")
         ax.set_ylabel("||Z_k+1 - Z_k|| / sqrt(||Z_k|| ||Z_k+1||)")
         ax.legend(fontsize=7, title="regime", title_fontsize=7)
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(file).name).strip("_")[:100]
+        stem = _stem(Path(file).name)
         out.append(save(fig, folder / f"overview-{len(out):03d}-{stem}.png", f"{Path(file).name}: {len(mine)} paths",
                         fontsize=9))
     return out

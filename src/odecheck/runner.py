@@ -65,9 +65,11 @@ def test_loss(net: ResNet, data: Dataset) -> np.ndarray:
     """Per-member (1/n) sum_i ||F(x_i) - y_i||^2 on the test split (NaN where the data set has none)."""
     if not data.x_test.shape[0]:
         return np.full(net.ensemble, np.nan)
+    from .blocks.base import loss_function
+
     with torch.no_grad():
-        out = net(data.x_test.to(net.device)).double().cpu()
-    return ((out - data.y_test.double()) ** 2).sum(-1).mean(-1).numpy()
+        out = net(data.x_test.to(net.device)).double()
+        return loss_function("mse")(out, data.y_test.to(out.device).double())[0].cpu().numpy()
 
 
 def check(cfg: RunConfig, *, device="cpu") -> None:
@@ -99,10 +101,6 @@ def progress_record(traj: Trajectory, steps: int, started: tuple[float, int] | N
 
 
 STOPPING_FILE = "stopping.json"  # per member: epochs trained, the step and the reason it stopped
-
-
-def _stops(tc) -> bool:
-    return tc.method != "gradient_flow" and (tc.stop_loss is not None or tc.patience is not None)
 
 
 class EpochStopping:
@@ -196,7 +194,8 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
     resumed = step0
     started = (time.time(), step0)
     cb = (lambda t, loss: progress(t, tc.steps, loss)) if progress else None
-    stopping = EpochStopping(tc, data.x.shape[0], net.ensemble, opt_state) if _stops(tc) else None
+    stops = tc.stop_loss is not None or tc.patience is not None  # (TrainConfig allows them with SGD/Adam only)
+    stopping = EpochStopping(tc, data.x.shape[0], net.ensemble, opt_state) if stops else None
     while step0 < tc.steps and not (stopping is not None and stopping.all_stopped):
         chunk = min(tc.checkpoint_every, tc.steps - step0)
         if tc.method != "gradient_flow":  # SGD/Adam keep weights at chunk ends: end a chunk at each snapshot

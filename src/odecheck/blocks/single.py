@@ -21,13 +21,16 @@ PER_LAYER_DELTAS = ("per_layer", "per_layer_gaussian")  # the delta modes with o
 SHARED_DELTAS = ("shared", "shared_abs")  # and with one trained delta per network
 
 
-def _delta(net, p: dict[str, torch.Tensor], k: int):
+def _deltas(net, p: dict[str, torch.Tensor]):
+    """delta_k of every layer, computed once per pass (not in the per-layer loop): the float alpha_L when
+    fixed, else a tensor whose entry k is delta_k as an (R, 1, 1) column."""
     if net.delta_mode == "fixed":
         return base.residual_scale(net.depth, net.beta)
-    d = p["delta"][k] if net.delta_mode in PER_LAYER_DELTAS else p["delta"]
-    if net.delta_mode == "shared_abs":
-        d = d.abs()
-    return d[:, None, None]
+    d = p["delta"]
+    if net.delta_mode in PER_LAYER_DELTAS:
+        return d[:, :, None, None]  # (L, R, 1, 1)
+    d = d.abs() if net.delta_mode == "shared_abs" else d
+    return d[None, :, None, None].expand(net.depth, -1, 1, 1)  # one delta for every layer
 
 
 class Single(Block):
@@ -47,12 +50,12 @@ class Single(Block):
             raise invalid("b", "<missing>" if b is None else f"<shape {tuple(b.shape)}>", f"shape {(R, L, q)}")
         return {"W": W, "b": b[:, :, None, :]}, q, q
 
-    def _step(self, net, p, k, hk, uk, ak, out):
+    def _step(self, net, p, k, hk, uk, ak, out, deltas):
         act = net.activation
         torch.baddbmm(p["b"][k], hk, p["W"][k].transpose(1, 2), out=uk)
         if act != "identity":
             activate(act, uk, ak)
-        dk = _delta(net, p, k)
+        dk = deltas if isinstance(deltas, float) else deltas[k]
         if isinstance(dk, float):
             torch.add(hk, ak, alpha=dk, out=out)
         else:
@@ -62,16 +65,18 @@ class Single(Block):
         L, R, n, q = h.shape[0] - 1, h.shape[1], h.shape[2], h.shape[3]
         u = buf(ws, "u", (L, R, n, q), h[0])
         a = u if net.activation == "identity" else buf(ws, "a", (L, R, n, q), h[0])
+        deltas = _deltas(net, p)
         for k in range(L):
-            self._step(net, p, k, h[k], u[k], a[k], h[k + 1])
+            self._step(net, p, k, h[k], u[k], a[k], h[k + 1], deltas)
         return {"u": u, "a": a, "d": None}
 
     def forward_state(self, net, p, h0):
         cur, nxt = h0.clone(), torch.empty_like(h0)
         ub = torch.empty_like(h0)
         ab = ub if net.activation == "identity" else torch.empty_like(ub)
+        deltas = _deltas(net, p)
         for k in range(net.depth):
-            self._step(net, p, k, cur, ub, ab, nxt)
+            self._step(net, p, k, cur, ub, ab, nxt, deltas)
             cur, nxt = nxt, cur
         return cur
 
@@ -83,8 +88,9 @@ class Single(Block):
         gdelta = None
         if net.delta_mode != "fixed":
             gdelta = torch.zeros((L, net.ensemble), dtype=g.dtype, device=g.device)
+        deltas = _deltas(net, p)
         for k in range(L - 1, -1, -1):
-            dk = _delta(net, p, k)
+            dk = deltas if isinstance(deltas, float) else deltas[k]
             if gdelta is not None:
                 gdelta[k] = (g * a[k]).sum(dim=(1, 2))
             gu = activate_backward(act, g * dk, u[k], a[k])

@@ -13,6 +13,7 @@ References
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -169,9 +170,7 @@ class LagSums:
 
     def hurst(self, level: float) -> tuple[float, tuple[float, float]]:
         """The Hurst estimate (slope of log m(h) on log h) and its grouped jackknife-t interval."""
-        full, reps = self.log_means()
-        x = np.log(self.lags) - np.log(self.lags).mean()
-        return _jackknife(_ols(x, full), _ols(x, reps), level)
+        return _hurst_fit(self.lags, *self.log_means(), level)
 
     def fit(self, level: float) -> LocalFit:
         full, reps = self.log_means()
@@ -184,19 +183,30 @@ def _ols(x: np.ndarray, y: np.ndarray):
     return (x.reshape(-1, *([1] * (y.ndim - 1))) * y).sum(0) / (x**2).sum()
 
 
-def _jackknife(est: float, reps: np.ndarray, level: float) -> tuple[float, tuple[float, float]]:
-    """Jackknife-t interval est +- t_{g-1} sqrt((g-1)/g sum (theta_g - mean theta)^2) (NaN replicates dropped)."""
+def _hurst_fit(lags, full: np.ndarray, reps: np.ndarray, level: float) -> tuple[float, tuple[float, float]]:
+    """The slope of log m(h) on log h and its jackknife-t interval, from log m (J,) and its replicates (J, G)."""
+    x = np.log(np.asarray(lags, dtype=float))
+    x = x - x.mean()
+    return _jackknife(_ols(x, full), _ols(x, reps), level)
+
+
+def _jackknife(est: float, reps: np.ndarray, *levels: float):
+    """Jackknife-t interval est +- t_{g-1} sqrt((g-1)/g sum (theta_g - mean theta)^2) (NaN replicates
+    dropped): (est, interval) at one level, (est, interval, interval, ...) at several, one standard error."""
     from scipy import stats
 
     est = float(est)
     theta = np.asarray(reps, dtype=float)
     theta = theta[np.isfinite(theta)]
     if len(theta) < 2 or not np.isfinite(est):
-        return est, (float("nan"), float("nan"))
+        return (est, *[(float("nan"), float("nan"))] * len(levels))
     g = len(theta)
     se = np.sqrt((g - 1) / g * ((theta - theta.mean()) ** 2).sum())
-    q = stats.t.ppf((1 + level) / 2, g - 1)
-    return est, (float(est - q * se), float(est + q * se))
+    cis = []
+    for level in levels:
+        q = stats.t.ppf((1 + level) / 2, g - 1)
+        cis.append((float(est - q * se), float(est + q * se)))
+    return (est, *cis)
 
 
 @dataclass(frozen=True)
@@ -211,25 +221,22 @@ class LocalExponent:
 @dataclass(frozen=True)
 class LocalFit:
     """Everything the regime rule reads from log m(h): the overall slope (Hurst), the local slopes
-    between consecutive lags, and, for every pair of local slopes, the difference with its interval at
-    ``level`` (for showing one power law) and at the Bonferroni level over the pairs (for showing a
-    crossover)."""
+    between consecutive lags, and, for every pair (i, k) of local slopes, the difference with its interval
+    at the fit's level (for showing one power law) and at the Bonferroni level over the pairs (for
+    showing a crossover)."""
 
     lags: tuple[int, ...]
     hurst: float
     hurst_ci: tuple[float, float]
     local: tuple[LocalExponent, ...]
     differences: tuple[tuple[int, int, float, tuple[float, float], tuple[float, float]], ...]
-    level: float
-    groups: int
 
 
 def local_fit(lags, full: np.ndarray, reps: np.ndarray, level: float) -> LocalFit:
     """The local fit from log m(h) (J,) and its delete-one-group replicates (J, G)."""
     lags = np.asarray(lags)
-    logh = np.log(lags.astype(float))
-    H, H_ci = _jackknife(_ols(logh - logh.mean(), full), _ols(logh - logh.mean(), reps), level)
-    dx = np.diff(logh)
+    H, H_ci = _hurst_fit(lags, full, reps, level)
+    dx = np.diff(np.log(lags.astype(float)))
     s_full = np.diff(full) / dx  # (J-1,)
     s_reps = np.diff(reps, axis=0) / dx[:, None]  # (J-1, G)
     local = tuple(LocalExponent((int(lags[j]), int(lags[j + 1])), *_jackknife(s_full[j], s_reps[j], level))
@@ -239,9 +246,8 @@ def local_fit(lags, full: np.ndarray, reps: np.ndarray, level: float) -> LocalFi
     diffs = []
     for i in range(len(s_full)):
         for k in range(i + 1, len(s_full)):
-            est, ci = _jackknife(s_full[k] - s_full[i], s_reps[k] - s_reps[i], level)
-            diffs.append((i, k, est, ci, _jackknife(s_full[k] - s_full[i], s_reps[k] - s_reps[i], wide)[1]))
-    return LocalFit(tuple(int(h) for h in lags), float(H), H_ci, local, tuple(diffs), level, int(reps.shape[1]))
+            diffs.append((i, k, *_jackknife(s_full[k] - s_full[i], s_reps[k] - s_reps[i], level, wide)))
+    return LocalFit(tuple(int(h) for h in lags), float(H), H_ci, local, tuple(diffs))
 
 
 @dataclass(frozen=True)
@@ -324,9 +330,9 @@ class RegimeDecision:
     hurst: HurstEstimate
     reason: str = ""
     local: tuple[LocalExponent, ...] = ()
-    tolerance: float = 0.0
 
 
+@functools.cache
 def minimum_depth(lags: int = MIN_LAGS) -> int:
     """The smallest depth whose dyadic lags number at least ``lags`` (3: to test one power law)."""
     L = 3
@@ -431,11 +437,11 @@ def regime_from_sums(sums: LagSums, level: float = 0.95) -> RegimeDecision:
     lags = tuple(int(h) for h in sums.lags)
     if not np.any(sums.increment2 > 0):
         h = HurstEstimate(float("nan"), (float("nan"), float("nan")), level, lags, P, True)
-        return RegimeDecision("ode", h, decide_regime(None, depth=L, entries=P, constant=True)[1], (), CROSSOVER_TOLERANCE)
+        return RegimeDecision("ode", h, decide_regime(None, depth=L, entries=P, constant=True)[1], ())
     fit = sums.fit(level)
     h = HurstEstimate(fit.hurst, fit.hurst_ci, level, fit.lags, P, False)
     regime, reason = decide_regime(fit if L >= minimum_depth() else None, depth=L, entries=P)
-    return RegimeDecision(regime, h, reason, fit.local if L >= minimum_depth() else (), CROSSOVER_TOLERANCE)
+    return RegimeDecision(regime, h, reason, fit.local if L >= minimum_depth() else ())
 
 
 def classify_regime(path, *, level: float = 0.95, seed: int = 0) -> RegimeDecision:
@@ -448,7 +454,7 @@ def classify_regime(path, *, level: float = 0.95, seed: int = 0) -> RegimeDecisi
         return regime_from_sums(sums, level)
     h = hurst(Z, level=level, seed=seed)
     regime, reason = decide_regime(None, depth=L, entries=P, constant=h.constant)
-    return RegimeDecision(regime, h, reason, (), CROSSOVER_TOLERANCE)
+    return RegimeDecision(regime, h, reason, ())
 
 
 def regime_of(ci: tuple[float, float]) -> Regime:

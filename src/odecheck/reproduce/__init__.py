@@ -36,6 +36,14 @@ def reproduction_folder(out, name: str, scale: str, variant: str | None = None) 
     return Path(out) / (f"{name}-{variant}-{scale}" if variant else f"{name}-{scale}")
 
 
+def check_variant(name: str, variant: str | None) -> None:
+    """Refuse a variant that reproduction ``name`` does not have, naming the argument."""
+    variants = REPRODUCTIONS[name].variants
+    if variant is not None and variant not in variants:
+        raise invalid("variant", variant, f"one of {', '.join(variants)}" if variants
+                      else f"none: {name} has no variants")
+
+
 def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odecheck-reproduce", client=None,
               workers: int | None = None, scheduler: str | None = None,
               on_cell: Callable[[dict, list[dict], int, int], None] | None = None,
@@ -53,9 +61,7 @@ def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odec
     check_executor(client=client, workers=workers, scheduler=scheduler)
     device = check_device(device, local=client is None and workers is None and scheduler is None)
     rep = REPRODUCTIONS[name]
-    if variant is not None and variant not in rep.variants:
-        raise invalid("variant", variant, f"one of {', '.join(rep.variants)}" if rep.variants
-                      else f"None: {name} has no variants")
+    check_variant(name, variant)
     folder = reproduction_folder(out, name, scale, variant)
     t0 = time.perf_counter()
     spec = rep.variants[variant][0](scale) if variant else rep.spec(scale)
@@ -109,5 +115,5 @@ def _markdown(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["REPRODUCTIONS", "SCALES", "Reproduction", "Result", "c21_depths", "reproduce"]
+__all__ = ["REPRODUCTIONS", "SCALES", "Reproduction", "Result", "c21_depths", "check_variant", "reproduce"]
 

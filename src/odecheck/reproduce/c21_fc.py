@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..claims.decisions import ALPHA
-from ..estimators import classify_regime
+from ..estimators import classify_regime, max_increment, max_norm, quadratic_variation, root_sum_squares
 from ..plot import depth_ticks, pyplot, save
 from .base import Reproduction, Result, cell_weights, slope
 from .c21 import c21_depths
@@ -72,13 +72,9 @@ def _c21_fc_spec(scale: str) -> dict:
 
 
 def statistics(W: np.ndarray) -> dict[str, float]:
-    """[C21]'s four statistics of one network's stacked A_k (L, d, d)."""
-    L = W.shape[0]
-    flat = W.reshape(L, -1)
-    norms = np.sqrt((flat**2).sum(1))
-    inc = np.sqrt((np.diff(flat, axis=0) ** 2).sum(1)) if L > 1 else np.zeros(1)
-    return {"maximum": float(norms.max()), "root-ssq": float(np.sqrt((norms**2).sum())),
-            "increment": float(inc.max()), "sqrt-sobolev": float(np.sqrt(L * (inc**2).sum()))}
+    """[C21]'s four statistics of one network's stacked A_k (L, d, d), from odecheck's estimators."""
+    return {"maximum": max_norm(W), "root-ssq": root_sum_squares(W), "increment": max_increment(W),
+            "sqrt-sobolev": float(np.sqrt(W.shape[0] * quadratic_variation(W)))}
 
 
 def ols_beta(depths, values) -> float:

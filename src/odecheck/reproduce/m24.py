@@ -156,6 +156,7 @@ def _m24_fig2_analyse(df, out: Path, spec: dict):
     with np.load(out / "cells" / cell / "trajectory.npz") as z:
         loss, pl, inc = z["loss"], z["pl_ratio"], z["max_increment"]
     L, lr, steps = spec["sweep"]["model.depth"][0], spec["train"]["lr"], spec["train"]["steps"]
+    d = spec["model"]["dim"]
     t = np.arange(loss.shape[0]) * lr
     R = loss.shape[1]
     rate = np.array([-np.polyfit(t, np.log(loss[:, r]), 1)[0] for r in range(R)])
@@ -178,8 +179,7 @@ def _m24_fig2_analyse(df, out: Path, spec: dict):
         Result(ids[2][0], "measured", float(np.median(loss[-1])), median_interval(loss[-1], ALPHA), ids[2][1],
                note=f"(1/n) sum_i ||F(x_i) - y_i||^2 after {steps} steps (median over members, distribution-free "
                     f"interval), from {np.median(loss[0]):.3g} at t = 0; the paper's loss is the mean over the n x d "
-                    f"entries, 1/{spec['model']['dim']} of this one: {np.median(loss[-1]) / spec['model']['dim']:.3g} "
-                    f"(from {np.median(loss[0]) / spec['model']['dim']:.3g})"),
+                    f"entries, 1/{d} of this one: {np.median(loss[-1]) / d:.3g} (from {np.median(loss[0]) / d:.3g})"),
     ]
     lip = L * inc  # (steps + 1, R): L max_k ||Z_{k+1}(t) - Z_k(t)||, the discrete Lipschitz constant in k
     q3 = (3 * (lip.shape[0] - 1)) // 4
@@ -191,7 +191,7 @@ def _m24_fig2_analyse(df, out: Path, spec: dict):
     w = cell_weights(out, cell)
     entries = {s: (w[f"step{s}/V"][0, :, 0, 0], w[f"step{s}/W"][0, :, 0, 0]) for s in spec["train"]["snapshots"]
                if f"step{s}/V" in w}
-    return results, {"t": t, "loss": loss, "pl": pl, "lip": L * inc, "entries": entries, "dim": spec["model"]["dim"]}
+    return results, {"t": t, "loss": loss, "pl": pl, "lip": L * inc, "entries": entries, "dim": d}
 
 
 def _m24_fig2_figure(data: dict, results: list[Result], path: Path, title: str) -> Path:
@@ -199,7 +199,7 @@ def _m24_fig2_figure(data: dict, results: list[Result], path: Path, title: str) 
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
     t = data["t"]
     axes[0].semilogy(t, data["loss"], alpha=0.7)
-    d = data.get("dim", 16)  # the paper's loss is the mean over n x d entries: d times smaller than odecheck's
+    d = data["dim"]  # the paper's loss is the mean over n x d entries: d times smaller than odecheck's
     axes[0].axhline(1e-7 * d, color="k", ls="--", label=f"paper: about 1e-7 at 80,000 its.\n(its mean over outputs; x {d} here)")
     axes[0].set_xlabel("flow time t")
     axes[0].set_ylabel("loss (1/n) sum ||F(x) - y||^2")
