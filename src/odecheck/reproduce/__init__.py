@@ -22,12 +22,14 @@ from typing import Any
 from .._errors import invalid
 from .base import SCALES, Reproduction, Result
 from .c21 import C21_BETA_REPRODUCTION, c21_depths
+from .c21_cifar import C21_CIFAR_REPRODUCTION
 from .c21_fc import C21_FC_REPRODUCTION
 from .m24 import M24_REPRODUCTIONS
 from .m25 import M25_REPRODUCTIONS
 
 REPRODUCTIONS: dict[str, Reproduction] = {
-    r.name: r for r in (*M24_REPRODUCTIONS, *M25_REPRODUCTIONS, C21_BETA_REPRODUCTION, C21_FC_REPRODUCTION)}
+    r.name: r for r in (*M24_REPRODUCTIONS, *M25_REPRODUCTIONS, C21_BETA_REPRODUCTION, C21_FC_REPRODUCTION,
+                    C21_CIFAR_REPRODUCTION)}
 
 
 def reproduction_folder(out, name: str, scale: str, variant: str | None = None) -> Path:
@@ -65,8 +67,14 @@ def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odec
     folder = reproduction_folder(out, name, scale, variant)
     t0 = time.perf_counter()
     spec = rep.variants[variant][0](scale) if variant else rep.spec(scale)
-    df = sweep(SweepSpec.from_dict(spec), folder, client=client, workers=workers, scheduler=scheduler,
-               on_cell=on_cell, device=device)
+    if rep.run is not None:
+        if client is not None or workers is not None or scheduler is not None:
+            raise invalid("workers", workers or scheduler or "client", f"none: {name} trains in process (its "
+                                                                        "networks are not engine models); use --device")
+        df = rep.run(spec, folder, device=device, on_cell=on_cell)
+    else:
+        df = sweep(SweepSpec.from_dict(spec), folder, client=client, workers=workers, scheduler=scheduler,
+                   on_cell=on_cell, device=device)
     results, data = rep.analyse(df, folder, spec)
     seconds = time.perf_counter() - t0
     figure = None

@@ -44,6 +44,9 @@ class Reproduction:
     figure: Callable[[dict, list[Result], Path, str], Path]
     # other parametrizations of the same experiment: name -> (spec of a scale, what differs)
     variants: dict[str, tuple[Callable[[str], dict], str]] = field(default_factory=dict)
+    # a study that is not a sweep of engine models (c21-cifar's staged conv nets): run(settings, folder,
+    # device=..., on_cell=...) -> table, in process; None: spec(scale) is a sweep spec
+    run: Callable[..., Any] | None = None
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -81,3 +84,20 @@ def cell_weights(out: Path, cell: str, keys=None) -> dict[str, np.ndarray]:
         return {k: z[k] for k in (z.files if keys is None else keys)}
 
 
+def ols_beta(depths, values) -> float:
+    """[C21]'s exponent: minus the OLS slope of log(value) on log(L), one value per depth."""
+    return float(-np.polyfit(np.log(np.asarray(depths, float)), np.log(np.asarray(values, float)), 1)[0])
+
+
+RESOLUTION = 0.1  # the code states its exponents to one decimal
+
+
+def code_verdict(code: float, ci: tuple[float, float]) -> str:
+    """The code's exponent against ours: refuted if outside our interval; confirmed if inside an interval no
+    wider than +-RESOLUTION (the code's one decimal); else inconclusive (too few depths or seeds to tell)."""
+    lo, hi = ci
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "inconclusive"
+    if not lo <= code <= hi:
+        return "refuted"
+    return "confirmed" if (hi - lo) / 2 <= RESOLUTION else "inconclusive"

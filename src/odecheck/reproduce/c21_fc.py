@@ -32,7 +32,7 @@ import numpy as np
 from ..claims.decisions import ALPHA
 from ..estimators import classify_regime, max_increment, max_norm, quadratic_variation, root_sum_squares
 from ..plot import depth_ticks, pyplot, save
-from .base import Reproduction, Result, cell_weights, slope
+from .base import Reproduction, Result, cell_weights, code_verdict, ols_beta, slope
 from .c21 import c21_depths
 
 S = 0.01  # the committed configuration's init scale s
@@ -75,25 +75,6 @@ def statistics(W: np.ndarray) -> dict[str, float]:
     """[C21]'s four statistics of one network's stacked A_k (L, d, d), from odecheck's estimators."""
     return {"maximum": max_norm(W), "root-ssq": root_sum_squares(W), "increment": max_increment(W),
             "sqrt-sobolev": float(np.sqrt(W.shape[0] * quadratic_variation(W)))}
-
-
-def ols_beta(depths, values) -> float:
-    """[C21]'s exponent: minus the OLS slope of log(value) on log(L), one value per depth."""
-    return float(-np.polyfit(np.log(np.asarray(depths, float)), np.log(np.asarray(values, float)), 1)[0])
-
-
-RESOLUTION = 0.1  # the code states its exponents to one decimal
-
-
-def code_verdict(code: float, ci: tuple[float, float]) -> str:
-    """The code's exponent against ours: refuted if outside our interval; confirmed if inside an interval no
-    wider than +-RESOLUTION (the code's one decimal); else inconclusive (too few depths or seeds to tell)."""
-    lo, hi = ci
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "inconclusive"
-    if not lo <= code <= hi:
-        return "refuted"
-    return "confirmed" if (hi - lo) / 2 <= RESOLUTION else "inconclusive"
 
 
 def _name(task_key: str, mode: str, init: str) -> str:

@@ -1,0 +1,57 @@
+"""[C21]'s convolutional study (reproduce c21-cifar) on part of its grid, sized for a CPU: the code's
+training settings (SGD 0.1, momentum, weight decay, cosine, batch 128, crops and flips) with narrower
+stages and fewer epochs and depths than the paper scale. Resumable: rerun with the same OUT.
+
+    python scripts/c21_cifar_subset.py OUT [--depths 8 12 18] [--seeds 3] [--epochs 120]
+        [--widths 8 16 32 64] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from odecheck.reproduce import reproduce as _  # noqa: F401  (the registry)
+from odecheck.reproduce import _markdown
+from odecheck.reproduce.c21_cifar import C21_CIFAR_REPRODUCTION as REP
+from odecheck.report import write_json
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--depths", type=int, nargs="+", default=[8, 12, 18])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=120)
+    ap.add_argument("--widths", type=int, nargs=4, default=[8, 16, 32, 64])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    settings = {"depths": a.depths, "widths": a.widths, "epochs": a.epochs, "n_train": None, "seeds": a.seeds}
+    t0 = time.perf_counter()
+
+    def progress(cell, rows, done, total):
+        print(f"{cell}: {rows[0]['status']}, test accuracy {rows[0]['test_accuracy']:.3f}, {rows[0]['seconds']:.1f} s "
+              f"({done}/{total}, {time.perf_counter() - t0:.0f} s)", flush=True)
+
+    df = REP.run(settings, a.out, device=a.device, on_cell=progress)
+    results, data = REP.analyse(df, a.out, settings)
+    seconds = time.perf_counter() - t0
+    fig = REP.figure(data, results, a.out / "figure.png", f"c21-cifar subset: depths {a.depths}, widths {a.widths}, "
+                     f"{a.epochs} epochs, {a.seeds} seeds").name
+    report = {"name": "c21-cifar", "scale": "subset", "variant": None, "source": REP.source,
+              "description": REP.description + f"; subset: {json.dumps(settings)}", "seconds": round(seconds, 3),
+              "cell_seconds": float(df["seconds"].sum()), "executor": f"in process, {a.threads} thread(s)",
+              "device": a.device, "figure": fig, "results": [r.to_json() for r in results]}
+    write_json(a.out / "report.json", report)
+    (a.out / "report.md").write_text(_markdown(report))
+    print((a.out / "report.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
