@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from odecheck.reproduce import reproduce as _  # noqa: F401  (the registry)
+from odecheck.report import write_json
 from odecheck.reproduce import _markdown
 from odecheck.reproduce.c21_cifar import C21_CIFAR_REPRODUCTION as REP
-from odecheck.report import write_json
 
 
 def main() -> None:

@@ -39,9 +39,9 @@ def shared_member_draws():
 
 def drop_flow_depth_factor():
     """Block weights move at lr instead of L * lr in the gradient flow."""
-    import odecheck.flow as flow
+    import odecheck.optim as optim
 
-    flow._flow_factor = lambda net, name: 1.0
+    optim.flow_factor = lambda net, name: 1.0
 
 
 def _mutate_native(*edits: tuple[str, str]) -> None:

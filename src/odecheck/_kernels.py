@@ -29,7 +29,7 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
     ``reuse``: write the cache into buffers kept on ``net`` (overwritten by the next call), or
     into the given workspace dict.
     """
-    p = net._p if params is None else params
+    p = net.params if params is None else params
     block = get_block(net.block)
     h0 = torch.matmul(x, p["A"].transpose(1, 2))  # (R, n, q)
     if not keep:
@@ -54,7 +54,7 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reu
     backward through it gives the same result); ``out``: tensors (engine layout) the block may write
     its weight gradients into (``odecheck.nn`` hands autograd tensors shaped like its parameters).
     """
-    p = net._p if params is None else params
+    p = net.params if params is None else params
     ws = workspace(net, reuse)
     grads, g = output_backward(g_out, cache.h[net.depth], p["B"])
     block_grads, g = get_block(net.block).backward(net, p, cache, g, ws, consume=consume, out=out)
@@ -114,10 +114,10 @@ class GraphedLossAndGrads:
         with torch.cuda.graph(self.graph):
             self.loss, self.grads = loss_and_grads(net, x, y, reuse=True, segment=segment, loss=loss)
         self.net, self.x, self.y = net, x, y
-        self._ptrs = {name: t.data_ptr() for name, t in net._p.items()}
+        self._ptrs = {name: t.data_ptr() for name, t in net.params.items()}
 
     def __call__(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        moved = [n for n, t in self.net._p.items() if t.data_ptr() != self._ptrs[n]]
+        moved = [n for n, t in self.net.params.items() if t.data_ptr() != self._ptrs[n]]
         if moved:
             raise invalid("net", f"weights {moved} reallocated since capture", "weights updated in place")
         self.graph.replay()

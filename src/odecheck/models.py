@@ -365,6 +365,15 @@ class ResNet:
         return LAYER_FAMILIES[self.block] + (("delta",) if self.delta_mode in PER_LAYER_DELTAS else ())
 
     @property
+    def params(self) -> dict[str, torch.Tensor]:
+        """The engine's parameter tensors themselves (no copies), the interface optimizers and kernels work
+        on: per-layer families layer-major (L, R, ...) (the ``single`` block's bias (L, R, 1, q)), A (R, q, d),
+        B (R, d', q), a shared delta (R,) (``odecheck.layout`` converts to and from the public (R, L, ...)
+        views of :attr:`weights`). Update them in place (``sub_``, ``copy_``); the dict itself is the
+        network's, so do not add or replace entries. Gradients from the engine come in this layout."""
+        return self._p
+
+    @property
     def weights(self) -> dict[str, torch.Tensor]:
         """Views (no copies) of every weight: per-layer families as (R, L, ...), A, B, delta."""
         return {k: layout.to_public(k, v, self.layered) for k, v in self._p.items()}

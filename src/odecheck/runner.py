@@ -20,9 +20,10 @@ from ._errors import InvalidArgument
 from ._io import atomic_write
 from .config import RunConfig
 from .data import Dataset, c21_code_task, c21_task, digits, digits_conv25, gaussian_task, teacher_task
-from .flow import Trajectory, adam, gradient_flow, sgd
 from .init import as_init
 from .models import ResNet
+from .optim import GradientFlow, Optimizer, optimizer
+from .training import Trajectory, train
 
 
 def build_data(cfg: RunConfig, dtype) -> Dataset:
@@ -153,6 +154,18 @@ class EpochStopping:
                 "reason": [r or "step budget" for r in s["reason"]], "last_epoch_loss": s["last"].tolist()}
 
 
+def configured_optimizer(cfg: RunConfig, n: int) -> Optimizer:
+    """The optimizer ``cfg.train`` names, with its options (a batch of at most ``n`` rows, the model's seed
+    for the batch streams, the run's step count as the schedule's length)."""
+    tc = cfg.train
+    if tc.method == "gradient_flow":
+        return GradientFlow(lr=tc.lr, clip=tc.clip)
+    extra = {"momentum": tc.momentum} if tc.method == "sgd" else {}
+    return optimizer(tc.method, lr=tc.lr, batch_size=min(tc.batch_size, n), seed=cfg.model.seed,
+                     weight_decay=tc.weight_decay, schedule=tc.schedule, total_steps=tc.steps,
+                     depth_factor=tc.depth_factor, **extra)
+
+
 def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int, np.ndarray], None] | None = None,
         at_init: Callable[[ResNet, Dataset], None] | None = None,
         save_weights: bool = True) -> tuple[ResNet, Trajectory, int]:
@@ -174,7 +187,6 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
     if at_init is not None:
         at_init(net, data)
     tc = cfg.train
-    initial = net.numpy_weights() if tc.method != "gradient_flow" and 0 in tc.snapshots else None
     ckpt = out / "checkpoint.pt"
     traj: Trajectory | None = None
     step0 = 0
@@ -196,37 +208,25 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
     cb = (lambda t, loss: progress(t, tc.steps, loss)) if progress else None
     stops = tc.stop_loss is not None or tc.patience is not None  # (TrainConfig allows them with SGD/Adam only)
     stopping = EpochStopping(tc, data.x.shape[0], net.ensemble, opt_state) if stops else None
+    opt = configured_optimizer(cfg, data.x.shape[0])
     while step0 < tc.steps and not (stopping is not None and stopping.all_stopped):
         chunk = min(tc.checkpoint_every, tc.steps - step0)
-        if tc.method != "gradient_flow":  # SGD/Adam keep weights at chunk ends: end a chunk at each snapshot
-            chunk = min([chunk] + [s - step0 for s in tc.snapshots if s > step0])
-        if stopping is not None:  # and at each epoch's end, where the stopping rule is checked
+        if stopping is not None:  # chunks end at each epoch's end, where the stopping rule is checked
             chunk = min(chunk, stopping.epoch - step0 % stopping.epoch)
-        if tc.method == "gradient_flow":
-            snaps = [s for s in tc.snapshots if step0 <= s <= step0 + chunk and (traj is None or s > step0)]
-            part = gradient_flow(net, data.x, data.y, steps=chunk, lr=tc.lr, clip=tc.clip, snapshots=snaps,
-                                 callback=cb, start_step=step0, loss=tc.loss)
-        else:
-            extra = {"momentum": tc.momentum} if tc.method == "sgd" else {}
-            fn = sgd if tc.method == "sgd" else adam
-            part = fn(net, data.x, data.y, steps=chunk, lr=tc.lr, batch_size=min(tc.batch_size, data.x.shape[0]),
-                      seed=cfg.model.seed, callback=cb, start_step=step0, state=opt_state, loss=tc.loss,
-                      weight_decay=tc.weight_decay, schedule=tc.schedule, total_steps=tc.steps,
-                      depth_factor=tc.depth_factor, **extra)
-            kept = {s: net.numpy_weights() for s in tc.snapshots if s == step0 + chunk}
-            if step0 == 0 and 0 in tc.snapshots:
-                kept[0] = initial
-            part = replace(part, snapshots=kept)
-            if stopping is not None:
-                stopping.add(part.loss[:-1], step0 + chunk)
+        snaps = [s for s in tc.snapshots if step0 <= s <= step0 + chunk and (traj is None or s > step0)]
+        part = train(net, data, opt, steps=chunk, start_step=step0, snapshots=snaps, callback=cb, loss=tc.loss,
+                     # gradient flow keeps no state between chunks (a diverged member is found again)
+                     state=None if opt.full_batch else opt_state)
+        if stopping is not None:
+            stopping.add(part.loss[:-1], step0 + chunk)
         traj = part if traj is None else traj.then(part)
         step0 += chunk
         _atomic_save({"weights": net.weights, "trajectory": traj, "opt_state": opt_state}, ckpt, torch.save)
         _atomic_save(progress_record(traj, tc.steps, started), out / PROGRESS_FILE,
                      lambda rec, f: f.write(json.dumps(rec).encode()))
     if traj is None:
-        traj = gradient_flow(net, data.x, data.y, steps=0, lr=tc.lr, snapshots=[0] if 0 in tc.snapshots else [],
-                             loss=tc.loss)
+        traj = train(net, data, GradientFlow(lr=tc.lr), steps=0, snapshots=[0] if 0 in tc.snapshots else [],
+                     loss=tc.loss)
     assert traj is not None
     _atomic_save(traj.arrays(), out / "trajectory.npz", lambda a, f: np.savez(f, **a))
     if stopping is not None:

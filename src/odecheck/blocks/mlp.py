@@ -176,7 +176,7 @@ def range_forward(act, V, W, h, u, a, s: float, c: float) -> None:
 def loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool, *, loss: str = "mse"):
     """Loss and gradients storing only every ``segment``-th state; each segment's forward is
     recomputed during the backward pass (memory O(L/segment + segment) states, one extra forward)."""
-    p = net._p
+    p = net.params
     ws = workspace(net, reuse)
     L, q, m = net.depth, net.dim, net.width
     act = net.activation
