@@ -1,0 +1,103 @@
+"""Optimizers as objects and the one training loop: each optimizer's update against a hand-written step,
+the registry, old checkpoints' optimizer state, snapshots of minibatch runs, and the halving check around
+any optimizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import odecheck as oc
+from odecheck.optim import OPTIMIZERS, SGD, Adam, GradientFlow, optimizer
+from odecheck.training import halving_check, train
+
+
+def small(R=2, **kw):
+    args = dict(block="mlp", depth=6, dim=4, width=5, activation="tanh", init="iid", ensemble=R, seed=0,
+                dtype=torch.float64, io_init="identity")
+    args.update(kw)
+    return oc.ResNet(**args)
+
+
+def data(n=12):
+    return oc.gaussian_task(n, 4, 4, seed=1, dtype=torch.float64)
+
+
+def test_the_registry_names_every_optimizer_and_refuses_others():
+    assert OPTIMIZERS == {"gradient_flow": GradientFlow, "sgd": SGD, "adam": Adam}
+    assert optimizer("sgd", lr=0.1, batch_size=3, momentum=0.5) == SGD(lr=0.1, batch_size=3, momentum=0.5)
+    with pytest.raises(oc.InvalidArgument, match="method"):
+        optimizer("lbfgs", lr=0.1)
+    with pytest.raises(oc.InvalidArgument, match="^lr=0: expected a finite float > 0$"):
+        GradientFlow(lr=0)
+    with pytest.raises(oc.InvalidArgument, match="optimizer"):
+        train(small(), data(), "adam", steps=1)
+
+
+def test_gradient_flow_step_is_gradient_descent_with_the_factor_L():
+    net, ds = small(), data()
+    ref = net.clone()
+    loss, grads = oc.loss_and_grads(ref, ds.x, ds.y)
+    lr, L = 0.03, ref.depth
+    expected = {k: ref.weights[k] - lr * (L if k in ref.layered else 1.0) * g for k, g in grads.items()}
+    train(net, ds, GradientFlow(lr=lr), steps=1)
+    for k, w in expected.items():
+        torch.testing.assert_close(net.weights[k], w, rtol=1e-12, atol=1e-14)
+
+
+def test_adam_first_step_moves_each_entry_by_lr_times_the_sign():
+    # one Adam step from zero moments: m_hat = g, v_hat = g^2, so the update is lr g / (|g| + eps)
+    net, ds = small(R=1), data(n=4)
+    ref = net.clone()
+    _, grads = oc.loss_and_grads(ref, ds.x, ds.y)
+    train(net, ds, Adam(lr=1e-3, batch_size=4, eps=1e-12), steps=1)
+    for k, g in grads.items():
+        torch.testing.assert_close(net.weights[k], ref.weights[k] - 1e-3 * g / (g.abs() + 1e-12), rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("opt,old_keys", [
+    (SGD(lr=1e-2, batch_size=4, momentum=0.9, seed=2), lambda k: k.removeprefix("momentum/")),
+    (Adam(lr=1e-2, batch_size=4, seed=2), lambda k: tuple(k.split("/")) if k[:2] in ("m/", "v/") else k)])
+def test_state_from_checkpoints_written_before_the_keys_changed_resumes_the_run(opt, old_keys):
+    net, ds = small(), data()
+    a, b = net.clone(), net.clone()
+    full = train(a, ds, opt, steps=8)
+    state: dict = {}
+    train(b, ds, opt.__class__(**{**opt.__dict__, "total_steps": 8}), steps=3, state=state)
+    old = {old_keys(k): v for k, v in state.items()}  # ("m", "V") and bare "V": the earlier layout
+    assert old.keys() != state.keys()
+    rest = train(b, ds, opt.__class__(**{**opt.__dict__, "total_steps": 8}), steps=5, start_step=3, state=old)
+    np.testing.assert_array_equal(rest.loss[-1], full.loss[-1])
+    torch.testing.assert_close(b.weights["V"], a.weights["V"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("opt", [SGD(lr=1e-2, batch_size=4), Adam(lr=1e-2, batch_size=4)])
+def test_minibatch_snapshots_are_the_weights_after_that_many_updates(opt):
+    net, ds = small(), data()
+    a = net.clone()
+    tr = train(net, ds, opt.__class__(**{**opt.__dict__, "total_steps": 6}), steps=6, snapshots=[0, 2, 6])
+    assert sorted(tr.snapshots) == [0, 2, 6]
+    state: dict = {}
+    for stop in (2, 6):  # the same run in chunks ending at the snapshots
+        train(a, ds, opt.__class__(**{**opt.__dict__, "total_steps": 6}), steps=stop - (0 if stop == 2 else 2),
+              start_step=0 if stop == 2 else 2, state=state)
+        np.testing.assert_array_equal(tr.snapshots[stop]["V"], a.numpy_weights()["V"])
+    np.testing.assert_array_equal(tr.snapshots[0]["V"], small().numpy_weights()["V"])
+
+
+def test_halving_check_wraps_any_optimizer():
+    ds = data()
+    gf = halving_check(small(), ds, GradientFlow(lr=0.02), steps=10)
+    gf2 = halving_check(small(), ds, GradientFlow(lr=0.01), steps=20)
+    # explicit Euler: the gap is O(lr), so halving lr roughly halves it
+    assert np.all(gf2.discretization_error < 0.7 * gf.discretization_error)
+    np.testing.assert_array_equal(gf.discretization_error,
+                                  oc.discretization_error(small(), ds.x, ds.y, steps=10, lr=0.02))
+    sg = halving_check(small(), ds, SGD(lr=0.02, batch_size=4), steps=10)
+    assert sg.discretization_error.shape == (2,) and np.all(sg.discretization_error > 0)
+
+
+def test_cuda_graphs_need_a_full_batch_method():
+    with pytest.raises(oc.InvalidArgument, match="engine.cuda_graph"):
+        train(small(), data(), SGD(lr=0.1, batch_size=4), steps=1, engine=oc.EngineOptions(cuda_graph=True))
