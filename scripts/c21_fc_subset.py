@@ -3,6 +3,7 @@ largest depth, analysed and drawn as the reproduction does (the whole paper grid
 L = 9100: hours on a CPU). Resumable: cells already in OUT are reused.
 
     python scripts/c21_fc_subset.py OUT [--modes shared] [--inits xavier-depth] [--max-depth 1000]
+        [--variant epochs|c21-shuffle] [--workers N]
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ def main() -> None:
     ap.add_argument("--inits", nargs="+", default=["xavier-depth"], choices=list(INITS))
     ap.add_argument("--max-depth", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=None, help="run the sweep on a Dask LocalCluster of N workers")
+    ap.add_argument("--variant", default=None, choices=list(REP.variants), help="the code's epoch loop, with or "
+                                                                                 "without its duplicating shuffle")
     args = ap.parse_args()
-    spec = REP.spec("paper")
+    spec = REP.variants[args.variant][0]("paper") if args.variant else REP.spec("paper")
     modes = spec["sweep"]["zip"][1]
     keep = [i for i, d in enumerate(modes["model.delta"]) if d in [MODES[m][0] for m in args.modes]]
     spec["sweep"]["zip"][1] = {k: [v[i] for i in keep] for k, v in modes.items()}
@@ -41,8 +44,8 @@ def main() -> None:
     figure = REP.figure(data, results, args.out / "figure.png",
                         f"c21-fc paper settings, modes {args.modes}, inits {args.inits}, L <= {args.max_depth}").name
     executor = f"LocalCluster({args.workers})" if args.workers else "in process"
-    report = {"name": "c21-fc", "scale": f"paper settings, modes {args.modes}, inits {args.inits}, "
-                                         f"depths 3..{args.max_depth}", "source": REP.source,
+    report = {"name": "c21-fc", "variant": args.variant,
+              "scale": f"paper settings, modes {args.modes}, inits {args.inits}, depths 3..{args.max_depth}", "source": REP.source,
               "description": REP.description, "seconds": round(seconds, 3), "executor": executor,
               "device": "cpu", "figure": figure, "results": [r.to_json() for r in results]}
     write_json(args.out / "report.json", report)

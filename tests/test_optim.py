@@ -101,3 +101,74 @@ def test_halving_check_wraps_any_optimizer():
 def test_cuda_graphs_need_a_full_batch_method():
     with pytest.raises(oc.InvalidArgument, match="engine.cuda_graph"):
         train(small(), data(), SGD(lr=0.1, batch_size=4), steps=1, engine=oc.EngineOptions(cuda_graph=True))
+
+
+class _Draws:
+    """A stand-in generator that returns the given j's, to replay one sequence of swaps."""
+
+    def __init__(self, js):
+        self.js = list(js)
+
+    def integers(self, lo, hi):
+        j = self.js.pop(0)
+        assert lo <= j < hi
+        return j
+
+
+def test_c21_shuffle_is_numpys_swap_on_torch_row_views():
+    from odecheck.training import c21_shuffle
+
+    n = 50
+    rng = np.random.default_rng(0)
+    js = [int(rng.integers(0, i + 1)) for i in range(n - 1, 0, -1)]
+    x = torch.arange(n, dtype=torch.float64)[:, None].repeat(1, 3)
+    for i, j in zip(range(n - 1, 0, -1), js, strict=True):
+        x[i], x[j] = x[j], x[i]  # what numpy's shuffle does to a sequence; on a tensor the right side is views
+    order = np.arange(n)
+    c21_shuffle(order, _Draws(js))
+    np.testing.assert_array_equal(order, x[:, 0].numpy().astype(int))
+    assert len(set(order.tolist())) < n  # rows were duplicated
+    y = torch.arange(n, dtype=torch.float64)[:, None].repeat(1, 3)
+    with pytest.warns(UserWarning, match="duplicates"):  # numpy itself, on a torch tensor: the quirk is real
+        np.random.RandomState(0).shuffle(y)
+    assert len(set(y[:, 0].tolist())) < n
+
+
+@pytest.mark.parametrize("sampling", ["epochs", "c21-shuffle"])
+def test_epoch_sampling_covers_the_order_and_resumes(sampling):
+    from odecheck.training import _EpochBatches
+
+    class Net:
+        ensemble = 2
+
+    x, y = torch.arange(10.0)[:, None], torch.zeros(10, 1)
+    opt = SGD(lr=0.1, batch_size=4, sampling=sampling, seed=5)
+    state: dict = {}
+    b = _EpochBatches(Net, x, y, opt, state)
+    epoch = torch.cat([b.rows() for _ in range(3)], dim=1)  # 4 + 4 + 2 rows: one epoch, the last batch shorter
+    assert epoch.shape == (2, 10)
+    if sampling == "epochs":
+        assert all(sorted(r.tolist()) == list(range(10)) for r in epoch)
+    else:
+        assert all(set(r.tolist()) <= set(range(10)) for r in epoch)
+    later = [b.rows() for _ in range(6)]  # two more epochs
+    replay = _EpochBatches(Net, x, y, opt, {})  # the same seed from the start draws the same batches
+    assert all(torch.equal(a, b) for a, b in zip([replay.rows() for _ in range(9)][3:], later, strict=True))
+
+
+@pytest.mark.parametrize("sampling", ["epochs", "c21-shuffle"])
+def test_split_epoch_sampled_run_equals_one_run(sampling):
+    net, ds = small(), data()
+    opt = Adam(lr=1e-2, batch_size=5, sampling=sampling, total_steps=11)
+    a, b = net.clone(), net.clone()
+    full = train(a, ds, opt, steps=11)
+    state: dict = {}
+    t1 = train(b, ds, opt, steps=4, state=state)
+    t2 = train(b, ds, opt, steps=7, start_step=4, state=state)
+    np.testing.assert_array_equal(t1.then(t2).loss, full.loss)
+    torch.testing.assert_close(b.weights["V"], a.weights["V"], rtol=0, atol=0)
+
+
+def test_sampling_is_refused_by_name():
+    with pytest.raises(oc.InvalidArgument, match="sampling"):
+        SGD(lr=0.1, batch_size=2, sampling="bootstrap")

@@ -108,24 +108,30 @@ class TrainConfig:
     stop_loss: float | None = None
     patience: int | None = None
     min_improvement: float = 0.01
+    # sgd, adam: how batches are drawn (odecheck.optim.SAMPLINGS): "random" each step, "epochs" of a fresh
+    # permutation, or "c21-shuffle", [C21]'s duplicating epoch shuffle (to measure what that quirk does)
+    sampling: str = "random"
 
     def __post_init__(self) -> None:
         from .blocks.base import LOSSES
+        from .optim import SAMPLINGS
         from .validation import check_choice, check_float
 
         if self.method not in ("gradient_flow", "sgd", "adam"):
             raise invalid("train.method", self.method, "'gradient_flow', 'sgd' or 'adam'")
         check_choice("train.loss", self.loss, tuple(LOSSES))
         check_choice("train.schedule", self.schedule, ("constant", "cosine"))
+        check_choice("train.sampling", self.sampling, SAMPLINGS)
         if not (0.0 <= check_float("train.momentum", self.momentum) < 1.0):
             raise invalid("train.momentum", self.momentum, "a float in [0, 1)")
         check_float("train.weight_decay", self.weight_decay, minimum=0.0)
         if not isinstance(self.depth_factor, bool):
             raise invalid("train.depth_factor", self.depth_factor, "true or false")
         if self.method == "gradient_flow" and (self.momentum or self.weight_decay or self.schedule != "constant"
-                                               or self.depth_factor):
-            raise invalid("train.method", self.method, "'sgd' or 'adam' with momentum, weight_decay, schedule or "
-                                                       "depth_factor (gradient flow has the factor L and none of them)")
+                                               or self.depth_factor or self.sampling != "random"):
+            raise invalid("train.method", self.method, "'sgd' or 'adam' with momentum, weight_decay, schedule, "
+                                                       "depth_factor or sampling (gradient flow has the factor L and "
+                                                       "none of them)")
         if self.stop_loss is not None and not check_float("train.stop_loss", self.stop_loss, minimum=0.0) > 0:
             raise invalid("train.stop_loss", self.stop_loss, "a positive float or absent")
         if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
@@ -157,7 +163,7 @@ class RunConfig:
         for key, default in (("init_scale", 1.0), ("width_factors", True)):
             if d["model"][key] == default:  # written only when set: configs (and sweep cell ids) from before
                 del d["model"][key]         # the field existed stay the same
-        for key, default in (("stop_loss", None), ("patience", None), ("min_improvement", 0.01)):
+        for key, default in (("stop_loss", None), ("patience", None), ("min_improvement", 0.01), ("sampling", "random")):
             if d["train"][key] == default:
                 del d["train"][key]
         return d

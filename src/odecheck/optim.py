@@ -37,8 +37,15 @@ from .validation import check_choice, check_float
 
 Method = Literal["gradient_flow", "sgd", "adam"]
 Schedule = Literal["constant", "cosine"]
+Sampling = Literal["random", "epochs", "c21-shuffle"]
 METHODS: tuple[Method, ...] = ("gradient_flow", "sgd", "adam")
 SCHEDULES: tuple[Schedule, ...] = ("constant", "cosine")
+# how minibatches are drawn: "random" (each step batch_size distinct rows, drawn anew), "epochs" (each
+# epoch a fresh permutation cut into consecutive batches, the last one shorter) or "c21-shuffle" (as
+# "epochs", but each epoch shuffled as [C21]'s code does: np.random.shuffle on a torch tensor, whose
+# swaps x[i], x[j] = x[j], x[i] of row views copy row j over row i, so rows are duplicated and lost,
+# cumulatively over the epochs)
+SAMPLINGS: tuple[Sampling, ...] = ("random", "epochs", "c21-shuffle")
 
 
 def check_lr(lr) -> float:
@@ -132,11 +139,13 @@ class _Minibatch(Optimizer):
     schedule: Schedule = "constant"
     total_steps: int | None = None
     depth_factor: bool = False
+    sampling: Sampling = "random"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_float("weight_decay", self.weight_decay, minimum=0.0)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("sampling", self.sampling, SAMPLINGS)
         if not isinstance(self.depth_factor, bool):
             raise invalid("depth_factor", self.depth_factor, "a bool")
         # batch_size: checked by the training loop against the number of rows

@@ -163,7 +163,7 @@ def configured_optimizer(cfg: RunConfig, n: int) -> Optimizer:
     extra = {"momentum": tc.momentum} if tc.method == "sgd" else {}
     return optimizer(tc.method, lr=tc.lr, batch_size=min(tc.batch_size, n), seed=cfg.model.seed,
                      weight_decay=tc.weight_decay, schedule=tc.schedule, total_steps=tc.steps,
-                     depth_factor=tc.depth_factor, **extra)
+                     depth_factor=tc.depth_factor, sampling=tc.sampling, **extra)
 
 
 def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int, np.ndarray], None] | None = None,

@@ -175,20 +175,69 @@ class _Batches:
         self.n, self.size, self.state = n, opt.batch_size, state
         self.x = x.expand(R, *x.shape[-2:]) if x.ndim == 3 else x.expand(R, *x.shape)
         self.y = y.expand(R, *y.shape[-2:]) if y.ndim == 3 else y.expand(R, *y.shape)
+        self.ar = torch.arange(R, device=x.device)[:, None]
+        self.start(opt)
+
+    def start(self, opt) -> None:
         self.g = torch.Generator(device="cpu")
-        if "rng" in state:
-            self.g.set_state(state["rng"])
+        if "rng" in self.state:
+            self.g.set_state(self.state["rng"])
         else:
             self.g.manual_seed(int(opt.seed))
-        self.ar = torch.arange(R, device=x.device)[:, None]
+
+    def rows(self) -> torch.Tensor:
+        R = self.x.shape[0]
+        return torch.argsort(torch.rand(R, self.n, generator=self.g), dim=1)[:, :self.size]
 
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
-        R = self.x.shape[0]
-        idx = torch.argsort(torch.rand(R, self.n, generator=self.g), dim=1)[:, :self.size].to(self.x.device)
+        idx = self.rows().to(self.x.device)
         return self.x[self.ar, idx], self.y[self.ar, idx]
 
     def close(self) -> None:
         self.state["rng"] = self.g.get_state()
+
+
+def c21_shuffle(order: np.ndarray, rng: np.random.Generator) -> None:
+    """[C21]'s epoch shuffle, in place: numpy's Fisher-Yates swaps x[i], x[j] = x[j], x[i] (j <= i) done on a
+    torch tensor, where x[j] on the right is a view, so row j is copied over row i and row j keeps its own
+    rows: order[i] = order[j]. Rows are duplicated and others lost, and it compounds epoch after epoch."""
+    for i in range(len(order) - 1, 0, -1):
+        order[i] = order[int(rng.integers(0, i + 1))]
+
+
+class _EpochBatches(_Batches):
+    """Epochs of consecutive batches over each member's row order (``sampling`` "epochs": a fresh
+    permutation per epoch; "c21-shuffle": the order shuffled in place by :func:`c21_shuffle`). The order,
+    the position in the epoch and the stream are kept in ``state["epochs"]``."""
+
+    def start(self, opt) -> None:
+        R = self.x.shape[0]
+        st = self.state.get("epochs")
+        if st is None:
+            seq = np.random.SeedSequence(int(opt.seed), spawn_key=(17,))
+            st = {"order": np.tile(np.arange(self.n), (R, 1)), "pos": self.n,
+                  "rng": [np.random.Generator(np.random.PCG64(s)).bit_generator.state for s in seq.spawn(R)]}
+            self.state["epochs"] = st
+        self.st, self.quirk = st, opt.sampling == "c21-shuffle"
+
+    def rows(self) -> torch.Tensor:
+        st = self.st
+        if st["pos"] >= self.n:  # a new epoch
+            for r in range(len(st["rng"])):
+                g = np.random.Generator(np.random.PCG64())
+                g.bit_generator.state = st["rng"][r]
+                if self.quirk:
+                    c21_shuffle(st["order"][r], g)
+                else:
+                    st["order"][r] = g.permutation(self.n)
+                st["rng"][r] = g.bit_generator.state
+            st["pos"] = 0
+        idx = torch.as_tensor(st["order"][:, st["pos"]:st["pos"] + self.size])
+        st["pos"] += self.size
+        return idx
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -247,7 +296,8 @@ def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_st
                                                               "full batch)")
     snap = _snapshot_steps(snapshots, start_step, steps)
     state = opt.init(net, state)
-    batches = None if opt.full_batch else _Batches(net, x, y, opt, state)
+    batches = (None if opt.full_batch else (_Batches if opt.sampling == "random" else _EpochBatches)(
+        net, x, y, opt, state))
     R, rows = net.ensemble, steps + 1
     rec = _Record.empty(rows, R, full_batch=opt.full_batch, increments=engine.track_increments)
     diverged_at = state.get("diverged_at", np.full(R, -1, dtype=np.int64)).copy()

@@ -171,8 +171,25 @@ def _c21_fc_figure(data: dict, results: list[Result], path: Path, title: str) ->
     return save(fig, path, title)
 
 
+def _sampled(sampling: str):
+    def spec(scale: str) -> dict:
+        out = _c21_fc_spec(scale)
+        out["train"]["sampling"] = sampling
+        return out
+    return spec
+
+
+# the code's epoch loop, with and without its duplicating shuffle: what the quirk left out changes
+C21_FC_VARIANTS = {
+    "epochs": (_sampled("epochs"), "batches as the code's epoch loop draws them (a fresh permutation per epoch, "
+                                   "cut into consecutive batches of 32), without its duplicating shuffle"),
+    "c21-shuffle": (_sampled("c21-shuffle"), "batches as the code's epoch loop draws them, with its quirk: "
+                                             "np.random.shuffle on a torch tensor copies rows over others, so each "
+                                             "member's training rows are duplicated and lost, epoch after epoch"),
+}
+
 C21_FC_REPRODUCTION = Reproduction(
     "c21-fc", "[C21] sec. 4, public code", "single-layer blocks as [C21]'s code runs them (delta none / shared / "
     "multi, xavier and xavier-depth init s = 0.01, Adam lr 1e-2 batch 32 with its stopping rule) on its synthetic "
     "task and on digits through two random convolutions: [C21]'s statistics and OLS exponents beside odecheck's "
-    "calibrated ones", _c21_fc_spec, _c21_fc_analyse, _c21_fc_figure)
+    "calibrated ones", _c21_fc_spec, _c21_fc_analyse, _c21_fc_figure, variants=C21_FC_VARIANTS)
