@@ -163,13 +163,14 @@ def feature_paths(run_dir: str | Path, *, inputs=None) -> list[WeightPath]:
 
     from .config import RunConfig
     from .runner import build_data, build_model
+    from .validation import check_dtype
 
     d = Path(run_dir)
     if not (d / "config.toml").exists() or not (d / "weights.npz").exists():
         raise InvalidArgument(f"{d}: expected an `odecheck train` folder with config.toml and weights.npz "
                               "(--features reads the networks it saved)")
     cfg = RunConfig.load(d / "config.toml")
-    dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
+    dtype = check_dtype(cfg.model.dtype)
     data = build_data(cfg, dtype)
     if inputs is None:
         x = data.x

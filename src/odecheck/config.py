@@ -47,8 +47,8 @@ class ModelConfig:
         from . import blocks
         from .activations import ACTIVATIONS
         from .init import as_init
-        from .models import DeltaMode
-        from .validation import check_choice, check_float, check_int
+        from .models import DeltaMode, IOInit
+        from .validation import DTYPES, check_choice, check_float, check_int
 
         check_choice("model.block", self.block, tuple(blocks.REGISTRY))
         for name in ("depth", "dim", "width", "ensemble"):
@@ -63,7 +63,7 @@ class ModelConfig:
         except InvalidArgument as e:
             raise invalid("model.init", self.init, "an initialization such as 'tied', 'iid', 'smooth(0.1)', "
                                                    "'fbm(0.7)', 'zero' or 'counterexample'") from e
-        check_choice("model.io_init", self.io_init, ("identity", "gaussian", "conv"))
+        check_choice("model.io_init", self.io_init, get_args(IOInit))
         if not isinstance(self.train_io, bool):
             raise invalid("model.train_io", self.train_io, "true or false")
         check_choice("model.delta", self.delta, get_args(DeltaMode))
@@ -71,7 +71,7 @@ class ModelConfig:
             raise invalid("model.width_factors", self.width_factors, "true or false")
         if not self.width_factors and self.block != "mlp":
             raise invalid("model.width_factors", False, f"true unless model.block = 'mlp' (block {self.block!r})")
-        check_choice("model.dtype", self.dtype, ("float32", "float64"))
+        check_choice("model.dtype", self.dtype, DTYPES)
 
 
 TASKS = ("gaussian", "teacher", "c21", "digits", "c21-code", "digits-conv25")
@@ -114,13 +114,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from .blocks.base import LOSSES
-        from .optim import SAMPLINGS
+        from .optim import METHODS, SAMPLINGS, SCHEDULES
         from .validation import check_choice, check_float
 
-        if self.method not in ("gradient_flow", "sgd", "adam"):
-            raise invalid("train.method", self.method, "'gradient_flow', 'sgd' or 'adam'")
+        check_choice("train.method", self.method, METHODS)
         check_choice("train.loss", self.loss, tuple(LOSSES))
-        check_choice("train.schedule", self.schedule, ("constant", "cosine"))
+        check_choice("train.schedule", self.schedule, SCHEDULES)
         check_choice("train.sampling", self.sampling, SAMPLINGS)
         if not (0.0 <= check_float("train.momentum", self.momentum) < 1.0):
             raise invalid("train.momentum", self.momentum, "a float in [0, 1)")

@@ -24,6 +24,7 @@ from .init import as_init
 from .models import ResNet
 from .optim import GradientFlow, Optimizer, optimizer
 from .training import Trajectory, train
+from .validation import check_dtype
 
 
 def build_data(cfg: RunConfig, dtype) -> Dataset:
@@ -47,7 +48,7 @@ def build_model(cfg: RunConfig, data: Dataset, device="cpu") -> ResNet:
     return ResNet(block=m.block, depth=m.depth, dim=m.dim, width=m.width, input_dim=data.input_dim,
                   output_dim=data.output_dim, activation=m.activation, beta=m.beta, init=init,
                   io_init=m.io_init, train_io=m.train_io, delta=m.delta, ensemble=m.ensemble, seed=m.seed,
-                  dtype=torch.float64 if m.dtype == "float64" else torch.float32, device=device,
+                  dtype=check_dtype(m.dtype), device=device,
                   width_factors=m.width_factors)
 
 
@@ -75,8 +76,7 @@ def test_loss(net: ResNet, data: Dataset) -> np.ndarray:
 
 def check(cfg: RunConfig, *, device="cpu") -> None:
     """Raise InvalidArgument if the config's data or model cannot be built (before a run starts)."""
-    dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
-    build_model(cfg, build_data(cfg, dtype), device)
+    build_model(cfg, build_data(cfg, check_dtype(cfg.model.dtype)), device)
 
 
 def _atomic_save(obj, path: Path, saver: Callable) -> None:
@@ -181,8 +181,7 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
             raise InvalidArgument(f"out={str(out)!r} holds a run with a different config; use another folder")
     else:
         cfg_path.write_text(text)
-    dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
-    data = build_data(cfg, dtype)
+    data = build_data(cfg, check_dtype(cfg.model.dtype))
     net = build_model(cfg, data, device)
     if at_init is not None:
         at_init(net, data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -24,7 +25,12 @@ def check_choice(name: str, value, choices: tuple[str, ...]) -> str:
     return value
 
 
+DType = Literal["float32", "float64"]
+DTYPES: tuple[DType, ...] = get_args(DType)
+
+
 def check_dtype(dtype) -> torch.dtype:
+    """torch.float32 or torch.float64, from the dtype or its name in :data:`DTYPES`."""
     if dtype in ("float32", torch.float32):
         return torch.float32
     if dtype in ("float64", torch.float64):

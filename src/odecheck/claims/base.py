@@ -114,7 +114,7 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         from ..activations import ACTIVATIONS
         from ..init import as_init
-        from ..validation import check_choice, check_float, check_int
+        from ..validation import DTYPES, check_choice, check_float, check_int
 
         check_int("seed", self.seed, 0)
         if not (0 < check_float("alpha", self.alpha) < 1):
@@ -138,7 +138,7 @@ class ExperimentConfig:
             elif f.name == "init":
                 as_init(v)
             elif f.name == "dtype":
-                check_choice("dtype", v, ("float32", "float64"))
+                check_choice("dtype", v, DTYPES)
 
     def replace(self, **changes: Any):
         """A copy with ``changes`` applied (validated); an unknown field is an error naming it."""
