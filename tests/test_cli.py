@@ -202,9 +202,9 @@ def test_sweep_off_a_terminal_logs_plain_progress_lines(tmp_path, monkeypatch):
     """A batch job's log gets lines (the first cell, then at most one a minute, and the last), not a bar."""
     import tomli_w
 
-    from odecheck import cli
+    from odecheck import progress
 
-    monkeypatch.setattr(cli, "CELL_LOG_EVERY_S", 0.0)  # every cell
+    monkeypatch.setattr(progress, "CELL_LOG_EVERY_S", 0.0)  # every cell
     spec = {"model": {"dim": 4, "width": 8, "ensemble": 2}, "data": {"n": 10}, "train": {"steps": 5, "snapshots": [5]},
             "sweep": {"model.depth": [4, 8, 16]}}
     (tmp_path / "s.toml").write_text(tomli_w.dumps(spec))
@@ -217,7 +217,7 @@ def test_sweep_off_a_terminal_logs_plain_progress_lines(tmp_path, monkeypatch):
     assert [ln.split(" cells")[0] for ln in res.output.splitlines() if ln.startswith("sweep: ")] == \
         ["sweep: 3/3"]  # a rerun with nothing left: one line
     (tmp_path / "s.toml").write_text(tomli_w.dumps({**spec, "sweep": {"model.depth": [4, 8, 16, 32, 64]}}))
-    monkeypatch.setattr(cli, "CELL_LOG_EVERY_S", 3600.0)  # resumed: the first line (3 found done), the last
+    monkeypatch.setattr(progress, "CELL_LOG_EVERY_S", 3600.0)  # resumed: the first line (3 found done), the last
     res = runner.invoke(app, ["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o")])
     assert [ln.split(" cells")[0] for ln in res.output.splitlines() if ln.startswith("sweep: ")] == \
         ["sweep: 3/5", "sweep: 5/5"]
@@ -233,14 +233,14 @@ def test_a_long_cell_is_followed_through_its_progress_file(tmp_path, monkeypatch
 
     from rich.console import Console
 
-    from odecheck import cli
+    from odecheck import progress
 
-    monkeypatch.setattr(cli, "WATCH_EVERY_S", 0.01)
-    monkeypatch.setattr(cli, "CELL_LOG_EVERY_S", 3600.0)
+    monkeypatch.setattr(progress, "WATCH_EVERY_S", 0.01)
+    monkeypatch.setattr(progress, "CELL_LOG_EVERY_S", 3600.0)
     cell = tmp_path / "cells" / "0a1b2c"
     cell.mkdir(parents=True)
     console = Console(file=io.StringIO(), force_terminal=False)
-    with cli._cell_progress(console, "m24-fig2", folder=tmp_path):
+    with progress.cell_progress(console, "m24-fig2", folder=tmp_path):
         (cell / "progress.json").write_text(json.dumps({"step": 12000, "steps": 80000, "loss": 3.14159e-6,
                                                         "members": 4, "diverged": 0, "time": time.time()}))
         err = ""
@@ -253,14 +253,14 @@ def test_a_long_cell_is_followed_through_its_progress_file(tmp_path, monkeypatch
             raise AssertionError("no line about the running cell within 5 s")
     assert re.fullmatch(r"m24-fig2: 0 cells done, 0:00:0\d elapsed; running cell 0a1b2c at step 12000/80000 "
                         r"\(15 %\), median loss 3.14e-06\n", err), err
-    with cli._cell_progress(console, "m24-fig2", folder=tmp_path):  # written before this run began: stale
+    with progress.cell_progress(console, "m24-fig2", folder=tmp_path):  # written before this run began: stale
         time.sleep(0.1)
     assert capsys.readouterr().err == ""
-    assert cli._running_text([{"cell": "0a1b2c", "step": 12000, "steps": 80000, "loss": 3.14159e-6}]) == \
+    assert progress.running_text([{"cell": "0a1b2c", "step": 12000, "steps": 80000, "loss": 3.14159e-6}]) == \
         "running cell 0a1b2c at step 12000/80000 (15 %), median loss 3.14e-06"
-    assert cli._running_text([{"cell": "0a1b2c", "step": 12000, "steps": 80000, "loss": 3.14159e-6,
+    assert progress.running_text([{"cell": "0a1b2c", "step": 12000, "steps": 80000, "loss": 3.14159e-6,
                                "seconds_left": 3725.4}]) == \
         "running cell 0a1b2c at step 12000/80000 (15 %), about 1:02:05 left, median loss 3.14e-06"
     many = [{"cell": c, "step": 1, "steps": 4, "loss": None} for c in "abcd"]
-    assert cli._running_text(many) == ("running cell a at step 1/4 (25 %), all diverged; "
+    assert progress.running_text(many) == ("running cell a at step 1/4 (25 %), all diverged; "
                                        "cell b at step 1/4 (25 %), all diverged and 2 more")

@@ -194,6 +194,29 @@ def default_variants(device: torch.device) -> list[str]:
     return out
 
 
+def check_bench(depths, ensembles, device, *, recompute=None, variants=None) -> torch.device:
+    """The resolved device, after every argument of :func:`run_bench` is checked (errors name them)."""
+    from ._errors import invalid
+    from .validation import resolve_device
+
+    dev = resolve_device(device)
+    ensembles = [ensembles] if isinstance(ensembles, int) else ensembles
+    if not depths or any(isinstance(L, bool) or not isinstance(L, int) or L < 1 for L in depths):
+        raise invalid("depths", list(depths), "positive integers")
+    if not ensembles or any(isinstance(R, bool) or not isinstance(R, int) or R < 1 for R in ensembles):
+        raise invalid("ensembles", list(ensembles), "positive integers")
+    if recompute is not None and (isinstance(recompute, bool) or not isinstance(recompute, int) or recompute < 1):
+        raise invalid("recompute", recompute, "a positive integer")
+    for name in variants or ():
+        if name not in _native.ISAS:
+            raise invalid("variants", name, f"one of {', '.join(_native.ISAS)}")
+        if name not in _native.runnable_variants():
+            raise invalid("variants", name, f"a build this CPU can run: {', '.join(_native.runnable_variants())}")
+    if variants and dev.type != "cpu":
+        raise invalid("variants", list(variants), "none off the CPU (the fused-kernel builds are CPU kernels)")
+    return dev
+
+
 def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, baseline_max_depth: int = 1024,
               recompute: int | None = None, variants: list[str] | None = None,
               progress: Callable[[str], None] | None = None,
@@ -214,6 +237,7 @@ def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, basel
     ``module_vs_engine`` its time over the engine's. ``engine_bmm_units``: the engine's step time
     in units of the reference timed next to it, for ratios across depths or runs. ``on_result``
     receives the report so far after each row (to write it as the run goes)."""
+    device = check_bench(depths, ensembles, device, recompute=recompute, variants=variants)
     if isinstance(ensembles, int):
         ensembles = [ensembles]
     variants = default_variants(device) if variants is None else list(variants)

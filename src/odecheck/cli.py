@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,7 @@ def train(
 
     from ._errors import InvalidArgument
     from .config import RunConfig
-    from .runner import check, run
+    from .runner import check, run, summarize
 
     console = Console(stderr=True)
     try:
@@ -78,22 +77,16 @@ def train(
         return
     if resumed:
         console.print(f"resumed from step {resumed}")
-    div = int(traj.diverged.sum())
-    if np.isfinite(traj.max_increment).any():
-        inc = f"max_k,t ||Z_k+1 - Z_k|| median {np.nanmedian(np.nanmax(traj.max_increment, axis=0)):.4g}"
-    elif net.depth > 1:  # SGD/Adam record no increments per step: those of the final weights
-        inc = f"max_k ||Z_k+1 - Z_k|| of the final weights, median {float(net.increments().amax(1).median()):.4g}"
-    else:
-        inc = "no increments (depth 1)"
+    sm = summarize(cfg, net, traj)
+    inc = ("no increments (depth 1)" if sm.increments_of.startswith("none") else
+           f"max_k,t ||Z_k+1 - Z_k|| median {np.nanmedian(sm.max_increment):.4g}" if sm.increments_of == "steps" else
+           f"max_k ||Z_k+1 - Z_k|| of the final weights, median {np.median(sm.max_increment):.4g}")
     typer.echo(f"trained {net.ensemble} networks of depth {net.depth} for {traj.steps} steps; "
-               f"final loss median {np.nanmedian(traj.loss[-1]):.4g}; {inc}; diverged {div}")
+               f"final loss median {np.nanmedian(sm.final_loss):.4g}; {inc}; diverged {int(traj.diverged.sum())}")
     if cfg.train.loss == "cross_entropy":
-        from .runner import accuracy, build_data
-
-        train_acc, test_acc = accuracy(net, build_data(cfg, net.dtype))
-        line = f"accuracy median over members: train {np.median(train_acc):.4f}"
-        if test_acc is not None:
-            line += f", test {np.median(test_acc):.4f} (per member: {np.round(test_acc, 4).tolist()})"
+        line = f"accuracy median over members: train {np.median(sm.train_accuracy):.4f}"
+        if np.isfinite(sm.test_accuracy).all():
+            line += f", test {np.median(sm.test_accuracy):.4f} (per member: {np.round(sm.test_accuracy, 4).tolist()})"
         typer.echo(line)
     typer.echo(f"wrote {out}/config.toml, trajectory.npz, weights.npz")
 
@@ -129,10 +122,10 @@ def verify(
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from ._errors import InvalidArgument
     from .claims import REGISTRY
+    from .render import verify_table
     from .verification import verify as run_verify
 
     ids = list(REGISTRY) if not claims else [c.strip() for c in claims.split(",") if c.strip()]
@@ -173,15 +166,7 @@ def verify(
     report_path = out / report_name
     if json_file is not None:
         _write_json(json_file, rep)
-    table = Table(title=f"odecheck verify (budget {budget}, device {dev}, seed {seed})")
-    for col in ("claim", "verdict", "expected", "estimate", "interval", "alpha", "n", "s"):
-        table.add_column(col, no_wrap=True)
-    colors = {"confirmed": "green", "refuted": "red", "inconclusive": "yellow", "diverged": "magenta"}
-    for v in verdicts:
-        lo, hi = v["ci"]
-        f = lambda x: "n/a" if x is None else f"{x:.3g}"
-        table.add_row(v["id"], f"[{colors.get(v['verdict'], 'white')}]{v['verdict']}", v["expected"],
-                      f(v["estimate"]), f"[{f(lo)}, {f(hi)}]", str(v["alpha"]), str(v["n"]), f"{v['seconds']:.1f}")
+    table = verify_table(verdicts, title=f"odecheck verify (budget {budget}, device {dev}, seed {seed})")
     Console(width=max(Console().width, 120)).print(table)
     typer.echo(f"wrote {out / 'report.md'}, {report_path} and {len(figures)} figures")
     mismatched = [v["id"] for v in verdicts if v["verdict"] != v["expected"]]
@@ -196,19 +181,6 @@ def _analysis_figures(res: dict, folder: Path, *, per_path: bool = False) -> lis
 
     written = family_figures(res["paths"], res["scaling"], folder) + file_overviews(res["paths"], folder)
     return written + (path_figures(res["paths"], folder) if per_path else [])
-
-
-def _regime_why(row: dict) -> str:
-    """The short reason shown beside a regime: small- and large-lag exponents for a crossover, the
-    rule's reason for an undecided path, nothing for a decided one."""
-    local = row.get("local") or []
-    if row["regime"] == "mixed" and len(local) >= 2:
-        a, b = local[0], local[-1]
-        return (f"{a['estimate']:.2f} at lags {a['lags'][0]}-{a['lags'][1]}, "
-                f"{b['estimate']:.2f} at lags {b['lags'][0]}-{b['lags'][1]}")
-    if row["regime"] == "inconclusive":
-        return row.get("regime_reason", "")
-    return ""
 
 
 @app.command()
@@ -235,10 +207,10 @@ def analyze(
     """Regularity and scaling of weights that anyone trained: ODE, SDE or neither? Families first, then the
     least regular paths."""
     from rich.console import Console
-    from rich.table import Table
 
     from ._errors import InvalidArgument
     from .analyze import analyze_files
+    from .render import print_analysis
 
     if json_file is not None:
         _check_writable_file("--json", json_file)
@@ -251,52 +223,7 @@ def analyze(
     except InvalidArgument as e:
         _fail(_as_flags(e, {"key": "--key", "inputs": "--inputs"}))
         return
-    rows, skipped = res["paths"], res["skipped"]
-    out = Console(width=max(Console().width, 120))
-    if res["families"]:
-        ft = Table(title="families across depths (exponent in L, 95% interval)")
-        for col in ("family", "depths", "max incr", "normalized", "max norm", "limit"):
-            ft.add_column(col, no_wrap=True, overflow="fold" if col == "family" else "ellipsis")
-        for fam in res["families"]:
-            st = fam["statistics"]
-
-            def cell(k, st=st):
-                if k not in st:
-                    return "-"
-                lo, hi = st[k]["ci"]
-                return f"{st[k]['exponent']:.2f}" + ("" if lo != lo else f" [{lo:.2f}, {hi:.2f}]")
-
-            ft.add_row(fam["name"], ",".join(map(str, fam["depths"])), cell("max_increment"),
-                       cell("max_normalized_increment"), cell("max_norm"), fam["limit"])
-        out.print(ft)
-    table = Table(title="weight paths along depth, least regular first")
-    for col in ("file", "name", "L", "max incr", "normalized", "max norm", "hurst [95% CI]", "regime", "why"):
-        table.add_column(col, no_wrap=col not in ("name", "why"), max_width=40 if col == "why" else None,
-                         overflow="fold")
-    for r in rows:
-        lo, hi = r["hurst_ci"]
-        name = r["name"] + (f" [{r['member']}]" if "member" in r else "")
-        table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
-                      f"{r.get('max_normalized_increment', float('nan')):.3g}" + (" *" if r.get("feeds_norm") else ""),
-                      f"{r['max_norm']:.3g}",
-                      f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], _regime_why(r))
-    out.print(table)
-    if any(r.get("feeds_norm") for r in rows):
-        out.print("* the weight feeds a normalization layer (read from its neighbours' names): its scale is not "
-                  "seen downstream, the normalized increment is the one that counts")
-    for s in res["scaling"]:
-        lo, hi = s["ci"]
-        ci = "no interval: one network per depth and two depths" if lo != lo else f"[{lo:.3f}, {hi:.3f}]"
-        limit = f": limit {s['limit']}" if "limit" in s else ""
-        out.print(f"{s['name']}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}{limit}")
-    import re
-
-    left: dict[tuple[str, str], int] = {}  # one line per name pattern and reason: a layer index becomes *
-    for s in skipped:
-        pattern = re.sub(r"(?<=\.)\d+(?=\.)", "*", s["name"])
-        left[(pattern, s["reason"])] = left.get((pattern, s["reason"]), 0) + 1
-    for (pattern, reason), n in left.items():
-        out.print(f"left out: {pattern}" + (f" ({n} tensors)" if n > 1 else "") + f": {reason}")
+    print_analysis(res, Console(width=max(Console().width, 120)))
     if figures is not None:
         try:
             written = _analysis_figures(res, figures, per_path=path_figures)
@@ -337,31 +264,17 @@ def bench(
 ) -> None:
     """Time the engine against a per-layer nn.ModuleList baseline on the [M24] workload."""
     from rich.console import Console
-    from rich.table import Table
 
-    from . import _native
     from ._errors import InvalidArgument
-    from .bench import run_bench
-    from .models import resolve_device
+    from .bench import check_bench, run_bench
+    from .render import bench_tables
 
     try:
-        dev = resolve_device(device)
+        dev = check_bench(depths, ensemble, device, recompute=recompute, variants=list(isa))
     except InvalidArgument as e:
-        _fail(str(e))
+        _fail(_as_flags(e, {"depths": "--depths", "ensembles": "--ensemble", "recompute": "--recompute",
+                            "variants": "--isa", "device": "--device"}))
         return
-    if any(L < 1 for L in depths):
-        _fail(f"--depths {depths}: expected positive integers")
-    if any(R < 1 for R in ensemble):
-        _fail(f"--ensemble {ensemble}: expected positive integers")
-    if recompute is not None and recompute < 1:
-        _fail(f"--recompute {recompute}: expected a positive integer")
-    for name in isa:
-        if name not in _native.ISAS:
-            _fail(f"--isa {name}: expected one of {', '.join(_native.ISAS)}")
-        if name not in _native.runnable_variants():
-            _fail(f"--isa {name}: this CPU cannot run it (runnable: {', '.join(_native.runnable_variants())})")
-    if isa and dev.type != "cpu":
-        _fail("--isa: the fused-kernel builds are CPU kernels (use --device cpu)")
     if json_file is not None:
         _check_writable_file("--json", json_file)
     console = Console(stderr=True)
@@ -371,33 +284,8 @@ def bench(
         res = run_bench(depths, ensemble, dev, repeat=repeat, baseline_max_depth=baseline_max_depth,
                         recompute=recompute, variants=list(isa) or None, progress=lambda msg: status.update(msg),
                         on_result=None if json_file is None else lambda partial: _write_json(json_file, partial))
-    native = res.get("native") or {}
-    where = f"{res['device']}" + (f" ({res['cpu']}; kernels: {native.get('isa', native.get('state'))})"
-                                   if dev.type == "cpu" else "")
-    table = Table(title=f"odecheck bench: {where}, {res['threads']} threads, bare bmm {res['bmm_gflops']:.1f} GFLOP/s")
-    for col in ("L", "R", "baseline s/step", "batched s/step", "engine s/step", "path", "max rel diff", "speedup",
-                "engine vs batched", "nn.Module / engine", "GFLOP/s", "roofline"):
-        table.add_column(col, justify="right")
-    fmt = lambda v, f: "-" if v is None else format(v, f)
-    for r in res["results"]:
-        table.add_row(str(r["depth"]), str(r["ensemble"]), fmt(r["baseline_s"], ".4f"), fmt(r["batched_s"], ".4f"),
-                      f"{r['engine_s']:.4f}", r["engine_path"], fmt(r["path_max_rel_diff"], ".1e"),
-                      "-" if r["speedup"] is None else f"{r['speedup']:.1f}x",
-                      "-" if r["engine_vs_batched"] is None else f"{r['engine_vs_batched']:.2f}x",
-                      "-" if r["module_vs_engine"] is None else f"{r['module_vs_engine']:.2f}", f"{r['gflops']:.1f}",
-                      f"{r['roofline_fraction']:.2f}")
-    wide = Console(width=max(Console().width, 100))
-    wide.print(table)
-    if any(r["variants"] for r in res["results"]):
-        vt = Table(title="fused kernels by build (forced on)")
-        for col in ("L", "R", "build", "isa", "fused s/step", "speedup", "vs batched", "roofline", "max rel diff"):
-            vt.add_column(col, justify="right")
-        for r in res["results"]:
-            for name, v in r["variants"].items():
-                vt.add_row(str(r["depth"]), str(r["ensemble"]), name, f"{v['isa']} ({v['lanes']} lanes)",
-                           f"{v['fused_s']:.4f}", "-" if v["speedup"] is None else f"{v['speedup']:.1f}x",
-                           f"{v['vs_batched']:.2f}x", f"{v['roofline_fraction']:.2f}", fmt(v["path_max_rel_diff"], ".1e"))
-        wide.print(vt)
+    for table in bench_tables(res, cpu=dev.type == "cpu"):
+        Console(width=max(Console().width, 100)).print(table)
 
 
 @app.command()
@@ -464,105 +352,6 @@ def falsify(
         _write_json(json_file, out)
 
 
-CELL_LOG_EVERY_S = 60.0  # off a terminal (nohup, batch jobs): one progress line at most this often
-WATCH_EVERY_S = 5.0  # how often the running cells' progress files are read while no cell finishes
-
-
-def _clock(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
-def _running_text(running: list[dict]) -> str:
-    """One phrase for the cells under way: the newest two with step, share, time left and median loss."""
-    parts = []
-    for r in running[:2]:
-        loss = "all diverged" if r.get("loss") is None else f"median loss {r['loss']:.3g}"
-        share = 100 * r["step"] / max(r["steps"], 1)
-        left = "" if r.get("seconds_left") is None else f", about {_clock(r['seconds_left'])} left"
-        parts.append(f"cell {r['cell']} at step {r['step']}/{r['steps']} ({share:.0f} %){left}, {loss}")
-    more = f" and {len(running) - 2} more" if len(running) > 2 else ""
-    return "running " + "; ".join(parts) + more
-
-
-@contextmanager
-def _cell_progress(console, label: str, total: int | None = None, folder: Path | None = None):
-    """A progress bar over a sweep's cells; yields the ``on_cell`` callback that advances it. Off a
-    terminal (a log file, a batch job) the bar is replaced by a plain line every CELL_LOG_EVERY_S
-    seconds and at the last cell: cells done, elapsed time, an estimate of the time left.
-    With ``folder`` (the sweep's), a long cell is followed inside: every WATCH_EVERY_S the cells'
-    progress files are read, and the step each running cell has checkpointed is shown (on the bar, or
-    off a terminal in a line, if no line was written for CELL_LOG_EVERY_S)."""
-    import threading
-    import time
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from .sweeps import running_cells
-
-    live = console.is_terminal
-    t0, started = time.monotonic(), time.time()
-    state = {"logged": None, "first": None, "final": False, "done": 0, "n": total}
-    lock, stop = threading.Lock(), threading.Event()
-    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
-                  TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  TextColumn("{task.fields[running]}"),
-                  console=console, transient=False, disable=not live) as prog:
-        task = prog.add_task(label, total=total, last="", running="")
-
-        def counted(now: float) -> str:
-            """Cells done (of how many), elapsed time, and the time left at this run's pace."""
-            done, n = state["done"], state["n"]
-            text = f"{done}/{n} cells ({100 * done / max(n, 1):.1f} %)" if n is not None else f"{done} cells done"
-            text += f", {_clock(now - t0)} elapsed"
-            if state["first"] is not None and n is not None:
-                t1, d1 = state["first"]
-                rate = (done - d1) / (now - t1) if now > t1 and done > d1 else 0.0
-                text += f", about {_clock((n - done) / rate)} left" if rate > 0 and done < n else ""
-            return text
-
-        def on_cell(cell, rows, done, n):
-            statuses = "/".join(sorted({r["status"] for r in rows}))
-            with lock:
-                state["done"], state["n"] = done, n
-                prog.update(task, completed=done, total=n, last=f"{cell}: {statuses}", running="")
-                if live:
-                    return
-                now = time.monotonic()
-                if state["first"] is None or now - state["first"][0] < 1.0:
-                    state["first"] = (now, done)  # the burst of cells found finished on disk is not this run's speed
-                final = done >= n
-                if state["final"] or (not final and state["logged"] is not None
-                                          and now - state["logged"] < CELL_LOG_EVERY_S):
-                    return
-                state["logged"], state["final"] = now, final
-                typer.echo(f"{label}: {counted(now)}; last {cell}: {statuses}", err=True)
-
-        def watch() -> None:
-            while not stop.wait(WATCH_EVERY_S):
-                running = running_cells(folder, since=started)
-                if not running:
-                    continue
-                text = _running_text(running)
-                with lock:
-                    now = time.monotonic()
-                    if live:
-                        prog.update(task, running=text)
-                    elif not state["final"] and (state["logged"] is None or now - state["logged"] >= CELL_LOG_EVERY_S):
-                        state["logged"] = now
-                        typer.echo(f"{label}: {counted(now)}; {text}", err=True)
-
-        watcher = threading.Thread(target=watch, daemon=True) if folder is not None else None
-        if watcher is not None:
-            watcher.start()
-        try:
-            yield on_cell
-        finally:
-            stop.set()
-            if watcher is not None:
-                watcher.join()
-
-
 @app.command("sweep")
 def sweep_cmd(
     spec: Path = typer.Argument(..., help="TOML: [model], [data], [train] (the base config) and [sweep]."),
@@ -577,6 +366,7 @@ def sweep_cmd(
     from rich.console import Console
 
     from ._errors import InvalidArgument, OdecheckError
+    from .progress import cell_progress
     from .sweeps import SweepSpec, check_device, check_executor, sweep, table_json
 
     console = Console(stderr=True)
@@ -587,7 +377,7 @@ def sweep_cmd(
         check_device(device, local=workers is None and scheduler is None)  # before the progress bar
         parsed = SweepSpec.load(spec)
         n_cells = len(parsed.cells())
-        with _cell_progress(console, "sweep", n_cells, out) as on_cell:
+        with cell_progress(console, "sweep", n_cells, out) as on_cell:
             df = sweep(parsed, out, workers=workers, scheduler=scheduler, on_cell=on_cell, device=device)
     except InvalidArgument as e:
         _fail(_as_flags(e, {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "spec": "SPEC",
@@ -625,9 +415,10 @@ def reproduce_cmd(
 ) -> None:
     """Reproduce a paper's headline figure on sweep: ours next to the published result, with verdicts."""
     from rich.console import Console
-    from rich.table import Table
 
     from ._errors import InvalidArgument, OdecheckError
+    from .progress import cell_progress
+    from .render import reproduce_table
     from .reproduce import REPRODUCTIONS, SCALES, check_variant, reproduce, reproduction_folder
     from .sweeps import check_device, check_executor
 
@@ -644,7 +435,7 @@ def reproduce_cmd(
         check_executor(workers=workers, scheduler=scheduler)
         check_device(device, local=workers is None and scheduler is None)  # before the progress bar
         check_variant(name, variant)  # before the progress bar
-        with _cell_progress(console, name, folder=reproduction_folder(out, name, scale, variant)) as on_cell:
+        with cell_progress(console, name, folder=reproduction_folder(out, name, scale, variant)) as on_cell:
             rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, on_cell=on_cell,
                             device=device, variant=variant)
     except InvalidArgument as e:
@@ -654,13 +445,7 @@ def reproduce_cmd(
         _fail(str(e))
         return
     label = f"{name} --variant {variant}" if variant else name
-    table = Table(title=f"{label} ({rep['source']}), {scale} scale, {rep['seconds']:.1f} s, {rep['executor']}")
-    for col in ("result", "verdict", "estimate", "interval", "alpha", "paper"):
-        table.add_column(col)
-    for r in rep["results"]:
-        ci = "-" if r["ci"][0] is None else f"[{r['ci'][0]:.3g}, {r['ci'][1]:.3g}]"
-        table.add_row(r["id"], r["verdict"], "-" if r["estimate"] is None else f"{r['estimate']:.3g}", ci,
-                      str(r["alpha"]), r["paper"])
+    table = reproduce_table(rep, title=f"{label} ({rep['source']}), {scale} scale, {rep['seconds']:.1f} s, {rep['executor']}")
     Console(width=160).print(table)
     folder = reproduction_folder(out, name, scale, variant)
     typer.echo(f"wrote {folder}/report.md, report.json" + (f", {rep['figure']}" if rep["figure"] else ""))

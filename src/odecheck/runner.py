@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,42 @@ def test_loss(net: ResNet, data: Dataset) -> np.ndarray:
     with torch.no_grad():
         out = net(data.x_test.to(net.device)).double()
         return loss_function("mse")(out, data.y_test.to(out.device).double())[0].cpu().numpy()
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished run reports per member (R,): its final loss, its largest increment
+    max ||Z_{k+1} - Z_k|| (over layers and steps where the trajectory records it, gradient flow; else of the
+    final weights, SGD/Adam; NaN at depth 1), accuracies on both splits (classification, else NaN) and the
+    test MSE (regression, else NaN)."""
+
+    final_loss: np.ndarray
+    max_increment: np.ndarray
+    increments_of: str  # "steps", "final weights" or "none (depth 1)"
+    train_accuracy: np.ndarray
+    test_accuracy: np.ndarray
+    test_loss: np.ndarray
+
+
+def summarize(cfg: RunConfig, net: ResNet, traj: Trajectory, data: Dataset | None = None) -> RunSummary:
+    """The :class:`RunSummary` of a run of ``cfg`` that trained ``net`` along ``traj`` (``data``: the run's
+    data set, built from ``cfg`` when not given)."""
+    R = net.ensemble
+    nan = lambda: np.full(R, np.nan)
+    if np.isfinite(traj.max_increment).any():
+        inc, of = np.nanmax(traj.max_increment, axis=0), "steps"  # max over layers k and steps t
+    elif net.depth > 1:  # SGD/Adam record no increments per step: those of the final weights
+        inc, of = net.increments().amax(1).double().cpu().numpy(), "final weights"
+    else:
+        inc, of = nan(), "none (depth 1)"
+    acc_train, acc_test, test = nan(), nan(), nan()
+    data = build_data(cfg, net.dtype) if data is None else data
+    if cfg.train.loss == "cross_entropy":  # classification: accuracy of argmax F(x) on both splits
+        acc_train, te = accuracy(net, data)
+        acc_test = te if te is not None else acc_test
+    elif cfg.train.loss == "mse":
+        test = test_loss(net, data)
+    return RunSummary(traj.loss[-1].astype(float), inc, of, acc_train, acc_test, test)
 
 
 def check(cfg: RunConfig, *, device="cpu") -> None:

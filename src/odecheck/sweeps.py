@@ -198,25 +198,18 @@ def run_cell(spec_base: dict, cell: dict, out: str, threads: int | None = None,
                                   at_init=lambda n, d: (box.setdefault("r", _init_ratios(n, d)),
                                                         box.setdefault("data", d)))
         ratios = box["r"]
-        acc_train, acc_test = np.full(R, np.nan), np.full(R, np.nan)
-        if cfg.train.loss == "cross_entropy":  # classification: accuracy of argmax F(x) on both splits
-            tr, te = runner.accuracy(net, box["data"])
-            acc_train, acc_test = tr, (te if te is not None else acc_test)
-        test_loss = runner.test_loss(net, box["data"]) if cfg.train.loss == "mse" else np.full(R, np.nan)
-        if np.isfinite(traj.max_increment).any():
-            inc = np.nanmax(traj.max_increment, axis=0)  # max over layers k and steps t
-        else:  # SGD/Adam record no increments per step: those of the final weights
-            inc = net.increments().amax(1).double().cpu().numpy() if net.depth > 1 else np.full(R, np.nan)
+        summary = runner.summarize(cfg, net, traj, box["data"])
         rows = []
         weights = net.weights
         for r in range(R):
             diverged = bool(traj.diverged[r])
             h, reg = (float("nan"), "inconclusive") if diverged else _final_regularity(net, weights, r)
             rows.append({"member": r, "status": "diverged" if diverged else "done",
-                         "final_loss": float(traj.loss[-1, r]), "max_increment": float(inc[r]),
+                         "final_loss": float(traj.loss[-1, r]), "max_increment": float(summary.max_increment[r]),
                          "hurst": h, "regime": reg, "init_ratio": float(ratios[0][r]),
-                         "init_grad_ratio": float(ratios[1][r]), "train_accuracy": float(acc_train[r]),
-                         "test_accuracy": float(acc_test[r]), "test_loss": float(test_loss[r]), "error": ""})
+                         "init_grad_ratio": float(ratios[1][r]), "train_accuracy": float(summary.train_accuracy[r]),
+                         "test_accuracy": float(summary.test_accuracy[r]), "test_loss": float(summary.test_loss[r]),
+                         "error": ""})
     except Exception as e:  # noqa: BLE001 - a failing cell is recorded and the sweep goes on
         err = f"{type(e).__name__}: {e}"
         (folder / "error.txt").write_text(traceback.format_exc())

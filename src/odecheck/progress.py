@@ -1,0 +1,109 @@
+"""Progress of long runs as the command line shows it: a bar over a grid's cells on a terminal, and off
+one (a log file, a batch job) a plain line at most once a minute with the cells done, the elapsed time and
+the time left; inside a long cell, the step its progress file says (``runner.PROGRESS_FILE``)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .sweeps import running_cells
+
+CELL_LOG_EVERY_S = 60.0  # off a terminal (nohup, batch jobs): one progress line at most this often
+WATCH_EVERY_S = 5.0  # how often the running cells' progress files are read while no cell finishes
+
+
+def clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def running_text(running: list[dict]) -> str:
+    """One phrase for the cells under way: the newest two with step, share, time left and median loss."""
+    parts = []
+    for r in running[:2]:
+        loss = "all diverged" if r.get("loss") is None else f"median loss {r['loss']:.3g}"
+        share = 100 * r["step"] / max(r["steps"], 1)
+        left = "" if r.get("seconds_left") is None else f", about {clock(r['seconds_left'])} left"
+        parts.append(f"cell {r['cell']} at step {r['step']}/{r['steps']} ({share:.0f} %){left}, {loss}")
+    more = f" and {len(running) - 2} more" if len(running) > 2 else ""
+    return "running " + "; ".join(parts) + more
+
+
+@contextmanager
+def cell_progress(console, label: str, total: int | None = None, folder: Path | None = None):
+    """A progress bar over a sweep's cells; yields the ``on_cell`` callback that advances it. Off a
+    terminal (a log file, a batch job) the bar is replaced by a plain line every CELL_LOG_EVERY_S
+    seconds and at the last cell: cells done, elapsed time, an estimate of the time left.
+    With ``folder`` (the sweep's), a long cell is followed inside: every WATCH_EVERY_S the cells'
+    progress files are read, and the step each running cell has checkpointed is shown (on the bar, or
+    off a terminal in a line, if no line was written for CELL_LOG_EVERY_S)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+    live = console.is_terminal
+    t0, started = time.monotonic(), time.time()
+    state = {"logged": None, "first": None, "final": False, "done": 0, "n": total}
+    lock, stop = threading.Lock(), threading.Event()
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
+                  TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.fields[running]}"),
+                  console=console, transient=False, disable=not live) as prog:
+        task = prog.add_task(label, total=total, last="", running="")
+
+        def counted(now: float) -> str:
+            """Cells done (of how many), elapsed time, and the time left at this run's pace."""
+            done, n = state["done"], state["n"]
+            text = f"{done}/{n} cells ({100 * done / max(n, 1):.1f} %)" if n is not None else f"{done} cells done"
+            text += f", {clock(now - t0)} elapsed"
+            if state["first"] is not None and n is not None:
+                t1, d1 = state["first"]
+                rate = (done - d1) / (now - t1) if now > t1 and done > d1 else 0.0
+                text += f", about {clock((n - done) / rate)} left" if rate > 0 and done < n else ""
+            return text
+
+        def on_cell(cell, rows, done, n):
+            statuses = "/".join(sorted({r["status"] for r in rows}))
+            with lock:
+                state["done"], state["n"] = done, n
+                prog.update(task, completed=done, total=n, last=f"{cell}: {statuses}", running="")
+                if live:
+                    return
+                now = time.monotonic()
+                if state["first"] is None or now - state["first"][0] < 1.0:
+                    state["first"] = (now, done)  # the burst of cells found finished on disk is not this run's speed
+                final = done >= n
+                if state["final"] or (not final and state["logged"] is not None
+                                          and now - state["logged"] < CELL_LOG_EVERY_S):
+                    return
+                state["logged"], state["final"] = now, final
+                print(f"{label}: {counted(now)}; last {cell}: {statuses}", file=sys.stderr, flush=True)
+
+        def watch() -> None:
+            while not stop.wait(WATCH_EVERY_S):
+                running = running_cells(folder, since=started)
+                if not running:
+                    continue
+                text = running_text(running)
+                with lock:
+                    now = time.monotonic()
+                    if live:
+                        prog.update(task, running=text)
+                    elif not state["final"] and (state["logged"] is None or now - state["logged"] >= CELL_LOG_EVERY_S):
+                        state["logged"] = now
+                        print(f"{label}: {counted(now)}; {text}", file=sys.stderr, flush=True)
+
+        watcher = threading.Thread(target=watch, daemon=True) if folder is not None else None
+        if watcher is not None:
+            watcher.start()
+        try:
+            yield on_cell
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join()
+
+

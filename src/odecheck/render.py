@@ -1,0 +1,127 @@
+"""How the command line draws results: rich tables for verify, analyze, bench and reproduce (the data
+comes from the library as dicts; nothing here computes a result)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from rich.table import Table
+
+
+def verify_table(verdicts: list[dict], *, title: str) -> Table:
+    """One row per claim: verdict (coloured), expected outcome, estimate, interval, alpha, n, seconds."""
+    table = Table(title=title)
+    for col in ("claim", "verdict", "expected", "estimate", "interval", "alpha", "n", "s"):
+        table.add_column(col, no_wrap=True)
+    colors = {"confirmed": "green", "refuted": "red", "inconclusive": "yellow", "diverged": "magenta"}
+    for v in verdicts:
+        lo, hi = v["ci"]
+        f = lambda x: "n/a" if x is None else f"{x:.3g}"
+        table.add_row(v["id"], f"[{colors.get(v['verdict'], 'white')}]{v['verdict']}", v["expected"],
+                      f(v["estimate"]), f"[{f(lo)}, {f(hi)}]", str(v["alpha"]), str(v["n"]), f"{v['seconds']:.1f}")
+    return table
+
+
+def regime_why(row: dict) -> str:
+    """The short reason shown beside a regime: small- and large-lag exponents for a crossover, the
+    rule's reason for an undecided path, nothing for a decided one."""
+    local = row.get("local") or []
+    if row["regime"] == "mixed" and len(local) >= 2:
+        a, b = local[0], local[-1]
+        return (f"{a['estimate']:.2f} at lags {a['lags'][0]}-{a['lags'][1]}, "
+                f"{b['estimate']:.2f} at lags {b['lags'][0]}-{b['lags'][1]}")
+    if row["regime"] == "inconclusive":
+        return row.get("regime_reason", "")
+    return ""
+
+
+def print_analysis(res: dict, out) -> None:
+    """analyze's families table, its paths (least regular first), scaling lines and what was left out,
+    on the rich console ``out``."""
+    rows, skipped = res["paths"], res["skipped"]
+    if res["families"]:
+        ft = Table(title="families across depths (exponent in L, 95% interval)")
+        for col in ("family", "depths", "max incr", "normalized", "max norm", "limit"):
+            ft.add_column(col, no_wrap=True, overflow="fold" if col == "family" else "ellipsis")
+        for fam in res["families"]:
+            st = fam["statistics"]
+
+            def cell(k, st=st):
+                if k not in st:
+                    return "-"
+                lo, hi = st[k]["ci"]
+                return f"{st[k]['exponent']:.2f}" + ("" if lo != lo else f" [{lo:.2f}, {hi:.2f}]")
+
+            ft.add_row(fam["name"], ",".join(map(str, fam["depths"])), cell("max_increment"),
+                       cell("max_normalized_increment"), cell("max_norm"), fam["limit"])
+        out.print(ft)
+    table = Table(title="weight paths along depth, least regular first")
+    for col in ("file", "name", "L", "max incr", "normalized", "max norm", "hurst [95% CI]", "regime", "why"):
+        table.add_column(col, no_wrap=col not in ("name", "why"), max_width=40 if col == "why" else None,
+                         overflow="fold")
+    for r in rows:
+        lo, hi = r["hurst_ci"]
+        name = r["name"] + (f" [{r['member']}]" if "member" in r else "")
+        table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
+                      f"{r.get('max_normalized_increment', float('nan')):.3g}" + (" *" if r.get("feeds_norm") else ""),
+                      f"{r['max_norm']:.3g}",
+                      f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], regime_why(r))
+    out.print(table)
+    if any(r.get("feeds_norm") for r in rows):
+        out.print("* the weight feeds a normalization layer (read from its neighbours' names): its scale is not "
+                  "seen downstream, the normalized increment is the one that counts")
+    for s in res["scaling"]:
+        lo, hi = s["ci"]
+        ci = "no interval: one network per depth and two depths" if lo != lo else f"[{lo:.3f}, {hi:.3f}]"
+        limit = f": limit {s['limit']}" if "limit" in s else ""
+        out.print(f"{s['name']}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}{limit}")
+    left: dict[tuple[str, str], int] = {}  # one line per name pattern and reason: a layer index becomes *
+    for s in skipped:
+        pattern = re.sub(r"(?<=\.)\d+(?=\.)", "*", s["name"])
+        left[(pattern, s["reason"])] = left.get((pattern, s["reason"]), 0) + 1
+    for (pattern, reason), n in left.items():
+        out.print(f"left out: {pattern}" + (f" ({n} tensors)" if n > 1 else "") + f": {reason}")
+
+
+def bench_tables(res: dict, *, cpu: bool) -> list[Table]:
+    """bench's table of timings, and one of the fused kernels by build when they were timed."""
+    native = res.get("native") or {}
+    where = f"{res['device']}" + (f" ({res['cpu']}; kernels: {native.get('isa', native.get('state'))})"
+                                   if cpu else "")
+    table = Table(title=f"odecheck bench: {where}, {res['threads']} threads, bare bmm {res['bmm_gflops']:.1f} GFLOP/s")
+    for col in ("L", "R", "baseline s/step", "batched s/step", "engine s/step", "path", "max rel diff", "speedup",
+                "engine vs batched", "nn.Module / engine", "GFLOP/s", "roofline"):
+        table.add_column(col, justify="right")
+    fmt = lambda v, f: "-" if v is None else format(v, f)
+    for r in res["results"]:
+        table.add_row(str(r["depth"]), str(r["ensemble"]), fmt(r["baseline_s"], ".4f"), fmt(r["batched_s"], ".4f"),
+                      f"{r['engine_s']:.4f}", r["engine_path"], fmt(r["path_max_rel_diff"], ".1e"),
+                      "-" if r["speedup"] is None else f"{r['speedup']:.1f}x",
+                      "-" if r["engine_vs_batched"] is None else f"{r['engine_vs_batched']:.2f}x",
+                      "-" if r["module_vs_engine"] is None else f"{r['module_vs_engine']:.2f}", f"{r['gflops']:.1f}",
+                      f"{r['roofline_fraction']:.2f}")
+    tables = [table]
+    if any(r["variants"] for r in res["results"]):
+        vt = Table(title="fused kernels by build (forced on)")
+        for col in ("L", "R", "build", "isa", "fused s/step", "speedup", "vs batched", "roofline", "max rel diff"):
+            vt.add_column(col, justify="right")
+        for r in res["results"]:
+            for name, v in r["variants"].items():
+                vt.add_row(str(r["depth"]), str(r["ensemble"]), name, f"{v['isa']} ({v['lanes']} lanes)",
+                           f"{v['fused_s']:.4f}", "-" if v["speedup"] is None else f"{v['speedup']:.1f}x",
+                           f"{v['vs_batched']:.2f}x", f"{v['roofline_fraction']:.2f}", fmt(v["path_max_rel_diff"], ".1e"))
+        tables.append(vt)
+    return tables
+
+
+def reproduce_table(rep: dict, *, title: str) -> Table:
+    """One row per result of a reproduction: verdict, estimate, interval, alpha and the paper's value."""
+    table = Table(title=title)
+    for col in ("result", "verdict", "estimate", "interval", "alpha", "paper"):
+        table.add_column(col)
+    for r in rep["results"]:
+        ci = "-" if r["ci"][0] is None else f"[{r['ci'][0]:.3g}, {r['ci'][1]:.3g}]"
+        table.add_row(r["id"], r["verdict"], "-" if r["estimate"] is None else f"{r['estimate']:.3g}", ci,
+                      str(r["alpha"]), r["paper"])
+    return table
