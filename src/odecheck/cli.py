@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from ._io import write_json
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Verify what deep residual networks become as depth grows: neural ODE, SDE, or nothing.")
 
@@ -91,12 +93,6 @@ def train(
     typer.echo(f"wrote {out}/config.toml, trajectory.npz, weights.npz")
 
 
-def _write_json(path: Path, obj) -> None:
-    from .report import write_json
-
-    write_json(path, obj)
-
-
 def _check_writable_file(option: str, path: Path) -> None:
     """Fail (exit 2) unless ``path`` can be written: its folder is created if missing."""
     try:
@@ -165,7 +161,7 @@ def verify(
     figures = [v for v in verdicts if v.get("figure")]
     report_path = out / report_name
     if json_file is not None:
-        _write_json(json_file, rep)
+        write_json(json_file, rep)
     table = verify_table(verdicts, title=f"odecheck verify (budget {budget}, device {dev}, seed {seed})")
     Console(width=max(Console().width, 120)).print(table)
     typer.echo(f"wrote {out / 'report.md'}, {report_path} and {len(figures)} figures")
@@ -232,11 +228,10 @@ def analyze(
             return
         typer.echo(f"wrote {len(written)} figures to {figures}")
     if json_file is not None:
-        _write_json(json_file, res)
+        write_json(json_file, res)
     if out_dir is not None:
         from ._io import atomic_write
         from .analyze import markdown
-        from .report import write_json
 
         write_json(out_dir / "report.json", res)
         text = markdown(res)
@@ -283,7 +278,7 @@ def bench(
         # run keeps the rows it finished
         res = run_bench(depths, ensemble, dev, repeat=repeat, baseline_max_depth=baseline_max_depth,
                         recompute=recompute, variants=list(isa) or None, progress=lambda msg: status.update(msg),
-                        on_result=None if json_file is None else lambda partial: _write_json(json_file, partial))
+                        on_result=None if json_file is None else lambda partial: write_json(json_file, partial))
     for table in bench_tables(res, cpu=dev.type == "cpu"):
         Console(width=max(Console().width, 100)).print(table)
 
@@ -324,7 +319,7 @@ def falsify(
             typer.echo(f"{claim} on {json.dumps(cfg, sort_keys=True)}: {ev.verdict}")
             typer.echo(json.dumps(ev.to_json(), indent=2))
             if json_file is not None:
-                _write_json(json_file, {"claim": claim, "config": cfg, "verdict": ev.verdict, "evidence": ev.to_json()})
+                write_json(json_file, {"claim": claim, "config": cfg, "verdict": ev.verdict, "evidence": ev.to_json()})
             return
         with console.status(f"searching {claim} with {', '.join(widen) or 'nothing'} widened") as status:
             n = [0]
@@ -349,7 +344,7 @@ def falsify(
         typer.echo("  evidence: " + json.dumps(res.evidence, default=float))
         typer.echo("  replay:   " + res.replay_command())
     if json_file is not None:
-        _write_json(json_file, out)
+        write_json(json_file, out)
 
 
 @app.command("sweep")
@@ -391,7 +386,7 @@ def sweep_cmd(
                                                                  ("done", "diverged", "failed")))
     typer.echo(f"wrote {out}/results.parquet")
     if json_file is not None:
-        _write_json(json_file, {"spec": str(spec), "out": str(out), "rows": table_json(df)})
+        write_json(json_file, {"spec": str(spec), "out": str(out), "rows": table_json(df)})
 
 
 def _reproductions():
@@ -450,7 +445,7 @@ def reproduce_cmd(
     folder = reproduction_folder(out, name, scale, variant)
     typer.echo(f"wrote {folder}/report.md, report.json" + (f", {rep['figure']}" if rep["figure"] else ""))
     if json_file is not None:
-        _write_json(json_file, rep)
+        write_json(json_file, rep)
 
 
 def main() -> None:

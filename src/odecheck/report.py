@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from ._io import write_json
 
 
 def environment() -> dict[str, Any]:
@@ -16,18 +17,6 @@ def environment() -> dict[str, Any]:
     from . import _native
 
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "fused_cpu_kernels": _native.status()}
-
-
-def write_json(path, obj) -> None:
-    """Write ``obj`` as JSON (numpy values converted, no NaN) atomically: a temporary file, then a
-    rename, so a reader never sees half a file. The folder is created if missing."""
-    import json
-
-    from ._io import atomic_write
-    from .claims.base import jsonable
-
-    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def report_dict(verdicts: list[dict[str, Any]], *, budget: str, device: str, seed: int) -> dict[str, Any]:
@@ -81,3 +70,6 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
         if c["id"] in figures:
             lines += [f"![{c['id']}]({figures[c['id']]})", ""]
     return "\n".join(lines) + "\n"
+
+
+__all__ = ["environment", "kernels_text", "markdown", "report_dict", "write_json"]

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InvalidArgument, OdecheckError, invalid
-from ._io import atomic_write
+from ._io import atomic_write, jsonable
 from .config import RunConfig, read_toml
 from .validation import writable_folder
 
@@ -462,9 +462,8 @@ def _write_table(pd, spec: SweepSpec, cells: Sequence[dict], results: dict[int, 
 
 def table_json(df) -> list[dict]:
     """The table's rows as JSON objects (NaN as null)."""
-    rows = df.to_dict(orient="records")
-    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else (v.item() if hasattr(v, "item") else v))
-             for k, v in row.items()} for row in rows]
+    return jsonable([{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+                     for row in df.to_dict(orient="records")])
 
 
 __all__ = ["STATUSES", "SweepSpec", "cell_id", "run_cell", "sweep", "table_json"]

@@ -8,16 +8,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-import numpy as np
-
 from .._errors import invalid
+from .._io import jsonable, number
+from ..verdicts import FigureKind, Verdict
 from .decisions import ALPHA, Outcome
 
 Budget = Literal["quick", "standard", "thorough"]
 BUDGETS: tuple[str, ...] = ("quick", "standard", "thorough")
 
 
-FigureKind = Literal["loglog", "pl", "cells"]
 Progress = Callable[[float], None]
 
 
@@ -45,55 +44,9 @@ class Evidence:
                    details=details)
 
     def to_json(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "estimate": _num(self.estimate),
-                "ci": [_num(self.ci[0]), _num(self.ci[1])], "n": self.n, "figure": self.figure,
+        return {"verdict": self.verdict, "estimate": number(self.estimate),
+                "ci": [number(self.ci[0]), number(self.ci[1])], "n": self.n, "figure": self.figure,
                 "details": jsonable(self.details)}
-
-
-@dataclass(frozen=True, kw_only=True)
-class Verdict:
-    """The decision on one claim with its evidence. ``details`` holds the tidy data behind the figure."""
-
-    id: str
-    verdict: Outcome
-    expected: Outcome
-    estimate: float
-    ci: tuple[float, float]
-    alpha: float
-    n: int
-    seconds: float
-    details: dict[str, Any] = field(default_factory=dict)
-    figure: FigureKind | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        details = jsonable(self.details)
-        if self.figure is not None:
-            details["plot"] = self.figure  # the report's figure kind, read by odecheck.plot
-        return {"id": self.id, "verdict": self.verdict, "expected": self.expected, "estimate": _num(self.estimate),
-                "ci": [_num(self.ci[0]), _num(self.ci[1])], "alpha": self.alpha, "n": self.n,
-                "seconds": round(self.seconds, 3), "config": jsonable(self.config), "details": details}
-
-
-def _num(v):
-    v = float(v)
-    return v if np.isfinite(v) else None
-
-
-def jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return _num(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 # config fields validated as positive integers wherever they appear (see ExperimentConfig.__post_init__)

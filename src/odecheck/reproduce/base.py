@@ -11,27 +11,12 @@ import numpy as np
 
 from ..claims.decisions import ALPHA
 from ..estimators import scaling_exponent
+from ..verdicts import Verdict
 
 SCALES = ("smoke", "paper")
 
 
-@dataclass(frozen=True)
-class Result:
-    id: str
-    verdict: str
-    estimate: float
-    ci: tuple[float, float]
-    paper: str
-    alpha: float = ALPHA
-    note: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        def num(v):
-            return float(v) if np.isfinite(v) else None
-
-        return {"id": self.id, "verdict": self.verdict, "estimate": num(self.estimate),
-                "ci": [num(self.ci[0]), num(self.ci[1])], "alpha": self.alpha, "paper": self.paper,
-                "note": self.note}
+Result = Verdict  # a reproduction's result is the one verdict record (paper and note set)
 
 
 @dataclass(frozen=True)
