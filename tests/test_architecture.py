@@ -133,3 +133,12 @@ def test_the_package_map_names_every_module():
     modules = {_module_name(p).removeprefix("odecheck").lstrip(".") for p in SRC.rglob("*.py")} - {""}
     missing = sorted(m for m in modules if m not in named)
     assert not missing, f"docs/architecture.md does not list {missing}"
+
+
+def test_blocks_and_kernels_know_the_network_interface_not_the_model():
+    """The blocks and the kernels read a network through blocks.base.Network: no import of models, not
+    even a type-only one (which would close the cycle models -> _kernels -> blocks -> models)."""
+    for path in [*(SRC / "blocks").glob("*.py"), SRC / "_kernels.py"]:
+        text = path.read_text()
+        assert "from ..models import" not in text and "from .models import" not in text, path.name
+        assert "._p" not in text, f"{path.name} reads the model's private parameters"

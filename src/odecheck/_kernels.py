@@ -9,20 +9,16 @@ model and with ``gradcheck`` in float64.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from ._errors import invalid
 from .blocks import get as get_block
-from .blocks.base import Cache, buf, input_backward, loss_function, mse, output_backward, workspace
+from .blocks.base import Cache, Network, buf, input_backward, output_backward, workspace
 from .blocks.mlp import fused_chosen, loss_and_grads_recompute, path_choice
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .models import ResNet
+from .losses import loss_function, mse
 
 
-def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reuse: bool | dict = False
+def forward(net: Network, x: torch.Tensor, *, keep: bool = True, params=None, reuse: bool | dict = False
             ) -> tuple[torch.Tensor, Cache | None]:
     """Network output (R, n, d') and, if ``keep``, the cache needed by :func:`backward`.
 
@@ -45,7 +41,7 @@ def forward(net: ResNet, x: torch.Tensor, *, keep: bool = True, params=None, reu
     return y, Cache(h=h, u=saved["u"], a=saved["a"], x=x, d=saved["d"])
 
 
-def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reuse: bool | dict = False,
+def backward(net: Network, cache: Cache, g_out: torch.Tensor, *, params=None, reuse: bool | dict = False,
              consume: bool = True, out: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Gradients of sum_r l_r given g_out = dl/dF (R, n, d'), in the internal (L, R, ...) layout.
 
@@ -63,7 +59,7 @@ def backward(net: ResNet, cache: Cache, g_out: torch.Tensor, *, params=None, reu
     return grads
 
 
-def loss_and_grads(net: ResNet, x: torch.Tensor, y: torch.Tensor, *, params=None, reuse: bool = False,
+def loss_and_grads(net: Network, x: torch.Tensor, y: torch.Tensor, *, params=None, reuse: bool = False,
                    segment: int | None = None, loss: str = "mse"):
     """Per-member loss (R,) and the gradients of every parameter (internal layout).
 
@@ -99,7 +95,7 @@ class GraphedLossAndGrads:
     tensors at every call, overwritten by the next replay.
     """
 
-    def __init__(self, net: ResNet, x: torch.Tensor, y: torch.Tensor, *, segment: int | None = None,
+    def __init__(self, net: Network, x: torch.Tensor, y: torch.Tensor, *, segment: int | None = None,
                  warmup: int = 2, loss: str = "mse"):
         if net.device.type != "cuda":
             raise invalid("device", str(net.device), "a CUDA device (CUDA graphs)")

@@ -113,7 +113,7 @@ class TrainConfig:
     sampling: str = "random"
 
     def __post_init__(self) -> None:
-        from .blocks.base import LOSSES
+        from .losses import LOSSES
         from .optim import METHODS, SAMPLINGS, SCHEDULES
         from .validation import check_choice, check_float
 

@@ -17,7 +17,9 @@ References
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
@@ -37,6 +39,15 @@ BLOCKS: tuple[str, ...] = tuple(blocks.REGISTRY)
 
 # per-layer weight families of each block, in a fixed order (from the block classes)
 LAYER_FAMILIES: dict[str, tuple[str, ...]] = {name: cls.families for name, cls in blocks.REGISTRY.items()}
+
+
+@dataclass(frozen=True)
+class _Given:
+    """Weights handed to :meth:`ResNet.from_weights` (engine layout), passed as the ``init`` of the one
+    constructor; ``io_init`` is "given" when A or B came with them, else "identity"."""
+
+    params: dict[str, torch.Tensor]
+    io_init: str
 
 
 # ----------------------------------------------------------------------------- the model
@@ -113,6 +124,15 @@ class ResNet:
             activation=activation, beta=beta, train_io=train_io, delta=delta, ensemble=ensemble,
             dtype=dtype, device=device, width_factors=width_factors,
         )
+        if isinstance(init, _Given):  # from_weights: the weights are handed in, not drawn
+            self.bias, self.init, self.seed, self.io_init = True, None, 0, init.io_init
+            params = dict(init.params)
+        else:
+            params = self._drawn(init=init, bias=bias, seed=seed, io_init=io_init)
+        self._p = {k: v.to(dtype=self.dtype, device=self.device).contiguous() for k, v in params.items()}
+
+    def _drawn(self, *, init, bias, seed, io_init) -> dict[str, torch.Tensor]:
+        """The initial weights (engine layout, float64) drawn from ``init`` with ``seed``."""
         if not isinstance(bias, bool):
             raise invalid("bias", bias, "a bool")
         self.bias = bias
@@ -135,9 +155,8 @@ class ResNet:
                                                        dtype=torch.float64) for r in range(self.ensemble)], 1) * self.alpha
         elif self.delta_mode in SHARED_DELTAS:
             params["delta"] = torch.full((self.ensemble,), self.alpha, dtype=torch.float64)
-        A, B = self._io_maps(io_init)
-        params["A"], params["B"] = A, B
-        self._p = {k: v.to(dtype=self.dtype, device=self.device).contiguous() for k, v in params.items()}
+        params["A"], params["B"] = self._io_maps(io_init)
+        return params
 
     # -- construction helpers
     def _configure(self, *, block, depth, dim, width, input_dim, output_dim, activation, beta,
@@ -168,83 +187,25 @@ class ResNet:
         self.dtype = check_dtype(dtype)
         self.device = resolve_device(device)
 
-    def _conv_io_maps(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """A: the matrix of a 3x3 convolution from C image channels to c channels on S x S maps;
-        B: channel averages over the map, then a Gaussian (d', c) map. Both as dense (R, ., .)."""
-        from .blocks.conv import side
-
-        if self.block != "conv":
-            raise invalid("io_init", "conv", "'identity' or 'gaussian' unless block='conv'")
-        c, R, d, dp = self.width, self.ensemble, self.input_dim, self.output_dim
-        S = side(self.dim, c)
-        if d % (S * S):
-            raise invalid("input_dim", d, f"C S^2 image inputs with S = {S} (the maps' side) for io_init='conv'")
-        C = d // (S * S)
-        kernels = torch.empty(R, c, C, 3, 3, dtype=torch.float64)
-        heads = torch.empty(R, dp, c, dtype=torch.float64)
-        for r in range(R):
-            g = member_generator(self.seed + 7919, r)
-            kernels[r] = torch.randn(c, C, 3, 3, generator=g, dtype=torch.float64) / math.sqrt(9 * C)
-            heads[r] = torch.randn(dp, c, generator=g, dtype=torch.float64) / math.sqrt(c)
-        A = torch.empty(R, self.dim, d, dtype=torch.float64)
-        B = torch.empty(R, dp, self.dim, dtype=torch.float64)
-        self._conv_io_dense(kernels, heads, A, B)
-        return A, B
-
-    def _conv_io_dense(self, kernels, heads, A, B) -> None:
-        """Write the dense maps of conv kernels (R, c, C, 3, 3) and pooled heads (R, d', c) into A
-        (R, q, d) and B (R, d', q): A's column j is the convolution of basis image j; B puts w / S^2 on
-        every position of a channel (the average over the S x S map, then the head)."""
-        import torch.nn.functional as F
-
-        from .blocks.conv import side
-
-        R, c, C = kernels.shape[:3]
-        S = side(self.dim, c)
-        d = C * S * S
-        eye = torch.eye(d, dtype=A.dtype, device=A.device).reshape(d, C, S, S)  # basis images
-        for r in range(R):
-            A[r] = F.conv2d(eye, kernels[r], padding=1).reshape(d, self.dim).T
-        B.copy_((heads[..., None] / (S * S)).expand(R, heads.shape[1], c, S * S).reshape(R, -1, self.dim))
-
     def io_directions(self, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        r"""The conv io maps' training directions, in place: for ``io_init="conv"``, the dense
-        gradients G_A, G_B (internal layout (R, q, d), (R, d', q)) become E E^T G, E the linear map
-        from the structured parameters (the 3x3 kernel k, the head w) to the dense matrices A = E(k),
-        B = E(w). E^T G is the parameters' own gradient (chain rule), so a step -lr E E^T G on A is the
-        step -lr E^T G on k: plain, momentum and weight-decay SGD and gradient flow train k and w
-        exactly; so does Adam, which acts entry by entry on E's copies of each parameter, with the
-        copies' scale :meth:`io_scale` (tests/test_classification.py checks all three against
-        torch.optim on the kernel and the head).
-        Other io maps: ``grads`` unchanged. Returns ``grads``."""
+        r"""The io maps' training directions, in place: for ``io_init="conv"`` (trained), the dense gradients
+        of A and B become those of the structured kernel and head (``blocks.conv.conv_io_directions``);
+        other io maps: ``grads`` unchanged. Returns ``grads``."""
         if self.io_init != "conv" or not self.train_io or not ("A" in grads and "B" in grads):
             return grads
-        from .blocks.conv import side
+        from .blocks.conv import conv_io_directions
 
-        c, d, dp, R = self.width, self.input_dim, self.output_dim, self.ensemble
-        S = side(self.dim, c)
-        C = d // (S * S)
-        G = grads["A"].reshape(R, c, S, S, C, S, S)  # (member, out channel, y, x, in channel, y', x')
-        k = torch.empty(R, c, C, 3, 3, dtype=G.dtype, device=G.device)
-        for a in range(3):  # tap (a, b) couples output (y, x) to input (y + a - 1, x + b - 1)
-            rows = torch.diagonal(G, offset=a - 1, dim1=2, dim2=5)          # (R, c, x, C, x', n_y)
-            for b in range(3):
-                taps = torch.diagonal(rows, offset=b - 1, dim1=2, dim2=4)  # (R, c, C, n_y, n_x)
-                k[:, :, :, a, b] = taps.sum((-2, -1))
-        w = grads["B"].reshape(R, dp, c, S * S).sum(-1) / (S * S)  # the head's gradient
-        self._conv_io_dense(k, w, grads["A"], grads["B"])
-        return grads
+        return conv_io_directions(self, grads)
 
     def io_scale(self, name: str) -> float:
-        """The factor s with which a structured io parameter enters its dense map (each entry of the
-        map is s times one parameter): 1/S^2 for the conv head (B averages each channel over the S x S
-        map), 1 for the conv kernel and for every dense map. Adam, scale-free per entry, needs it to
-        step the parameter rather than its copies."""
+        """The factor s with which a structured io parameter enters its dense map: 1/S^2 for the trained conv
+        head (``blocks.conv.conv_io_scale``), 1 for every other parameter. Adam, scale-free per entry, needs it
+        to step the parameter rather than its copies."""
         if self.io_init != "conv" or not self.train_io or name != "B":
             return 1.0
-        from .blocks.conv import side
+        from .blocks.conv import conv_io_scale
 
-        return 1.0 / side(self.dim, self.width) ** 2
+        return conv_io_scale(self)
 
     def _io_maps(self, io_init: str) -> tuple[torch.Tensor, torch.Tensor]:
         q, d, dp, R = self.dim, self.input_dim, self.output_dim, self.ensemble
@@ -257,7 +218,11 @@ class ResNet:
             B[:, :, q - dp:] = torch.eye(dp, dtype=torch.float64)
             return A, B
         if io_init == "conv":
-            return self._conv_io_maps()
+            if self.block != "conv":
+                raise invalid("io_init", "conv", "'identity' or 'gaussian' unless block='conv'")
+            from .blocks.conv import conv_io_maps
+
+            return conv_io_maps(self)
         A = torch.empty(R, q, d, dtype=torch.float64)
         B = torch.empty(R, dp, q, dtype=torch.float64)
         for r in range(R):
@@ -321,20 +286,14 @@ class ResNet:
         d = At.shape[2]
         Bt = _io_tensor("B", B, R, q, default=q, output=True)
         dp = Bt.shape[1]
-        net = cls.__new__(cls)
-        net._configure(block=block, depth=L, dim=q, width=m, input_dim=d, output_dim=dp,
-                       activation=activation, beta=beta, train_io=train_io, delta=mode,
-                       ensemble=R, dtype=dtype, device=device, width_factors=width_factors)
-        net.bias = True
-        net.init = None  # weights handed in, not drawn: config() says "given"
-        net.seed = 0
-        net.io_init = "given" if (A is not None or B is not None) else "identity"
         params = {k: v.transpose(0, 1) for k, v in layer.items()}
         if delta_t is not None:
             params["delta"] = delta_t
         params["A"], params["B"] = At, Bt
-        net._p = {k: v.to(dtype=net.dtype, device=net.device).contiguous() for k, v in params.items()}
-        return net
+        given = _Given(params, "given" if (A is not None or B is not None) else "identity")
+        return cls(block=block, depth=L, dim=q, width=m, input_dim=d, output_dim=dp, activation=activation, beta=beta,
+                   train_io=train_io, delta=mode, ensemble=R, dtype=dtype, device=device, width_factors=width_factors,
+                   init=given)
 
     # -- properties
     @property
@@ -432,8 +391,8 @@ class ResNet:
 
     # -- copies
     def _with_params(self, params: dict[str, torch.Tensor], ensemble: int) -> ResNet:
-        net = ResNet.__new__(ResNet)
-        net.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("_p", "_ws")})
+        net = copy.copy(self)  # the configuration; not the workspace, which is per network
+        net.__dict__.pop("_ws", None)
         net.ensemble = ensemble
         net._p = params
         return net

@@ -67,7 +67,7 @@ def test_loss(net: ResNet, data: Dataset) -> np.ndarray:
     """Per-member (1/n) sum_i ||F(x_i) - y_i||^2 on the test split (NaN where the data set has none)."""
     if not data.x_test.shape[0]:
         return np.full(net.ensemble, np.nan)
-    from .blocks.base import loss_function
+    from .losses import loss_function
 
     with torch.no_grad():
         out = net(data.x_test.to(net.device)).double()

@@ -29,8 +29,8 @@ from ._errors import invalid
 from ._kernels import GraphedLossAndGrads
 from ._kernels import forward as engine_forward
 from ._kernels import loss_and_grads as engine_loss_and_grads
-from .blocks.base import loss_function
 from .layout import member_axis
+from .losses import loss_function
 from .models import as_tensor, layer_increments
 from .validation import check_int
 

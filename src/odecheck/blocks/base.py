@@ -14,12 +14,29 @@ line to ``REGISTRY`` in ``blocks/__init__.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 import torch
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..models import ResNet
+
+class Network(Protocol):
+    """What the blocks and the engine's kernels read of a network: its configuration and its parameter
+    tensors (``params``, the engine's layer-major layout; see ``odecheck.ResNet.params``). ``ResNet`` is
+    one; the blocks depend on this interface, not on the model class."""
+
+    block: str
+    depth: int
+    dim: int
+    width: int
+    ensemble: int
+    activation: str
+    beta: float
+    delta_mode: str
+    width_factors: bool
+    device: torch.device
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]: ...
 
 
 @dataclass
@@ -35,7 +52,7 @@ class Cache:
     d: torch.Tensor | None = None
 
 
-def workspace(net: ResNet, reuse: bool | dict) -> dict:
+def workspace(net: Network, reuse: bool | dict) -> dict:
     """Buffers kept on the network between calls (``reuse``) to avoid re-faulting fresh memory each
     step; ``reuse`` may also be the workspace dict itself (``odecheck.nn`` keeps a pool of them)."""
     if isinstance(reuse, dict):
@@ -52,36 +69,6 @@ def buf(ws: dict, key: str, shape: tuple[int, ...], like: torch.Tensor) -> torch
         t = torch.empty(shape, dtype=like.dtype, device=like.device)
         ws[key] = t
     return t
-
-
-def mse(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss l_r = (1/n) sum_i ||F(x_i) - y_i||^2 per member (R,) and dl/dF (R, n, d')."""
-    n = out.shape[1]
-    diff = out - y
-    loss = (diff * diff).sum(dim=(1, 2)) / n
-    return loss, diff * (2.0 / n)
-
-
-def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss l_r = -(1/n) sum_i sum_c y_ic log softmax(F(x_i))_c per member (R,) and dl/dF (R, n, d').
-    ``y``: one-hot (or probability) rows, the same shape as the MSE targets."""
-    n = out.shape[1]
-    logp = torch.log_softmax(out, dim=-1)
-    loss = -(y * logp).sum(dim=(1, 2)) / n
-    g = (torch.exp(logp) * y.sum(-1, keepdim=True) - y) * (1.0 / n)
-    return loss, g
-
-
-LOSSES = {"mse": mse, "cross_entropy": cross_entropy}
-
-
-def loss_function(name: str):
-    """The loss called ``name`` ('mse' or 'cross_entropy'): (out, y) -> (loss (R,), dl/dF)."""
-    if name not in LOSSES:
-        from .._errors import invalid
-
-        raise invalid("loss", name, "'mse' or 'cross_entropy'")
-    return LOSSES[name]
 
 
 def output_backward(g_out: torch.Tensor, hL: torch.Tensor, B: torch.Tensor) -> tuple[dict, torch.Tensor]:
@@ -126,7 +113,7 @@ class Block:
         """Per-layer shape of each family (without the (R, L) axes)."""
         raise NotImplementedError
 
-    def check_config(self, net: ResNet) -> None:
+    def check_config(self, net: Network) -> None:
         """Refuse options this block does not have: a trained delta, or running without width factors."""
         from .._errors import invalid
 
@@ -141,15 +128,15 @@ class Block:
         raise NotImplementedError
 
     # -- the batched path (engine layout: (L, R, ...))
-    def forward(self, net: ResNet, p: dict, h: torch.Tensor, ws: dict) -> dict[str, torch.Tensor | None]:
+    def forward(self, net: Network, p: dict, h: torch.Tensor, ws: dict) -> dict[str, torch.Tensor | None]:
         """Fill h[1:] from h[0] (h: (L+1, R, n, q)); return the saved u, a (and d) for the backward."""
         raise NotImplementedError
 
-    def forward_state(self, net: ResNet, p: dict, h0: torch.Tensor) -> torch.Tensor:
+    def forward_state(self, net: Network, p: dict, h0: torch.Tensor) -> torch.Tensor:
         """h_L from h_0 without storing the layers (evaluation)."""
         raise NotImplementedError
 
-    def backward(self, net: ResNet, p: dict, cache: Cache, g: torch.Tensor, ws: dict, *, consume: bool,
+    def backward(self, net: Network, p: dict, cache: Cache, g: torch.Tensor, ws: dict, *, consume: bool,
                  out: dict[str, torch.Tensor] | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Weight gradients (engine layout) and dl/dh_0 from g = dl/dh_L (may be modified in place).
 
@@ -158,7 +145,7 @@ class Block:
         raise NotImplementedError
 
     # -- the neural-ODE limit
-    def vector_field(self, net: ResNet, w: dict[str, torch.Tensor], p64: dict[str, torch.Tensor],
+    def vector_field(self, net: Network, w: dict[str, torch.Tensor], p64: dict[str, torch.Tensor],
                      H: torch.Tensor) -> torch.Tensor:
         """dH/ds at the layer weights ``w`` (each (R, ...), float64) for states H (R, n, q): the
         residual update f(H, Z(s)) times L, so that Euler with step 1/L is the network."""

@@ -23,6 +23,7 @@ from torch.nn.grad import conv2d_input, conv2d_weight
 
 from .._errors import invalid
 from ..activations import activate, activate_backward
+from ..init import member_generator
 from . import base
 from .base import Block, buf
 
@@ -124,3 +125,68 @@ class Conv(Block):
         u = F.conv2d(img, z["W"], padding=1) / math.sqrt(9 * m)
         y = F.conv2d(activate(activation, u), z["V"], padding=1) / math.sqrt(9 * m)
         return depth ** (-beta) * y.reshape(n, q)
+
+
+# -- the conv io maps (io_init='conv'): a 3x3 input convolution and a pooled head, held as dense A and B
+def conv_io_maps(net) -> tuple[torch.Tensor, torch.Tensor]:
+    """A: the matrix of a 3x3 convolution from C image channels to c channels on S x S maps;
+    B: channel averages over the map, then a Gaussian (d', c) map. Both as dense (R, ., .)."""
+    c, R, d, dp = net.width, net.ensemble, net.input_dim, net.output_dim
+    S = side(net.dim, c)
+    if d % (S * S):
+        raise invalid("input_dim", d, f"C S^2 image inputs with S = {S} (the maps' side) for io_init='conv'")
+    C = d // (S * S)
+    kernels = torch.empty(R, c, C, 3, 3, dtype=torch.float64)
+    heads = torch.empty(R, dp, c, dtype=torch.float64)
+    for r in range(R):
+        g = member_generator(net.seed + 7919, r)
+        kernels[r] = torch.randn(c, C, 3, 3, generator=g, dtype=torch.float64) / math.sqrt(9 * C)
+        heads[r] = torch.randn(dp, c, generator=g, dtype=torch.float64) / math.sqrt(c)
+    A = torch.empty(R, net.dim, d, dtype=torch.float64)
+    B = torch.empty(R, dp, net.dim, dtype=torch.float64)
+    conv_io_dense(net, kernels, heads, A, B)
+    return A, B
+
+
+def conv_io_dense(net, kernels, heads, A, B) -> None:
+    """Write the dense maps of conv kernels (R, c, C, 3, 3) and pooled heads (R, d', c) into A
+    (R, q, d) and B (R, d', q): A's column j is the convolution of basis image j; B puts w / S^2 on
+    every position of a channel (the average over the S x S map, then the head)."""
+    R, c, C = kernels.shape[:3]
+    S = side(net.dim, c)
+    d = C * S * S
+    eye = torch.eye(d, dtype=A.dtype, device=A.device).reshape(d, C, S, S)  # basis images
+    for r in range(R):
+        A[r] = F.conv2d(eye, kernels[r], padding=1).reshape(d, net.dim).T
+    B.copy_((heads[..., None] / (S * S)).expand(R, heads.shape[1], c, S * S).reshape(R, -1, net.dim))
+
+
+def conv_io_directions(net, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    r"""The conv io maps' training directions, in place: for ``io_init="conv"``, the dense
+    gradients G_A, G_B (internal layout (R, q, d), (R, d', q)) become E E^T G, E the linear map
+    from the structured parameters (the 3x3 kernel k, the head w) to the dense matrices A = E(k),
+    B = E(w). E^T G is the parameters' own gradient (chain rule), so a step -lr E E^T G on A is the
+    step -lr E^T G on k: plain, momentum and weight-decay SGD and gradient flow train k and w
+    exactly; so does Adam, which acts entry by entry on E's copies of each parameter, with the
+    copies' scale :func:`conv_io_scale` (tests/test_classification.py checks all three against
+    torch.optim on the kernel and the head). Returns ``grads``."""
+    c, d, dp, R = net.width, net.input_dim, net.output_dim, net.ensemble
+    S = side(net.dim, c)
+    C = d // (S * S)
+    G = grads["A"].reshape(R, c, S, S, C, S, S)  # (member, out channel, y, x, in channel, y', x')
+    k = torch.empty(R, c, C, 3, 3, dtype=G.dtype, device=G.device)
+    for a in range(3):  # tap (a, b) couples output (y, x) to input (y + a - 1, x + b - 1)
+        rows = torch.diagonal(G, offset=a - 1, dim1=2, dim2=5)          # (R, c, x, C, x', n_y)
+        for b in range(3):
+            taps = torch.diagonal(rows, offset=b - 1, dim1=2, dim2=4)  # (R, c, C, n_y, n_x)
+            k[:, :, :, a, b] = taps.sum((-2, -1))
+    w = grads["B"].reshape(R, dp, c, S * S).sum(-1) / (S * S)  # the head's gradient
+    conv_io_dense(net, k, w, grads["A"], grads["B"])
+    return grads
+
+
+def conv_io_scale(net) -> float:
+    """The factor 1/S^2 with which each parameter of the conv head enters its dense map B (B averages each
+    channel over the S x S map); the kernel enters A with factor 1. Adam, scale-free per entry, needs it
+    to step the parameter rather than its copies."""
+    return 1.0 / side(net.dim, net.width) ** 2

@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
 
 import torch
 
 from .. import _native
 from .._errors import invalid
 from ..activations import activate, activate_backward
+from ..losses import loss_function
 from . import base
-from .base import Block, buf, input_backward, loss_function, output_backward, workspace
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..models import ResNet
+from .base import Block, Network, buf, input_backward, output_backward, workspace
 
 
 def scales(net) -> tuple[float, float]:
@@ -173,7 +170,7 @@ def range_forward(act, V, W, h, u, a, s: float, c: float) -> None:
         torch.baddbmm(hs[k], ak, Vt[k], alpha=c, out=hs[k + 1])
 
 
-def loss_and_grads_recompute(net: ResNet, x, y, segment: int, reuse: bool, *, loss: str = "mse"):
+def loss_and_grads_recompute(net: Network, x, y, segment: int, reuse: bool, *, loss: str = "mse"):
     """Loss and gradients storing only every ``segment``-th state; each segment's forward is
     recomputed during the backward pass (memory O(L/segment + segment) states, one extra forward)."""
     p = net.params
