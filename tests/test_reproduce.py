@@ -215,3 +215,12 @@ def test_m24_fig2_script_variant_runs_the_scripts_parametrization(tmp_path):
                          (["m24-fig1", "--variant", "script"], "--variant 'script': expected none: m24-fig1 has")):
         res = CliRunner().invoke(app, ["reproduce", *args, "--out", str(tmp_path)])
         assert res.exit_code == 2 and needle in res.output, res.output
+
+
+def test_the_commands_help_names_every_reproduction():
+    import inspect
+
+    from odecheck.cli import reproduce_cmd
+
+    text = inspect.signature(reproduce_cmd).parameters["name"].default.help
+    assert set(text.split(" (")[0].split(" | ")) == set(REPRODUCTIONS), text

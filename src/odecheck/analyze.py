@@ -249,6 +249,29 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def analysis_figures(res: dict, folder: Path, *, per_path: bool = False) -> list[Path]:
+    """analyze's figures: one per family across depths, one overview per file, and with ``per_path`` one
+    per path (ImportError without matplotlib)."""
+    from .plot import family_figures, file_overviews, path_figures
+
+    written = family_figures(res["paths"], res["scaling"], folder) + file_overviews(res["paths"], folder)
+    return written + (path_figures(res["paths"], folder) if per_path else [])
+
+
+def write_report(res: dict, folder: str | os.PathLike) -> int | None:
+    """Write report.json, report.md and the figures of :func:`analyze_files`'s result ``res`` into ``folder``;
+    the number of figures, or None without matplotlib (the reports are written all the same)."""
+    from ._io import write_json, write_text
+
+    folder = Path(folder)
+    write_json(folder / "report.json", res)
+    write_text(folder / "report.md", markdown(res))
+    try:
+        return len(analysis_figures(res, folder))
+    except ImportError:
+        return None
+
+
 def analyze_files(files, *, key: str | None = None, stacked: bool = False, features: bool = False, inputs=None,
                   include_buffers: bool = False, seed: int = 0, on_path=None) -> dict:
     """Everything ``odecheck analyze FILE ...`` computes, as data: {"families", "paths", "scaling",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -37,12 +37,38 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _as_flags(err, flags: dict[str, str]) -> str:
+# the library's argument names and the command line's flags: errors name the argument, the CLI alone maps it
+FLAGS = {"budget": "--budget", "claims": "--claims", "device": "--device", "out": "--out", "key": "--key",
+         "inputs": "--inputs", "depths": "--depths", "ensembles": "--ensemble", "recompute": "--recompute",
+         "variants": "--isa", "widen": "--widen", "max_examples": "--max-examples", "config": "--replay",
+         "claim": "CLAIM", "workers": "--workers", "scheduler": "--scheduler", "spec": "SPEC", "name": "NAME",
+         "scale": "--scale", "variant": "--variant"}
+
+
+def _write_json_if(path: Path | None, obj) -> None:
+    """Write ``obj()`` as JSON to ``path`` when the command was given one."""
+    if path is not None:
+        write_json(path, obj())
+
+
+@contextmanager
+def _reported():
+    """A library error (``OdecheckError``; an ``InvalidArgument`` names its argument) as the command line's:
+    the message with the argument's flag, exit status 2."""
+    from ._errors import OdecheckError
+
+    try:
+        yield
+    except OdecheckError as e:
+        _fail(_as_flags(e))
+
+
+def _as_flags(err) -> str:
     """A library error in the command line's words: the argument's name replaced by its flag."""
     msg = str(err)
     name = getattr(err, "argument", None)
-    if name in flags and msg.startswith(f"{name}="):
-        return f"{flags[name]} {msg[len(name) + 1:]}"
+    if name in FLAGS and msg.startswith(f"{name}="):
+        return f"{FLAGS[name]} {msg[len(name) + 1:]}"
     return msg
 
 
@@ -53,48 +79,29 @@ def train(
     device: str = typer.Option("cpu", help="cpu, cuda or auto."),
 ) -> None:
     """Train an ensemble from a TOML config, with checkpoints; rerun to resume."""
-    import numpy as np
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from ._errors import InvalidArgument
     from .config import RunConfig
+    from .progress import step_progress
+    from .render import run_summary
     from .runner import check, run, summarize
 
     console = Console(stderr=True)
-    try:
+    with _reported():
         cfg = RunConfig.load(config) if config is not None else RunConfig()
         check(cfg, device=device)  # data and model are valid before any progress bar is drawn
-        with Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                      console=console, transient=False) as prog:
-            task = prog.add_task("train", total=cfg.train.steps, loss="-")
-
-            def cb(t, total, loss):
-                prog.update(task, completed=t, loss=f"{np.nanmedian(loss):.4g}")
-
+        with step_progress(console, "train", cfg.train.steps) as cb:
             net, traj, resumed = run(cfg, out, device=device, progress=cb)
-    except InvalidArgument as e:
-        _fail(str(e))
-        return
     if resumed:
         console.print(f"resumed from step {resumed}")
-    sm = summarize(cfg, net, traj)
-    inc = ("no increments (depth 1)" if sm.increments_of.startswith("none") else
-           f"max_k,t ||Z_k+1 - Z_k|| median {np.nanmedian(sm.max_increment):.4g}" if sm.increments_of == "steps" else
-           f"max_k ||Z_k+1 - Z_k|| of the final weights, median {np.median(sm.max_increment):.4g}")
-    typer.echo(f"trained {net.ensemble} networks of depth {net.depth} for {traj.steps} steps; "
-               f"final loss median {np.nanmedian(sm.final_loss):.4g}; {inc}; diverged {int(traj.diverged.sum())}")
-    if cfg.train.loss == "cross_entropy":
-        line = f"accuracy median over members: train {np.median(sm.train_accuracy):.4f}"
-        if np.isfinite(sm.test_accuracy).all():
-            line += f", test {np.median(sm.test_accuracy):.4f} (per member: {np.round(sm.test_accuracy, 4).tolist()})"
-        typer.echo(line)
+    typer.echo(run_summary(cfg, net, traj, summarize(cfg, net, traj)))
     typer.echo(f"wrote {out}/config.toml, trajectory.npz, weights.npz")
 
 
-def _check_writable_file(option: str, path: Path) -> None:
-    """Fail (exit 2) unless ``path`` can be written: its folder is created if missing."""
+def _check_writable_file(option: str, path: Path | None) -> None:
+    """Fail (exit 2) unless ``path`` (when given) can be written: its folder is created if missing."""
+    if path is None:
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -117,66 +124,23 @@ def verify(
     """Run the claims of the theory and decide each one with its evidence and error control."""
 
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ._errors import InvalidArgument
     from .claims import REGISTRY
-    from .render import verify_table
+    from .progress import claim_progress
+    from .render import verify_footer, verify_table
     from .verification import verify as run_verify
 
     ids = list(REGISTRY) if not claims else [c.strip() for c in claims.split(",") if c.strip()]
-    flags = {"budget": "--budget", "claims": "--claims", "device": "--device", "out": "--out"}
-    if json_file is not None:  # checked before any claim runs, not after
-        _check_writable_file("--json", json_file)
-    console = Console(stderr=True)
-    # progress bars on a terminal; elsewhere (CI logs, nohup) one plain line per finished claim
-    live = console.is_terminal
+    _check_writable_file("--json", json_file)  # before anything runs
     report_name = "report.json"
-    with Progress(TextColumn("{task.description:<26}"), BarColumn(), TextColumn("{task.fields[status]}"),
-                  TimeElapsedColumn(), console=console, disable=not live) as prog:
-        tasks: dict[str, Any] = {}
-
-        def start(cid, i, total):
-            if not tasks:
-                tasks.update({c: prog.add_task(c, total=1.0, status="queued") for c in ids})
-            prog.update(tasks[cid], status="running")
-
-        def done(v, reused):
-            status = f"{v['verdict']} (from {report_name})" if reused else v["verdict"]
-            prog.update(tasks[v["id"]], completed=1.0, status=status)
-            if not live:
-                est = "n/a" if v["estimate"] is None else f"{v['estimate']:.4g}"
-                n_done = sum(1 for t in prog.tasks if t.completed >= 1.0)
-                typer.echo(f"[{n_done}/{len(ids)}] {v['id']}: {status}, estimate {est}, {v['seconds']:.1f} s",
-                           err=True)
-
-        try:
+    with _reported():
+        with claim_progress(Console(stderr=True), ids, report_name) as (start, progress, done):
             rep = run_verify(ids, budget=budget, seed=seed, device=device, out=out, resume=resume,
-                             on_claim_start=start, on_progress=lambda cid, f: prog.update(tasks[cid], completed=f),
-                             on_claim_done=done)
-        except InvalidArgument as e:
-            _fail(_as_flags(e, flags))
-            return
-    verdicts, dev = rep["claims"], rep["device"]
-    figures = [v for v in verdicts if v.get("figure")]
-    report_path = out / report_name
-    if json_file is not None:
-        write_json(json_file, rep)
-    table = verify_table(verdicts, title=f"odecheck verify (budget {budget}, device {dev}, seed {seed})")
+                             on_claim_start=start, on_progress=progress, on_claim_done=done)
+    _write_json_if(json_file, lambda: rep)
+    table = verify_table(rep["claims"], title=f"odecheck verify (budget {budget}, device {rep['device']}, seed {seed})")
     Console(width=max(Console().width, 120)).print(table)
-    typer.echo(f"wrote {out / 'report.md'}, {report_path} and {len(figures)} figures")
-    mismatched = [v["id"] for v in verdicts if v["verdict"] != v["expected"]]
-    if mismatched:
-        typer.echo(f"verdicts differing from the expected outcome: {', '.join(mismatched)}")
-
-
-def _analysis_figures(res: dict, folder: Path, *, per_path: bool = False) -> list[Path]:
-    """analyze's figures: one per family across depths, one overview per file, and with ``per_path`` one
-    per path (ImportError without matplotlib)."""
-    from .plot import family_figures, file_overviews, path_figures
-
-    written = family_figures(res["paths"], res["scaling"], folder) + file_overviews(res["paths"], folder)
-    return written + (path_figures(res["paths"], folder) if per_path else [])
+    typer.echo(verify_footer(rep["claims"], out, report_name))
 
 
 @app.command()
@@ -204,44 +168,32 @@ def analyze(
     least regular paths."""
     from rich.console import Console
 
-    from ._errors import InvalidArgument
-    from .analyze import analyze_files
+    from .analyze import analysis_figures, analyze_files
     from .render import print_analysis
 
-    if json_file is not None:
-        _check_writable_file("--json", json_file)
+    _check_writable_file("--json", json_file)  # before anything runs
     console = Console(stderr=True)
-    try:
+    with _reported():
         with console.status("reading") as status:
             res = analyze_files(files, key=key, stacked=stacked, features=features, inputs=inputs,
                                 include_buffers=include_buffers, seed=seed,
                                 on_path=lambda f, name, i, n: status.update(f"{f}: path {i}/{n} {name}"))
-    except InvalidArgument as e:
-        _fail(_as_flags(e, {"key": "--key", "inputs": "--inputs"}))
-        return
     print_analysis(res, Console(width=max(Console().width, 120)))
     if figures is not None:
         try:
-            written = _analysis_figures(res, figures, per_path=path_figures)
+            written = analysis_figures(res, figures, per_path=path_figures)
         except ImportError:
             _fail("--figures needs matplotlib: pip install 'odecheck[plot]'")
             return
         typer.echo(f"wrote {len(written)} figures to {figures}")
-    if json_file is not None:
-        write_json(json_file, res)
+    _write_json_if(json_file, lambda: res)
     if out_dir is not None:
-        from ._io import atomic_write
-        from .analyze import markdown
+        from .analyze import write_report
 
-        write_json(out_dir / "report.json", res)
-        text = markdown(res)
-        atomic_write(out_dir / "report.md", lambda f: f.write(text.encode()))
-        try:
-            n = len(_analysis_figures(res, out_dir))
-        except ImportError:
-            n = 0
+        n = write_report(res, out_dir)
+        if n is None:
             console.print("figures need matplotlib: pip install 'odecheck[plot]'")
-        typer.echo(f"wrote {out_dir}/report.md, report.json and {n} figures")
+        typer.echo(f"wrote {out_dir}/report.md, report.json and {n or 0} figures")
 
 
 @app.command()
@@ -260,18 +212,12 @@ def bench(
     """Time the engine against a per-layer nn.ModuleList baseline on the [M24] workload."""
     from rich.console import Console
 
-    from ._errors import InvalidArgument
     from .bench import check_bench, run_bench
     from .render import bench_tables
 
-    try:
+    with _reported():
         dev = check_bench(depths, ensemble, device, recompute=recompute, variants=list(isa))
-    except InvalidArgument as e:
-        _fail(_as_flags(e, {"depths": "--depths", "ensembles": "--ensemble", "recompute": "--recompute",
-                            "variants": "--isa", "device": "--device"}))
-        return
-    if json_file is not None:
-        _check_writable_file("--json", json_file)
+    _check_writable_file("--json", json_file)  # before anything runs
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
         # the JSON is written after each row (the last write is the whole report): an interrupted
@@ -297,8 +243,6 @@ def falsify(
 
     from rich.console import Console
 
-    from ._errors import InvalidArgument
-
     try:
         from .falsify import falsify as search
         from .falsify import replay
@@ -306,9 +250,8 @@ def falsify(
         _fail("odecheck falsify needs hypothesis: pip install 'odecheck[test]'")
         return
     console = Console(stderr=True)
-    if json_file is not None:
-        _check_writable_file("--json", json_file)
-    try:
+    _check_writable_file("--json", json_file)  # before anything runs
+    with _reported():
         if replay_config is not None:
             try:
                 cfg = json.loads(replay_config)
@@ -318,8 +261,8 @@ def falsify(
             ev = replay(claim, cfg)
             typer.echo(f"{claim} on {json.dumps(cfg, sort_keys=True)}: {ev.verdict}")
             typer.echo(json.dumps(ev.to_json(), indent=2))
-            if json_file is not None:
-                write_json(json_file, {"claim": claim, "config": cfg, "verdict": ev.verdict, "evidence": ev.to_json()})
+            _write_json_if(json_file, lambda: {"claim": claim, "config": cfg, "verdict": ev.verdict,
+                                               "evidence": ev.to_json()})
             return
         with console.status(f"searching {claim} with {', '.join(widen) or 'nothing'} widened") as status:
             n = [0]
@@ -329,22 +272,8 @@ def falsify(
                 status.update(f"example {n[0]}: {verdict} on {json.dumps(cfg, sort_keys=True)}")
 
             res = search(claim, tuple(widen), max_examples=max_examples, on_example=seen)
-    except InvalidArgument as e:
-        _fail(_as_flags(e, {"widen": "--widen", "max_examples": "--max-examples", "config": "--replay",
-                            "claim": "CLAIM"}))
-        return
-    out = {"claim": claim, "widened": list(res.widened), "examples": res.examples, "found": res.config is not None,
-           "config": res.config, "verdict": res.verdict, "evidence": res.evidence,
-           "replay": res.replay_command()}
-    if res.config is None:
-        typer.echo(f"no counterexample to {claim} in {res.examples} configurations with {list(widen)} widened")
-    else:
-        typer.echo(f"counterexample to {claim} (verdict {res.verdict}) after {res.examples} configurations:")
-        typer.echo("  config:   " + json.dumps(res.config, sort_keys=True))
-        typer.echo("  evidence: " + json.dumps(res.evidence, default=float))
-        typer.echo("  replay:   " + res.replay_command())
-    if json_file is not None:
-        write_json(json_file, out)
+    typer.echo(res.text())
+    _write_json_if(json_file, lambda: res.to_json())
 
 
 @app.command("sweep")
@@ -360,44 +289,27 @@ def sweep_cmd(
     """Run a grid of train runs (in process or on Dask), resumable, into one tidy table."""
     from rich.console import Console
 
-    from ._errors import InvalidArgument, OdecheckError
     from .progress import cell_progress
+    from .render import sweep_summary
     from .sweeps import SweepSpec, check_device, check_executor, sweep, table_json
 
     console = Console(stderr=True)
-    if json_file is not None:
-        _check_writable_file("--json", json_file)
-    try:
+    _check_writable_file("--json", json_file)  # before anything runs
+    with _reported():
         check_executor(workers=workers, scheduler=scheduler)
         check_device(device, local=workers is None and scheduler is None)  # before the progress bar
         parsed = SweepSpec.load(spec)
         n_cells = len(parsed.cells())
         with cell_progress(console, "sweep", n_cells, out) as on_cell:
             df = sweep(parsed, out, workers=workers, scheduler=scheduler, on_cell=on_cell, device=device)
-    except InvalidArgument as e:
-        _fail(_as_flags(e, {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "spec": "SPEC",
-                            "device": "--device"}))
-        return
-    except OdecheckError as e:
-        _fail(str(e))
-        return
-    counts = df["status"].value_counts().to_dict() if len(df) else {}
-    typer.echo(f"{n_cells} cells, {len(df)} rows: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in
-                                                                 ("done", "diverged", "failed")))
-    typer.echo(f"wrote {out}/results.parquet")
-    if json_file is not None:
-        write_json(json_file, {"spec": str(spec), "out": str(out), "rows": table_json(df)})
-
-
-def _reproductions():
-    from .reproduce import REPRODUCTIONS
-
-    return REPRODUCTIONS
+    typer.echo(sweep_summary(df, n_cells) + f"\nwrote {out}/results.parquet")
+    _write_json_if(json_file, lambda: {"spec": str(spec), "out": str(out), "rows": table_json(df)})
 
 
 @app.command("reproduce")
 def reproduce_cmd(
-    name: str = typer.Argument(..., help=" | ".join(f"{k}: {r.source}" for k, r in _reproductions().items())),
+    name: str = typer.Argument(..., help="m24-fig1 | m24-fig2 | m24-table1 | m25-init | m25-phase | c21-fc | c21-cifar "
+                                         "| c21-beta (docs/reproductions.md)"),
     scale: str = typer.Option("smoke", "--scale", help="smoke (seconds) | paper (the paper's settings)."),
     out: Path = typer.Option(Path("odecheck-reproduce"), "--out", help="Folder; NAME-SCALE/ holds the sweep, "
                                                                         "figure.png, report.md and report.json."),
@@ -411,41 +323,22 @@ def reproduce_cmd(
     """Reproduce a paper's headline figure on sweep: ours next to the published result, with verdicts."""
     from rich.console import Console
 
-    from ._errors import InvalidArgument, OdecheckError
     from .progress import cell_progress
     from .render import reproduce_table
-    from .reproduce import REPRODUCTIONS, SCALES, check_variant, reproduce, reproduction_folder
-    from .sweeps import check_device, check_executor
+    from .reproduce import check_reproduction, reproduce, reproduction_folder
 
     console = Console(stderr=True)
-    if json_file is not None:
-        _check_writable_file("--json", json_file)
-    flags = {"workers": "--workers", "scheduler": "--scheduler", "out": "--out", "name": "NAME", "scale": "--scale",
-             "device": "--device", "variant": "--variant"}
-    try:
-        if name not in REPRODUCTIONS:
-            raise InvalidArgument(f"NAME {name!r}: expected one of {', '.join(REPRODUCTIONS)}")
-        if scale not in SCALES:
-            raise InvalidArgument(f"--scale {scale!r}: expected 'smoke' or 'paper'")
-        check_executor(workers=workers, scheduler=scheduler)
-        check_device(device, local=workers is None and scheduler is None)  # before the progress bar
-        check_variant(name, variant)  # before the progress bar
+    _check_writable_file("--json", json_file)  # before anything runs
+    with _reported():
+        check_reproduction(name, scale=scale, workers=workers, scheduler=scheduler, device=device, variant=variant)
         with cell_progress(console, name, folder=reproduction_folder(out, name, scale, variant)) as on_cell:
             rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, on_cell=on_cell,
                             device=device, variant=variant)
-    except InvalidArgument as e:
-        _fail(_as_flags(e, flags))
-        return
-    except OdecheckError as e:
-        _fail(str(e))
-        return
-    label = f"{name} --variant {variant}" if variant else name
-    table = reproduce_table(rep, title=f"{label} ({rep['source']}), {scale} scale, {rep['seconds']:.1f} s, {rep['executor']}")
-    Console(width=160).print(table)
-    folder = reproduction_folder(out, name, scale, variant)
-    typer.echo(f"wrote {folder}/report.md, report.json" + (f", {rep['figure']}" if rep["figure"] else ""))
-    if json_file is not None:
-        write_json(json_file, rep)
+    Console(width=160).print(reproduce_table(rep, title=f"{name}{f' --variant {variant}' if variant else ''} "
+                                             f"({rep['source']}), {scale} scale, {rep['seconds']:.1f} s, {rep['executor']}"))
+    typer.echo(f"wrote {reproduction_folder(out, name, scale, variant)}/report.md, report.json"
+               + (f", {rep['figure']}" if rep["figure"] else ""))
+    _write_json_if(json_file, lambda: rep)
 
 
 def main() -> None:

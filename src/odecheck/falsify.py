@@ -111,6 +111,20 @@ class Counterexample:
             return ""
         return f"odecheck falsify {self.claim} --replay '{json.dumps(self.config, sort_keys=True)}'"
 
+    def to_json(self) -> dict:
+        return {"claim": self.claim, "widened": list(self.widened), "examples": self.examples,
+                "found": self.config is not None, "config": self.config, "verdict": self.verdict,
+                "evidence": self.evidence, "replay": self.replay_command()}
+
+    def text(self) -> str:
+        """What the search found, in a few lines."""
+        if self.config is None:
+            return f"no counterexample to {self.claim} in {self.examples} configurations with {list(self.widened)} widened"
+        return "\n".join([f"counterexample to {self.claim} (verdict {self.verdict}) after {self.examples} configurations:",
+                          "  config:   " + json.dumps(self.config, sort_keys=True),
+                          "  evidence: " + json.dumps(self.evidence, default=float),
+                          "  replay:   " + self.replay_command()])
+
 
 def replay(claim: str, config: dict) -> Evidence:
     """Re-run ``claim``'s probe on ``config`` (the searchable fields, as ``falsify`` reports them)."""

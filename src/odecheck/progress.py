@@ -107,3 +107,45 @@ def cell_progress(console, label: str, total: int | None = None, folder: Path | 
                 watcher.join()
 
 
+
+
+@contextmanager
+def step_progress(console, label: str, total: int):
+    """A bar over a run's steps with the members' median loss; yields ``callback(step, total, loss)``."""
+    import numpy as np
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console, transient=False) as prog:
+        task = prog.add_task(label, total=total, loss="-")
+        yield lambda t, total, loss: prog.update(task, completed=t, loss=f"{np.nanmedian(loss):.4g}")
+
+
+@contextmanager
+def claim_progress(console, ids: list[str], report_name: str):
+    """One bar per claim on a terminal; elsewhere (CI logs, nohup) one plain line per finished claim.
+    Yields the three callbacks of ``odecheck.verification.verify``: on_claim_start(cid, i, total),
+    on_progress(cid, fraction) and on_claim_done(verdict, reused)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    live = console.is_terminal
+    with Progress(TextColumn("{task.description:<26}"), BarColumn(), TextColumn("{task.fields[status]}"),
+                  TimeElapsedColumn(), console=console, disable=not live) as prog:
+        tasks: dict = {}
+
+        def start(cid, i, total):
+            if not tasks:
+                tasks.update({c: prog.add_task(c, total=1.0, status="queued") for c in ids})
+            prog.update(tasks[cid], status="running")
+
+        def done(v, reused):
+            status = f"{v['verdict']} (from {report_name})" if reused else v["verdict"]
+            prog.update(tasks[v["id"]], completed=1.0, status=status)
+            if not live:
+                est = "n/a" if v["estimate"] is None else f"{v['estimate']:.4g}"
+                n_done = sum(1 for t in prog.tasks if t.completed >= 1.0)
+                print(f"[{n_done}/{len(ids)}] {v['id']}: {status}, estimate {est}, {v['seconds']:.1f} s",
+                      file=sys.stderr, flush=True)
+
+        yield start, (lambda cid, f: prog.update(tasks[cid], completed=f)), done

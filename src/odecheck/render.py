@@ -125,3 +125,34 @@ def reproduce_table(rep: dict, *, title: str) -> Table:
         table.add_row(r["id"], r["verdict"], "-" if r["estimate"] is None else f"{r['estimate']:.3g}", ci,
                       str(r["alpha"]), r["paper"])
     return table
+
+
+def run_summary(cfg, net, traj, sm) -> str:
+    """``odecheck train``'s closing lines from a ``runner.RunSummary``: final loss, increments, divergence and,
+    for classification, the accuracies."""
+    import numpy as np
+
+    inc = ("no increments (depth 1)" if sm.increments_of.startswith("none") else
+           f"max_k,t ||Z_k+1 - Z_k|| median {np.nanmedian(sm.max_increment):.4g}" if sm.increments_of == "steps" else
+           f"max_k ||Z_k+1 - Z_k|| of the final weights, median {np.median(sm.max_increment):.4g}")
+    text = (f"trained {net.ensemble} networks of depth {net.depth} for {traj.steps} steps; "
+            f"final loss median {np.nanmedian(sm.final_loss):.4g}; {inc}; diverged {int(traj.diverged.sum())}")
+    if cfg.train.loss == "cross_entropy":
+        text += f"\naccuracy median over members: train {np.median(sm.train_accuracy):.4f}"
+        if np.isfinite(sm.test_accuracy).all():
+            text += f", test {np.median(sm.test_accuracy):.4f} (per member: {np.round(sm.test_accuracy, 4).tolist()})"
+    return text
+
+
+def sweep_summary(df, n_cells: int) -> str:
+    """Cells, rows and how many rows ended done, diverged or failed."""
+    counts = df["status"].value_counts().to_dict() if len(df) else {}
+    return f"{n_cells} cells, {len(df)} rows: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "diverged", "failed"))
+
+
+def verify_footer(verdicts: list[dict], out: Path, report_name: str) -> str:
+    """Where verify wrote its report and figures, and the claims whose verdict differs from the expected one."""
+    figures = [v for v in verdicts if v.get("figure")]
+    text = f"wrote {out / 'report.md'}, {out / report_name} and {len(figures)} figures"
+    mismatched = [v["id"] for v in verdicts if v["verdict"] != v["expected"]]
+    return text + (f"\nverdicts differing from the expected outcome: {', '.join(mismatched)}" if mismatched else "")

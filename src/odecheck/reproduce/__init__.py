@@ -46,6 +46,22 @@ def check_variant(name: str, variant: str | None) -> None:
                       else f"none: {name} has no variants")
 
 
+def check_reproduction(name: str, *, scale: str, client=None, workers=None, scheduler=None, device="cpu",
+                       variant: str | None = None) -> str:
+    """Check every argument of :func:`reproduce` (errors name them) before anything runs; the device as
+    the executors ship it."""
+    from ..sweeps import check_device, check_executor
+
+    if name not in REPRODUCTIONS:
+        raise invalid("name", name, f"one of {', '.join(REPRODUCTIONS)}")
+    if scale not in SCALES:
+        raise invalid("scale", scale, "'smoke' or 'paper'")
+    check_executor(client=client, workers=workers, scheduler=scheduler)
+    device = check_device(device, local=client is None and workers is None and scheduler is None)
+    check_variant(name, variant)
+    return device
+
+
 def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odecheck-reproduce", client=None,
               workers: int | None = None, scheduler: str | None = None,
               on_cell: Callable[[dict, list[dict], int, int], None] | None = None,
@@ -54,16 +70,11 @@ def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odec
     JSON report (also written there as report.json, with report.md and figure.png). ``device``: where
     the cells compute (as in :func:`odecheck.sweep`). ``variant``: one of the reproduction's other
     parametrizations (``m24-fig2``: ``script``), kept under ``out/<name>-<variant>-<scale>``."""
-    from ..sweeps import SweepSpec, check_device, check_executor, sweep
+    from ..sweeps import SweepSpec, sweep
 
-    if name not in REPRODUCTIONS:
-        raise invalid("name", name, f"one of {', '.join(REPRODUCTIONS)}")
-    if scale not in SCALES:
-        raise invalid("scale", scale, "'smoke' or 'paper'")
-    check_executor(client=client, workers=workers, scheduler=scheduler)
-    device = check_device(device, local=client is None and workers is None and scheduler is None)
+    device = check_reproduction(name, scale=scale, client=client, workers=workers, scheduler=scheduler,
+                                device=device, variant=variant)
     rep = REPRODUCTIONS[name]
-    check_variant(name, variant)
     folder = reproduction_folder(out, name, scale, variant)
     t0 = time.perf_counter()
     spec = rep.variants[variant][0](scale) if variant else rep.spec(scale)
@@ -123,5 +134,6 @@ def _markdown(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["REPRODUCTIONS", "SCALES", "Reproduction", "Result", "c21_depths", "check_variant", "reproduce"]
+__all__ = ["REPRODUCTIONS", "SCALES", "Reproduction", "Result", "c21_depths", "check_reproduction", "check_variant",
+           "reproduce"]
 
