@@ -279,20 +279,9 @@ def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, basel
                 say(f"R={R}, L={L}: baseline")
                 bt, br = paired_times(baseline_step_fn(L, R, x, y), ref, device, repeat=max(2, repeat // 2))
                 base, speedup_n = statistics.median(bt), _normalized(bt, br) / eng_n
-            per_variant = {}
-            for isa in variants:
-                say(f"R={R}, L={L}: fused kernels, {isa} build")
-                with _native.using(isa), _native.forcing():
-                    ft, fr = paired_times(engine_step_fn(L, R, x, y, recompute=recompute), ref, device,
-                                          repeat=repeat)
-                    vdiff = path_difference(min(L, CHECK_DEPTH), R, x, y, "fused", recompute)
-                fused = statistics.median(ft)
-                per_variant[isa] = {
-                    "isa": builds[isa].get("isa"), "lanes": builds[isa].get("lanes"), "fused_s": fused,
-                    "speedup": (base / fused) if base else None,
-                    "roofline_fraction": statistics.median(flops * r / (t * bmm_flops(R)) for t, r in zip(ft, fr,
-                                                                                                      strict=True)),
-                    "vs_batched": batched / fused, "path_max_rel_diff": vdiff}
+            work = {"L": L, "R": R, "x": x, "y": y, "ref": ref, "device": device, "repeat": repeat,
+                    "recompute": recompute, "say": say}
+            per_variant = {isa: _fused_row(isa, builds[isa], work, base=base, batched=batched) for isa in variants}
             if path == "fused":  # the engine's own build: measured above when timed, else here
                 diff = (per_variant["native"]["path_max_rel_diff"] if "native" in per_variant
                         else path_difference(min(L, CHECK_DEPTH), R, x, y, "fused", recompute))
@@ -309,6 +298,26 @@ def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, basel
             if on_result is not None:
                 on_result(_report(device, recompute, builds, results))
     return _report(device, recompute, builds, results)
+
+
+def _fused_row(isa: str, build: dict, w: dict, *, base, batched) -> dict:
+    """One build of the fused kernels, forced on: its time, speed-ups, roofline share and its gradients'
+    largest relative difference to the batched path's. ``w``: the workload (L, R, x, y, the reference ``ref``
+    timed alongside, device, repeat, recompute, and ``say`` for progress)."""
+    L, R, x, y, ref, device, repeat, recompute, say = (w[k] for k in ("L", "R", "x", "y", "ref", "device", "repeat",
+                                                                       "recompute", "say"))
+    say(f"R={R}, L={L}: fused kernels, {isa} build")
+    with _native.using(isa), _native.forcing():
+        ft, fr = paired_times(engine_step_fn(L, R, x, y, recompute=recompute), ref, device,
+                              repeat=repeat)
+        vdiff = path_difference(min(L, CHECK_DEPTH), R, x, y, "fused", recompute)
+    fused = statistics.median(ft)
+    return {
+        "isa": build.get("isa"), "lanes": build.get("lanes"), "fused_s": fused,
+        "speedup": (base / fused) if base else None,
+        "roofline_fraction": statistics.median(flops_per_step(L, R) * r / (t * bmm_flops(R))
+                                               for t, r in zip(ft, fr, strict=True)),
+        "vs_batched": batched / fused, "path_max_rel_diff": vdiff}
 
 
 def _probe(R: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,6 +33,60 @@ def running_text(running: list[dict]) -> str:
     return "running " + "; ".join(parts) + more
 
 
+class _CellLog:
+    """The state behind :func:`cell_progress`: cells done (of how many), when a plain line was last
+    written, and the pace of this run (from the first cell it finished, not those found done on disk)."""
+
+    def __init__(self, label: str, total: int | None, prog, task, live: bool):
+        self.label, self.n, self.prog, self.task, self.live = label, total, prog, task, live
+        self.t0, self.started = time.monotonic(), time.time()
+        self.logged: float | None = None
+        self.first: tuple[float, int] | None = None
+        self.final, self.done = False, 0
+        self.lock = threading.Lock()
+
+    def counted(self, now: float) -> str:
+        """Cells done (of how many), elapsed time, and the time left at this run's pace."""
+        done, n = self.done, self.n
+        text = f"{done}/{n} cells ({100 * done / max(n, 1):.1f} %)" if n is not None else f"{done} cells done"
+        text += f", {clock(now - self.t0)} elapsed"
+        if self.first is not None and n is not None:
+            t1, d1 = self.first
+            rate = (done - d1) / (now - t1) if now > t1 and done > d1 else 0.0
+            text += f", about {clock((n - done) / rate)} left" if rate > 0 and done < n else ""
+        return text
+
+    def on_cell(self, cell, rows, done, n) -> None:
+        statuses = "/".join(sorted({r["status"] for r in rows}))
+        with self.lock:
+            self.done, self.n = done, n
+            self.prog.update(self.task, completed=done, total=n, last=f"{cell}: {statuses}", running="")
+            if self.live:
+                return
+            now = time.monotonic()
+            if self.first is None or now - self.first[0] < 1.0:
+                self.first = (now, done)  # the burst of cells found finished on disk is not this run's speed
+            final = done >= n
+            if self.final or (not final and self.logged is not None and now - self.logged < CELL_LOG_EVERY_S):
+                return
+            self.logged, self.final = now, final
+            print(f"{self.label}: {self.counted(now)}; last {cell}: {statuses}", file=sys.stderr, flush=True)
+
+    def running(self, folder: Path) -> None:
+        """Show the running cells' checkpointed steps (from their progress files)."""
+        running = running_cells(folder, since=self.started)
+        if not running:
+            return
+        text = running_text(running)
+        with self.lock:
+            now = time.monotonic()
+            if self.live:
+                self.prog.update(self.task, running=text)
+            elif not self.final and (self.logged is None or now - self.logged >= CELL_LOG_EVERY_S):
+                self.logged = now
+                print(f"{self.label}: {self.counted(now)}; {text}", file=sys.stderr, flush=True)
+
+
 @contextmanager
 def cell_progress(console, label: str, total: int | None = None, folder: Path | None = None):
     """A progress bar over a sweep's cells; yields the ``on_cell`` callback that advances it. Off a
@@ -43,70 +97,27 @@ def cell_progress(console, label: str, total: int | None = None, folder: Path | 
     off a terminal in a line, if no line was written for CELL_LOG_EVERY_S)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-
     live = console.is_terminal
-    t0, started = time.monotonic(), time.time()
-    state = {"logged": None, "first": None, "final": False, "done": 0, "n": total}
-    lock, stop = threading.Lock(), threading.Event()
+    stop = threading.Event()
     with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
                   TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[running]}"),
                   console=console, transient=False, disable=not live) as prog:
-        task = prog.add_task(label, total=total, last="", running="")
-
-        def counted(now: float) -> str:
-            """Cells done (of how many), elapsed time, and the time left at this run's pace."""
-            done, n = state["done"], state["n"]
-            text = f"{done}/{n} cells ({100 * done / max(n, 1):.1f} %)" if n is not None else f"{done} cells done"
-            text += f", {clock(now - t0)} elapsed"
-            if state["first"] is not None and n is not None:
-                t1, d1 = state["first"]
-                rate = (done - d1) / (now - t1) if now > t1 and done > d1 else 0.0
-                text += f", about {clock((n - done) / rate)} left" if rate > 0 and done < n else ""
-            return text
-
-        def on_cell(cell, rows, done, n):
-            statuses = "/".join(sorted({r["status"] for r in rows}))
-            with lock:
-                state["done"], state["n"] = done, n
-                prog.update(task, completed=done, total=n, last=f"{cell}: {statuses}", running="")
-                if live:
-                    return
-                now = time.monotonic()
-                if state["first"] is None or now - state["first"][0] < 1.0:
-                    state["first"] = (now, done)  # the burst of cells found finished on disk is not this run's speed
-                final = done >= n
-                if state["final"] or (not final and state["logged"] is not None
-                                          and now - state["logged"] < CELL_LOG_EVERY_S):
-                    return
-                state["logged"], state["final"] = now, final
-                print(f"{label}: {counted(now)}; last {cell}: {statuses}", file=sys.stderr, flush=True)
+        log = _CellLog(label, total, prog, prog.add_task(label, total=total, last="", running=""), live)
 
         def watch() -> None:
             while not stop.wait(WATCH_EVERY_S):
-                running = running_cells(folder, since=started)
-                if not running:
-                    continue
-                text = running_text(running)
-                with lock:
-                    now = time.monotonic()
-                    if live:
-                        prog.update(task, running=text)
-                    elif not state["final"] and (state["logged"] is None or now - state["logged"] >= CELL_LOG_EVERY_S):
-                        state["logged"] = now
-                        print(f"{label}: {counted(now)}; {text}", file=sys.stderr, flush=True)
+                log.running(folder)
 
         watcher = threading.Thread(target=watch, daemon=True) if folder is not None else None
         if watcher is not None:
             watcher.start()
         try:
-            yield on_cell
+            yield log.on_cell
         finally:
             stop.set()
             if watcher is not None:
                 watcher.join()
-
-
 
 
 @contextmanager

@@ -202,6 +202,37 @@ def configured_optimizer(cfg: RunConfig, n: int) -> Optimizer:
                      depth_factor=tc.depth_factor, sampling=tc.sampling, **extra)
 
 
+def resume(ckpt: Path, net: ResNet) -> tuple[Trajectory | None, dict]:
+    """Load ``ckpt`` (when there is one) into ``net``: the trajectory so far and the optimizer state, or
+    (None, {}) for a fresh run. An unreadable checkpoint is an error, not a fresh start."""
+    if not ckpt.exists():
+        return None, {}
+    try:
+        state = torch.load(ckpt, map_location=net.device, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported, not ignored
+        raise InvalidArgument(f"checkpoint {str(ckpt)!r} is unreadable ({type(e).__name__}); remove it to restart") from None
+    if "weights" in state:
+        net.load_weights_(state["weights"])
+    else:  # checkpoints written before the public layout was saved hold the engine's tensors
+        net.load_weights_(net.public(state["params"]))
+    return state["trajectory"], state.get("opt_state", {})
+
+
+def _write_results(out: Path, net: ResNet, traj: Trajectory, stopping, save_weights: bool) -> None:
+    """trajectory.npz, stopping.json (with a stopping rule) and, with ``save_weights``, weights.npz."""
+    _atomic_save(traj.arrays(), out / "trajectory.npz", lambda a, f: np.savez(f, **a))
+    if stopping is not None:
+        _atomic_save(stopping.record(), out / STOPPING_FILE, lambda rec, f: f.write(json.dumps(rec).encode()))
+    if not save_weights:
+        return
+    weights = {f"final/{k}": v for k, v in net.numpy_weights().items()}
+    # tells `odecheck analyze` which arrays are (R, L, ...) layer stacks
+    weights["_layer_families"] = np.array(list(net.layer_families))
+    for s, w in traj.snapshots.items():
+        weights.update({f"step{s}/{k}": v for k, v in w.items()})
+    _atomic_save(weights, out / "weights.npz", lambda a, f: np.savez(f, **a))
+
+
 def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int, np.ndarray], None] | None = None,
         at_init: Callable[[ResNet, Dataset], None] | None = None,
         save_weights: bool = True) -> tuple[ResNet, Trajectory, int]:
@@ -223,22 +254,8 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
         at_init(net, data)
     tc = cfg.train
     ckpt = out / "checkpoint.pt"
-    traj: Trajectory | None = None
-    step0 = 0
-    opt_state: dict = {}
-    if ckpt.exists():
-        try:
-            state = torch.load(ckpt, map_location=net.device, weights_only=False)
-        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported, not ignored
-            raise InvalidArgument(f"checkpoint {str(ckpt)!r} is unreadable ({type(e).__name__}); remove it to restart") from None
-        if "weights" in state:
-            net.load_weights_(state["weights"])
-        else:  # checkpoints written before the public layout was saved hold the engine's tensors
-            net.load_weights_(net.public(state["params"]))
-        traj = state["trajectory"]
-        opt_state = state.get("opt_state", {})
-        step0 = traj.steps
-    resumed = step0
+    traj, opt_state = resume(ckpt, net)
+    step0 = resumed = 0 if traj is None else traj.steps
     started = (time.time(), step0)
     cb = (lambda t, loss: progress(t, tc.steps, loss)) if progress else None
     stops = tc.stop_loss is not None or tc.patience is not None  # (TrainConfig allows them with SGD/Adam only)
@@ -263,15 +280,5 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
         traj = train(net, data, GradientFlow(lr=tc.lr), steps=0, snapshots=[0] if 0 in tc.snapshots else [],
                      loss=tc.loss)
     assert traj is not None
-    _atomic_save(traj.arrays(), out / "trajectory.npz", lambda a, f: np.savez(f, **a))
-    if stopping is not None:
-        _atomic_save(stopping.record(), out / STOPPING_FILE, lambda rec, f: f.write(json.dumps(rec).encode()))
-    if not save_weights:
-        return net, traj, resumed
-    weights = {f"final/{k}": v for k, v in net.numpy_weights().items()}
-    # tells `odecheck analyze` which arrays are (R, L, ...) layer stacks
-    weights["_layer_families"] = np.array(list(net.layer_families))
-    for s, w in traj.snapshots.items():
-        weights.update({f"step{s}/{k}": v for k, v in w.items()})
-    _atomic_save(weights, out / "weights.npz", lambda a, f: np.savez(f, **a))
+    _write_results(out, net, traj, stopping, save_weights)
     return net, traj, resumed

@@ -117,6 +117,12 @@ class SweepSpec:
     def load(cls, path) -> SweepSpec:
         return cls.from_dict(read_toml(path, "spec"))
 
+    def write(self, path: Path) -> None:
+        """The spec as JSON (base config, axes, save_weights): what a sweep folder was run with."""
+        path.write_text(json.dumps({"base": self.base, "axes": [
+            {"names": list(a.names), "values": [list(v) for v in a.values]} for a in self.axes],
+            "save_weights": self.save_weights}, indent=1))
+
     def cells(self) -> list[dict[str, Any]]:
         """The cells in a fixed order: the product of the axes, first axis slowest."""
         out = []
@@ -285,19 +291,11 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
     check_executor(client=client, workers=workers, scheduler=scheduler)
     device = check_device(device, local=client is None and workers is None and scheduler is None)
     out = writable_folder("out", out)
-    (out / "spec.json").write_text(json.dumps({"base": spec.base, "axes": [
-        {"names": list(a.names), "values": [list(v) for v in a.values]} for a in spec.axes],
-        "save_weights": spec.save_weights}, indent=1))
+    spec.write(out / "spec.json")
     cells = spec.cells()
     ids = [cell_id(spec.config(cell)) for cell in cells]
-    results: dict[int, list[dict]] = {}
-    todo = []
-    for i, cid in enumerate(ids):
-        rows = _finished(out / "cells" / cid)
-        if rows is not None:
-            results[i] = rows
-        else:
-            todo.append(i)
+    results = {i: rows for i, cid in enumerate(ids) if (rows := _finished(out / "cells" / cid)) is not None}
+    todo = [i for i in range(len(cells)) if i not in results]
     total = len(cells)
     if on_cell is not None:
         for i in sorted(results):

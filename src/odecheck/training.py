@@ -267,6 +267,22 @@ class _Record:
         return torch.isfinite(num).cpu().numpy()
 
 
+def _checked(optimizer, steps, start_step: int, engine, loss: str) -> tuple[optim.Optimizer, int]:
+    """The optimizer bound to this call, and the step count, after the arguments of :func:`train` that do
+    not need the data are checked."""
+    if not isinstance(optimizer, optim.Optimizer):
+        raise invalid("optimizer", type(optimizer).__name__, "an odecheck.optim optimizer (GradientFlow, SGD, Adam)")
+    steps = check_steps(steps)
+    opt = optimizer.bind(steps=steps, start_step=start_step)
+    if not isinstance(engine, EngineOptions):
+        raise invalid("engine", type(engine).__name__, "an odecheck.EngineOptions")
+    loss_function(loss)  # validated before any step
+    if engine.cuda_graph and not opt.full_batch:
+        raise invalid("engine.cuda_graph", engine.cuda_graph, f"False with {opt.name} (a CUDA graph replays one "
+                                                              "full batch)")
+    return opt, steps
+
+
 def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_step: int = 0,
           state: dict | None = None, snapshots: Iterable[int] = (), callback: StepCallback | None = None,
           engine: EngineOptions = EngineOptions(), loss: str = "mse") -> Trajectory:
@@ -281,19 +297,10 @@ def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_st
     ``state["frozen"]`` mask (R,) stops members (``runner.EpochStopping``). ``snapshots``: the steps
     (start_step..start_step + steps) whose weights are kept. ``callback(step, loss)`` after each update.
     ``engine``: :class:`EngineOptions`; ``loss``: "mse" or "cross_entropy" (one-hot y)."""
-    if not isinstance(optimizer, optim.Optimizer):
-        raise invalid("optimizer", type(optimizer).__name__, "an odecheck.optim optimizer (GradientFlow, SGD, Adam)")
-    steps = check_steps(steps)
-    opt = optimizer.bind(steps=steps, start_step=start_step)
-    if not isinstance(engine, EngineOptions):
-        raise invalid("engine", type(engine).__name__, "an odecheck.EngineOptions")
-    loss_function(loss)  # validated before any step
+    opt, steps = _checked(optimizer, steps, start_step, engine, loss)
     x, y = check_data(net, *((data.x, data.y) if hasattr(data, "x") else data))
     if engine.cuda_graph and net.device.type != "cuda":
         raise invalid("engine.cuda_graph", engine.cuda_graph, f"False on device {net.device} (CUDA graphs need a CUDA device)")
-    if engine.cuda_graph and not opt.full_batch:
-        raise invalid("engine.cuda_graph", engine.cuda_graph, f"False with {opt.name} (a CUDA graph replays one "
-                                                              "full batch)")
     snap = _snapshot_steps(snapshots, start_step, steps)
     state = opt.init(net, state)
     batches = (None if opt.full_batch else (_Batches if opt.sampling == "random" else _EpochBatches)(
@@ -304,10 +311,8 @@ def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_st
     kept: dict[int, dict[str, np.ndarray]] = {}
     graphed = GraphedLossAndGrads(net, x, y, segment=engine.recompute, loss=loss) if engine.cuda_graph else None
     for t in range(rows):
-        if t == steps and batches is not None:
-            with torch.no_grad():  # full-batch loss at the end: a forward pass, no gradients
-                out, _ = engine_forward(net, x, keep=False)
-                rec.loss[t] = loss_function(loss)(out, y)[0].double().cpu().numpy()
+        if t == steps and batches is not None:  # full-batch loss at the end: a forward pass, no gradients
+            rec.loss[t] = _full_batch_loss(net, x, y, loss)
             if start_step + t in snap:
                 kept[start_step + t] = net.numpy_weights()
             break
@@ -336,6 +341,12 @@ def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_st
     return Trajectory(method=opt.name, lr=float(opt.lr), depth=net.depth, loss=rec.loss, pl_ratio=rec.pl,
                       grad_norm=rec.gn, max_increment=rec.inc, diverged_at=diverged_at, snapshots=kept,
                       start_step=start_step)
+
+
+def _full_batch_loss(net: ResNet, x, y, loss: str) -> np.ndarray:
+    with torch.no_grad():
+        out, _ = engine_forward(net, x, keep=False)
+        return loss_function(loss)(out, y)[0].double().cpu().numpy()
 
 
 def weight_gap(a: ResNet, b: ResNet) -> np.ndarray:

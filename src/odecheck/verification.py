@@ -15,6 +15,23 @@ from ._errors import invalid
 from .validation import resolve_device, writable_folder
 
 
+def _finished(report_path, *, budget: str, seed: int, device: str) -> dict[str, dict]:
+    """The verdicts already in ``report_path`` for the same budget, seed, device and odecheck version (none
+    from an unreadable report: it is recomputed, not trusted)."""
+    from . import __version__
+
+    if not report_path.exists():
+        return {}
+    try:
+        old = json.loads(report_path.read_text())
+        if (old.get("budget"), old.get("seed"), old.get("device"), old.get("version")) == (
+                budget, seed, device, __version__):
+            return {c["id"]: c for c in old.get("claims", [])}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        pass
+    return {}
+
+
 def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", seed: int = 0, device="auto",
            out: str | os.PathLike = "odecheck-report", resume: bool = True,
            on_claim_start: Callable[[str, int, int], None] | None = None,
@@ -30,7 +47,6 @@ def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", see
     Callbacks: ``on_claim_start(id, i, total)``, ``on_progress(id, fraction)`` while a claim runs,
     ``on_claim_done(verdict_json, reused)``.
     """
-    from . import __version__
     from .claims import BUDGETS, REGISTRY, Context
     from .report import markdown, report_dict, write_json
 
@@ -43,15 +59,7 @@ def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", see
     dev = str(resolve_device(device))
     out = writable_folder("out", out)
     report_path = out / "report.json"
-    done: dict[str, dict] = {}
-    if resume and report_path.exists():
-        try:
-            old = json.loads(report_path.read_text())
-            if (old.get("budget"), old.get("seed"), old.get("device"), old.get("version")) == (
-                    budget, seed, dev, __version__):
-                done = {c["id"]: c for c in old.get("claims", [])}
-        except (OSError, ValueError, AttributeError, KeyError, TypeError):
-            done = {}  # an unreadable report is recomputed, not trusted
+    done = _finished(report_path, budget=budget, seed=seed, device=dev) if resume else {}
     try:
         from .plot import verdict_figure
     except ImportError:  # matplotlib is the optional [plot] extra: no figures without it

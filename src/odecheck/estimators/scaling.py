@@ -49,6 +49,30 @@ def _as_panel(depths, values) -> tuple[np.ndarray, np.ndarray]:
     return L, V
 
 
+def _bootstrap_interval(x, logv, *, level: float, n_boot: int, seed: int, paired: bool) -> tuple[float, float]:
+    """The expanded percentile interval of the OLS slope of mean log values on x, members resampled within
+    each depth (or whole columns, ``paired``)."""
+    L, R = logv.shape
+    rng = np.random.default_rng(seed)
+    if paired:
+        idx = np.broadcast_to(rng.integers(0, R, size=(n_boot, 1, R)), (n_boot, L, R))
+    else:
+        idx = rng.integers(0, R, size=(n_boot, L, R))
+    means = np.take_along_axis(np.broadcast_to(logv, (n_boot, *logv.shape)), idx, axis=2).mean(2)
+    xc = x - x.mean()
+    slopes = (means - means.mean(1, keepdims=True)) @ xc / (xc @ xc)
+    # Expanded percentile interval (Hesterberg 2015, "What teachers should know about the bootstrap",
+    # sec. 5): the plain percentile interval is too narrow with few resampled units (it has the
+    # spread of a z-interval with the biased variance). Take the percentiles at the tail
+    # probability whose normal quantile is sqrt(R / (R - 1)) times Student's t quantile (R - 1 df).
+    from scipy.stats import norm
+    from scipy.stats import t as tdist
+
+    tail = float(norm.cdf(-np.sqrt(R / (R - 1)) * tdist.ppf(0.5 + level / 2, R - 1)))
+    lo, hi = np.quantile(slopes, [tail, 1 - tail])
+    return float(lo), float(hi)
+
+
 def scaling_exponent(depths, values, *, method: Method = "members", level: float = 0.95,
                      n_boot: int = 2000, seed: int = 0, paired: bool = False) -> ScalingFit:
     r"""Exponent p of ``values ~ C depths^p``.
@@ -106,21 +130,5 @@ def scaling_exponent(depths, values, *, method: Method = "members", level: float
         # own slopes: it missed a planted exponent 15 % of the time at the 95 % level
         raise invalid("method", method, f"'members' or 'theil-sen' with {R} members per depth (the bootstrap "
                                         f"needs at least {MIN_BOOTSTRAP_MEMBERS})")
-    rng = np.random.default_rng(seed)
-    if paired:
-        idx = np.broadcast_to(rng.integers(0, R, size=(n_boot, 1, R)), (n_boot, len(L), R))
-    else:
-        idx = rng.integers(0, R, size=(n_boot, len(L), R))
-    means = np.take_along_axis(np.broadcast_to(logv, (n_boot, *logv.shape)), idx, axis=2).mean(2)
-    xc = x - x.mean()
-    slopes = (means - means.mean(1, keepdims=True)) @ xc / (xc @ xc)
-    # Expanded percentile interval (Hesterberg 2015, "What teachers should know about the bootstrap",
-    # sec. 5): the plain percentile interval is too narrow with few resampled units (it has the
-    # spread of a z-interval with the biased variance). Take the percentiles at the tail
-    # probability whose normal quantile is sqrt(R / (R - 1)) times Student's t quantile (R - 1 df).
-    from scipy.stats import norm
-    from scipy.stats import t as tdist
-
-    tail = float(norm.cdf(-np.sqrt(R / (R - 1)) * tdist.ppf(0.5 + level / 2, R - 1)))
-    lo, hi = np.quantile(slopes, [tail, 1 - tail])
+    lo, hi = _bootstrap_interval(x, logv, level=level, n_boot=n_boot, seed=seed, paired=paired)
     return ScalingFit(float(slope), (float(lo), float(hi)), float(icpt), level, len(L), R, "bootstrap")
