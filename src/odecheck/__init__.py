@@ -13,7 +13,9 @@ from .flow import EngineOptions, Trajectory, adam, discretization_error, gradien
 from .init import Init, fbm_paths, fgn, gp_paths
 from .models import ACTIVATIONS, BLOCKS, ResNet
 from .ode import neural_ode, ode_distance
+from .optim import OPTIMIZERS, SGD, Adam, GradientFlow
 from .sweeps import sweep
+from .training import halving_check, train
 from .verification import verify
 
 try:
@@ -24,8 +26,12 @@ except PackageNotFoundError:  # pragma: no cover
 __all__ = [
     "ACTIVATIONS",
     "BLOCKS",
+    "OPTIMIZERS",
+    "SGD",
+    "Adam",
     "Dataset",
     "EngineOptions",
+    "GradientFlow",
     "Init",
     "InvalidArgument",
     "OdecheckError",
@@ -42,6 +48,7 @@ __all__ = [
     "gaussian_task",
     "gp_paths",
     "gradient_flow",
+    "halving_check",
     "loss_and_grads",
     "neural_ode",
     "nn",
@@ -49,5 +56,6 @@ __all__ = [
     "sgd",
     "sweep",
     "teacher_task",
+    "train",
     "verify",
 ]
