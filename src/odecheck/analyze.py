@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +110,8 @@ def analyze(paths: list[WeightPath], *, seed: int = 0) -> dict:
     """Per-path statistics and, for names seen at several depths, scaling exponents."""
     rows = []
     for w in paths:
-        s = asdict(path_stats(w.array, seed=seed))
-        row = {"file": w.file, "name": w.name, **({"member": w.member} if w.member is not None else {}), **s}
-        for k in ("shape", "hurst_ci", "increments", "norms", "local"):
-            row[k] = list(row[k])
+        row = {"file": w.file, "name": w.name, **({"member": w.member} if w.member is not None else {}),
+               **path_stats(w.array, seed=seed).to_json()}
         rows.append(row)
     return {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed)}
 

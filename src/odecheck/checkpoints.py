@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import re
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._errors import InvalidArgument, invalid
+from .estimators.regularity import PathStats
 
 _LAYER = re.compile(r"^(.*?)(?:^|\.)(\d+)\.(.+)$")
 WRAPPERS = ("state_dict", "model", "model_state_dict", "net")
@@ -362,10 +363,11 @@ def group_paths(tensors: list[TensorRef], *, include_buffers: bool = False) -> t
 
 # ----------------------------------------------------------------------------- statistics, chunk by chunk
 def path_statistics(path: CheckpointPath, *, level: float = 0.95, seed: int = 0,
-                    chunk: int = CHUNK_ENTRIES) -> dict[str, Any]:
-    """The statistics of ``path_stats`` for a checkpoint path, reading ``chunk`` columns of every
-    layer at a time: memory (L x chunk) whatever the tensors' size. Small paths (< 8 entries per
-    layer) are read whole and go through ``path_stats`` (its block bootstrap)."""
+                    chunk: int = CHUNK_ENTRIES) -> PathStats:
+    """The :class:`~odecheck.estimators.PathStats` of a checkpoint path (the record ``path_stats`` gives for an
+    array in memory), reading ``chunk`` columns of every layer at a time: memory (L x chunk) whatever the
+    tensors' size. Small paths (< 8 entries per layer) are read whole and go through ``path_stats`` (its
+    block bootstrap)."""
     from .estimators import path_stats
     from .estimators.regularity import LagSums, dyadic_lags, regime_from_sums
 
@@ -373,8 +375,7 @@ def path_statistics(path: CheckpointPath, *, level: float = 0.95, seed: int = 0,
     if P < 8 or L < 3:
         Z = np.stack([t.flat(0, P) for t in path.layers])
         _finite(path, Z)
-        s = asdict(path_stats(Z, seed=seed))
-        return {**s, "shape": list(path.shape), **{k: list(s[k]) for k in ("hurst_ci", "increments", "norms", "local")}}
+        return replace(path_stats(Z, seed=seed), shape=tuple(path.shape))
     lags = dyadic_lags(L)
     sums = LagSums(L, P, lags)
     step = max(sums.G, chunk)
@@ -386,12 +387,12 @@ def path_statistics(path: CheckpointPath, *, level: float = 0.95, seed: int = 0,
     inc = np.sqrt(sums.increment2)
     norms = np.sqrt(sums.norm2)
     dec = regime_from_sums(sums, level)
-    return {"depth": L, "shape": list(path.shape), "max_increment": float(inc.max()),
-            "quadratic_variation": float(sums.increment2.sum()), "max_norm": float(norms.max()),
-            "root_sum_squares": float(np.sqrt(sums.norm2.sum())), "hurst": dec.hurst.estimate,
-            "hurst_ci": list(dec.hurst.ci), "regime": dec.regime, "increments": inc.tolist(), "norms": norms.tolist(),
-            "regime_reason": dec.reason, "local": [asdict(e) for e in dec.local],
-            "max_normalized_increment": float(sums.normalized_increments().max())}
+    return PathStats(depth=L, shape=tuple(path.shape), max_increment=float(inc.max()),
+                     quadratic_variation=float(sums.increment2.sum()), max_norm=float(norms.max()),
+                     root_sum_squares=float(np.sqrt(sums.norm2.sum())), hurst=dec.hurst.estimate,
+                     hurst_ci=tuple(dec.hurst.ci), regime=dec.regime, increments=tuple(inc.tolist()),
+                     norms=tuple(norms.tolist()), regime_reason=dec.reason, local=tuple(dec.local),
+                     max_normalized_increment=float(sums.normalized_increments().max()))
 
 
 class NonFinite(InvalidArgument):
@@ -477,7 +478,7 @@ def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float
             skipped.append({"name": p.name, "layers": list(p.indices), "shape": list(p.shape),
                             "reason": f"non-finite: {e}"})
             continue
-        rows.append({"file": str(path), "name": p.name, "layers": list(p.indices), **stats,
+        rows.append({"file": str(path), "name": p.name, "layers": list(p.indices), **stats.to_json(),
                      "feeds_norm": feeds_normalization(p.name, names)})
         if on_path is not None:
             on_path(p.name, i + 1, len(paths))

@@ -14,7 +14,7 @@ References
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
@@ -486,6 +486,11 @@ class PathStats:
     regime_reason: str = ""
     local: tuple[LocalExponent, ...] = ()  # local exponents between consecutive lags, smallest lags first
     max_normalized_increment: float = float("nan")  # max_k ||Z_k+1/||Z_k+1|| - Z_k/||Z_k|| ||: scale-free
+
+    def to_json(self) -> dict:
+        """The record as a JSON object (sequences as lists, local exponents as objects)."""
+        d = asdict(self)
+        return {**d, **{k: list(d[k]) for k in ("shape", "hurst_ci", "increments", "norms", "local")}}
 
 
 def path_stats(path, *, seed: int = 0) -> PathStats:
