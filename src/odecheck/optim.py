@@ -140,12 +140,19 @@ class _Minibatch(Optimizer):
     total_steps: int | None = None
     depth_factor: bool = False
     sampling: Sampling = "random"
+    # a parametrization's depth rule (odecheck.parametrizations): the per-layer (hidden) families' step and,
+    # for Adam, their epsilon are multiplied by these; A, B and a shared delta keep lr and eps
+    hidden_lr: float = 1.0
+    hidden_eps: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_float("weight_decay", self.weight_decay, minimum=0.0)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("sampling", self.sampling, SAMPLINGS)
+        for name in ("hidden_lr", "hidden_eps"):
+            if not (check_float(name, getattr(self, name)) > 0):
+                raise invalid(name, getattr(self, name), "a positive float")
         if not isinstance(self.depth_factor, bool):
             raise invalid("depth_factor", self.depth_factor, "a bool")
         # batch_size: checked by the training loop against the number of rows
@@ -167,7 +174,8 @@ class _Minibatch(Optimizer):
         return g.add(net.params[name], alpha=self.weight_decay) if self.weight_decay else g
 
     def factor(self, net, name: str) -> float:
-        return flow_factor(net, name) if self.depth_factor else 1.0
+        f = flow_factor(net, name) if self.depth_factor else 1.0
+        return f * self.hidden_lr if name in net.layered else f
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,7 +233,8 @@ class Adam(_Minibatch):
             # a structured io map's entries are s times its parameters (io_scale): Adam on the parameter,
             # scale-free, moves each entry by s times the step of the copies with eps scaled alike
             s = net.io_scale(name)
-            step = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + self.eps * s)
+            eps = self.eps * self.hidden_eps if name in net.layered else self.eps
+            step = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps * s)
             net.params[name].sub_(masked(net, name, step, alive), alpha=rate * (self.factor(net, name) * s))
 
 
