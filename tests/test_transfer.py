@@ -1,0 +1,64 @@
+"""The depth-transfer estimator on planted loss surfaces: log(loss) a parabola in log2(lr) whose vertex moves
+as s log2 L (plus a member's offset and noise), with the truth s known; coverage and false-verdict rates
+checked against binomial bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+import odecheck as oc
+from odecheck.estimators.transfer import optimal_log2_lr, transfer_slope
+
+GRID = np.arange(-10.0, 1.0)  # log2 lr
+DEPTHS = np.array([8, 16, 32, 64, 128])
+
+
+def planted(s: float, R: int, rng, *, noise: float = 0.05, curvature: float = 0.4, offset: float = -5.0):
+    """(D, G, R) losses: log loss = curvature (x - x*_r(L))^2 + noise, x*_r(L) = offset + s log2(L / 8) + u_r."""
+    u = rng.normal(0.0, 0.3, R)
+    xs = offset + s * np.log2(DEPTHS / DEPTHS[0])[:, None] + u[None, :]  # (D, R)
+    logloss = curvature * (GRID[None, :, None] - xs[:, None, :]) ** 2 + noise * rng.standard_normal(
+        (DEPTHS.size, GRID.size, R))
+    return np.exp(logloss), xs
+
+
+def test_the_vertex_of_an_exact_parabola_is_found_exactly():
+    x = GRID
+    assert optimal_log2_lr(x, np.exp(0.7 * (x + 4.3) ** 2)) == pytest.approx(-4.3, abs=1e-9)
+    assert np.isnan(optimal_log2_lr(x, np.exp(0.7 * (x + 11.0) ** 2)))  # least loss at the grid's edge
+    assert np.isnan(optimal_log2_lr(x, np.full(x.size, np.nan)))
+    y = np.exp(0.7 * (x + 4.3) ** 2)
+    y[-3:] = np.nan  # diverged at the largest rates: worse than any finite loss
+    assert optimal_log2_lr(x, y) == pytest.approx(-4.3, abs=1e-9)
+    with pytest.raises(oc.InvalidArgument, match="log2_lrs"):
+        optimal_log2_lr(x[::-1], y)
+
+
+@pytest.mark.parametrize("s,verdict", [(0.0, "transfers"), (0.5, "drifts"), (-0.5, "drifts")])
+def test_noiseless_surfaces_give_the_planted_slope(s, verdict):
+    losses, _ = planted(s, 4, np.random.default_rng(0), noise=0.0)
+    fit = transfer_slope(DEPTHS, GRID, losses)
+    assert fit.slope == pytest.approx(s, abs=1e-9) and fit.verdict == verdict
+    assert fit.band == pytest.approx(1 / (2 * np.log2(128 / 8)))  # half a grid step over 4 octaves
+
+
+def test_an_optimum_at_the_edge_declines_and_says_where():
+    losses, _ = planted(1.5, 4, np.random.default_rng(1), noise=0.0)  # moves 6 grid steps: off the grid at L = 128
+    fit = transfer_slope(DEPTHS, GRID, losses)
+    assert fit.verdict == "inconclusive" and "edge" in fit.reason and "128" in fit.reason
+
+
+@pytest.mark.parametrize("s", [0.0, 0.3])
+def test_coverage_and_false_verdicts_at_planted_truth(s):
+    n, covered, wrong = 300, 0, 0
+    rng = np.random.default_rng(12345 + int(10 * s))
+    for _ in range(n):
+        losses, _ = planted(s, 4, rng)
+        fit = transfer_slope(DEPTHS, GRID, losses)
+        covered += fit.ci[0] <= s <= fit.ci[1]
+        wrong += fit.verdict == ("drifts" if s == 0.0 else "transfers")
+    floor = binom.ppf(1e-3, n, 0.95)  # 95 % coverage, failing the test by chance once in 1000
+    assert covered >= floor, (covered, floor)
+    assert wrong <= binom.ppf(1 - 1e-3, n, 0.05), wrong
