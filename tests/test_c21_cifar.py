@@ -191,3 +191,30 @@ def test_the_command_names_the_flag_it_refuses(tmp_path):
 
     res = CliRunner().invoke(app, ["reproduce", "c21-cifar", "--workers", "2", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "--workers" in res.output and "in process" in res.output, res.output
+
+
+@pytest.mark.parametrize("accuracy,decided", [(0.9, True), (0.11, False)])
+def test_networks_left_at_chance_are_not_decided(tmp_path, accuracy, decided):
+    import pandas as pd
+
+    from odecheck.reproduce.c21_cifar import _analyse
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for L in (8, 12, 16):
+        for s in range(4):
+            sig = (1.0 + 0.01 * rng.standard_normal(L)).tolist()  # flat in L: beta 0
+            rec = {"status": "done", "test_accuracy": accuracy,
+                   "kernels": {"A": sig, "C": sig, "dA": [None] + sig[1:], "dC": [None] + sig[1:]},
+                   "regime": {f: {"regime": "none", "hurst": 0.0, "layers": 5, "stage": 3, "reason": ""} for f in "AC"}}
+            name = f"L{L:04d}-s{s}.json"
+            (tmp_path / "runs").mkdir(exist_ok=True)
+            (tmp_path / "runs" / name).write_text(json.dumps(rec))
+            rows.append({"model.depth": L, "member": s, "file": name})
+    results, _ = _analyse(pd.DataFrame(rows), tmp_path, {})
+    verdicts = {r.id: r.verdict for r in results}
+    if decided:
+        assert verdicts["A-maximum"] == "confirmed" and verdicts["neither-limit"] == "confirmed"
+    else:
+        assert set(verdicts.values()) == {"inconclusive"}
+        assert all(r.note.startswith("not decided: the networks stayed near chance") for r in results)
