@@ -246,10 +246,7 @@ def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, basel
     y = torch.randn(N, Q, generator=g).to(device)
     results: list[dict] = []
     say = progress or (lambda msg: None)
-    builds = {}
-    for isa in variants:
-        with _native.using(isa):
-            builds[isa] = _native.status()
+    builds = {isa: _build_status(isa) for isa in variants}
     for R in ensembles:
         ref = bmm_fn(R, device)
         path = engine_path(device, R)
@@ -259,45 +256,67 @@ def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, basel
             eng_t, eng_r = paired_times(engine_step_fn(L, R, x, y, recompute=recompute,
                                                        graph=path == "cuda-graph"), ref, device, repeat=repeat)
             eng, eng_n = statistics.median(eng_t), _normalized(eng_t, eng_r)
-            flops = flops_per_step(L, R)
-            batched = diff = None
-            if path != "batched" or variants:
-                say(f"R={R}, L={L}: batched path")
-                with _native.disabled():
-                    bt, br = paired_times(engine_step_fn(L, R, x, y, recompute=recompute), ref, device,
-                                          repeat=max(2, repeat // 2))
-                batched = statistics.median(bt)
-            if path == "cuda-graph":
-                diff = path_difference(min(L, CHECK_DEPTH), R, x, y, path, recompute)
-            module_s = None
-            if device.type == "cpu" or path != "cuda-graph":
-                say(f"R={R}, L={L}: odecheck.nn module")
-                mt, mr = paired_times(module_step_fn(L, R, x, y), ref, device, repeat=max(2, repeat // 2))
-                module_s = statistics.median(mt)
-            base = speedup_n = None
-            if L <= baseline_max_depth:
-                say(f"R={R}, L={L}: baseline")
-                bt, br = paired_times(baseline_step_fn(L, R, x, y), ref, device, repeat=max(2, repeat // 2))
-                base, speedup_n = statistics.median(bt), _normalized(bt, br) / eng_n
             work = {"L": L, "R": R, "x": x, "y": y, "ref": ref, "device": device, "repeat": repeat,
                     "recompute": recompute, "say": say}
+            batched = _batched_time(work) if (path != "batched" or variants) else None
+            diff = None
+            if path == "cuda-graph":
+                diff = path_difference(min(L, CHECK_DEPTH), R, x, y, path, recompute)
+            module_s, base, speedup_n = _module_and_baseline(work, path, baseline_max_depth, eng_n)
             per_variant = {isa: _fused_row(isa, builds[isa], work, base=base, batched=batched) for isa in variants}
             if path == "fused":  # the engine's own build: measured above when timed, else here
                 diff = (per_variant["native"]["path_max_rel_diff"] if "native" in per_variant
                         else path_difference(min(L, CHECK_DEPTH), R, x, y, "fused", recompute))
             results.append({"depth": L, "ensemble": R, "baseline_s": base, "engine_s": eng,
                             "speedup": (base / eng) if base else None, "speedup_normalized": speedup_n,
-                            "gflops": flops / eng / 1e9,
-                            "roofline_fraction": statistics.median(flops * r / (t * bmm_flops(R))
-                                                                   for t, r in zip(eng_t, eng_r, strict=True)),
-                            "bmm_gflops": bmm_flops(R) / statistics.median(eng_r) / 1e9,
-                            "engine_bmm_units": eng_n, "engine_path": path, "choice": choice,
-                            "batched_s": batched, "engine_vs_batched": None if batched is None else batched / eng,
-                            "module_s": module_s, "module_vs_engine": None if module_s is None else module_s / eng,
+                            **_engine_figures(L, R, eng_t, eng_r), "engine_bmm_units": eng_n, "engine_path": path,
+                            "choice": choice, "batched_s": batched,
+                            "engine_vs_batched": None if batched is None else batched / eng, "module_s": module_s,
+                            "module_vs_engine": None if module_s is None else module_s / eng,
                             "path_max_rel_diff": diff, "variants": per_variant})
             if on_result is not None:
                 on_result(_report(device, recompute, builds, results))
     return _report(device, recompute, builds, results)
+
+
+def _build_status(isa: str) -> dict:
+    with _native.using(isa):
+        return _native.status()
+
+
+def _batched_time(w: dict) -> float:
+    """The batched torch path's median step time (the fused kernels off)."""
+    L, R = w["L"], w["R"]
+    w["say"](f"R={R}, L={L}: batched path")
+    with _native.disabled():
+        bt, _ = paired_times(engine_step_fn(L, R, w["x"], w["y"], recompute=w["recompute"]), w["ref"], w["device"],
+                             repeat=max(2, w["repeat"] // 2))
+    return statistics.median(bt)
+
+
+def _engine_figures(L: int, R: int, eng_t: list[float], eng_r: list[float]) -> dict:
+    """GFLOP/s of the engine's median step, its roofline share (paired with the reference) and the bmm rate."""
+    flops = flops_per_step(L, R)
+    return {"gflops": flops / statistics.median(eng_t) / 1e9,
+            "roofline_fraction": statistics.median(flops * r / (t * bmm_flops(R)) for t, r in zip(eng_t, eng_r, strict=True)),
+            "bmm_gflops": bmm_flops(R) / statistics.median(eng_r) / 1e9}
+
+
+def _module_and_baseline(w: dict, path: str, baseline_max_depth: int, eng_n: float):
+    """The odecheck.nn module's step time, and the per-layer baseline's with its speed-up over the engine
+    normalized by the reference timed alongside (None where they are not timed); ``w``: the workload."""
+    L, R, x, y, ref, device, repeat, say = (w[k] for k in ("L", "R", "x", "y", "ref", "device", "repeat", "say"))
+    module_s = None
+    if device.type == "cpu" or path != "cuda-graph":
+        say(f"R={R}, L={L}: odecheck.nn module")
+        mt, mr = paired_times(module_step_fn(L, R, x, y), ref, device, repeat=max(2, repeat // 2))
+        module_s = statistics.median(mt)
+    base = speedup_n = None
+    if L <= baseline_max_depth:
+        say(f"R={R}, L={L}: baseline")
+        bt, br = paired_times(baseline_step_fn(L, R, x, y), ref, device, repeat=max(2, repeat // 2))
+        base, speedup_n = statistics.median(bt), _normalized(bt, br) / eng_n
+    return module_s, base, speedup_n
 
 
 def _fused_row(isa: str, build: dict, w: dict, *, base, batched) -> dict:
