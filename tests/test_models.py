@@ -302,3 +302,18 @@ def test_conv_io_maps_are_a_convolution_and_a_pooled_head():
         oc.ResNet(block="conv", depth=2, dim=64, width=4, input_dim=30, io_init="conv")
     with pytest.raises(oc.InvalidArgument, match="^io_init='conv'"):
         oc.ResNet(block="mlp", depth=2, dim=8, io_init="conv")
+
+
+def test_an_architecture_record_builds_the_same_network_as_its_fields():
+    arch = oc.Architecture(block="mlp", depth=5, dim=4, width=6, activation="tanh", ensemble=2)
+    a = oc.ResNet(arch, init="iid", seed=3)
+    b = oc.ResNet(block="mlp", depth=5, dim=4, width=6, activation="tanh", ensemble=2, init="iid", seed=3)
+    assert a.config() == b.config()
+    assert all(torch.equal(a.weights[k], b.weights[k]) for k in b.weights)
+    c = oc.ResNet(arch, depth=7, init="iid")  # keywords replace the record's fields
+    assert c.depth == 7 and arch.depth == 5
+    assert arch.width == 6 and oc.Architecture(block="res1", depth=2, dim=3, width=9).width == 3  # no inner width
+    with pytest.raises(oc.InvalidArgument, match="^depth=0"):
+        oc.Architecture(depth=0, dim=4)
+    with pytest.raises(oc.InvalidArgument, match="^beta=-1"):
+        oc.ResNet(depth=2, dim=4, beta=-1)

@@ -11,7 +11,7 @@ from .analyze import analyze_weights as analyze
 from .data import Dataset, c21_task, digits, gaussian_task, teacher_task
 from .flow import EngineOptions, Trajectory, adam, discretization_error, gradient_flow, loss_and_grads, sgd
 from .init import Init, fbm_paths, fgn, gp_paths
-from .models import ACTIVATIONS, BLOCKS, ResNet
+from .models import ACTIVATIONS, BLOCKS, Architecture, ResNet
 from .ode import neural_ode, ode_distance
 from .optim import OPTIMIZERS, SGD, Adam, GradientFlow
 from .sweeps import sweep
@@ -29,6 +29,7 @@ __all__ = [
     "OPTIMIZERS",
     "SGD",
     "Adam",
+    "Architecture",
     "Dataset",
     "EngineOptions",
     "GradientFlow",

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from dataclasses import fields as fields_of
 from typing import Literal, get_args
 
 import numpy as np
@@ -41,6 +42,58 @@ BLOCKS: tuple[str, ...] = tuple(blocks.REGISTRY)
 LAYER_FAMILIES: dict[str, tuple[str, ...]] = {name: cls.families for name, cls in blocks.REGISTRY.items()}
 
 
+@dataclass(frozen=True, kw_only=True)
+class Architecture:
+    """The structure of an ensemble, each field checked where it is declared (the error names the field):
+    block, depth L, state dim q, inner width m (default q; blocks without one use q), input and output
+    dims d, d' (default q), activation, beta (alpha_L = L^-beta), train_io, delta mode, ensemble size R,
+    dtype, device, width_factors. ``ResNet(architecture, init=..., ...)`` or ``ResNet(**fields, init=...)``."""
+
+    block: Block = "mlp"
+    depth: int
+    dim: int
+    width: int | None = None
+    input_dim: int | None = None
+    output_dim: int | None = None
+    activation: Activation = "gelu"
+    beta: float = 1.0
+    train_io: bool = False
+    delta: DeltaMode = "fixed"
+    ensemble: int = 1
+    dtype: torch.dtype | str = torch.float32
+    device: torch.device | str = "cpu"
+    width_factors: bool = True
+
+    def __post_init__(self) -> None:
+        put = lambda k, v: object.__setattr__(self, k, v)
+        check_choice("block", self.block, BLOCKS)
+        impl = blocks.get(self.block)
+        check_int("depth", self.depth, 1)
+        check_int("dim", self.dim, 1)
+        put("width", check_int("width", self.width if self.width is not None else self.dim, 1) if impl.uses_width
+            else self.dim)
+        put("input_dim", check_int("input_dim", self.input_dim if self.input_dim is not None else self.dim, 1))
+        put("output_dim", check_int("output_dim", self.output_dim if self.output_dim is not None else self.dim, 1))
+        check_choice("activation", self.activation, ACTIVATIONS)
+        b = self.beta
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0:
+            raise invalid("beta", b, "a finite float >= 0")
+        put("beta", float(b))
+        if not isinstance(self.train_io, bool):
+            raise invalid("train_io", self.train_io, "a bool")
+        check_choice("delta", self.delta, get_args(DeltaMode))
+        if not isinstance(self.width_factors, bool):
+            raise invalid("width_factors", self.width_factors, "a bool")
+        impl.check_config(self)
+        check_int("ensemble", self.ensemble, 1)
+        put("dtype", check_dtype(self.dtype))
+        put("device", resolve_device(self.device))
+
+    @property
+    def delta_mode(self) -> str:
+        return self.delta
+
+
 @dataclass(frozen=True)
 class _Given:
     """Weights handed to :meth:`ResNet.from_weights` (engine layout), passed as the ``init`` of the one
@@ -56,7 +109,10 @@ class ResNet:
 
     Parameters
     ----------
-    block : {"mlp", "single", "res1"}
+    architecture : Architecture, optional
+        The structure below as one record (positional); its fields may also be given as keywords
+        (``ResNet(block="mlp", depth=64, dim=16)``), or both (keywords replace the record's fields).
+    block : {"mlp", "single", "res1", "conv"}
     depth : int
         Number of residual blocks L >= 1.
     dim : int
@@ -97,33 +153,13 @@ class ResNet:
     weights : dict of (R, L, ...) views of the per-layer weights, plus A (R, q, d), B (R, d', q)
     """
 
-    def __init__(
-        self,
-        *,
-        block: Block = "mlp",
-        depth: int,
-        dim: int,
-        width: int | None = None,
-        input_dim: int | None = None,
-        output_dim: int | None = None,
-        activation: Activation = "gelu",
-        beta: float = 1.0,
-        init: Init | str = "tied",
-        io_init: IOInit = "identity",
-        train_io: bool = False,
-        delta: DeltaMode = "fixed",
-        bias: bool = True,
-        ensemble: int = 1,
-        seed: int = 0,
-        dtype=torch.float32,
-        device="cpu",
-        width_factors: bool = True,
-    ) -> None:
-        self._configure(
-            block=block, depth=depth, dim=dim, width=width, input_dim=input_dim, output_dim=output_dim,
-            activation=activation, beta=beta, train_io=train_io, delta=delta, ensemble=ensemble,
-            dtype=dtype, device=device, width_factors=width_factors,
-        )
+    def __init__(self, architecture: Architecture | None = None, /, *, init: Init | str = "tied",
+                 io_init: IOInit = "identity", bias: bool = True, seed: int = 0, **fields) -> None:
+        arch = Architecture(**fields) if architecture is None else replace(architecture, **fields)
+        for f in fields_of(Architecture):  # the structure as the network's own attributes
+            if f.name != "delta":
+                setattr(self, f.name, getattr(arch, f.name))
+        self.delta_mode = arch.delta
         if isinstance(init, _Given):  # from_weights: the weights are handed in, not drawn
             self.bias, self.init, self.seed, self.io_init = True, None, 0, init.io_init
             params = dict(init.params)
@@ -157,35 +193,6 @@ class ResNet:
             params["delta"] = torch.full((self.ensemble,), self.alpha, dtype=torch.float64)
         params["A"], params["B"] = self._io_maps(io_init)
         return params
-
-    # -- construction helpers
-    def _configure(self, *, block, depth, dim, width, input_dim, output_dim, activation, beta,
-                   train_io, delta, ensemble, dtype, device, width_factors=True) -> None:
-        self.block = check_choice("block", block, BLOCKS)
-        impl = blocks.get(self.block)
-        self.depth = check_int("depth", depth, 1)
-        self.dim = check_int("dim", dim, 1)
-        if impl.uses_width:
-            self.width = check_int("width", width if width is not None else dim, 1)
-        else:
-            self.width = self.dim
-        self.input_dim = check_int("input_dim", input_dim if input_dim is not None else dim, 1)
-        self.output_dim = check_int("output_dim", output_dim if output_dim is not None else dim, 1)
-        self.activation = check_choice("activation", activation, ACTIVATIONS)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
-            raise invalid("beta", beta, "a finite float >= 0")
-        self.beta = float(beta)
-        if not isinstance(train_io, bool):
-            raise invalid("train_io", train_io, "a bool")
-        self.train_io = train_io
-        self.delta_mode = check_choice("delta", delta, get_args(DeltaMode))
-        if not isinstance(width_factors, bool):
-            raise invalid("width_factors", width_factors, "a bool")
-        self.width_factors = width_factors
-        impl.check_config(self)
-        self.ensemble = check_int("ensemble", ensemble, 1)
-        self.dtype = check_dtype(dtype)
-        self.device = resolve_device(device)
 
     def io_directions(self, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         r"""The io maps' training directions, in place: for ``io_init="conv"`` (trained), the dense gradients
@@ -232,29 +239,16 @@ class ResNet:
         return A, B
 
     @classmethod
-    def from_weights(
-        cls,
-        *,
-        block: Block = "mlp",
-        V=None,
-        W=None,
-        b=None,
-        delta=None,
-        A=None,
-        B=None,
-        activation: Activation = "gelu",
-        beta: float = 1.0,
-        train_io: bool = False,
-        dtype=None,
-        device="cpu",
-        width_factors: bool = True,
-    ) -> ResNet:
+    def from_weights(cls, *, V=None, W=None, b=None, delta=None, A=None, B=None, block: Block = "mlp", dtype=None,
+                     **fields) -> ResNet:
         """Build an ensemble from stacked weights.
 
         Shapes: mlp V (R, L, q, m), W (R, L, m, q); single W (R, L, q, q), b (R, L, q),
         delta None (fixed alpha_L), (R,) shared or (R, L) per layer; res1 V (R, L, q, q).
         A (R, q, d) or (1, q, d), default identity (d = q); B (R, d', q) or (1, d', q),
-        default identity (d' = q). Arrays are copied.
+        default identity (d' = q). Arrays are copied. ``dtype``: default the arrays' (float32 or float64);
+        ``fields``: the other :class:`Architecture` fields (activation, beta, train_io, device,
+        width_factors); depth, dims, ensemble and delta mode come from the arrays.
         """
         check_choice("block", block, BLOCKS)
         given = {"V": V, "W": W, "b": b}
@@ -274,7 +268,7 @@ class ResNet:
         layer, q, m = blocks.get(block).layer_weights(arrays)
         mode = "fixed"
         delta_t = None
-        if delta is not None:  # whether the block has a trained delta: its check_config, in _configure
+        if delta is not None:  # whether the block has a trained delta: its check_config, in Architecture
             delta_t = as_tensor("delta", delta, ndim=(1, 2), dtype=torch.float64)
             if delta_t.shape == (R,):
                 mode = "shared"
@@ -291,9 +285,8 @@ class ResNet:
             params["delta"] = delta_t
         params["A"], params["B"] = At, Bt
         given = _Given(params, "given" if (A is not None or B is not None) else "identity")
-        return cls(block=block, depth=L, dim=q, width=m, input_dim=d, output_dim=dp, activation=activation, beta=beta,
-                   train_io=train_io, delta=mode, ensemble=R, dtype=dtype, device=device, width_factors=width_factors,
-                   init=given)
+        return cls(block=block, depth=L, dim=q, width=m, input_dim=d, output_dim=dp, delta=mode, ensemble=R,
+                   dtype=dtype, init=given, **fields)
 
     # -- properties
     @property
