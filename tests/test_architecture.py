@@ -143,3 +143,32 @@ def test_blocks_and_kernels_know_the_network_interface_not_the_model():
         text = path.read_text()
         assert "from ..models import" not in text and "from .models import" not in text, path.name
         assert not re.search(r"\._p\b", text), f"{path.name} reads the model's private parameters"
+
+
+# functions allowed more than 10 parameters, and why: each is a flat list by nature
+MANY_PARAMETERS = {
+    "cli.analyze": "a command: each parameter is one of its flags",
+    "strategies.architectures": "a Hypothesis strategy: keyword bounds, as Hypothesis's own strategies take",
+    "blocks.mlp.range_backward": "a kernel over tensors and their buffers",
+    "_native.mlp_backward": "the binding of a compiled kernel",
+}
+
+
+def test_functions_are_short_and_take_few_parameters():
+    """No function over 60 lines; none with more than 10 parameters unless grouped in a config object or
+    listed above with its reason; the command line module under 350 lines."""
+    long, many = [], []
+    for path in SRC.rglob("*.py"):
+        mod = _module_name(path).removeprefix("odecheck.")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{mod}.{node.name}")
+            a = node.args
+            names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+            if len(names) > 10 and f"{mod}.{node.name}" not in MANY_PARAMETERS:
+                many.append(f"{mod}.{node.name} ({len(names)})")
+    assert not long, f"over 60 lines: {long}"
+    assert not many, f"over 10 parameters: {many}"
+    assert len((SRC / "cli.py").read_text().splitlines()) < 350

@@ -15,8 +15,6 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 
 from ._kernels import loss_and_grads as engine_loss_and_grads
@@ -51,24 +49,23 @@ def loss_and_grads(net: ResNet, x, y, *, recompute: int | None = None, loss: str
     return value, {k: v for k, v in net.public(grads).items() if k in net.trainable}
 
 
-def gradient_flow(net: ResNet, x, y, *, steps: int, lr: float, clip: float | None = None,
-                  snapshots: Iterable[int] = (), check_halving: bool = False, callback: StepCallback | None = None,
-                  start_step: int = 0, engine: EngineOptions = EngineOptions(), loss: str = "mse") -> Trajectory:
+def gradient_flow(net: ResNet, x, y, *, steps: int, lr: float, clip: float | None = None, check_halving: bool = False,
+                  **options) -> Trajectory:
     """Train ``net`` in place by explicit Euler on the gradient flow of [M24]: :func:`odecheck.training.train`
     with :class:`~odecheck.optim.GradientFlow` (``lr``, ``clip``: each update direction clamped to
     [-clip, clip] entrywise).
 
-    ``snapshots``: steps (start_step..start_step + steps) whose weights are kept; ``check_halving``: also
-    run the flow with step lr/2 for 2*steps steps on a copy and report the relative weight gap per member in
-    ``discretization_error`` (Euler: O(lr)); ``callback(step, loss)`` after each step; ``engine``:
-    :class:`EngineOptions`; ``loss``: "mse" or "cross_entropy" (one-hot y).
+    ``check_halving``: also run the flow with step lr/2 for 2*steps steps on a copy and report the relative
+    weight gap per member in ``discretization_error`` (Euler: O(lr)). ``options``: those of ``train``:
+    ``snapshots`` (steps start_step..start_step + steps whose weights are kept), ``callback(step, loss)`` after
+    each step, ``start_step``, ``engine`` (:class:`EngineOptions`), ``loss`` ("mse" or "cross_entropy",
+    one-hot y).
 
     Returns a Trajectory. A member whose loss turns NaN/inf is marked diverged and frozen; others go on.
     """
     opt = GradientFlow(lr=lr, clip=clip)
     run = halving_check if check_halving else train
-    return run(net, (x, y), opt, steps=steps, snapshots=snapshots, callback=callback, start_step=start_step,
-               engine=engine, loss=loss)
+    return run(net, (x, y), opt, steps=steps, **options)
 
 
 def discretization_error(net: ResNet, x, y, *, steps: int, lr: float, clip: float | None = None):
