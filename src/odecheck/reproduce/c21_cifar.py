@@ -300,6 +300,8 @@ def _analyse(df, out: Path, spec: dict):
     untrained = float(np.median(acc)) < UNTRAINED_ACCURACY
     why = (f"not decided: the networks stayed near chance (test accuracy median {np.median(acc):.3f} < "
            f"{UNTRAINED_ACCURACY}), so the kernels are close to their initialization; ") if untrained else ""
+    chance = [(L, s) for L in depths for s in seeds if runs[L, s]["test_accuracy"] < UNTRAINED_ACCURACY]
+    stayed = f"; runs (L, seed) at chance, fitted as they are: {chance}" if chance and not untrained else ""
     for fam in ("A", "C"):
         for stat in STATS:
             V = np.array([[_statistic(runs[L, s], fam, stat) for s in seeds] for L in depths])
@@ -313,31 +315,42 @@ def _analyse(df, out: Path, spec: dict):
                 f"{name} {stat} of the top singular values (FFT, circular): beta = -slope, members-t interval over "
                 f"{len(seeds)} seeds (alpha {ALPHA}); [C21]'s OLS on seed 0: {c21:.3f}; depths {depths[0]}..{depths[-1]} "
                 f"({len(depths)}); median at L = {depths[0]}: {np.median(V[0]):.3g}, at L = {depths[-1]}: "
-                f"{np.median(V[-1]):.3g}")))
-            panels[f"{fam}-{stat}"] = {"median": np.median(V, 1).tolist(), "beta": beta, "c21": c21, "paper": paper}
-    reg = {fam: [runs[depths[-1], s]["regime"][fam] for s in seeds] for fam in ("A", "C")}
+                f"{np.median(V[-1]):.3g}{stayed}")))
+            panels[f"{fam}-{stat}"] = {"median": np.median(V, 1).tolist(), "values": V.tolist(), "beta": beta, "c21": c21,
+                                       "paper": paper}
+    # the regime of trained networks only: a network left at chance holds its iid initialization, rough by construction
+    learned = [s for s in seeds if runs[depths[-1], s]["test_accuracy"] >= UNTRAINED_ACCURACY] or seeds
+    reg = {fam: [runs[depths[-1], s]["regime"][fam] for s in learned] for fam in ("A", "C")}
     flat = [r["regime"] for fam in reg for r in reg[fam]]
     verdict = ("inconclusive" if untrained else "confirmed" if all(r == "none" for r in flat) else
                "refuted" if all(r in ("ode", "sde") for r in flat) else "inconclusive")
+    left = [s for s in seeds if s not in learned]
     first = reg["A"][0]
     results.append(Result("neither-limit", verdict, float(np.median(np.array([r["hurst"] for r in reg["A"]], float))),
                           (float("nan"),) * 2, "neither limit ([C21] sec. 4.3)", note=why + (
         f"odecheck's regime of k -> A_k and k -> C_k along stage {first['stage']} ({first['layers']} same-shaped "
-        f"blocks) at L = {depths[-1]}, per seed: A {[r['regime'] for r in reg['A']]}, C {[r['regime'] for r in reg['C']]}"
+        f"blocks) at L = {depths[-1]}, per trained seed: A {[r['regime'] for r in reg['A']]}, C "
+        f"{[r['regime'] for r in reg['C']]}" + (f" (seeds {left} left out: at chance)" if left else "") +
         f"; estimate: median Hurst of A; first reason: {first['reason'] or '-'}; test accuracy median "
         f"{np.median(acc):.3f} (range {acc.min():.3f}-{acc.max():.3f})")))
-    return results, {"depths": depths, "panels": panels, "accuracy": np.median(acc, 1).tolist()}
+    return results, {"depths": depths, "panels": panels, "accuracy": np.median(acc, 1).tolist(),
+                     "chance": (acc < UNTRAINED_ACCURACY).tolist()}
 
 
 def _figure(data: dict, results: list[Result], path: Path, title: str) -> Path:
-    """[C21] Fig. 7's panels: each statistic of conv1 and conv2 against L (log-log), beta in the legend,
-    the figure's reported value as a reference slope."""
+    """[C21] Fig. 7's panels: each statistic of conv1 and conv2 against L (log-log): every run (crosses: left at
+    chance), the median, beta in the legend, the figure's reported value as a reference slope."""
     plt = pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), squeeze=False)
     L = np.array(data["depths"], dtype=float)
     for row, fam in zip(axes, ("A", "C"), strict=True):
         for ax, stat in zip(row, STATS, strict=True):
             p = data["panels"][f"{fam}-{stat}"]
+            V, chance = np.array(p["values"]), np.array(data["chance"], dtype=bool)
+            for r in range(V.shape[1]):  # every run: dots, and crosses for the runs left at chance
+                ax.scatter(L[~chance[:, r]], V[~chance[:, r], r], s=8, color="C0", alpha=0.4)
+                ax.scatter(L[chance[:, r]], V[chance[:, r], r], s=14, marker="x", color="C3",
+                           label="run at chance" if r == 0 and fam == "A" and stat == "maximum" and chance.any() else None)
             ax.loglog(L, p["median"], "o-", ms=3, label=f"odecheck: beta {p['beta']:.2f} (OLS seed 0: {p['c21']:.2f})")
             ax.loglog(L, p["median"][0] * (L / L[0]) ** -p["paper"], "--", color="gray",
                       label=f"[C21] legend: {p['paper']}")
