@@ -102,3 +102,18 @@ def test_sweep_and_reproduce_run_their_cells_on_the_gpu(tmp_path):
 
     rep = reproduce("m25-init", scale="smoke", out=tmp_path / "r", device="cuda")
     assert rep["device"] == "cuda" and all(r["verdict"] == "confirmed" for r in rep["results"])
+
+
+@pytest.mark.cuda
+@cuda
+def test_c21_cifar_trains_on_cuda_as_on_the_cpu():
+    """reproduce c21-cifar --device cuda (its paper scale's path): one short run, the same kernel statistics
+    as on the CPU up to float32 reductions in another order."""
+    from odecheck.reproduce.c21_cifar import digits_images, train_one
+
+    data = digits_images(32, 64)
+    settings = {"widths": [4, 4, 8, 8], "epochs": 1}
+    cpu, gpu = train_one(8, 0, settings, data, "cpu"), train_one(8, 0, settings, data, "cuda")
+    assert gpu["status"] == cpu["status"] == "done"
+    for fam in ("A", "C"):
+        assert gpu["kernels"][fam] == pytest.approx(cpu["kernels"][fam], rel=1e-3)
