@@ -111,3 +111,27 @@ def test_laziness_refuses_blocks_it_does_not_cover():
     net = oc.ResNet(block="conv", depth=2, dim=2 * 4 * 4, width=2, ensemble=1)
     with pytest.raises(oc.InvalidArgument, match="net"):
         laziness(net, torch.zeros(1, 32), dict(net.weights))
+
+
+def test_the_transfer_grid_trains_each_cell_as_a_direct_call_would():
+    import numpy as np
+
+    from odecheck.parametrizations import TransferGrid, final_losses
+
+    grid = TransferGrid(parametrization="depth-mup", depths=(2, 4, 8), log2_lrs=(-6.0, -4.0, -2.0), steps=3,
+                        ensemble=2, n=8, dim=3, width=4)
+    seen = []
+    losses = final_losses(grid, progress=lambda done, total: seen.append((done, total)))
+    assert losses.shape == (3, 3, 2) and seen[-1] == (9, 9)
+    # one cell by hand: depth 8, lr 2^-4, the rule's optimizer (Adam, hidden lr / sqrt(8 / 8))
+    data = oc.teacher_task(8, 3, seed=0, dtype=torch.float64)
+    net = oc.ResNet(block="mlp", depth=8, dim=3, width=4, activation="gelu", init="iid", ensemble=2, seed=0,
+                    dtype=torch.float64, beta=0.5)
+    ref = train(net, data, oc.Adam(lr=2.0 ** -4, batch_size=8, hidden_lr=(8 / 8) ** -0.5), steps=3).loss[-1]
+    np.testing.assert_array_equal(losses[2, 1], ref)
+    net2 = oc.ResNet(block="mlp", depth=2, dim=3, width=4, activation="gelu", init="iid", ensemble=2, seed=0,
+                     dtype=torch.float64, beta=0.5)  # depth 2 = base / 4: hidden lr twice the base lr
+    ref2 = train(net2, data, oc.Adam(lr=2.0 ** -6, batch_size=8, hidden_lr=2.0), steps=3).loss[-1]
+    np.testing.assert_array_equal(losses[0, 0], ref2)
+    with pytest.raises(oc.InvalidArgument, match="depths"):
+        TransferGrid(parametrization="standard", depths=(8, 16))

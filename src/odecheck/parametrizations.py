@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from ._errors import invalid
@@ -117,4 +118,68 @@ def laziness(net, x, before: dict[str, torch.Tensor]) -> torch.Tensor:
     return out
 
 
-__all__ = ["PARAMETRIZATIONS", "Parametrization", "laziness", "parametrization"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferGrid:
+    """The experiment of claim 10: for one parametrization and optimizer, every learning rate 2^x of
+    ``log2_lrs`` at every depth of ``depths``, ``ensemble`` members (independent seeds) trained ``steps``
+    full-batch steps on the [M24] teacher task (n samples, dim d, an mlp teacher); the final losses."""
+
+    parametrization: str
+    method: str = "adam"
+    depths: tuple[int, ...] = (8, 16, 32, 64, 128)
+    log2_lrs: tuple[float, ...] = tuple(float(x) for x in range(-12, 3))
+    steps: int = 100
+    base_depth: int = 8
+    ensemble: int = 4
+    seed: int = 0
+    dim: int = 8
+    width: int = 16
+    activation: str = "gelu"
+    init: str = "iid"
+    n: int = 64
+
+    def __post_init__(self) -> None:
+        parametrization(self.parametrization)
+        check_choice("method", self.method, ("sgd", "adam"))
+        for name in ("steps", "base_depth", "ensemble", "dim", "width", "n"):
+            check_int(name, getattr(self, name), 1)
+        if len(self.depths) < 3 or any(not isinstance(L, int) or L < 1 for L in self.depths):
+            raise invalid("depths", self.depths, "at least 3 positive integer depths")
+        if len(self.log2_lrs) < 3:
+            raise invalid("log2_lrs", self.log2_lrs, "at least 3 learning rates (powers of 2)")
+
+
+def final_losses(grid: TransferGrid, *, progress=None) -> np.ndarray:
+    """(depths, learning rates, members) final full-batch losses of ``grid`` (NaN where a run diverged);
+    ``progress(done, total)`` after each (depth, learning rate)."""
+    from .data import teacher_task
+    from .models import ResNet
+    from .training import train
+
+    p = parametrization(grid.parametrization)
+    data = teacher_task(grid.n, grid.dim, seed=grid.seed, dtype=torch.float64)
+    out = np.full((len(grid.depths), len(grid.log2_lrs), grid.ensemble), np.nan)
+    total = out.shape[0] * out.shape[1]
+    for d, L in enumerate(grid.depths):
+        for g, x in enumerate(grid.log2_lrs):
+            net = ResNet(block="mlp", depth=L, dim=grid.dim, width=grid.width, activation=grid.activation,
+                         init=grid.init, ensemble=grid.ensemble, seed=grid.seed, dtype=torch.float64,
+                         **p.model_options())
+            opt = p.optimizer(grid.method, lr=2.0 ** x, depth=L, base_depth=grid.base_depth, batch_size=grid.n)
+            out[d, g] = train(net, data, opt, steps=grid.steps).loss[-1]
+            if progress is not None:
+                progress(d * out.shape[1] + g + 1, total)
+    return out
+
+
+def depth_transfer(grid: TransferGrid, *, level: float = 0.95, progress=None):
+    """eta*(L) over ``grid`` and its drift across depths (``estimators.transfer.transfer_slope``)."""
+    from .estimators.transfer import transfer_slope
+
+    return transfer_slope(grid.depths, grid.log2_lrs, final_losses(grid, progress=progress), level=level)
+
+
+__all__ = ["PARAMETRIZATIONS", "Parametrization", "TransferGrid", "depth_transfer", "final_losses", "laziness",
+           "parametrization"]
