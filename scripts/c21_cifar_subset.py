@@ -34,11 +34,12 @@ def main() -> None:
     settings = {"depths": a.depths, "widths": a.widths, "epochs": a.epochs, "n_train": None, "seeds": a.seeds}
     t0 = time.perf_counter()
 
-    def progress(cell, rows, done, total):
-        print(f"{cell}: {rows[0]['status']}, test accuracy {rows[0]['test_accuracy']:.3f}, {rows[0]['seconds']:.1f} s "
-              f"({done}/{total}, {time.perf_counter() - t0:.0f} s)", flush=True)
+    def progress(e):
+        row = e.result[0]
+        print(f"{e.item}: {row['status']}, test accuracy {row['test_accuracy']:.3f}, {row['seconds']:.1f} s "
+              f"({int(e.done)}/{int(e.total)}, {time.perf_counter() - t0:.0f} s)", flush=True)
 
-    df = REP.run(settings, a.out, device=a.device, on_cell=progress)
+    df = REP.run(settings, a.out, device=a.device, progress=progress)
     results, data = REP.analyse(df, a.out, settings)
     seconds = time.perf_counter() - t0
     fig = REP.figure(data, results, a.out / "figure.png", f"c21-cifar subset: depths {a.depths}, widths {a.widths}, "

@@ -149,7 +149,7 @@ def test_augment_is_a_crop_of_the_padded_image_or_its_mirror():
 
 def test_smoke_run_reports_every_statistic_and_resumes(tmp_path):
     calls = []
-    rep = reproduce("c21-cifar", scale="smoke", out=tmp_path, on_cell=lambda c, r, d, n: calls.append((c, d, n)))
+    rep = reproduce("c21-cifar", scale="smoke", out=tmp_path, progress=lambda e: calls.append((e.item, e.done, e.total)))
     ids = [r["id"] for r in rep["results"]]
     assert ids == ["A-maximum", "A-root-ssq", "A-increment", "C-maximum", "C-root-ssq", "C-increment", "neither-limit"]
     s = C21_CIFAR["smoke"]

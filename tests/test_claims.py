@@ -109,13 +109,18 @@ def test_verify_is_a_library_function_with_resume_and_named_errors(tmp_path):
     import odecheck as oc
     from odecheck._errors import InvalidArgument
 
-    seen = []
-    rep = oc.verify(["relu-counterexample"], budget="quick", device="cpu", out=tmp_path,
-                    on_claim_done=lambda v, reused: seen.append((v["id"], reused)))
+    seen, events = [], []
+
+    def meter(e):
+        events.append((e.task, e.stage, e.item))
+        if e.stage == "done":
+            seen.append((e.result["verdict"]["id"], e.result["reused"]))
+
+    rep = oc.verify(["relu-counterexample"], budget="quick", device="cpu", out=tmp_path, progress=meter)
     assert [c["id"] for c in rep["claims"]] == ["relu-counterexample"] and seen == [("relu-counterexample", False)]
+    assert events[0] == ("verify", "start", "relu-counterexample") and events[-1][1] == "done"
     assert (tmp_path / "report.json").exists() and (tmp_path / "report.md").exists()
-    again = oc.verify(["relu-counterexample"], budget="quick", device="cpu", out=tmp_path,
-                      on_claim_done=lambda v, reused: seen.append((v["id"], reused)))
+    again = oc.verify(["relu-counterexample"], budget="quick", device="cpu", out=tmp_path, progress=meter)
     assert seen[-1] == ("relu-counterexample", True) and again["claims"] == rep["claims"]
     for kwargs, name in (({"budget": "huge"}, "budget"), ({"claims": ["nope"]}, "claims"),
                          ({"out": "/proc/odecheck-report"}, "out")):

@@ -65,8 +65,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, method, interrupt_
                                                             "snapshots": [0, 7, 12]}})
     _, full, _ = run(cfg, tmp_path / "a")
 
-    def boom(t, total, loss):
-        if t == interrupt_at:
+    def boom(e):
+        if e.done == interrupt_at:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -121,7 +121,7 @@ def test_the_transfer_grid_trains_each_cell_as_a_direct_call_would():
     grid = TransferGrid(parametrization="depth-mup", depths=(2, 4, 8), log2_lrs=(-6.0, -4.0, -2.0), steps=3,
                         ensemble=2, n=8, dim=3, width=4)
     seen = []
-    losses = final_losses(grid, progress=lambda done, total: seen.append((done, total)))
+    losses = final_losses(grid, progress=lambda e: seen.append((e.done, e.total)))
     assert losses.shape == (3, 3, 2) and seen[-1] == (9, 9)
     # one cell by hand: depth 8, lr 2^-4, the rule's optimizer (Adam, hidden lr / sqrt(8 / 8))
     data = oc.teacher_task(8, 3, seed=0, dtype=torch.float64)

@@ -68,8 +68,8 @@ def test_a_run_killed_mid_epoch_resumes_and_stops_at_the_same_steps(tmp_path):
     class Killed(Exception):
         pass
 
-    def kill(step, steps, loss):
-        if step == 17:
+    def kill(e):
+        if e.done == 17:
             raise Killed
 
     with pytest.raises(Killed):

@@ -119,7 +119,7 @@ def test_rerun_finishes_only_what_is_unfinished_and_failures_are_recorded(tmp_pa
     bad.mkdir(parents=True)
     (bad / "checkpoint.pt").write_bytes(b"not a checkpoint")
     seen = []
-    df = oc.sweep(s, tmp_path, on_cell=lambda cell, rows, done, total: seen.append((cell["model.depth"], done)))
+    df = oc.sweep(s, tmp_path, progress=lambda e: seen.append((e.item["model.depth"], e.done)))
     assert seen == [(4, 1), (8, 2), (16, 3)]
     assert list(df["status"]) == ["done"] * 4 + ["failed"] * 2
     assert "unreadable" in df["error"].iloc[-1] and np.isnan(df["final_loss"].iloc[-1])
@@ -295,7 +295,8 @@ def test_a_running_cell_reports_its_checkpointed_step_and_loss(tmp_path):
     folder = tmp_path / "cells" / "abc"
     seen = []
 
-    def look(t, steps, loss):
+    def look(e):
+        t = e.done
         if t in (7, 12, 19):  # mid-chunk: the last checkpoint was at 5 or 10 (checkpoint_every = 5)
             seen.append((t, json.loads((folder / PROGRESS_FILE).read_text()), running_cells(tmp_path)))
 

@@ -9,6 +9,7 @@ from . import nn
 from ._errors import InvalidArgument, OdecheckError
 from .analyze import analyze_weights as analyze
 from .data import Dataset, c21_task, digits, gaussian_task, teacher_task
+from .events import Progress
 from .flow import EngineOptions, Trajectory, adam, discretization_error, gradient_flow, loss_and_grads, sgd
 from .init import Init, fbm_paths, fgn, gp_paths
 from .models import ACTIVATIONS, BLOCKS, Architecture, ResNet
@@ -36,6 +37,7 @@ __all__ = [
     "Init",
     "InvalidArgument",
     "OdecheckError",
+    "Progress",
     "ResNet",
     "Trajectory",
     "__version__",

@@ -18,6 +18,7 @@ import numpy as np
 
 from ._errors import InvalidArgument, OdecheckError, invalid
 from .estimators import path_stats, scaling_exponent
+from .events import report
 
 
 @dataclass(frozen=True)
@@ -271,11 +272,11 @@ def write_report(res: dict, folder: str | os.PathLike) -> int | None:
 
 
 def analyze_files(files, *, key: str | None = None, stacked: bool = False, features: bool = False, inputs=None,
-                  include_buffers: bool = False, seed: int = 0, on_path=None) -> dict:
+                  include_buffers: bool = False, seed: int = 0, progress=None) -> dict:
     """Everything ``odecheck analyze FILE ...`` computes, as data: {"families", "paths", "scaling",
     "skipped"}. ``files``: checkpoints (any format :func:`odecheck.checkpoints.list_tensors` reads, or .npz)
-    or, with ``features``, ``odecheck train`` folders. ``on_path(file, name, i, n)`` is called as each path
-    of a checkpoint is done. Paths least regular first; families as :func:`families`."""
+    or, with ``features``, ``odecheck train`` folders. ``progress``: a meter of :mod:`odecheck.events` (task
+    "analyze", "start" per path of a checkpoint). Paths least regular first; families as :func:`families`."""
     from .checkpoints import analyze_checkpoint, least_regular_first
 
     rows: list[dict] = []
@@ -287,7 +288,8 @@ def analyze_files(files, *, key: str | None = None, stacked: bool = False, featu
             rows += analyze(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
         else:
             res = analyze_checkpoint(f, key=key, seed=seed, include_buffers=include_buffers,
-                                     on_path=None if on_path is None else (lambda n, i, k, f=f: on_path(f, n, i, k)))
+                                     on_path=None if progress is None else (
+                                         lambda n, i, k, f=f: report(progress, "analyze", i, k, f"{f}: {n}", "start")))
             rows += res["paths"]
             skipped += [{"file": str(f), **s} for s in res["skipped"]]
     rows.sort(key=least_regular_first)

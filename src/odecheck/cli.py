@@ -134,9 +134,8 @@ def verify(
     _check_writable_file("--json", json_file)  # before anything runs
     report_name = "report.json"
     with _reported():
-        with claim_progress(Console(stderr=True), ids, report_name) as (start, progress, done):
-            rep = run_verify(ids, budget=budget, seed=seed, device=device, out=out, resume=resume,
-                             on_claim_start=start, on_progress=progress, on_claim_done=done)
+        with claim_progress(Console(stderr=True), ids, report_name) as meter:
+            rep = run_verify(ids, budget=budget, seed=seed, device=device, out=out, resume=resume, progress=meter)
     _write_json_if(json_file, lambda: rep)
     table = verify_table(rep["claims"], title=f"odecheck verify (budget {budget}, device {rep['device']}, seed {seed})")
     Console(width=max(Console().width, 120)).print(table)
@@ -177,7 +176,7 @@ def analyze(
         with console.status("reading") as status:
             res = analyze_files(files, key=key, stacked=stacked, features=features, inputs=inputs,
                                 include_buffers=include_buffers, seed=seed,
-                                on_path=lambda f, name, i, n: status.update(f"{f}: path {i}/{n} {name}"))
+                                progress=lambda e: status.update(f"{e.item}: path {int(e.done)}/{int(e.total)}"))
     print_analysis(res, Console(width=max(Console().width, 120)))
     if figures is not None:
         try:
@@ -300,8 +299,8 @@ def sweep_cmd(
         check_device(device, local=workers is None and scheduler is None)  # before the progress bar
         parsed = SweepSpec.load(spec)
         n_cells = len(parsed.cells())
-        with cell_progress(console, "sweep", n_cells, out) as on_cell:
-            df = sweep(parsed, out, workers=workers, scheduler=scheduler, on_cell=on_cell, device=device)
+        with cell_progress(console, "sweep", n_cells, out) as meter:
+            df = sweep(parsed, out, workers=workers, scheduler=scheduler, progress=meter, device=device)
     typer.echo(sweep_summary(df, n_cells) + f"\nwrote {out}/results.parquet")
     _write_json_if(json_file, lambda: {"spec": str(spec), "out": str(out), "rows": table_json(df)})
 
@@ -331,8 +330,8 @@ def reproduce_cmd(
     _check_writable_file("--json", json_file)  # before anything runs
     with _reported():
         check_reproduction(name, scale=scale, workers=workers, scheduler=scheduler, device=device, variant=variant)
-        with cell_progress(console, name, folder=reproduction_folder(out, name, scale, variant)) as on_cell:
-            rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, on_cell=on_cell,
+        with cell_progress(console, name, folder=reproduction_folder(out, name, scale, variant)) as meter:
+            rep = reproduce(name, scale=scale, out=out, workers=workers, scheduler=scheduler, progress=meter,
                             device=device, variant=variant)
     Console(width=160).print(reproduce_table(rep, title=f"{name}{f' --variant {variant}' if variant else ''} "
                                              f"({rep['source']}), {scale} scale, {rep['seconds']:.1f} s, {rep['executor']}"))

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ._errors import invalid
+from .events import report
 from .optim import Adam, Optimizer, optimizer
 from .validation import check_choice, check_int
 
@@ -153,7 +154,7 @@ class TransferGrid:
 
 def final_losses(grid: TransferGrid, *, progress=None) -> np.ndarray:
     """(depths, learning rates, members) final full-batch losses of ``grid`` (NaN where a run diverged);
-    ``progress(done, total)`` after each (depth, learning rate)."""
+    ``progress``: a meter of :mod:`odecheck.events` (task "transfer", "done" per (depth, learning rate))."""
     from .data import teacher_task
     from .models import ResNet
     from .training import train
@@ -169,8 +170,7 @@ def final_losses(grid: TransferGrid, *, progress=None) -> np.ndarray:
                          **p.model_options())
             opt = p.optimizer(grid.method, lr=2.0 ** x, depth=L, base_depth=grid.base_depth, batch_size=grid.n)
             out[d, g] = train(net, data, opt, steps=grid.steps).loss[-1]
-            if progress is not None:
-                progress(d * out.shape[1] + g + 1, total)
+            report(progress, "transfer", d * out.shape[1] + g + 1, total, (L, x), "done", out[d, g])
     return out
 
 

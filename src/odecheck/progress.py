@@ -56,7 +56,11 @@ class _CellLog:
             text += f", about {clock((n - done) / rate)} left" if rate > 0 and done < n else ""
         return text
 
-    def on_cell(self, cell, rows, done, n) -> None:
+    def on_cell(self, event) -> None:
+        """The meter: a ``Progress`` event of a finished cell (task "sweep" or "reproduce")."""
+        if event.stage != "done":
+            return
+        cell, rows, done, n = event.item, event.result, int(event.done), int(event.total)
         statuses = "/".join(sorted({r["status"] for r in rows}))
         with self.lock:
             self.done, self.n = done, n
@@ -89,7 +93,7 @@ class _CellLog:
 
 @contextmanager
 def cell_progress(console, label: str, total: int | None = None, folder: Path | None = None):
-    """A progress bar over a sweep's cells; yields the ``on_cell`` callback that advances it. Off a
+    """A progress bar over a sweep's cells; yields the meter (``odecheck.events``) that advances it. Off a
     terminal (a log file, a batch job) the bar is replaced by a plain line every CELL_LOG_EVERY_S
     seconds and at the last cell: cells done, elapsed time, an estimate of the time left.
     With ``folder`` (the sweep's), a long cell is followed inside: every WATCH_EVERY_S the cells'
@@ -122,7 +126,7 @@ def cell_progress(console, label: str, total: int | None = None, folder: Path | 
 
 @contextmanager
 def step_progress(console, label: str, total: int):
-    """A bar over a run's steps with the members' median loss; yields ``callback(step, total, loss)``."""
+    """A bar over a run's steps with the members' median loss; yields the meter (``odecheck.events``)."""
     import numpy as np
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -130,14 +134,13 @@ def step_progress(console, label: str, total: int):
                   TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, transient=False) as prog:
         task = prog.add_task(label, total=total, loss="-")
-        yield lambda t, total, loss: prog.update(task, completed=t, loss=f"{np.nanmedian(loss):.4g}")
+        yield lambda e: prog.update(task, completed=e.done, loss=f"{np.nanmedian(e.result):.4g}")
 
 
 @contextmanager
 def claim_progress(console, ids: list[str], report_name: str):
     """One bar per claim on a terminal; elsewhere (CI logs, nohup) one plain line per finished claim.
-    Yields the three callbacks of ``odecheck.verification.verify``: on_claim_start(cid, i, total),
-    on_progress(cid, fraction) and on_claim_done(verdict, reused)."""
+    Yields the meter (``odecheck.events``) for ``odecheck.verification.verify``."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     live = console.is_terminal
@@ -145,9 +148,12 @@ def claim_progress(console, ids: list[str], report_name: str):
                   TimeElapsedColumn(), console=console, disable=not live) as prog:
         tasks: dict = {}
 
-        def start(cid, i, total):
+        first: dict = {}  # each claim's index: its advance events count from it
+
+        def start(cid, i):
             if not tasks:
                 tasks.update({c: prog.add_task(c, total=1.0, status="queued") for c in ids})
+            first[cid] = i
             prog.update(tasks[cid], status="running")
 
         def done(v, reused):
@@ -159,4 +165,12 @@ def claim_progress(console, ids: list[str], report_name: str):
                 print(f"[{n_done}/{len(ids)}] {v['id']}: {status}, estimate {est}, {v['seconds']:.1f} s",
                       file=sys.stderr, flush=True)
 
-        yield start, (lambda cid, f: prog.update(tasks[cid], completed=f)), done
+        def meter(e) -> None:
+            if e.stage == "start":
+                start(e.item, e.done)
+            elif e.stage == "advance":
+                prog.update(tasks[e.item], completed=e.done - first[e.item])
+            else:
+                done(e.result["verdict"], e.result["reused"])
+
+        yield meter

@@ -20,6 +20,7 @@ from ._errors import InvalidArgument
 from ._io import atomic_write
 from .config import RunConfig
 from .data import Dataset, c21_code_task, c21_task, digits, digits_conv25, gaussian_task, teacher_task
+from .events import Meter, report
 from .init import as_init
 from .models import ResNet
 from .optim import GradientFlow, Optimizer, optimizer
@@ -233,12 +234,12 @@ def _write_results(out: Path, net: ResNet, traj: Trajectory, stopping, save_weig
     _atomic_save(weights, out / "weights.npz", lambda a, f: np.savez(f, **a))
 
 
-def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int, np.ndarray], None] | None = None,
+def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Meter | None = None,
         at_init: Callable[[ResNet, Dataset], None] | None = None,
         save_weights: bool = True) -> tuple[ResNet, Trajectory, int]:
     """Train (or resume) the run in ``out``. Returns the network, the full trajectory and the resumed step.
     ``at_init(net, data)`` sees the freshly initialized network before any checkpoint is loaded.
-    ``save_weights=False`` writes no ``weights.npz`` (a sweep that needs only its table)."""
+    ``save_weights=False`` writes no ``weights.npz`` (a sweep that needs only its table). ``progress``: a meter of :mod:`odecheck.events` (task "train", per step, ``result`` the members' losses)."""
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.toml"
     text = cfg.dumps()
@@ -257,7 +258,7 @@ def run(cfg: RunConfig, out: Path, *, device="cpu", progress: Callable[[int, int
     traj, opt_state = resume(ckpt, net)
     step0 = resumed = 0 if traj is None else traj.steps
     started = (time.time(), step0)
-    cb = (lambda t, loss: progress(t, tc.steps, loss)) if progress else None
+    cb = (lambda t, loss: report(progress, "train", t, tc.steps, "", "advance", loss)) if progress else None
     stops = tc.stop_loss is not None or tc.patience is not None  # (TrainConfig allows them with SGD/Adam only)
     stopping = EpochStopping(tc, data.x.shape[0], net.ensemble, opt_state) if stops else None
     opt = configured_optimizer(cfg, data.x.shape[0])

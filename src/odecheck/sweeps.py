@@ -34,7 +34,7 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ import numpy as np
 from ._errors import InvalidArgument, OdecheckError, invalid
 from ._io import atomic_write, jsonable
 from .config import RunConfig, read_toml
+from .events import Meter, report
 from .validation import writable_folder
 
 STATUSES = ("done", "diverged", "failed")
@@ -274,7 +275,7 @@ def running_cells(out: str | os.PathLike, since: float | None = None) -> list[di
 
 # ----------------------------------------------------------------------------- the sweep
 def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = None, scheduler: str | None = None,
-          on_cell: Callable[[dict, list[dict], int, int], None] | None = None, device: str = "cpu"):
+          progress: Meter | None = None, device: str = "cpu"):
     """Run every unfinished cell of ``spec`` (a SweepSpec, a dict or a TOML path) under ``out`` and
     return the table (a pandas DataFrame), also written to ``out/results.parquet``.
 
@@ -283,7 +284,8 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
     the address of a running Dask scheduler. On Dask, cells that share a weight sample (a phase
     diagram's row) run as one task (``sample_groups``). ``device``: where each cell computes, "cpu"
     (default), "cuda", "cuda:N" or "auto" (resolved where the cell runs: on a Dask worker, by that
-    worker). A cell's id does not depend on it: a cell finished on one device is not rerun on another. ``on_cell(cell, rows, done, total)`` after each cell.
+    worker). A cell's id does not depend on it: a cell finished on one device is not rerun on another. ``progress``: a meter of
+    :mod:`odecheck.events` (task "sweep", "done" per cell with its rows, the cells found finished first).
     """
     pd = _pandas()
     if not isinstance(spec, SweepSpec):
@@ -297,9 +299,8 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
     results = {i: rows for i, cid in enumerate(ids) if (rows := _finished(out / "cells" / cid)) is not None}
     todo = [i for i in range(len(cells)) if i not in results]
     total = len(cells)
-    if on_cell is not None:
-        for i in sorted(results):
-            on_cell(cells[i], results[i], len(results), total)
+    for i in sorted(results):  # found finished on disk: done counts them all at once
+        report(progress, "sweep", len(results), total, cells[i], "done", results[i])
 
     written = [time.monotonic()]
 
@@ -308,8 +309,7 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
         if time.monotonic() - written[0] > TABLE_EVERY_S:  # the table grows as cells finish, not per cell:
             _write_table(pd, spec, cells, results, out)     # rewriting it each time is quadratic in cells
             written[0] = time.monotonic()
-        if on_cell is not None:
-            on_cell(cells[i], rows, len(results), total)
+        report(progress, "sweep", len(results), total, cells[i], "done", rows)
 
     try:
         if todo and client is None and workers is None and scheduler is None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ._errors import invalid
+from .events import Meter, report
 from .validation import resolve_device, writable_folder
 
 
@@ -34,9 +35,7 @@ def _finished(report_path, *, budget: str, seed: int, device: str) -> dict[str, 
 
 def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", seed: int = 0, device="auto",
            out: str | os.PathLike = "odecheck-report", resume: bool = True,
-           on_claim_start: Callable[[str, int, int], None] | None = None,
-           on_progress: Callable[[str, float], None] | None = None,
-           on_claim_done: Callable[[dict[str, Any], bool], None] | None = None) -> dict[str, Any]:
+           progress: Meter | None = None) -> dict[str, Any]:
     """Run the claims (default: all, in registry order) and return the report (JSON form).
 
     Every claim's samples derive their seeds from ``seed``. ``out`` receives ``report.json`` after
@@ -44,8 +43,8 @@ def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", see
     installed, and ``report.md`` at the end. With ``resume``, verdicts already in ``out/report.json``
     for the same budget, seed, device and odecheck version are reused, not recomputed.
 
-    Callbacks: ``on_claim_start(id, i, total)``, ``on_progress(id, fraction)`` while a claim runs,
-    ``on_claim_done(verdict_json, reused)``.
+    ``progress``: a meter of :mod:`odecheck.events` (task "verify": "start", "advance" and "done" per claim,
+    the last with ``result`` = {"verdict": its JSON, "reused": bool}).
     """
     from .claims import BUDGETS, REGISTRY, Context
     from .report import markdown, report_dict, write_json
@@ -67,15 +66,13 @@ def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", see
     verdicts: list[dict] = []
     figures: dict[str, str] = {}
     for i, cid in enumerate(ids):
-        if on_claim_start is not None:
-            on_claim_start(cid, i, len(ids))
+        report(progress, "verify", i, len(ids), cid, "start")
         reused = cid in done
         if reused:
             v = done[cid]
         else:
             ctx = Context(budget=budget, seed=seed, device=dev,
-                          advance=(lambda f, cid=cid: on_progress(cid, min(float(f), 1.0))) if on_progress
-                          else (lambda f: None))
+                          advance=lambda f, cid=cid, i=i: report(progress, "verify", i + min(float(f), 1.0), len(ids), cid))
             v = REGISTRY[cid].run(ctx).to_json()
         verdicts.append(v)
         if verdict_figure is not None:
@@ -84,8 +81,7 @@ def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", see
                 figures[cid] = fig.name
                 v["figure"] = fig.name
         write_json(report_path, report_dict(verdicts, budget=budget, device=dev, seed=seed))
-        if on_claim_done is not None:
-            on_claim_done(v, reused)
+        report(progress, "verify", i + 1, len(ids), cid, "done", {"verdict": v, "reused": reused})
     rep = report_dict(verdicts, budget=budget, device=dev, seed=seed)
     write_json(report_path, rep)
     (out / "report.md").write_text(markdown(rep, figures))

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .._errors import invalid
+from ..events import Meter
 from .base import SCALES, Reproduction, Result
 from .c21 import C21_BETA_REPRODUCTION, c21_depths
 from .c21_cifar import C21_CIFAR_REPRODUCTION
@@ -64,11 +64,12 @@ def check_reproduction(name: str, *, scale: str, client=None, workers=None, sche
 
 def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odecheck-reproduce", client=None,
               workers: int | None = None, scheduler: str | None = None,
-              on_cell: Callable[[dict, list[dict], int, int], None] | None = None,
+              progress: Meter | None = None,
               device: str = "cpu", variant: str | None = None) -> dict[str, Any]:
     """Run reproduction ``name`` at ``scale`` on ``sweep`` under ``out/<name>-<scale>`` and return its
     JSON report (also written there as report.json, with report.md and figure.png). ``device``: where
-    the cells compute (as in :func:`odecheck.sweep`). ``variant``: one of the reproduction's other
+    the cells compute (as in :func:`odecheck.sweep`); ``progress``: a meter of :mod:`odecheck.events` (the
+    sweep's, task "sweep", or c21-cifar's own runs, task "reproduce"). ``variant``: one of the reproduction's other
     parametrizations (``m24-fig2``: ``script``), kept under ``out/<name>-<variant>-<scale>``."""
     from ..sweeps import SweepSpec, sweep
 
@@ -82,10 +83,10 @@ def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odec
         if client is not None or workers is not None or scheduler is not None:
             raise invalid("workers", workers or scheduler or "client", f"none: {name} trains in process (its "
                                                                         "networks are not engine models); use --device")
-        df = rep.run(spec, folder, device=device, on_cell=on_cell)
+        df = rep.run(spec, folder, device=device, progress=progress)
     else:
         df = sweep(SweepSpec.from_dict(spec), folder, client=client, workers=workers, scheduler=scheduler,
-                   on_cell=on_cell, device=device)
+                   progress=progress, device=device)
     results, data = rep.analyse(df, folder, spec)
     seconds = time.perf_counter() - t0
     figure = None

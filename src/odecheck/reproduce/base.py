@@ -30,7 +30,7 @@ class Reproduction:
     # other parametrizations of the same experiment: name -> (spec of a scale, what differs)
     variants: dict[str, tuple[Callable[[str], dict], str]] = field(default_factory=dict)
     # a study that is not a sweep of engine models (c21-cifar's staged conv nets): run(settings, folder,
-    # device=..., on_cell=...) -> table, in process; None: spec(scale) is a sweep spec
+    # device=..., progress=...) -> table, in process; None: spec(scale) is a sweep spec
     run: Callable[..., Any] | None = None
 
 

@@ -40,6 +40,7 @@ from .._io import atomic_write
 from ..claims.decisions import ALPHA
 from ..estimators import classify_regime
 from ..estimators.spectral import conv_operator_norm
+from ..events import report
 from ..plot import depth_ticks, pyplot, save
 from .base import Reproduction, Result, code_verdict, ols_beta, slope
 
@@ -238,7 +239,7 @@ def _settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps({**settings, "train": TRAIN}, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def run_c21_cifar(settings: dict, folder: Path, *, device: str = "cpu", on_cell=None):
+def run_c21_cifar(settings: dict, folder: Path, *, device: str = "cpu", progress=None):
     """Train every (depth, seed) of ``settings`` in process, each run's record written to
     ``folder/runs/`` as it finishes; runs already there are kept (the study resumes). A table, one row a run."""
     import pandas as pd
@@ -266,8 +267,7 @@ def run_c21_cifar(settings: dict, folder: Path, *, device: str = "cpu", on_cell=
             atomic_write(path, lambda f, r=rec: f.write(json.dumps(r).encode()))
         rows.append({"model.depth": L, "member": s, "status": rec["status"], "file": str(path.name),
                      "test_accuracy": rec.get("test_accuracy", float("nan")), "seconds": rec["seconds"]})
-        if on_cell is not None:
-            on_cell(path.stem, [rows[-1]], i + 1, len(jobs))
+        report(progress, "reproduce", i + 1, len(jobs), path.stem, "done", [rows[-1]])
     return pd.DataFrame(rows)
 
 
