@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from odecheck.report import write_json
-from odecheck.reproduce import _markdown
+from odecheck.reproduce import write_report
 from odecheck.reproduce.c21_cifar import C21_CIFAR_REPRODUCTION as REP
 
 
@@ -40,16 +39,11 @@ def main() -> None:
               f"({int(e.done)}/{int(e.total)}, {time.perf_counter() - t0:.0f} s)", flush=True)
 
     df = REP.run(settings, a.out, device=a.device, progress=progress)
-    results, data = REP.analyse(df, a.out, settings)
-    seconds = time.perf_counter() - t0
-    fig = REP.figure(data, results, a.out / "figure.png", f"c21-cifar subset: depths {a.depths}, widths {a.widths}, "
-                     f"{a.epochs} epochs, {a.seeds} seeds").name
-    report = {"name": "c21-cifar", "scale": "subset", "variant": None, "source": REP.source,
-              "description": REP.description + f"; subset: {json.dumps(settings)}", "seconds": round(seconds, 3),
-              "cell_seconds": float(df["seconds"].sum()), "executor": f"in process, {a.threads} thread(s)",
-              "device": a.device, "figure": fig, "results": [r.to_json() for r in results]}
-    write_json(a.out / "report.json", report)
-    (a.out / "report.md").write_text(_markdown(report))
+    write_report(REP, df, a.out, settings, t0=t0, label=f"c21-cifar subset: depths {a.depths}, widths {a.widths}, "
+                 f"{a.epochs} epochs, {a.seeds} seeds",
+                 fields={"name": "c21-cifar", "scale": "subset", "description": REP.description
+                         + f"; subset: {json.dumps(settings)}", "cell_seconds": float(df["seconds"].sum()),
+                         "executor": f"in process, {a.threads} thread(s)", "device": a.device})
     print((a.out / "report.md").read_text())
 
 

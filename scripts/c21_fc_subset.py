@@ -13,8 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from odecheck.report import write_json
-from odecheck.reproduce import _markdown
+from odecheck.reproduce import write_report
 from odecheck.reproduce.c21 import c21_depths
 from odecheck.reproduce.c21_fc import C21_FC_REPRODUCTION as REP
 from odecheck.reproduce.c21_fc import INITS, MODES
@@ -39,17 +38,13 @@ def main() -> None:
     spec["sweep"]["model.depth"] = c21_depths(3, args.max_depth)
     t0 = time.perf_counter()
     df = sweep(SweepSpec.from_dict(spec), args.out, workers=args.workers)
-    results, data = REP.analyse(df, args.out, spec)
-    seconds = time.perf_counter() - t0
-    figure = REP.figure(data, results, args.out / "figure.png",
-                        f"c21-fc paper settings, modes {args.modes}, inits {args.inits}, L <= {args.max_depth}").name
-    executor = f"LocalCluster({args.workers})" if args.workers else "in process"
-    report = {"name": "c21-fc", "variant": args.variant,
-              "scale": f"paper settings, modes {args.modes}, inits {args.inits}, depths 3..{args.max_depth}", "source": REP.source,
-              "description": REP.description, "seconds": round(seconds, 3), "executor": executor,
-              "device": "cpu", "figure": figure, "results": [r.to_json() for r in results]}
-    write_json(args.out / "report.json", report)
-    (args.out / "report.md").write_text(_markdown(report))
+    report = write_report(REP, df, args.out, spec, t0=t0, label=f"c21-fc paper settings, modes {args.modes}, inits "
+                          f"{args.inits}, L <= {args.max_depth}",
+                          fields={"name": "c21-fc", "variant": args.variant,
+                                  "scale": f"paper settings, modes {args.modes}, inits {args.inits}, depths "
+                                           f"3..{args.max_depth}", "description": REP.description,
+                                  "executor": f"LocalCluster({args.workers})" if args.workers else "in process",
+                                  "device": "cpu"})
     print(json.dumps({r["id"]: (r["verdict"], r["estimate"], r["ci"]) for r in report["results"]}, indent=1))
 
 

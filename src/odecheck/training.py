@@ -259,12 +259,13 @@ class _Record:
         num = torch.zeros(net.ensemble, dtype=torch.float64, device=net.device)
         for name in names:
             num += optim.flow_factor(net, name) * _sq_norm(net, name, grads[name])
-        self.gn[t] = num.sqrt().cpu().numpy()
+        num_np = num.cpu().numpy()  # one transfer; float64 sqrt is correctly rounded on either side
+        self.gn[t] = np.sqrt(num_np)
         with np.errstate(divide="ignore", invalid="ignore"):
-            self.pl[t] = num.cpu().numpy() / loss_np
+            self.pl[t] = num_np / loss_np
         if net.depth > 1 and increments:
             self.inc[t] = layer_increments(net.params, net.layer_families).amax(dim=1).cpu().numpy()
-        return torch.isfinite(num).cpu().numpy()
+        return np.isfinite(num_np)
 
 
 def _checked(optimizer, steps, start_step: int, engine, loss: str) -> tuple[optim.Optimizer, int]:
@@ -310,28 +311,30 @@ def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_st
     diverged_at = state.get("diverged_at", np.full(R, -1, dtype=np.int64)).copy()
     kept: dict[int, dict[str, np.ndarray]] = {}
     graphed = GraphedLossAndGrads(net, x, y, segment=engine.recompute, loss=loss) if engine.cuda_graph else None
+    frozen = state.get("frozen")  # set between calls (runner.EpochStopping), constant within one
+    alive = None  # the members stepped: made anew only when one diverges
     for t in range(rows):
         if t == steps and batches is not None:  # full-batch loss at the end: a forward pass, no gradients
             rec.loss[t] = _full_batch_loss(net, x, y, loss)
-            if start_step + t in snap:
-                kept[start_step + t] = net.numpy_weights()
-            break
-        xb, yb = (x, y) if batches is None else batches.draw()
-        value, grads = graphed() if graphed is not None else engine_loss_and_grads(
-            net, xb, yb, reuse=True, segment=engine.recompute, loss=loss)
-        net.io_directions(grads)  # conv io maps train as a kernel and a head
-        loss_np = value.double().cpu().numpy()
-        rec.loss[t] = loss_np
-        ok = np.isfinite(loss_np)
-        if opt.full_batch:
-            ok &= rec.gradient_row(t, net, grads, net.trainable, loss_np, engine.track_increments)
-        diverged_at[~ok & (diverged_at < 0)] = start_step + t
+        else:
+            xb, yb = (x, y) if batches is None else batches.draw()
+            value, grads = graphed() if graphed is not None else engine_loss_and_grads(
+                net, xb, yb, reuse=True, segment=engine.recompute, loss=loss)
+            net.io_directions(grads)  # conv io maps train as a kernel and a head
+            loss_np = value.double().cpu().numpy()
+            rec.loss[t] = loss_np
+            ok = np.isfinite(loss_np)
+            if opt.full_batch:
+                ok &= rec.gradient_row(t, net, grads, net.trainable, loss_np, engine.track_increments)
+            newly = ~ok & (diverged_at < 0)
+            diverged_at[newly] = start_step + t
         if start_step + t in snap:
             kept[start_step + t] = net.numpy_weights()
         if t == steps:
             break
-        frozen = state.get("frozen")
-        alive = torch.as_tensor((diverged_at < 0) if frozen is None else (diverged_at < 0) & ~frozen, device=net.device)
+        if alive is None or newly.any():
+            alive = torch.as_tensor((diverged_at < 0) if frozen is None else (diverged_at < 0) & ~frozen,
+                                    device=net.device)
         opt.step(net, grads, state, start_step + t + 1, alive)
         if callback is not None:
             callback(start_step + t + 1, loss_np)

@@ -87,27 +87,37 @@ def reproduce(name: str, *, scale: str = "smoke", out: str | os.PathLike = "odec
     else:
         df = sweep(SweepSpec.from_dict(spec), folder, client=client, workers=workers, scheduler=scheduler,
                    progress=progress, device=device)
+    executor = ("client" if client is not None else f"LocalCluster({workers})" if workers
+                else f"scheduler {scheduler}" if scheduler else "in process")
+    description = rep.description + (f"; variant {variant}: {rep.variants[variant][1]}" if variant else "")
+    label = f"{name}{f' --variant {variant}' if variant else ''} ({rep.source}), {scale} scale"
+    return write_report(rep, df, folder, spec, t0=t0, label=label,
+                        fields={"name": name, "scale": scale, "variant": variant, "description": description,
+                                "executor": executor, "device": device})
+
+
+def write_report(rep: Reproduction, df, folder: Path, spec, *, t0: float, label: str, fields: dict) -> dict[str, Any]:
+    """Analyse a finished study's table (``rep.analyse``), draw its figure (none without matplotlib) and write
+    ``folder/report.json`` and ``report.md``; returns the report. ``t0``: ``time.perf_counter()`` when the study
+    began; ``fields``: name, scale, variant, description, executor, device (and any further entries)."""
+    from .._io import write_json, write_text
+
     results, data = rep.analyse(df, folder, spec)
     seconds = time.perf_counter() - t0
     figure = None
     if data:
         try:
-            label = f"{name}{f' --variant {variant}' if variant else ''} ({rep.source}), {scale} scale"
             figure = rep.figure(data, results, folder / "figure.png", label).name
         except ImportError:  # matplotlib is the optional [plot] extra
             figure = None
-    executor = ("client" if client is not None else f"LocalCluster({workers})" if workers
-                else f"scheduler {scheduler}" if scheduler else "in process")
-    description = rep.description + (f"; variant {variant}: {rep.variants[variant][1]}" if variant else "")
-    report = {"name": name, "scale": scale, "variant": variant, "source": rep.source, "description": description,
-              "seconds": round(seconds, 3), "executor": executor, "device": device, "figure": figure,
-              "results": [r.to_json() for r in results]}
+    report = {"name": fields["name"], "scale": fields["scale"], "variant": fields.get("variant"),
+              "source": rep.source, "description": fields["description"], "seconds": round(seconds, 3),
+              **{k: v for k, v in fields.items() if k not in ("name", "scale", "variant", "description")},
+              "figure": figure, "results": [r.to_json() for r in results]}
     if "table" in data:
         report["table"] = data["table"]
-    from ..report import write_json
-
     write_json(folder / "report.json", report)
-    (folder / "report.md").write_text(_markdown(report))
+    write_text(folder / "report.md", _markdown(report))
     return report
 
 
@@ -136,5 +146,5 @@ def _markdown(rep: dict) -> str:
 
 
 __all__ = ["REPRODUCTIONS", "SCALES", "Reproduction", "Result", "c21_depths", "check_reproduction", "check_variant",
-           "reproduce"]
+           "reproduce", "write_report"]
 
