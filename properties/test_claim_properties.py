@@ -95,3 +95,13 @@ def test_init_scaling_regimes_in_scope(beta, act):
     assert ev.verdict != "refuted", ev
     if act == "tanh":  # power: with tanh every regime is resolved at these depths
         assert ev.verdict == "confirmed", ev
+
+
+@given(st.sampled_from(("mlp", "res1")), st.sampled_from(("gelu", "tanh")), st.integers(8, 16))
+def test_depth_transfer_in_scope(block, act, width):
+    # FWER <= 0.05 (Bonferroni over k examples): CompleteP with Adam is not refuted, and its blocks are not
+    # lazier than alpha = 1 predicts
+    ev = _evidence("depth-transfer", _alpha(), parametrization="completep", method="adam", block=block,
+                   activation=act, width=width)
+    assert ev.verdict != "refuted", ev
+    assert ev.details["laziness_call"] != "contradicts", ev.details["laziness_call"]

@@ -12,17 +12,17 @@ runner = CliRunner()
 
 IDS = ["ode-rate-fixed-weights", "tied-init-lipschitz", "trained-ode-limit", "iid-init-rough",
        "pl-overparameterized", "relu-counterexample", "init-scaling-regimes", "trained-scaling-regimes",
-       "feature-regularity"]
+       "feature-regularity", "depth-transfer"]
 
 
-def test_registry_has_exactly_the_eight_claims():
+def test_registry_has_exactly_the_claims():
     assert list(REGISTRY) == IDS
     for c in REGISTRY.values():
         assert c.statement and c.source and c.scope and c.decision and 0 < c.alpha < 1
 
 
 @pytest.mark.parametrize("cid", ["ode-rate-fixed-weights", "relu-counterexample", "init-scaling-regimes",
-                                 "pl-overparameterized", "feature-regularity"])
+                                 "pl-overparameterized", "feature-regularity", "depth-transfer"])
 def test_fast_claims_reach_expected_verdict_on_quick_budget(cid):
     torch.set_num_threads(1)
     v = REGISTRY[cid].run(Context(budget="quick", seed=0))

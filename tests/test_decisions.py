@@ -137,3 +137,22 @@ def test_brownian_band(ci, call):
 def test_feature_rule(smooth_ci, brownian_ci, smooth_r, brownian_r, verdict):
     assert D.feature_decision(smooth_ci=smooth_ci, brownian_ci=brownian_ci, smooth_regimes=smooth_r,
                               brownian_regimes=brownian_r) == verdict
+
+
+@pytest.mark.parametrize("transfer,lazy_ci,expected,verdict,call", [
+    ("transfers", (-0.1, 0.1), 0.0, "confirmed", "ok"),
+    ("transfers", (-0.3, 0.1), 0.0, "inconclusive", "unresolved"),
+    ("transfers", (-0.7, -0.3), 0.0, "refuted", "contradicts"),      # lazier than alpha = 1 predicts
+    ("drifts", (-0.1, 0.1), 0.0, "refuted", "ok"),
+    ("inconclusive", (-0.1, 0.1), 0.0, "inconclusive", "ok"),
+    ("transfers", (-0.6, -0.4), -0.5, "confirmed", "ok"),             # Depth-muP: alpha - 1 = -1/2
+    ("transfers", (-0.1, 0.1), -0.5, "refuted", "contradicts"),
+    ("transfers", None, 0.0, "confirmed", "not applicable"),          # a block linear in its weights
+    ("drifts", None, 0.0, "refuted", "not applicable"),
+    ("inconclusive", None, 0.0, "inconclusive", "not applicable"),
+])
+def test_transfer_rule(transfer, lazy_ci, expected, verdict, call):
+    from odecheck.claims.decisions import LAZY_BAND, transfer_decision
+
+    assert LAZY_BAND == abs(-0.5 - 0.0) / 2  # halfway between the Depth-muP and CompleteP predictions
+    assert transfer_decision(transfer, lazy_ci, expected) == (verdict, call)

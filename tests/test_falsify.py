@@ -47,3 +47,16 @@ def test_library_errors_name_arguments_and_the_cli_names_flags():
     assert res.exit_code == 2 and "--widen 'colour'" in res.output
     res = runner.invoke(app, ["falsify", "tied-init-lipschitz", "--max-examples", "0"])
     assert res.exit_code == 2 and "--max-examples 0" in res.output
+
+
+def test_the_standard_parametrization_is_a_counterexample_to_depth_transfer():
+    # outside the scope: no residual scaling and one learning rate; its optimum drifts with depth or its
+    # laziness contradicts alpha - 1 (either refutes)
+    import torch
+
+    from odecheck.falsify import replay
+
+    torch.set_num_threads(1)
+    ev = replay("depth-transfer", {"parametrization": "standard", "method": "adam", "block": "mlp",
+                                   "activation": "gelu", "width": 16})
+    assert ev.verdict == "refuted", ev.details["reason"]

@@ -172,3 +172,24 @@ def test_split_epoch_sampled_run_equals_one_run(sampling):
 def test_sampling_is_refused_by_name():
     with pytest.raises(oc.InvalidArgument, match="sampling"):
         SGD(lr=0.1, batch_size=2, sampling="bootstrap")
+
+
+@pytest.mark.parametrize("method", ["sgd", "adam"])
+def test_member_lr_is_each_member_run_at_its_own_learning_rate(method):
+    # one ensemble holding two learning rates equals two runs, one per learning rate
+    ds = oc.gaussian_task(6, 3, 3, seed=2, dtype=torch.float64)
+    kw = dict(block="mlp", depth=5, dim=3, width=4, activation="tanh", init="iid", seed=0, dtype=torch.float64)
+    both = oc.ResNet(ensemble=2, **kw)
+    first = oc.ResNet(ensemble=2, **kw)
+    extra = {"momentum": 0.5} if method == "sgd" else {}
+    train(both, ds, optimizer(method, lr=0.1, batch_size=6, member_lr=(1.0, 0.25), **extra), steps=4)
+    for r, lr in ((0, 0.1), (1, 0.025)):
+        one = first.clone()
+        train(one, ds, optimizer(method, lr=lr, batch_size=6, **extra), steps=4)
+        for k, v in both.weights.items():
+            torch.testing.assert_close(v[r], one.weights[k][r], rtol=1e-12, atol=1e-14)
+    with pytest.raises(oc.InvalidArgument, match="member_lr"):
+        train(oc.ResNet(ensemble=3, **kw), ds, optimizer(method, lr=0.1, batch_size=6, member_lr=(1.0, 2.0)),
+              steps=1)
+    with pytest.raises(oc.InvalidArgument, match="member_lr"):
+        optimizer(method, lr=0.1, batch_size=6, member_lr=(1.0, -2.0))

@@ -114,24 +114,44 @@ def test_laziness_refuses_blocks_it_does_not_cover():
 
 
 def test_the_transfer_grid_trains_each_cell_as_a_direct_call_would():
+    # the grid trains each depth's learning rates as one ensemble (per-member factors on the step); each of
+    # its cells must equal a direct run of the rule's optimizer at that learning rate on the same seeds
     import numpy as np
 
-    from odecheck.parametrizations import TransferGrid, final_losses
+    from odecheck.claims import TransferConfig
+    from odecheck.parametrizations import final_losses
 
-    grid = TransferGrid(parametrization="depth-mup", depths=(2, 4, 8), log2_lrs=(-6.0, -4.0, -2.0), steps=3,
-                        ensemble=2, n=8, dim=3, width=4)
+    cfg = TransferConfig(parametrization="depth-mup", depths=(2, 4, 8), log2_lrs=(-6.0, -4.0, -2.0), steps=3,
+                         ensemble=2, lazy_members=2, samples=8, dim=3, width=4, dtype="float64")
     seen = []
-    losses = final_losses(grid, progress=lambda e: seen.append((e.done, e.total)))
-    assert losses.shape == (3, 3, 2) and seen[-1] == (9, 9)
-    # one cell by hand: depth 8, lr 2^-4, the rule's optimizer (Adam, hidden lr / sqrt(8 / 8))
+    losses = final_losses(cfg, progress=lambda e: seen.append((e.done, e.total)))
+    assert losses.shape == (3, 3, 2) and seen[-1] == (3, 3)
     data = oc.teacher_task(8, 3, seed=0, dtype=torch.float64)
-    net = oc.ResNet(block="mlp", depth=8, dim=3, width=4, activation="gelu", init="iid", ensemble=2, seed=0,
-                    dtype=torch.float64, beta=0.5)
-    ref = train(net, data, oc.Adam(lr=2.0 ** -4, batch_size=8, hidden_lr=(8 / 8) ** -0.5), steps=3).loss[-1]
-    np.testing.assert_array_equal(losses[2, 1], ref)
-    net2 = oc.ResNet(block="mlp", depth=2, dim=3, width=4, activation="gelu", init="iid", ensemble=2, seed=0,
-                     dtype=torch.float64, beta=0.5)  # depth 2 = base / 4: hidden lr twice the base lr
-    ref2 = train(net2, data, oc.Adam(lr=2.0 ** -6, batch_size=8, hidden_lr=2.0), steps=3).loss[-1]
-    np.testing.assert_array_equal(losses[0, 0], ref2)
+    for d, L, g, hidden in ((2, 8, 1, (8 / 8) ** -0.5), (0, 2, 0, 2.0), (1, 4, 2, 2 ** 0.5)):
+        # depth L, lr 2^log2_lrs[g]: Adam with hidden lr (L / 8)^-1/2 (twice the base lr at L = 2)
+        net = oc.ResNet(block="mlp", depth=L, dim=3, width=4, activation="gelu", init="iid", ensemble=2, seed=0,
+                        dtype=torch.float64, beta=0.5)
+        ref = train(net, data, oc.Adam(lr=2.0 ** cfg.log2_lrs[g], batch_size=8, hidden_lr=hidden), steps=3).loss[-1]
+        np.testing.assert_allclose(losses[d, g], ref, rtol=1e-12)
     with pytest.raises(oc.InvalidArgument, match="depths"):
-        TransferGrid(parametrization="standard", depths=(8, 16))
+        TransferConfig(parametrization="standard", depths=(8, 16))
+    with pytest.raises(oc.InvalidArgument, match="log2_lrs"):
+        TransferConfig(log2_lrs=(0.0, -1.0, 1.0))
+    with pytest.raises(oc.InvalidArgument, match="parametrization"):
+        TransferConfig(parametrization="mup")
+
+
+def test_laziness_by_depth_is_the_laziness_of_one_step_of_the_rule():
+    import numpy as np
+
+    from odecheck.claims import TransferConfig
+    from odecheck.parametrizations import laziness_by_depth
+
+    cfg = TransferConfig(depths=(2, 4, 8), ensemble=3, lazy_members=2, samples=8, dim=3, width=4, lazy_log2_lr=-3.0)
+    got = laziness_by_depth(cfg)
+    data = oc.teacher_task(8, 3, seed=0, dtype=torch.float64)
+    net = oc.ResNet(block="mlp", depth=4, dim=3, width=4, activation="gelu", init="iid", ensemble=2, seed=0,
+                    dtype=torch.float64, beta=1.0)
+    before = {k: v.clone() for k, v in net.weights.items()}
+    train(net, data, oc.Adam(lr=2.0 ** -3, batch_size=8, hidden_eps=2.0), steps=1)  # CompleteP, m_L = 4 / 8: eps / m_L
+    np.testing.assert_allclose(got[1], laziness(net, data.x, before).numpy(), rtol=1e-12)

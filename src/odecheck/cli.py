@@ -113,7 +113,7 @@ def _check_writable_file(option: str, path: Path | None) -> None:
 @app.command()
 def verify(
     budget: str = typer.Option("standard", help="quick | standard | thorough"),
-    claims: str | None = typer.Option(None, help="Comma-separated claim ids (default: all nine)."),
+    claims: str | None = typer.Option(None, help="Comma-separated claim ids (default: all of them)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     seed: int = typer.Option(0, help="Seed of every statistical sample (derived per claim)."),
     out: Path = typer.Option(Path("odecheck-report"), help="Directory for report.md, report.json and figures."),

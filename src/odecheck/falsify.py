@@ -24,6 +24,7 @@ from .claims.decisions import BETAS
 from .claims.init_scaling import InitScalingConfig
 from .claims.pl import PLConfig
 from .claims.rates import TrainingConfig
+from .claims.transfer import TransferConfig
 from .strategies import derived_seed
 
 INITS_ALL = ("tied", "smooth(0.3)", "iid", "fbm(0.3)", "fbm(0.8)", "zero")
@@ -94,6 +95,15 @@ PROBES: dict[str, Probe] = {
         widened={"activation": st.sampled_from(ACTIVATIONS),
                  "init": st.sampled_from(("iid", "smooth(0.1)", "fbm(0.2)", "fbm(0.8)")),
                  "betas": st.sampled_from(BETAS).map(lambda b: (b,))}),
+    "depth-transfer": Probe(
+        # depths 8..32, 8 seeds, learning rates 2^-5..2^1 (past the optimum on both sides for the three rules)
+        "depth-transfer", TransferConfig(depths=(8, 16, 32), ensemble=8, log2_lrs=tuple(float(x) for x in range(-5, 2))),
+        scope={"parametrization": st.just("completep"), "method": st.just("adam"),
+               "block": st.sampled_from(("mlp", "res1")), "activation": st.sampled_from(("gelu", "tanh")),
+               "width": st.integers(8, 16)},
+        widened={"parametrization": st.sampled_from(("completep", "depth-mup", "standard")),
+                 "method": st.sampled_from(("adam", "sgd")), "block": st.sampled_from(("mlp", "res1")),
+                 "activation": st.sampled_from(ACTIVATIONS), "width": st.integers(2, 32)}),
 }
 
 

@@ -144,6 +144,9 @@ class _Minibatch(Optimizer):
     # for Adam, their epsilon are multiplied by these; A, B and a shared delta keep lr and eps
     hidden_lr: float = 1.0
     hidden_eps: float = 1.0
+    # per-member factors on the step (None: 1 for every member): an ensemble that holds a learning-rate grid,
+    # member r moving by lr * member_lr[r] (odecheck.parametrizations trains claim 10's grid in one ensemble)
+    member_lr: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -155,6 +158,13 @@ class _Minibatch(Optimizer):
                 raise invalid(name, getattr(self, name), "a positive float")
         if not isinstance(self.depth_factor, bool):
             raise invalid("depth_factor", self.depth_factor, "a bool")
+        if self.member_lr is not None:
+            if isinstance(self.member_lr, (str, bytes)) or not hasattr(self.member_lr, "__iter__"):
+                raise invalid("member_lr", self.member_lr, "None or one positive float per member")
+            factors = tuple(self.member_lr)
+            if not factors or not all(check_float("member_lr", f) > 0 for f in factors):
+                raise invalid("member_lr", self.member_lr, "None or one positive float per member")
+            object.__setattr__(self, "member_lr", factors)
         # batch_size: checked by the training loop against the number of rows
 
     def bind(self, *, steps: int, start_step: int) -> _Minibatch:
@@ -168,6 +178,20 @@ class _Minibatch(Optimizer):
         if self.schedule == "constant":
             return self.lr
         return self.lr * 0.5 * (1.0 + math.cos(math.pi * (t - 1) / self.total_steps))
+
+    def init(self, net, state: dict | None = None) -> dict:
+        if self.member_lr is not None and len(self.member_lr) != net.ensemble:
+            raise invalid("member_lr", f"<{len(self.member_lr)} factors>", f"one factor per member ({net.ensemble})")
+        return super().init(net, state)
+
+    def per_member(self, net, name: str, step: torch.Tensor) -> torch.Tensor:
+        """``step`` times each member's ``member_lr`` factor (``step`` itself without them)."""
+        if self.member_lr is None:
+            return step
+        p = net.params[name]
+        shape = [1] * p.ndim
+        shape[member_axis(name, net.layered)] = net.ensemble
+        return step * torch.tensor(self.member_lr, dtype=p.dtype, device=p.device).view(shape)
 
     def gradient(self, net, name: str, grads) -> torch.Tensor:
         g = grads[name]
@@ -191,7 +215,7 @@ class SGD(_Minibatch):
         super().__post_init__()
 
     def init(self, net, state: dict | None = None) -> dict:
-        state = {} if state is None else state
+        state = super().init(net, state)
         for k in [k for k in net.trainable if k in state]:
             state[f"momentum/{k}"] = state.pop(k)  # checkpoints written before the keys were prefixed
         return state
@@ -204,7 +228,8 @@ class SGD(_Minibatch):
                 buf = state.setdefault(f"momentum/{name}", torch.zeros_like(g))
                 buf.mul_(self.momentum).add_(g)
                 g = buf
-            net.params[name].sub_(masked(net, name, g, alive), alpha=rate * self.factor(net, name))
+            net.params[name].sub_(masked(net, name, self.per_member(net, name, g), alive),
+                                  alpha=rate * self.factor(net, name))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,7 +241,7 @@ class Adam(_Minibatch):
     eps: float = 1e-8
 
     def init(self, net, state: dict | None = None) -> dict:
-        state = {} if state is None else state
+        state = super().init(net, state)
         for k in [k for k in state if isinstance(k, tuple)]:
             state[f"{k[0]}/{k[1]}"] = state.pop(k)  # checkpoints written before: ("m", name) keys
         return state
@@ -235,7 +260,8 @@ class Adam(_Minibatch):
             s = net.io_scale(name)
             eps = self.eps * self.hidden_eps if name in net.layered else self.eps
             step = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps * s)
-            net.params[name].sub_(masked(net, name, step, alive), alpha=rate * (self.factor(net, name) * s))
+            net.params[name].sub_(masked(net, name, self.per_member(net, name, step), alive),
+                                  alpha=rate * (self.factor(net, name) * s))
 
 
 OPTIMIZERS: dict[Method, type[Optimizer]] = {"gradient_flow": GradientFlow, "sgd": SGD, "adam": Adam}

@@ -119,67 +119,75 @@ def laziness(net, x, before: dict[str, torch.Tensor]) -> torch.Tensor:
     return out
 
 
+def grid_network(cfg, depth: int):
+    """The networks of one depth of claim 10's grid (``cfg``: a :class:`odecheck.claims.TransferConfig`) in one
+    ensemble of G * R members: member g * R + r is seed member r (the same initialization for every learning
+    rate) to be trained at learning rate 2^log2_lrs[g]."""
+    from .models import ResNet
+
+    p = parametrization(cfg.parametrization)
+    G, R = len(cfg.log2_lrs), cfg.ensemble
+    kw = dict(block=cfg.block, depth=depth, dim=cfg.dim, width=cfg.width, activation=cfg.activation, init=cfg.init,
+              seed=cfg.seed, dtype=cfg.torch_dtype, **p.model_options())
+    seeds = ResNet(ensemble=R, **kw)
+    net = ResNet(ensemble=G * R, **kw)
+    return net.load_weights_({k: torch.cat([v] * G, dim=0) for k, v in seeds.weights.items()})
 
 
-@dataclass(frozen=True, kw_only=True)
-class TransferGrid:
-    """The experiment of claim 10: for one parametrization and optimizer, every learning rate 2^x of
-    ``log2_lrs`` at every depth of ``depths``, ``ensemble`` members (independent seeds) trained ``steps``
-    full-batch steps on the [M24] teacher task (n samples, dim d, an mlp teacher); the final losses."""
-
-    parametrization: str
-    method: str = "adam"
-    depths: tuple[int, ...] = (8, 16, 32, 64, 128)
-    log2_lrs: tuple[float, ...] = tuple(float(x) for x in range(-12, 3))
-    steps: int = 100
-    base_depth: int = 8
-    ensemble: int = 4
-    seed: int = 0
-    dim: int = 8
-    width: int = 16
-    activation: str = "gelu"
-    init: str = "iid"
-    n: int = 64
-
-    def __post_init__(self) -> None:
-        parametrization(self.parametrization)
-        check_choice("method", self.method, ("sgd", "adam"))
-        for name in ("steps", "base_depth", "ensemble", "dim", "width", "n"):
-            check_int(name, getattr(self, name), 1)
-        if len(self.depths) < 3 or any(not isinstance(L, int) or L < 1 for L in self.depths):
-            raise invalid("depths", self.depths, "at least 3 positive integer depths")
-        if len(self.log2_lrs) < 3:
-            raise invalid("log2_lrs", self.log2_lrs, "at least 3 learning rates (powers of 2)")
+def grid_optimizer(cfg, depth: int) -> Optimizer:
+    """The optimizer of one depth of claim 10's grid: the parametrization's rule at ``depth`` with the
+    learning rates of :func:`grid_network`'s members as per-member factors (full batch)."""
+    factors = tuple(float(2.0 ** x) for x in cfg.log2_lrs for _ in range(cfg.ensemble))
+    return parametrization(cfg.parametrization).optimizer(cfg.method, lr=1.0, depth=depth, base_depth=cfg.base_depth,
+                                                          batch_size=cfg.samples, member_lr=factors)
 
 
-def final_losses(grid: TransferGrid, *, progress=None) -> np.ndarray:
-    """(depths, learning rates, members) final full-batch losses of ``grid`` (NaN where a run diverged);
-    ``progress``: a meter of :mod:`odecheck.events` (task "transfer", "done" per (depth, learning rate))."""
+def final_losses(cfg, *, progress=None) -> np.ndarray:
+    """(depths, learning rates, members) final full-batch losses of claim 10's grid ``cfg`` (a
+    :class:`odecheck.claims.TransferConfig`) on the teacher task, NaN where a run diverged; each depth's
+    learning rates train as one ensemble (:func:`grid_network`). ``progress``: a meter of
+    :mod:`odecheck.events` (task "transfer", "done" per depth)."""
+    from .data import teacher_task
+    from .training import train
+
+    data = teacher_task(cfg.samples, cfg.dim, seed=cfg.seed, dtype=cfg.torch_dtype)
+    G, R = len(cfg.log2_lrs), cfg.ensemble
+    out = np.full((len(cfg.depths), G, R), np.nan)
+    for d, L in enumerate(cfg.depths):
+        loss = train(grid_network(cfg, L), data, grid_optimizer(cfg, L), steps=cfg.steps).loss[-1]
+        out[d] = np.asarray(loss, dtype=float).reshape(G, R)
+        report(progress, "transfer", d + 1, len(cfg.depths), L, "done", out[d])
+    return out
+
+
+def laziness_by_depth(cfg, *, progress=None) -> np.ndarray:
+    """(depths, members) [CP25]'s laziness after one full-batch step at learning rate 2^lazy_log2_lr under the
+    parametrization's rule, for the first ``lazy_members`` seed members of claim 10's grid ``cfg``."""
     from .data import teacher_task
     from .models import ResNet
     from .training import train
 
-    p = parametrization(grid.parametrization)
-    data = teacher_task(grid.n, grid.dim, seed=grid.seed, dtype=torch.float64)
-    out = np.full((len(grid.depths), len(grid.log2_lrs), grid.ensemble), np.nan)
-    total = out.shape[0] * out.shape[1]
-    for d, L in enumerate(grid.depths):
-        for g, x in enumerate(grid.log2_lrs):
-            net = ResNet(block="mlp", depth=L, dim=grid.dim, width=grid.width, activation=grid.activation,
-                         init=grid.init, ensemble=grid.ensemble, seed=grid.seed, dtype=torch.float64,
-                         **p.model_options())
-            opt = p.optimizer(grid.method, lr=2.0 ** x, depth=L, base_depth=grid.base_depth, batch_size=grid.n)
-            out[d, g] = train(net, data, opt, steps=grid.steps).loss[-1]
-            report(progress, "transfer", d * out.shape[1] + g + 1, total, (L, x), "done", out[d, g])
+    p = parametrization(cfg.parametrization)
+    data = teacher_task(cfg.samples, cfg.dim, seed=cfg.seed, dtype=torch.float64)
+    out = np.empty((len(cfg.depths), cfg.lazy_members))
+    for d, L in enumerate(cfg.depths):
+        net = ResNet(block=cfg.block, depth=L, dim=cfg.dim, width=cfg.width, activation=cfg.activation, init=cfg.init,
+                     ensemble=cfg.lazy_members, seed=cfg.seed, dtype=torch.float64, **p.model_options())
+        before = {k: v.clone() for k, v in net.weights.items()}
+        opt = p.optimizer(cfg.method, lr=2.0 ** cfg.lazy_log2_lr, depth=L, base_depth=cfg.base_depth,
+                          batch_size=cfg.samples)
+        train(net, data, opt, steps=1)
+        out[d] = laziness(net, data.x, before).numpy()
+        report(progress, "laziness", d + 1, len(cfg.depths), L, "done", out[d])
     return out
 
 
-def depth_transfer(grid: TransferGrid, *, level: float = 0.95, progress=None):
-    """eta*(L) over ``grid`` and its drift across depths (``estimators.transfer.transfer_slope``)."""
+def depth_transfer(cfg, *, level: float = 0.95, progress=None):
+    """eta*(L) over claim 10's grid ``cfg`` and its drift across depths (``estimators.transfer.transfer_slope``)."""
     from .estimators.transfer import transfer_slope
 
-    return transfer_slope(grid.depths, grid.log2_lrs, final_losses(grid, progress=progress), level=level)
+    return transfer_slope(cfg.depths, cfg.log2_lrs, final_losses(cfg, progress=progress), level=level)
 
 
-__all__ = ["PARAMETRIZATIONS", "Parametrization", "TransferGrid", "depth_transfer", "final_losses", "laziness",
-           "parametrization"]
+__all__ = ["PARAMETRIZATIONS", "Parametrization", "depth_transfer", "final_losses", "grid_network", "grid_optimizer",
+           "laziness", "laziness_by_depth", "parametrization"]

@@ -126,10 +126,56 @@ def verdict_figure(v: dict, path: Path) -> Path | None:
         ax.set_xlabel("depth L")
         ax.set_ylabel("||h_L - h_0|| / ||h_0|| at init")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    elif kind == "transfer":
+        fig, axes = plt.subplots(1, 2, figsize=(10.5, 4))
+        transfer_axes(axes, d["depths"], d["log2_lrs"], d["losses"], d["optimum"], v["estimate"], tuple(v["ci"]),
+                      d["band"])
     else:
         return None
     save(fig, path, title)
     return path
+
+
+def transfer_axes(axes, depths, log2_lrs, losses, optimum, slope, ci, band, label: str = "") -> None:
+    """Claim 10's two panels: the final loss against the learning rate, one curve per depth (geometric mean
+    over seeds, the optima marked), and eta*(L) against L with the fitted drift and the band of no drift."""
+    depths = np.asarray(depths, dtype=float)
+    x = np.asarray(log2_lrs, dtype=float)
+    V = np.asarray(losses, dtype=float)  # (D, G, R)
+    opt = np.asarray(optimum, dtype=float)  # (D, R)
+    colors = pyplot().cm.viridis(np.linspace(0, 0.9, len(depths)))
+    with np.errstate(all="ignore"):
+        curves = np.exp(np.nanmean(np.log(np.where(np.isfinite(V) & (V > 0), V, np.nan)), axis=2))
+    for d, L in enumerate(depths):
+        axes[0].plot(x, curves[d], "o-", ms=3, color=colors[d], label=f"L = {int(L)}")
+        o = np.nanmean(opt[d]) if np.isfinite(opt[d]).any() else np.nan
+        if np.isfinite(o):
+            axes[0].axvline(o, color=colors[d], lw=0.8, ls=":")
+    axes[0].set_yscale("log")
+    if np.isfinite(curves).any():  # diverging learning rates would squash the curves' bottoms
+        axes[0].set_ylim(0.5 * np.nanmin(curves), 30 * np.nanmedian(curves))
+    axes[0].set_xlabel("log2 learning rate")
+    axes[0].set_ylabel("final loss (geometric mean over seeds)")
+    axes[0].legend(fontsize=7)
+    if label:
+        axes[0].set_title(label, fontsize=9)
+    for r in range(opt.shape[1]):
+        axes[1].scatter(depths, opt[:, r], s=8, color="0.6", zorder=2)
+    mean = np.array([np.nanmean(o) if np.isfinite(o).any() else np.nan for o in opt])
+    axes[1].plot(depths, mean, "o", color="C0", label="eta*(L), mean over seeds", zorder=3)
+    if np.isfinite(slope) and np.isfinite(mean).all():
+        xs = np.log2(depths)
+        c = mean.mean() - slope * xs.mean()
+        axes[1].plot(depths, c + slope * xs, "-", color="C1", label=f"drift {slope:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
+        mid = mean.mean()
+        for b in (-band, band):
+            axes[1].plot(depths, mid + b * (xs - xs.mean()), "--", color="k", lw=0.8)
+        axes[1].plot([], [], "--", color="k", lw=0.8, label=f"no-drift band +-{band:.3g}")
+    axes[1].set_xscale("log", base=2)
+    depth_ticks(axes[1], depths)
+    axes[1].set_xlabel("depth L")
+    axes[1].set_ylabel("log2 eta*")
+    axes[1].legend(fontsize=7)
 
 
 def path_figures(rows: list[dict], folder: Path) -> list[Path]:

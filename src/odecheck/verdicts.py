@@ -15,7 +15,7 @@ from .claims.decisions import ALPHA
 
 # claims decide confirmed / refuted / inconclusive (or diverged); a reproduction may only measure
 Decision = Literal["confirmed", "refuted", "inconclusive", "diverged", "measured"]
-FigureKind = Literal["loglog", "pl", "cells"]
+FigureKind = Literal["loglog", "pl", "cells", "transfer"]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The claims registry: the nine claims of docs/theory.md, in order.
+"""The claims registry: the claims of docs/theory.md, in order.
 
 Each claim has one experiment, ``claim.evidence(config) -> Evidence``, run on a frozen config:
 ``claim.config("quick")`` (the budgets are presets), or a widened one (``config.replace(...)``, as
@@ -11,9 +11,11 @@ from .init_scaling import INIT_SCALING, InitScalingConfig
 from .pl import PL, PLConfig
 from .rates import ODE_RATE, TIED_LIPSCHITZ, TRAINED_ODE, OdeRateConfig, TrainingConfig
 from .roughness import IID_ROUGH, RELU_COUNTEREXAMPLE, TRAINED_REGIMES, RegimesConfig, ReluConfig
+from .transfer import DEPTH_TRANSFER, TransferConfig
 
 REGISTRY: dict[str, Claim] = {c.id: c for c in (ODE_RATE, TIED_LIPSCHITZ, TRAINED_ODE, IID_ROUGH, PL,
-                                                RELU_COUNTEREXAMPLE, INIT_SCALING, TRAINED_REGIMES, FEATURES)}
+                                                RELU_COUNTEREXAMPLE, INIT_SCALING, TRAINED_REGIMES, FEATURES,
+                                                DEPTH_TRANSFER)}
 
 __all__ = ["BUDGETS", "REGISTRY", "Claim", "Context", "Evidence", "ExperimentConfig", "FeatureConfig", "InitScalingConfig",
-           "OdeRateConfig", "PLConfig", "RegimesConfig", "ReluConfig", "TrainingConfig", "Verdict"]
+           "OdeRateConfig", "PLConfig", "RegimesConfig", "ReluConfig", "TrainingConfig", "TransferConfig", "Verdict"]

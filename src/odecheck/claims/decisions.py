@@ -159,3 +159,26 @@ def feature_decision(*, smooth_ci, brownian_ci, smooth_regimes, brownian_regimes
             or all(r == "ode" for r in brownian_regimes)):
         return "refuted"
     return "inconclusive"
+
+
+# Claim 10's second estimate: [CP25]'s laziness scales like L^(alpha - 1). The band reaches halfway to the
+# neighbouring rule's prediction (Depth-muP alpha - 1 = -1/2, CompleteP 0), so no other rule's slope lies in it.
+LAZY_BAND = 0.25
+
+
+def transfer_decision(transfer: str, lazy_ci: tuple[float, float] | None, expected_lazy: float,
+                      band: float = LAZY_BAND) -> tuple[Outcome, str]:
+    """depth-transfer: ``transfer`` is the transfer estimator's call ("transfers", "drifts", "inconclusive"),
+    ``lazy_ci`` the laziness slope's interval. The laziness call is 'ok' inside expected_lazy +- band,
+    'contradicts' wholly outside it, else 'unresolved'. Confirmed if it transfers and the laziness is 'ok';
+    refuted if it drifts or the laziness contradicts; else inconclusive. ``lazy_ci`` None: a block linear in
+    its weights, whose laziness is 0 by construction (call 'not applicable'): the transfer decides alone.
+    Returns (verdict, laziness call)."""
+    if lazy_ci is None:
+        return {"transfers": "confirmed", "drifts": "refuted"}.get(transfer, "inconclusive"), "not applicable"
+    lazy = brownian_decision(tuple(lazy_ci), (expected_lazy - band, expected_lazy + band))
+    if transfer == "transfers" and lazy == "ok":
+        return "confirmed", lazy
+    if transfer == "drifts" or lazy == "contradicts":
+        return "refuted", lazy
+    return "inconclusive", lazy
