@@ -105,3 +105,12 @@ def test_depth_transfer_in_scope(block, act, width):
                    activation=act, width=width)
     assert ev.verdict != "refuted", ev
     assert ev.details["laziness_call"] != "contradicts", ev.details["laziness_call"]
+
+
+@given(st.sampled_from((0.05, 0.1)), st.sampled_from((12, 16)))
+def test_mean_ode_rate_in_scope(eta, width):
+    # FWER <= 0.05 (Bonferroni over k examples): tanh mean-field blocks with a small step are not refuted, and
+    # the run-to-run spread (resolved at 512 members) is never called contradicting L^-1/2
+    ev = _evidence("mean-ode-rate", _alpha(), activation="tanh", eta=eta, width=width, dim=16)
+    assert ev.verdict != "refuted", ev
+    assert ev.details["spread_call"] != "contradicts", ev.details

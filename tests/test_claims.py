@@ -12,7 +12,7 @@ runner = CliRunner()
 
 IDS = ["ode-rate-fixed-weights", "tied-init-lipschitz", "trained-ode-limit", "iid-init-rough",
        "pl-overparameterized", "relu-counterexample", "init-scaling-regimes", "trained-scaling-regimes",
-       "feature-regularity", "depth-transfer"]
+       "feature-regularity", "depth-transfer", "mean-ode-rate"]
 
 
 def test_registry_has_exactly_the_claims():
@@ -22,7 +22,7 @@ def test_registry_has_exactly_the_claims():
 
 
 @pytest.mark.parametrize("cid", ["ode-rate-fixed-weights", "relu-counterexample", "init-scaling-regimes",
-                                 "pl-overparameterized", "feature-regularity", "depth-transfer"])
+                                 "pl-overparameterized", "feature-regularity", "depth-transfer", "mean-ode-rate"])
 def test_fast_claims_reach_expected_verdict_on_quick_budget(cid):
     torch.set_num_threads(1)
     v = REGISTRY[cid].run(Context(budget="quick", seed=0))

@@ -111,8 +111,8 @@ class _KernelLoss(torch.autograd.Function):
         return go * ctx.grad, None, None, None, None
 
 
-@pytest.mark.parametrize("block,name", [("mlp", "V"), ("mlp", "W"), ("single", "W"), ("single", "b"),
-                                        ("res1", "V"), ("mlp", "A"), ("mlp", "B"), ("conv", "W"), ("conv", "V")])
+@pytest.mark.parametrize("block,name", [("mlp", "V"), ("mlp", "W"), ("meanfield", "V"), ("meanfield", "W"),
+                                        ("single", "W"), ("single", "b"), ("res1", "V"), ("mlp", "A"), ("mlp", "B"), ("conv", "W"), ("conv", "V")])
 @pytest.mark.parametrize("act", ["tanh", "gelu", "softplus"])
 def test_gradcheck_float64(block, name, act, path):
     net = make(block, act, depth=3, ensemble=2)

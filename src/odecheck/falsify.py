@@ -22,6 +22,7 @@ from .claims import REGISTRY
 from .claims.base import Evidence, ExperimentConfig
 from .claims.decisions import BETAS
 from .claims.init_scaling import InitScalingConfig
+from .claims.mean_ode import MeanOdeConfig
 from .claims.pl import PLConfig
 from .claims.rates import TrainingConfig
 from .claims.transfer import TransferConfig
@@ -104,6 +105,13 @@ PROBES: dict[str, Probe] = {
         widened={"parametrization": st.sampled_from(("completep", "depth-mup", "standard")),
                  "method": st.sampled_from(("adam", "sgd")), "block": st.sampled_from(("mlp", "res1")),
                  "activation": st.sampled_from(ACTIVATIONS), "width": st.integers(2, 32)}),
+    "mean-ode-rate": Probe(
+        # depths 4..32, 512 members: the spread is resolved, the bias may be declined (more members)
+        "mean-ode-rate", MeanOdeConfig(depths=(4, 8, 16, 32), ensemble=512),
+        scope={"activation": st.just("tanh"), "eta": st.sampled_from((0.05, 0.1)), "width": st.sampled_from((12, 16)),
+               "dim": st.just(16)},
+        widened={"activation": st.sampled_from(ACTIVATIONS), "eta": st.sampled_from((0.05, 0.1, 0.3, 1.0)),
+                 "width": st.integers(1, 64), "dim": st.integers(10, 32)}),
 }
 
 

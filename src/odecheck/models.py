@@ -33,7 +33,7 @@ from .blocks.single import PER_LAYER_DELTAS, SHARED_DELTAS
 from .init import Init, as_init, member_generator, sample_stack
 from .validation import as_tensor, check_choice, check_dtype, check_float, check_int, resolve_device
 
-Block = Literal["mlp", "single", "res1", "conv"]
+Block = Literal["mlp", "single", "res1", "conv", "meanfield"]
 DeltaMode = Literal["fixed", "shared", "per_layer", "shared_abs", "per_layer_gaussian"]
 IOInit = Literal["identity", "gaussian", "conv"]
 BLOCKS: tuple[str, ...] = tuple(blocks.REGISTRY)
@@ -112,7 +112,7 @@ class ResNet:
     architecture : Architecture, optional
         The structure below as one record (positional); its fields may also be given as keywords
         (``ResNet(block="mlp", depth=64, dim=16)``), or both (keywords replace the record's fields).
-    block : {"mlp", "single", "res1", "conv"}
+    block : {"mlp", "single", "res1", "conv", "meanfield"}
     depth : int
         Number of residual blocks L >= 1.
     dim : int

@@ -8,11 +8,12 @@ from __future__ import annotations
 from .._errors import invalid
 from .base import Block, Cache
 from .conv import Conv
+from .meanfield import MeanField
 from .mlp import MLP
 from .res1 import Res1
 from .single import Single
 
-REGISTRY: dict[str, type[Block]] = {"mlp": MLP, "single": Single, "res1": Res1, "conv": Conv}
+REGISTRY: dict[str, type[Block]] = {"mlp": MLP, "single": Single, "res1": Res1, "conv": Conv, "meanfield": MeanField}
 
 
 def get(name: str) -> Block:

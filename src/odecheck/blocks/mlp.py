@@ -31,7 +31,10 @@ from .base import Block, Network, buf, input_backward, output_backward, workspac
 
 def scales(net) -> tuple[float, float]:
     """(s, c) = (1/sqrt(q), alpha_L / sqrt(m)) of the network's configuration; (1, alpha_L) without the
-    width factors (``width_factors=False``: the block x + alpha_L V sigma(W x) of [M24]'s public script)."""
+    width factors (``width_factors=False``: the block x + alpha_L V sigma(W x) of [M24]'s public script);
+    (1/q, alpha_L / m) for the mean-field block (``blocks.meanfield``)."""
+    if net.block == "meanfield":
+        return 1.0 / net.dim, base.residual_scale(net.depth, net.beta) / net.width
     if not net.width_factors:
         return 1.0, base.residual_scale(net.depth, net.beta)
     return 1.0 / math.sqrt(net.dim), base.residual_scale(net.depth, net.beta) / math.sqrt(net.width)

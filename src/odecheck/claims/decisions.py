@@ -182,3 +182,20 @@ def transfer_decision(transfer: str, lazy_ci: tuple[float, float] | None, expect
     if transfer == "drifts" or lazy == "contradicts":
         return "refuted", lazy
     return "inconclusive", lazy
+
+
+# Claim 11: the run-to-run spread ~ L^-1/2 and the ensemble mean's bias ~ L^-1. Each band reaches halfway to
+# the neighbouring rate on a half-integer grid of exponents (0, -1/2, -1, -3/2), so no neighbour lies in it.
+SPREAD_SLOPE, BIAS_SLOPE, RATE_BAND = -0.5, -1.0, 0.25
+
+
+def mean_ode_decision(spread_ci, bias_ci) -> tuple[Outcome, tuple[str, str]]:
+    """mean-ode-rate: each slope interval is 'ok' inside its band (-1/2 +- 1/4, -1 +- 1/4), 'contradicts' wholly
+    outside it, else 'unresolved' (a declined bias slope, NaN, is unresolved). Confirmed if both are 'ok',
+    refuted if either contradicts, else inconclusive. Returns (verdict, (spread call, bias call))."""
+    calls = tuple("unresolved" if not np.all(np.isfinite(ci)) else
+                  brownian_decision(tuple(ci), (target - RATE_BAND, target + RATE_BAND))
+                  for ci, target in ((spread_ci, SPREAD_SLOPE), (bias_ci, BIAS_SLOPE)))
+    if all(c == "ok" for c in calls):
+        return "confirmed", calls
+    return ("refuted" if "contradicts" in calls else "inconclusive"), calls

@@ -1,0 +1,103 @@
+"""Claim 11 (mean-ode-rate): the [CCM26] mean-field block against its formula written out, the ensemble
+estimator at planted truth (coverage and false calls), the decision rule, and the claim's config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import odecheck as oc
+from odecheck.claims import MeanOdeConfig
+from odecheck.claims.decisions import BIAS_SLOPE, RATE_BAND, SPREAD_SLOPE, mean_ode_decision
+from odecheck.estimators.ensemble import ensemble_rates
+
+
+def test_the_block_is_ccm26s_formula():
+    # h <- h + (1/(L M)) V tanh(U^T h / D), U = W^T, written out per member, layer and sample
+    L, D, M = 5, 6, 7
+    net = oc.ResNet(block="meanfield", depth=L, dim=D, width=M, input_dim=2, output_dim=2, activation="tanh",
+                    beta=1.0, init="iid", io_init="identity", ensemble=2, seed=3, dtype=torch.float64)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    w = net.weights
+    out = torch.empty(2, 4, 2, dtype=torch.float64)
+    for r in range(2):
+        for i in range(4):
+            h = torch.zeros(D, dtype=torch.float64)
+            h[:2] = x[i]
+            for k in range(L):
+                U = w["W"][r, k].T  # (D, M)
+                h = h + (1.0 / (L * M)) * w["V"][r, k] @ torch.tanh(U.T @ h / D)
+            out[r, i] = h[D - 2:]
+    torch.testing.assert_close(net(x), out, rtol=1e-12, atol=1e-13)
+
+
+def _planted(depths, R, c_bias, c_spread, rng, N=20, spread_slope=-0.5, bias_slope=-1.0):
+    """Outputs with a bias c_bias L^bias_slope along a fixed direction and member noise c_spread L^spread_slope."""
+    u = np.ones(N) / np.sqrt(N) * np.sqrt(N)  # RMS 1 over entries
+    return np.array([c_bias * L ** bias_slope * u + c_spread * L ** spread_slope * rng.standard_normal((R, N))
+                     for L in depths])
+
+
+def test_noiseless_bias_and_pure_noise_give_the_planted_slopes():
+    rng = np.random.default_rng(0)
+    depths = (4, 8, 16, 32)
+    spread, bias = ensemble_rates(depths, _planted(depths, 4000, 1.0, 0.05, rng), n_boot=200)
+    assert spread.slope == pytest.approx(-0.5, abs=0.03)
+    # E F(L) - E F(2L) = c (1/L - 1/(2L)) = c / (2L): slope -1
+    assert bias.slope == pytest.approx(-1.0, abs=0.03)
+    np.testing.assert_allclose(bias.values, 1.0 / (2 * np.array(depths[:-1])), rtol=0.05)
+
+
+def test_a_bias_below_the_noise_declines_and_says_where():
+    rng = np.random.default_rng(1)
+    depths = (4, 8, 16, 32)
+    _, bias = ensemble_rates(depths, _planted(depths, 16, 0.0, 1.0, rng), n_boot=200)
+    assert np.isnan(bias.slope) and "below the ensemble's noise" in bias.declined
+
+
+@pytest.mark.parametrize("planted,which", [(-0.5, "spread"), (-1.0, "bias")])
+def test_coverage_and_false_calls_at_planted_truth(planted, which):
+    # 200 planted ensembles at the claim's rates: the 95% intervals cover the planted slope at the nominal
+    # rate (binomial 1e-3 bounds); planted at the neighbouring rate (-1/2 +- 1/2), the call is never 'ok'
+    # more often than alpha/2 allows
+    from scipy.stats import binom
+
+    rng = np.random.default_rng(2 if which == "spread" else 3)
+    depths, reps = (4, 8, 16, 32), 200
+    cover = wrong = 0
+    for _ in range(reps):
+        F = _planted(depths, 256, 2.0, 0.05, rng)
+        spread, bias = ensemble_rates(depths, F, n_boot=200, seed=int(rng.integers(1 << 30)))
+        fit = spread if which == "spread" else bias
+        cover += fit.ci[0] <= planted <= fit.ci[1]
+        G = _planted(depths, 256, 2.0, 0.05, rng, **({"spread_slope": 0.0} if which == "spread" else
+                                                      {"bias_slope": -1.5}))
+        s2, b2 = ensemble_rates(depths, G, n_boot=200, seed=int(rng.integers(1 << 30)))
+        calls = mean_ode_decision(s2.ci, b2.ci)[1]
+        wrong += calls[0 if which == "spread" else 1] == "ok"
+    assert cover >= binom.ppf(1e-3, reps, 0.95), cover
+    assert wrong <= binom.ppf(1 - 1e-3, reps, 0.025), wrong
+
+
+@pytest.mark.parametrize("spread_ci,bias_ci,verdict,calls", [
+    ((-0.55, -0.45), (-1.1, -0.9), "confirmed", ("ok", "ok")),
+    ((-0.55, -0.45), (float("nan"), float("nan")), "inconclusive", ("ok", "unresolved")),
+    ((-0.1, 0.1), (-1.1, -0.9), "refuted", ("contradicts", "ok")),
+    ((-0.55, -0.45), (-0.7, -0.3), "refuted", ("ok", "contradicts")),
+    ((-0.8, -0.45), (-1.1, -0.9), "inconclusive", ("unresolved", "ok")),
+])
+def test_mean_ode_rule(spread_ci, bias_ci, verdict, calls):
+    assert (SPREAD_SLOPE, BIAS_SLOPE, RATE_BAND) == (-0.5, -1.0, 0.25)
+    assert mean_ode_decision(spread_ci, bias_ci) == (verdict, calls)
+
+
+def test_config_refuses_what_the_estimator_cannot_use():
+    with pytest.raises(oc.InvalidArgument, match="depths"):
+        MeanOdeConfig(depths=(4, 8, 12, 16))
+    with pytest.raises(oc.InvalidArgument, match="dim"):
+        MeanOdeConfig(dim=8, io_dim=5)
+    with pytest.raises(oc.InvalidArgument, match="eta"):
+        MeanOdeConfig(eta=-1.0)
+    with pytest.raises(oc.InvalidArgument, match="outputs"):
+        ensemble_rates((4, 8, 16, 32), np.full((4, 16, 3), np.nan))
