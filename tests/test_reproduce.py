@@ -109,7 +109,7 @@ def test_cli_reproduce_json_and_bad_arguments(tmp_path):
         res = CliRunner().invoke(app, ["reproduce", *args, "--out", str(tmp_path)])
         assert res.exit_code == 2 and needle in res.output, res.output
     assert set(REPRODUCTIONS) == {"m24-fig1", "m24-fig2", "m24-table1", "m25-init", "m25-phase", "c21-beta", "c21-fc",
-                                 "c21-cifar"}
+                                 "c21-cifar", "depth-transfer"}
 
 
 def test_c21_depths_are_the_distinct_floors_of_powers_of_1_2():
@@ -224,3 +224,49 @@ def test_the_commands_help_names_every_reproduction():
 
     text = inspect.signature(reproduce_cmd).parameters["name"].default.help
     assert set(text.split(" (")[0].split(" | ")) == set(REPRODUCTIONS), text
+
+
+def test_depth_transfer_smoke_runs_on_sweep_and_refits_from_the_table(tmp_path):
+    # each cell of the sweep is one (parametrization, depth, learning rate) with the seeds as its ensemble; the
+    # report's drift per parametrization is the transfer estimator on the table's final losses, and a cell's
+    # final loss is a direct run of the parametrization's optimizer
+    import torch
+
+    import odecheck as oc
+    from odecheck.estimators.transfer import transfer_slope
+    from odecheck.parametrizations import parametrization
+    from odecheck.training import train
+
+    torch.set_num_threads(1)
+    rep = reproduce("depth-transfer", scale="smoke", out=tmp_path)
+    folder = tmp_path / "depth-transfer-smoke"
+    df = pd.read_parquet(folder / "results.parquet")
+    assert {r["id"] for r in rep["results"]} == {"standard-drift", "depth-mup-drift", "completep-drift"}
+    sub = df[df["train.parametrization"] == "completep"]
+    depths, lrs = sorted(sub["model.depth"].unique()), sorted(sub["train.lr"].unique())
+    V = np.array([[sub[(sub["model.depth"] == L) & (sub["train.lr"] == lr)].sort_values("member")["final_loss"]
+                   .to_numpy(dtype=float) for lr in lrs] for L in depths])
+    fit = transfer_slope(depths, np.log2(lrs), V)
+    got = next(r for r in rep["results"] if r["id"] == "completep-drift")
+    assert [got["estimate"], *got["ci"]] == pytest.approx([fit.slope, *fit.ci])
+    # one cell by hand: CompleteP at depth 16, lr 2^-2 (base depth 4: hidden eps / 4)
+    data = oc.teacher_task(16, 4, seed=0)
+    net = oc.ResNet(block="mlp", depth=16, dim=4, width=8, activation="gelu", init="iid", ensemble=4, seed=0, beta=1.0)
+    opt = parametrization("completep").optimizer("adam", lr=0.25, depth=16, base_depth=4, batch_size=16,
+                                                 total_steps=20)
+    ref = train(net, data, opt, steps=20).loss[-1]
+    cell = sub[(sub["model.depth"] == 16) & (sub["train.lr"] == 0.25)].sort_values("member")["final_loss"]
+    np.testing.assert_allclose(cell.to_numpy(dtype=float), ref, rtol=1e-6)
+    assert (folder / "figure.png").exists() or rep["figure"] is None
+
+
+def test_a_parametrization_needs_its_beta_and_a_minibatch_method():
+    import odecheck as oc
+    from odecheck.config import RunConfig
+
+    with pytest.raises(oc.InvalidArgument, match="model.beta"):
+        RunConfig.from_dict({"model": {"beta": 0.5}, "train": {"method": "adam", "parametrization": "completep"}})
+    with pytest.raises(oc.InvalidArgument, match="train.method"):
+        RunConfig.from_dict({"model": {"beta": 1.0}, "train": {"parametrization": "completep"}})
+    with pytest.raises(oc.InvalidArgument, match="train.parametrization"):
+        RunConfig.from_dict({"model": {"beta": 1.0}, "train": {"method": "adam", "parametrization": "mup"}})

@@ -111,6 +111,10 @@ class TrainConfig:
     # sgd, adam: how batches are drawn (odecheck.optim.SAMPLINGS): "random" each step, "epochs" of a fresh
     # permutation, or "c21-shuffle", [C21]'s duplicating epoch shuffle (to measure what that quirk does)
     sampling: str = "random"
+    # sgd, adam: a depth parametrization's rule (odecheck.parametrizations: "standard", "depth-mup", "completep")
+    # for the hidden lr and eps at m_L = depth / base_depth; model.beta must be the rule's alpha
+    parametrization: str | None = None
+    base_depth: int = 8
 
     def __post_init__(self) -> None:
         from .losses import LOSSES
@@ -141,6 +145,15 @@ class TrainConfig:
         if self.method == "gradient_flow" and (self.stop_loss is not None or self.patience is not None):
             raise invalid("train.method", self.method, "'sgd' or 'adam' with stop_loss or patience (they stop at "
                                                        "the end of an epoch of minibatches)")
+        if self.parametrization is not None:
+            from .parametrizations import PARAMETRIZATIONS
+
+            check_choice("train.parametrization", self.parametrization, tuple(PARAMETRIZATIONS))
+            if self.method == "gradient_flow":
+                raise invalid("train.method", self.method, "'sgd' or 'adam' with a parametrization (its rules scale "
+                                                           "their learning rate and epsilon)")
+        if isinstance(self.base_depth, bool) or not isinstance(self.base_depth, int) or self.base_depth < 1:
+            raise invalid("train.base_depth", self.base_depth, "an integer >= 1")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
             raise invalid("train.checkpoint_every", self.checkpoint_every, "an integer >= 1")
         object.__setattr__(self, "snapshots", tuple(s for s in self.snapshots if s <= self.steps))
@@ -154,6 +167,15 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        if self.train.parametrization is not None:
+            from .parametrizations import parametrization
+
+            alpha = parametrization(self.train.parametrization).alpha
+            if self.model.beta != alpha:
+                raise invalid("model.beta", self.model.beta, f"{alpha:g}, the residual exponent alpha of "
+                                                             f"train.parametrization = {self.train.parametrization!r}")
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["train"]["snapshots"] = list(self.train.snapshots)
@@ -162,7 +184,8 @@ class RunConfig:
         for key, default in (("init_scale", 1.0), ("width_factors", True)):
             if d["model"][key] == default:  # written only when set: configs (and sweep cell ids) from before
                 del d["model"][key]         # the field existed stay the same
-        for key, default in (("stop_loss", None), ("patience", None), ("min_improvement", 0.01), ("sampling", "random")):
+        for key, default in (("stop_loss", None), ("patience", None), ("min_improvement", 0.01), ("sampling", "random"),
+                             ("parametrization", None), ("base_depth", 8)):
             if d["train"][key] == default:
                 del d["train"][key]
         return d

@@ -198,9 +198,15 @@ def configured_optimizer(cfg: RunConfig, n: int) -> Optimizer:
     if tc.method == "gradient_flow":
         return GradientFlow(lr=tc.lr, clip=tc.clip)
     extra = {"momentum": tc.momentum} if tc.method == "sgd" else {}
-    return optimizer(tc.method, lr=tc.lr, batch_size=min(tc.batch_size, n), seed=cfg.model.seed,
-                     weight_decay=tc.weight_decay, schedule=tc.schedule, total_steps=tc.steps,
-                     depth_factor=tc.depth_factor, sampling=tc.sampling, **extra)
+    options = dict(batch_size=min(tc.batch_size, n), seed=cfg.model.seed, weight_decay=tc.weight_decay,
+                   schedule=tc.schedule, total_steps=tc.steps, depth_factor=tc.depth_factor, sampling=tc.sampling,
+                   **extra)
+    if tc.parametrization is not None:
+        from .parametrizations import parametrization
+
+        return parametrization(tc.parametrization).optimizer(tc.method, lr=tc.lr, depth=cfg.model.depth,
+                                                             base_depth=tc.base_depth, **options)
+    return optimizer(tc.method, lr=tc.lr, **options)
 
 
 def resume(ckpt: Path, net: ResNet) -> tuple[Trajectory | None, dict]:

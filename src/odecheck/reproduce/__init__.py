@@ -26,10 +26,11 @@ from .c21_cifar import C21_CIFAR_REPRODUCTION
 from .c21_fc import C21_FC_REPRODUCTION
 from .m24 import M24_REPRODUCTIONS
 from .m25 import M25_REPRODUCTIONS
+from .transfer import TRANSFER_REPRODUCTION
 
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r for r in (*M24_REPRODUCTIONS, *M25_REPRODUCTIONS, C21_BETA_REPRODUCTION, C21_FC_REPRODUCTION,
-                    C21_CIFAR_REPRODUCTION)}
+                    C21_CIFAR_REPRODUCTION, TRANSFER_REPRODUCTION)}
 
 
 def reproduction_folder(out, name: str, scale: str, variant: str | None = None) -> Path:
