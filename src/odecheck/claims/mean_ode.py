@@ -23,7 +23,8 @@ class MeanOdeConfig(ExperimentConfig):
     """``ensemble`` mean-field ResNets (``blocks.meanfield``: h + (1/(L M)) V sigma(W h / D), entries of V and W
     of variance D, identity input and output maps on R^io_dim) at each depth of ``depths`` (doubling), M =
     ``width``, D = ``dim``, trained ``steps`` full-batch GD steps with per-layer step eta L M D on ``samples``
-    Gaussian pairs; the outputs on the training inputs after the last step."""
+    Gaussian pairs; the outputs on the training inputs after the last step. On odecheck's loss sum (F - Y)^2 / n,
+    eta = 0.1 is [CCM26]'s eta = 1 (its loss also divides by d_out = 5 and its update drops the square's 2)."""
 
     depths: tuple[int, ...] = (4, 8, 16, 32, 64)
     ensemble: int = 1024

@@ -24,13 +24,14 @@ from .base import SCALES, Reproduction, Result
 from .c21 import C21_BETA_REPRODUCTION, c21_depths
 from .c21_cifar import C21_CIFAR_REPRODUCTION
 from .c21_fc import C21_FC_REPRODUCTION
+from .ccm26 import CCM26_REPRODUCTION
 from .m24 import M24_REPRODUCTIONS
 from .m25 import M25_REPRODUCTIONS
 from .transfer import TRANSFER_REPRODUCTION
 
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r for r in (*M24_REPRODUCTIONS, *M25_REPRODUCTIONS, C21_BETA_REPRODUCTION, C21_FC_REPRODUCTION,
-                    C21_CIFAR_REPRODUCTION, TRANSFER_REPRODUCTION)}
+                    C21_CIFAR_REPRODUCTION, TRANSFER_REPRODUCTION, CCM26_REPRODUCTION)}
 
 
 def reproduction_folder(out, name: str, scale: str, variant: str | None = None) -> Path:
