@@ -40,7 +40,8 @@ from .base import Reproduction, Result
 
 
 def _grid(lo: float, hi: float, n: int) -> list[int]:
-    return sorted({int(np.floor(v)) for v in np.exp(np.linspace(np.log(lo), np.log(hi), n))})
+    # the notebook's floor(10^range(log10 lo, log10 hi, n)); the 1e-9 keeps the last value at hi, not hi - 1
+    return sorted({int(np.floor(v + 1e-9)) for v in np.exp(np.linspace(np.log(lo), np.log(hi), n))})
 
 
 CCM26 = {"smoke": {"depth": 8, "Ms": [2, 4, 8, 16, 32], "Ds": [2, 4, 8, 16, 32], "reps": 3},
