@@ -92,6 +92,18 @@ def test_mean_ode_rule(spread_ci, bias_ci, verdict, calls):
     assert mean_ode_decision(spread_ci, bias_ci) == (verdict, calls)
 
 
+def test_a_bent_law_declines_and_a_straight_one_does_not():
+    # spread flat from L = 2 to 4, then L^-1/2 (the mean-field block's pre-asymptotic start): not one power law
+    rng = np.random.default_rng(4)
+    depths = (2, 4, 8, 16)
+    scale = {2: 1.0, 4: 1.0, 8: 0.5**0.5, 16: 0.5}
+    F = np.array([0.3 / L + 0.2 * scale[L] * rng.standard_normal((2000, 20)) for L in depths])
+    spread, _ = ensemble_rates(depths, F, n_boot=300)
+    assert np.isnan(spread.slope) and "not one power law" in spread.declined, spread
+    straight, _ = ensemble_rates(depths, _planted(depths, 2000, 2.0, 0.05, rng), n_boot=300)
+    assert straight.declined == "" and straight.slope == pytest.approx(-0.5, abs=0.05)
+
+
 def test_config_refuses_what_the_estimator_cannot_use():
     with pytest.raises(oc.InvalidArgument, match="depths"):
         MeanOdeConfig(depths=(4, 8, 12, 16))

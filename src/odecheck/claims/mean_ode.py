@@ -91,9 +91,11 @@ def mean_ode_experiment(cfg: MeanOdeConfig, progress: Progress = no_progress) ->
                     figure="loglog",
                     details={"depths": list(cfg.depths), "ensemble": cfg.ensemble, "level": level,
                              "statistic": "run-to-run spread of the outputs (RMS over entries)",
-                             "values": spread.values, "intercept": float(np.log(spread.values).mean()
-                                                                         - spread.slope * np.log(cfg.depths).mean()),
+                             "values": spread.values,
+                             "intercept": float(np.log(spread.values).mean() - spread.slope * np.log(cfg.depths).mean())
+                             if np.isfinite(spread.slope) else float("nan"),
                              "ylabel": "run-to-run spread of F(x)", "spread_call": calls[0],
+                             "spread_declined": spread.declined,
                              "bias_slope": bias.slope, "bias_ci": bias.ci, "bias_values": bias.values,
                              "bias_depths": bias.depths, "bias_call": calls[1], "bias_declined": bias.declined,
                              "final_loss_median": np.median(losses, axis=1),

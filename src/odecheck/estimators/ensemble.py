@@ -11,7 +11,9 @@ doubling grid, after the same training (outputs flattened to N entries per membe
   corrected by that estimate (unbiased for b(L)^2); a depth where the corrected square is not positive has
   a bias below the ensemble's noise, and the slope declines.
 
-Slopes are OLS fits of log s and log b on log L. Intervals: a percentile bootstrap over members, resampling
+Slopes are OLS fits of log s and log b on log L, after a check that one power law describes each: a local
+slope (per doubling) that changes by more than the band between the shallowest and the deepest depths, with
+confidence, declines the slope (the shallowest depths are pre-asymptotic, say). Intervals: a percentile bootstrap over members, resampling
 a member's whole column of depths (member r at every depth is one draw of the seed stream: the columns
 are i.i.d., the depths need not be independent). A bias slope is declined when more than
 ``max_declined`` of the bootstrap replicates meet a non-positive corrected square (the interval would
@@ -57,10 +59,26 @@ def _slopes(x: np.ndarray, logv: np.ndarray) -> np.ndarray:
     return (logv - logv.mean(-1, keepdims=True)) @ xc / (xc @ xc)
 
 
+def _bends(logv: np.ndarray, boot_logv: np.ndarray, level: float, band: float) -> str:
+    """Why one power law does not describe ``logv`` over the doubling depths ("" when it does): the last local
+    slope minus the first (per doubling, in log2 units), with its bootstrap interval wholly outside +-band."""
+    def bend(v):
+        return ((v[..., -1] - v[..., -2]) - (v[..., 1] - v[..., 0])) / np.log(2)
+
+    lo, hi = np.quantile(bend(boot_logv), ((1 - level) / 2, (1 + level) / 2))
+    if lo > band or hi < -band:
+        first, last = (logv[1] - logv[0]) / np.log(2), (logv[-1] - logv[-2]) / np.log(2)
+        return (f"not one power law: the local slope goes from {first:.2f} at the shallowest depths to {last:.2f} at "
+                f"the deepest (change interval [{lo:.2f}, {hi:.2f}] outside +-{band})")
+    return ""
+
+
 def ensemble_rates(depths, outputs, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0,
-                   max_declined: float = 0.05) -> tuple[RateFit, RateFit]:
+                   max_declined: float = 0.05, band: float = 0.25) -> tuple[RateFit, RateFit]:
     """(spread fit, bias fit) of ``outputs`` (D, R, N): D depths doubling (L, 2L, 4L, ...), R members, N
-    output entries each. See the module text."""
+    output entries each. See the module text. A statistic whose local slope changes by more than ``band``
+    (with confidence) between the shallowest and the deepest depths is not one power law: its slope is
+    declined, saying so."""
     L = np.asarray(depths, dtype=float)
     F = np.asarray(outputs, dtype=float)
     if F.ndim != 3 or F.shape[0] != L.size:
@@ -85,7 +103,9 @@ def ensemble_rates(depths, outputs, *, level: float = 0.95, n_boot: int = 1000, 
     q = ((1 - level) / 2, (1 + level) / 2)
     s = _spread(F[None])[0]
     ss = _slopes(x, np.log(boot_s))
-    spread = RateFit(float(_slopes(x, np.log(s))), tuple(float(v) for v in np.quantile(ss, q)), s, L, "")
+    bent = _bends(np.log(s), np.log(boot_s), level, band)
+    spread = (RateFit(float("nan"), (float("nan"),) * 2, s, L, bent) if bent else
+              RateFit(float(_slopes(x, np.log(s))), tuple(float(v) for v in np.quantile(ss, q)), s, L, ""))
     b2 = _bias2(F[None])[0]
     xb = x[:-1]
     if np.any(b2 <= 0):
@@ -98,7 +118,11 @@ def ensemble_rates(depths, outputs, *, level: float = 0.95, n_boot: int = 1000, 
         return spread, RateFit(float("nan"), (float("nan"),) * 2, np.sqrt(b2), L[:-1],
                                f"in {1 - ok.mean():.0%} of the bootstrap replicates the bias is below the noise at "
                                "some depth (more members)")
-    sb = _slopes(xb, 0.5 * np.log(np.where(boot_b > 0, boot_b, np.nan)[ok]))
+    boot_lb = 0.5 * np.log(boot_b[ok])
+    bent = _bends(0.5 * np.log(b2), boot_lb, level, band) if b2.size >= 3 else ""
+    if bent:
+        return spread, RateFit(float("nan"), (float("nan"),) * 2, np.sqrt(b2), L[:-1], bent)
+    sb = _slopes(xb, boot_lb)
     bias = RateFit(float(_slopes(xb, 0.5 * np.log(b2))), tuple(float(v) for v in np.quantile(sb, q)), np.sqrt(b2),
                    L[:-1], "")
     return spread, bias
