@@ -140,7 +140,7 @@ class Counterexample:
             return f"no counterexample to {self.claim} in {self.examples} configurations with {list(self.widened)} widened"
         return "\n".join([f"counterexample to {self.claim} (verdict {self.verdict}) after {self.examples} configurations:",
                           "  config:   " + json.dumps(self.config, sort_keys=True),
-                          "  evidence: " + json.dumps(self.evidence, default=float),
+                          "  evidence: " + json.dumps(_brief(self.evidence), default=float),
                           "  replay:   " + self.replay_command()])
 
 
@@ -193,6 +193,13 @@ def falsify(claim: str, widen: tuple[str, ...], *, max_examples: int = 25,
         return Counterexample(claim, None, None, {}, count[0], tuple(widen))
     ev = cache[json.dumps(cfg, sort_keys=True)]
     return Counterexample(claim, _plain(cfg), ev.verdict, ev.to_json(), count[0], tuple(widen))
+
+
+def _brief(evidence: dict) -> dict:
+    """The evidence with its details' scalars only (the per-depth arrays stay in the JSON output)."""
+    details = {k: v for k, v in (evidence.get("details") or {}).items()
+               if isinstance(v, (str, int, float, bool)) or v is None}
+    return {**{k: v for k, v in evidence.items() if k != "details"}, "details": details}
 
 
 def _plain(cfg: dict) -> dict:
