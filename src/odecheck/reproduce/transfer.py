@@ -31,12 +31,20 @@ PUBLISHED = {"mlp": {"standard": "drifts", "depth-mup": "drifts", "completep": "
 SOURCES = {"standard": "[CP25]", "depth-mup": "[CP25] (mlp), [Y23], [B23] (res1)", "completep": "[CP25]"}
 
 
-def _spec(scale: str, block: str = "mlp") -> dict:
-    p = TRANSFER[scale]
+# the digits through [C21]'s two random convolutions (25 features, one-hot targets padded to 25): identity io
+# maps into d = 32
+# (the paper scale: 128 digits, L = 8..64, 8 seeds, 2^-6..2^2, about 15 minutes on one core)
+DIGITS = {"smoke": {"n": 64, "dim": 32, "width": 32},
+          "paper": {"n": 128, "dim": 32, "width": 32, "depths": [8, 16, 32, 64], "seeds": 8,
+                    "log2_lrs": list(range(-6, 3))}}
+
+
+def _spec(scale: str, block: str = "mlp", task: str = "teacher") -> dict:
+    p = {**TRANSFER[scale], **(DIGITS[scale] if task == "digits-conv25" else {})}
     names = list(PARAMETRIZATIONS)
     return {"model": {"block": block, "dim": p["dim"], "width": p["width"], "activation": "gelu", "init": "iid",
                       "ensemble": p["seeds"], "seed": 0, "dtype": "float32"},
-            "data": {"task": "teacher", "n": p["n"], "seed": 0},
+            "data": {"task": task, "n": p["n"], "seed": 0},
             "train": {"method": "adam", "steps": p["steps"], "lr": 1.0, "batch_size": p["n"], "snapshots": [],
                       "base_depth": p["depths"][0]},
             "sweep": {"model.depth": p["depths"], "train.lr": [float(2.0 ** x) for x in p["log2_lrs"]],
@@ -96,4 +104,7 @@ TRANSFER_REPRODUCTION = Reproduction(
     "and CompleteP (teacher task, two-layer mlp blocks); the drift of the optimal learning rate per "
     "parametrization", _spec, _analyse, _figure,
     variants={"res1": (lambda scale: _spec(scale, "res1"), "one-layer res1 blocks, where [Y23] and [B23] have "
-                                                          "Depth-muP transfer")})
+                                                          "Depth-muP transfer"),
+              "digits": (lambda scale: _spec(scale, task="digits-conv25"), "the digits through [C21]'s two random "
+                                                                           "convolutions (25 features, MSE on one-hot "
+                                                                           "targets), d = m = 32")})
