@@ -270,3 +270,18 @@ def test_a_parametrization_needs_its_beta_and_a_minibatch_method():
         RunConfig.from_dict({"model": {"beta": 1.0}, "train": {"parametrization": "completep"}})
     with pytest.raises(oc.InvalidArgument, match="train.parametrization"):
         RunConfig.from_dict({"model": {"beta": 1.0}, "train": {"method": "adam", "parametrization": "mup"}})
+
+
+def test_every_sweep_reproduction_and_variant_has_valid_specs_at_both_scales():
+    # a spec that does not validate would fail only when someone runs that scale: check them all here
+    from odecheck.sweeps import SweepSpec
+
+    for name, rep in REPRODUCTIONS.items():
+        specs = [rep.spec] + [fn for fn, _ in rep.variants.values()]
+        for make in specs:
+            for scale in ("smoke", "paper"):
+                spec = make(scale)
+                if rep.run is None:
+                    assert SweepSpec.from_dict(spec).cells(), (name, scale)
+                else:
+                    assert isinstance(spec, dict) and spec, (name, scale)
