@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,8 @@ def transfer_axes(axes, depths, log2_lrs, losses, optimum, slope, ci, band, labe
     V = np.asarray(losses, dtype=float)  # (D, G, R)
     opt = np.asarray(optimum, dtype=float)  # (D, R)
     colors = pyplot().cm.viridis(np.linspace(0, 0.9, len(depths)))
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a learning rate where every seed diverged: NaN
         curves = np.exp(np.nanmean(np.log(np.where(np.isfinite(V) & (V > 0), V, np.nan)), axis=2))
     for d, L in enumerate(depths):
         axes[0].plot(x, curves[d], "o-", ms=3, color=colors[d], label=f"L = {int(L)}")
