@@ -196,7 +196,7 @@ def _analyse(df, out: Path, spec: dict):
                               note=f"exponent of {what} in err_h^2 = a^2 D^2p M^-2q / L + b^2 D^-2r, one fit per "
                                    f"repetition ({len(groups)}), members-t at {level:.4f} (Bonferroni over four); "
                                    f"a = {fits[:, 0].mean():.3g}, b = {fits[:, 1].mean():.3g} (the notebook: 0.8, "
-                                   f"2.5); confirmed inside 1/2 +- {EXPONENT_BAND}"))
+                                   f"2.5); the rule: confirmed inside 1/2 +- {EXPONENT_BAND}, refuted wholly outside"))
     decay = [output_decay(g["M"], g["D"], g["err_y"]) for g in groups]
     est, ci = _members_t(decay, level)
     lo_edge = 0.5 - EXPONENT_BAND
