@@ -15,6 +15,7 @@ import numpy as np
 
 from .._errors import invalid
 from ..estimators import scaling_exponent
+from ..estimators.scaling import mean_interval
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
 from .decisions import ALPHA, transfer_decision
 
@@ -88,7 +89,7 @@ def transfer_experiment(cfg: TransferConfig, progress: Progress = no_progress) -
         lazy_slope, lazy_ci = lfit.estimate, lfit.ci
         verdict, lazy_call = transfer_decision(fit.verdict, lazy_ci, expected_lazy)
     opt = fit.optimum
-    per_depth = [_mean_interval(opt[d], level) for d in range(len(cfg.depths))]
+    per_depth = [mean_interval(opt[d], level) for d in range(len(cfg.depths))]
     return Evidence(verdict=verdict, estimate=fit.slope, ci=fit.ci, n=len(cfg.depths) * cfg.ensemble,
                     figure="transfer",
                     details={"depths": list(cfg.depths), "ensemble": cfg.ensemble, "log2_lrs": list(cfg.log2_lrs),
@@ -98,18 +99,6 @@ def transfer_experiment(cfg: TransferConfig, progress: Progress = no_progress) -
                              "optimum_mean": [m for m, _ in per_depth], "optimum_ci": [c for _, c in per_depth],
                              "laziness": lazy, "laziness_slope": lazy_slope, "laziness_ci": lazy_ci,
                              "laziness_expected": expected_lazy, "laziness_call": lazy_call})
-
-
-def _mean_interval(values, level: float) -> tuple[float, tuple[float, float]]:
-    """Mean of the finite ``values`` with a Student-t interval (NaN where fewer than two)."""
-    from scipy.stats import t as tdist
-
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size < 2:
-        return (float(v.mean()) if v.size else float("nan")), (float("nan"), float("nan"))
-    h = float(tdist.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return float(v.mean()), (float(v.mean() - h), float(v.mean() + h))
 
 
 DEPTH_TRANSFER = Claim(

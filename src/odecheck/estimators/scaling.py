@@ -132,3 +132,15 @@ def scaling_exponent(depths, values, *, method: Method = "members", level: float
                                         f"needs at least {MIN_BOOTSTRAP_MEMBERS})")
     lo, hi = _bootstrap_interval(x, logv, level=level, n_boot=n_boot, seed=seed, paired=paired)
     return ScalingFit(float(slope), (float(lo), float(hi)), float(icpt), level, len(L), R, "bootstrap")
+
+
+def mean_interval(values, level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """Mean of the finite ``values`` with its Student-t interval at ``level`` (NaN bounds for fewer than two)."""
+    from scipy.stats import t as tdist
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return (float(v.mean()) if v.size else float("nan")), (float("nan"), float("nan"))
+    h = float(tdist.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return float(v.mean()), (float(v.mean() - h), float(v.mean() + h))

@@ -34,6 +34,7 @@ import numpy as np
 from .._errors import invalid
 from .._io import atomic_write
 from ..claims.decisions import ALPHA, brownian_decision
+from ..estimators.scaling import mean_interval
 from ..events import report
 from ..plot import pyplot, save
 from .base import Reproduction, Result
@@ -160,16 +161,6 @@ def fit_error_curve(M, D, err, L: int) -> np.ndarray:
     return np.array([np.exp(la), np.exp(lb), p, q, r])
 
 
-def _members_t(values, level: float) -> tuple[float, tuple[float, float]]:
-    from scipy.stats import t as tdist
-
-    v = np.asarray(values, dtype=float)
-    if v.size < 2:
-        return float(v.mean()), (float("nan"), float("nan"))
-    h = float(tdist.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return float(v.mean()), (float(v.mean() - h), float(v.mean() + h))
-
-
 def output_decay(M, D, err) -> float:
     """The output error's exponent in D: minus the OLS slope of log err (averaged over the hidden widths M) on
     log D."""
@@ -188,7 +179,7 @@ def _analyse(df, out: Path, spec: dict):
     level = 1 - ALPHA / 4  # Bonferroni over the three exponents of the h error and the output's decay
     results = []
     for j, name, what in ((2, "p", "D/(M L)"), (3, "q", "1/M"), (4, "r", "1/D (second term)")):
-        est, ci = _members_t(fits[:, j], level)
+        est, ci = mean_interval(fits[:, j], level)
         call = brownian_decision(ci, (0.5 - EXPONENT_BAND, 0.5 + EXPONENT_BAND)) if np.isfinite(ci[0]) else "unresolved"
         verdict = {"ok": "confirmed", "contradicts": "refuted", "unresolved": "inconclusive"}[call]
         results.append(Result(f"h-error-{name}", verdict, est, ci, "1/2 (the notebook's fit of the h error)",
@@ -198,7 +189,7 @@ def _analyse(df, out: Path, spec: dict):
                                    f"a = {fits[:, 0].mean():.3g}, b = {fits[:, 1].mean():.3g} (the notebook: 0.8, "
                                    f"2.5); the rule: confirmed inside 1/2 +- {EXPONENT_BAND}, refuted wholly outside"))
     decay = [output_decay(g["M"], g["D"], g["err_y"]) for g in groups]
-    est, ci = _members_t(decay, level)
+    est, ci = mean_interval(decay, level)
     lo_edge = 0.5 - EXPONENT_BAND
     verdict = ("inconclusive" if not np.isfinite(ci[0]) else "confirmed" if ci[0] > lo_edge
                else "refuted" if ci[1] < lo_edge else "inconclusive")
