@@ -33,21 +33,22 @@ def save(fig, path: Path, title: str, *, fontsize: int = 10, dpi: int = 110) -> 
     return path
 
 
-def _loglog(ax, depths, values, estimate, ci, intercept, label):
+def _loglog(ax, depths, values, estimate, ci, intercept, label, reference: float = -1.0,
+            points: str = "geometric mean over members"):
     depths = np.asarray(depths, dtype=float)
     V = np.asarray(values, dtype=float)
     if V.ndim == 1:
         V = V[:, None]
     for r in range(V.shape[1]):
         ax.scatter(depths, V[:, r], s=10, color="0.6", zorder=2)
-    ax.plot(depths, np.exp(np.log(V).mean(1)), "o", color="C0", label="geometric mean over members", zorder=3)
+    ax.plot(depths, np.exp(np.log(V).mean(1)), "o", color="C0", label=points, zorder=3)
     if estimate is not None and np.isfinite(estimate):
         xs = np.geomspace(depths.min(), depths.max(), 50)
         lo, hi = ci
         ax.plot(xs, np.exp(intercept) * xs**estimate, "-", color="C1",
                 label=f"slope {estimate:.3f} [{lo:.3f}, {hi:.3f}]")
-        ax.plot(xs, np.exp(intercept) * xs.min() ** estimate * (xs / xs.min()) ** -1.0, ":", color="k", lw=1,
-                label="reference slope -1")
+        ax.plot(xs, np.exp(intercept) * xs.min() ** estimate * (xs / xs.min()) ** reference, ":", color="k", lw=1,
+                label=f"reference slope {reference:g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     depth_ticks(ax, depths)
@@ -90,12 +91,20 @@ def verdict_figure(v: dict, path: Path) -> Path | None:
     plt = pyplot()
     title = f"{v['id']}: {v['verdict']} (expected {v['expected']})"
     if kind == "loglog":
-        extra = "weight_entry" in d
+        extra = "weight_entry" in d or "bias_values" in d
         fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(10 if extra else 5.5, 4))
         axes = np.atleast_1d(axes)
         slope, intercept, slope_ci = loglog_line(v)
-        _loglog(axes[0], d["depths"], d["values"], slope, slope_ci, intercept, d.get("ylabel", ""))
-        if extra:
+        _loglog(axes[0], d["depths"], d["values"], slope, slope_ci, intercept, d.get("ylabel", ""),
+                reference=d.get("reference_slope", -1.0), points=d.get("points", "geometric mean over members"))
+        if "bias_values" in d:  # mean-ode-rate: the ensemble mean's bias through consecutive depths
+            b, bci = d["bias_slope"], tuple(d["bias_ci"])
+            bv = np.asarray(d["bias_values"], dtype=float)
+            bl = np.asarray(d["bias_depths"], dtype=float)
+            icpt = float(np.log(bv).mean() - b * np.log(bl).mean()) if b is not None and np.isfinite(b) else 0.0
+            _loglog(axes[1], bl, bv, b, bci, icpt, "RMS of E F(L) - E F(2L)", reference=-1.0,
+                    points="ensemble statistic")
+        if "weight_entry" in d:
             we = d["weight_entry"]
             for step, ys in sorted(we["by_step"].items(), key=lambda kv: int(kv[0])):
                 ys = np.asarray(ys)

@@ -94,7 +94,8 @@ def mean_ode_experiment(cfg: MeanOdeConfig, progress: Progress = no_progress) ->
                              "values": spread.values,
                              "intercept": float(np.log(spread.values).mean() - spread.slope * np.log(cfg.depths).mean())
                              if np.isfinite(spread.slope) else float("nan"),
-                             "ylabel": "run-to-run spread of F(x)", "spread_call": calls[0],
+                             "ylabel": "run-to-run spread of F(x)", "reference_slope": -0.5, "points": "ensemble statistic",
+                             "spread_call": calls[0],
                              "spread_declined": spread.declined,
                              "bias_slope": bias.slope, "bias_ci": bias.ci, "bias_values": bias.values,
                              "bias_depths": bias.depths, "bias_call": calls[1], "bias_declined": bias.declined,
