@@ -111,6 +111,6 @@ def test_depth_transfer_in_scope(block, act, width):
 def test_mean_ode_rate_in_scope(eta, width):
     # FWER <= 0.05 (Bonferroni over k examples): tanh mean-field blocks with a small step are not refuted, and
     # the run-to-run spread (resolved at 512 members) is never called contradicting L^-1/2
-    ev = _evidence("mean-ode-rate", _alpha(), activation="tanh", eta=eta, width=width, dim=16)
+    ev = _evidence("mean-ode-rate", _alpha(), activation="tanh", eta=eta, width=width, dim=16, method="gradient_flow")
     assert ev.verdict != "refuted", ev
     assert ev.details["spread_call"] != "contradicts", ev.details

@@ -103,15 +103,16 @@ PROBES: dict[str, Probe] = {
                "block": st.sampled_from(("mlp", "res1")), "activation": st.sampled_from(("gelu", "tanh")),
                "width": st.integers(8, 16)},
         widened={"parametrization": st.sampled_from(("completep", "depth-mup", "standard")),
-                 "method": st.sampled_from(("adam", "sgd")), "block": st.sampled_from(("mlp", "res1")),
+                 "method": st.sampled_from(("adam", "sgd")), "block": st.sampled_from(("mlp", "res1", "single")),
                  "activation": st.sampled_from(ACTIVATIONS), "width": st.integers(2, 32)}),
     "mean-ode-rate": Probe(
         # depths 4..32, 512 members: the spread is resolved, the bias may be declined (more members)
         "mean-ode-rate", MeanOdeConfig(depths=(4, 8, 16, 32), ensemble=512),
         scope={"activation": st.just("tanh"), "eta": st.sampled_from((0.05, 0.1)), "width": st.sampled_from((12, 16)),
-               "dim": st.just(16)},
+               "dim": st.just(16), "method": st.just("gradient_flow")},
         widened={"activation": st.sampled_from(ACTIVATIONS), "eta": st.sampled_from((0.05, 0.1, 0.3, 1.0)),
-                 "width": st.integers(1, 64), "dim": st.integers(10, 32)}),
+                 "width": st.integers(1, 64), "dim": st.integers(10, 32),
+                 "method": st.sampled_from(("gradient_flow", "adam"))}),
 }
 
 

@@ -37,11 +37,14 @@ class MeanOdeConfig(ExperimentConfig):
     activation: str = "tanh"
     dtype: str = "float32"
     n_boot: int = 1000
+    # outside the claim's scope, for falsify: "adam" trains with Adam at lr eta (full batch) instead of GD
+    method: str = "gradient_flow"
 
     def __post_init__(self) -> None:
-        from ..validation import check_float, check_int
+        from ..validation import check_choice, check_float, check_int
 
         super().__post_init__()
+        check_choice("method", self.method, ("gradient_flow", "adam"))
         L = np.asarray(self.depths, dtype=float)
         if L.size < 4 or not np.allclose(L[1:] / L[:-1], 2.0):
             raise invalid("depths", list(self.depths), "at least 4 depths, each twice the one before")
@@ -60,7 +63,7 @@ def mean_ode_outputs(cfg: MeanOdeConfig, progress: Progress = no_progress) -> tu
     from ..data import gaussian_task
     from ..init import as_init
     from ..models import ResNet
-    from ..optim import GradientFlow
+    from ..optim import Adam, GradientFlow
     from ..training import train
 
     data = gaussian_task(cfg.samples, cfg.io_dim, cfg.io_dim, seed=cfg.seed, dtype=cfg.torch_dtype)
@@ -71,7 +74,9 @@ def mean_ode_outputs(cfg: MeanOdeConfig, progress: Progress = no_progress) -> tu
         net = ResNet(block="meanfield", depth=L, dim=cfg.dim, width=cfg.width, input_dim=cfg.io_dim,
                      output_dim=cfg.io_dim, activation=cfg.activation, beta=1.0, init=init, io_init="identity",
                      ensemble=cfg.ensemble, seed=cfg.seed, dtype=cfg.torch_dtype, device=cfg.device)
-        traj = train(net, data, GradientFlow(lr=cfg.eta * cfg.width * cfg.dim), steps=cfg.steps)
+        opt = (GradientFlow(lr=cfg.eta * cfg.width * cfg.dim) if cfg.method == "gradient_flow"
+               else Adam(lr=cfg.eta, batch_size=cfg.samples))
+        traj = train(net, data, opt, steps=cfg.steps)
         outs.append(net(data.x.to(net.device)).detach().to("cpu").double().reshape(cfg.ensemble, -1).numpy())
         losses.append(np.asarray(traj.loss[-1], dtype=float))
         progress((i + 1) / len(cfg.depths))

@@ -51,7 +51,7 @@ class TransferConfig(ExperimentConfig):
         super().__post_init__()
         parametrization(self.parametrization)
         check_choice("method", self.method, ("sgd", "adam"))
-        check_choice("block", self.block, ("mlp", "res1"))
+        check_choice("block", self.block, ("mlp", "res1", "single"))
         check_int("base_depth", self.base_depth, 1)
         check_int("lazy_members", self.lazy_members, 2)
         if self.lazy_members > self.ensemble:
