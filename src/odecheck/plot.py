@@ -82,67 +82,80 @@ def loglog_line(v: dict) -> tuple[float, float, tuple[float, float]]:
     return v["estimate"], d.get("intercept", 0.0), tuple(v["ci"])
 
 
+def _loglog_figure(plt, v: dict, d: dict):
+    """The loglog verdict figure: the statistic against L with its fit; a second panel with one weight entry
+    along depth (weight_entry) or the ensemble mean's bias (bias_values, mean-ode-rate)."""
+    extra = "weight_entry" in d or "bias_values" in d
+    fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(10 if extra else 5.5, 4))
+    axes = np.atleast_1d(axes)
+    slope, intercept, slope_ci = loglog_line(v)
+    _loglog(axes[0], d["depths"], d["values"], slope, slope_ci, intercept, d.get("ylabel", ""),
+            reference=d.get("reference_slope", -1.0), points=d.get("points", "geometric mean over members"))
+    if "bias_values" in d:  # mean-ode-rate: the ensemble mean's bias through consecutive depths
+        b, bci = d["bias_slope"], tuple(d["bias_ci"])
+        bv = np.asarray(d["bias_values"], dtype=float)
+        bl = np.asarray(d["bias_depths"], dtype=float)
+        icpt = float(np.log(bv).mean() - b * np.log(bl).mean()) if b is not None and np.isfinite(b) else 0.0
+        _loglog(axes[1], bl, bv, b, bci, icpt, "RMS of E F(L) - E F(2L)", reference=-1.0,
+                points="ensemble statistic")
+    if "weight_entry" in d:
+        we = d["weight_entry"]
+        for step, ys in sorted(we["by_step"].items(), key=lambda kv: int(kv[0])):
+            ys = np.asarray(ys)
+            axes[1].plot(np.arange(1, len(ys) + 1) / len(ys), ys, label=f"t = step {step}")
+        axes[1].set_xlabel("layer index k / L")
+        axes[1].set_ylabel("V_k[0, 0] (member 0)")
+        axes[1].set_title(f"one weight entry, L = {we['depth']}", fontsize=9)
+        axes[1].legend(fontsize=7)
+    return fig
+
+
+def _pl_figure(plt, v: dict, d: dict):
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    t = np.asarray(d["time"])
+    axes[0].plot(t, np.asarray(d["pl_ratio"]), color="C0", alpha=0.6)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("flow time t")
+    axes[0].set_ylabel("PL ratio r(t)")
+    axes[1].plot(t, np.asarray(d["loss"]), color="C1", alpha=0.6)
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("flow time t")
+    axes[1].set_ylabel("loss l(t)")
+    return fig
+
+
+def _cells_figure(plt, v: dict, d: dict):
+    fig, ax = plt.subplots(figsize=(9.5, 4))
+    for i, c in enumerate(d["cells"]):
+        V = np.asarray(c["values"])
+        ax.plot(d["depths"], np.exp(np.log(V).mean(1)), "o-", color=f"C{i}",
+                label=f"{c['init']}, beta={c['beta']}: slope {c['slope']:.2f} ({c['expected']})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    depth_ticks(ax, d["depths"])
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("||h_L - h_0|| / ||h_0|| at init")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _transfer_figure(plt, v: dict, d: dict):
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4))
+    transfer_axes(axes, d["depths"], d["log2_lrs"], d["losses"], d["optimum"], v["estimate"], tuple(v["ci"]), d["band"])
+    return fig
+
+
+FIGURES = {"loglog": _loglog_figure, "pl": _pl_figure, "cells": _cells_figure, "transfer": _transfer_figure}
+
+
 def verdict_figure(v: dict, path: Path) -> Path | None:
     """One PNG for a verdict (its JSON form). Returns the path, or None if there is nothing to draw."""
     d = v.get("details") or {}
     kind = d.get("plot")
-    if kind is None:
+    if kind not in FIGURES:
         return None
-    plt = pyplot()
-    title = f"{v['id']}: {v['verdict']} (expected {v['expected']})"
-    if kind == "loglog":
-        extra = "weight_entry" in d or "bias_values" in d
-        fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(10 if extra else 5.5, 4))
-        axes = np.atleast_1d(axes)
-        slope, intercept, slope_ci = loglog_line(v)
-        _loglog(axes[0], d["depths"], d["values"], slope, slope_ci, intercept, d.get("ylabel", ""),
-                reference=d.get("reference_slope", -1.0), points=d.get("points", "geometric mean over members"))
-        if "bias_values" in d:  # mean-ode-rate: the ensemble mean's bias through consecutive depths
-            b, bci = d["bias_slope"], tuple(d["bias_ci"])
-            bv = np.asarray(d["bias_values"], dtype=float)
-            bl = np.asarray(d["bias_depths"], dtype=float)
-            icpt = float(np.log(bv).mean() - b * np.log(bl).mean()) if b is not None and np.isfinite(b) else 0.0
-            _loglog(axes[1], bl, bv, b, bci, icpt, "RMS of E F(L) - E F(2L)", reference=-1.0,
-                    points="ensemble statistic")
-        if "weight_entry" in d:
-            we = d["weight_entry"]
-            for step, ys in sorted(we["by_step"].items(), key=lambda kv: int(kv[0])):
-                ys = np.asarray(ys)
-                axes[1].plot(np.arange(1, len(ys) + 1) / len(ys), ys, label=f"t = step {step}")
-            axes[1].set_xlabel("layer index k / L")
-            axes[1].set_ylabel("V_k[0, 0] (member 0)")
-            axes[1].set_title(f"one weight entry, L = {we['depth']}", fontsize=9)
-            axes[1].legend(fontsize=7)
-    elif kind == "pl":
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        t = np.asarray(d["time"])
-        axes[0].plot(t, np.asarray(d["pl_ratio"]), color="C0", alpha=0.6)
-        axes[0].set_yscale("log")
-        axes[0].set_xlabel("flow time t")
-        axes[0].set_ylabel("PL ratio r(t)")
-        axes[1].plot(t, np.asarray(d["loss"]), color="C1", alpha=0.6)
-        axes[1].set_yscale("log")
-        axes[1].set_xlabel("flow time t")
-        axes[1].set_ylabel("loss l(t)")
-    elif kind == "cells":
-        fig, ax = plt.subplots(figsize=(9.5, 4))
-        for i, c in enumerate(d["cells"]):
-            V = np.asarray(c["values"])
-            ax.plot(d["depths"], np.exp(np.log(V).mean(1)), "o-", color=f"C{i}",
-                    label=f"{c['init']}, beta={c['beta']}: slope {c['slope']:.2f} ({c['expected']})")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        depth_ticks(ax, d["depths"])
-        ax.set_xlabel("depth L")
-        ax.set_ylabel("||h_L - h_0|| / ||h_0|| at init")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    elif kind == "transfer":
-        fig, axes = plt.subplots(1, 2, figsize=(10.5, 4))
-        transfer_axes(axes, d["depths"], d["log2_lrs"], d["losses"], d["optimum"], v["estimate"], tuple(v["ci"]),
-                      d["band"])
-    else:
-        return None
-    save(fig, path, title)
+    fig = FIGURES[kind](pyplot(), v, d)
+    save(fig, path, f"{v['id']}: {v['verdict']} (expected {v['expected']})")
     return path
 
 
