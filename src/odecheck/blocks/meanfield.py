@@ -15,12 +15,17 @@ References
 from __future__ import annotations
 
 from ..activations import activate
+from . import base
 from .mlp import MLP
 
 
 class MeanField(MLP):
     name = "meanfield"
     optional_width_factors = False
+
+    @staticmethod
+    def scales(net) -> tuple[float, float]:
+        return 1.0 / net.dim, base.residual_scale(net.depth, net.beta) / net.width
 
     @staticmethod
     def naive_update(h, z, *, depth, beta, q, m, activation, delta=None, width_factors=True):

@@ -31,10 +31,7 @@ from .base import Block, Network, buf, input_backward, output_backward, workspac
 
 def scales(net) -> tuple[float, float]:
     """(s, c) = (1/sqrt(q), alpha_L / sqrt(m)) of the network's configuration; (1, alpha_L) without the
-    width factors (``width_factors=False``: the block x + alpha_L V sigma(W x) of [M24]'s public script);
-    (1/q, alpha_L / m) for the mean-field block (``blocks.meanfield``)."""
-    if net.block == "meanfield":
-        return 1.0 / net.dim, base.residual_scale(net.depth, net.beta) / net.width
+    width factors (``width_factors=False``: the block x + alpha_L V sigma(W x) of [M24]'s public script)."""
     if not net.width_factors:
         return 1.0, base.residual_scale(net.depth, net.beta)
     return 1.0 / math.sqrt(net.dim), base.residual_scale(net.depth, net.beta) / math.sqrt(net.width)
@@ -231,6 +228,11 @@ class MLP(Block):
     zero_at_tied = ("V",)
     uses_width = True
 
+    @staticmethod
+    def scales(net) -> tuple[float, float]:
+        """(s, c): the factors of the inner and outer products (a subclass with other widths overrides it)."""
+        return scales(net)
+
     def layer_shapes(self, q: int, m: int) -> dict[str, tuple[int, ...]]:
         return {"V": (q, m), "W": (m, q)}
 
@@ -245,7 +247,7 @@ class MLP(Block):
         L, R, n = h.shape[0] - 1, h.shape[1], h.shape[2]
         m, act = net.width, net.activation
         V, W = p["V"], p["W"]
-        s, c = scales(net)
+        s, c = self.scales(net)
         h0 = h[0]
         if fused_chosen(V, W, act, n):
             a, d = buf(ws, "a", (L, R, n, m), h0), buf(ws, "d", (L, R, n, m), h0)
@@ -260,7 +262,7 @@ class MLP(Block):
         R, n = h0.shape[0], h0.shape[1]
         m, act = net.width, net.activation
         V, W = p["V"], p["W"]
-        s, c = scales(net)
+        s, c = self.scales(net)
         cur = h0.clone()
         if fused_chosen(V, W, act, n):
             _native.mlp_forward(act, V, W, cur, None, None, s, c, keep=False)
@@ -279,7 +281,7 @@ class MLP(Block):
 
     def backward(self, net, p, cache, g, ws, *, consume, out):
         V, W = p["V"], p["W"]
-        s, c = scales(net)
+        s, c = self.scales(net)
         act = net.activation
         if out is not None:  # the caller keeps these (odecheck.nn): fresh where none was given
             gV = out["V"] if "V" in out else torch.empty_like(V)
@@ -294,7 +296,7 @@ class MLP(Block):
 
     def vector_field(self, net, w, p64, H):
         L = net.depth
-        s, c = scales(net)
+        s, c = self.scales(net)
         u = torch.bmm(H, w["W"].transpose(1, 2)) * s
         scale = L * c
         return scale * torch.bmm(activate(net.activation, u), w["V"].transpose(1, 2))

@@ -57,7 +57,7 @@ class TransferFit:
 
 def transfer_slope(depths, log2_lrs, losses, *, level: float = 0.95) -> TransferFit:
     """The drift of eta*(L) from ``losses`` (D, G, R): depths x learning rates (``log2_lrs``, G) x members."""
-    from scipy.stats import t as tdist
+    from .scaling import mean_interval
 
     L = np.asarray(depths, dtype=float)
     V = np.asarray(losses, dtype=float)
@@ -80,8 +80,7 @@ def transfer_slope(depths, log2_lrs, losses, *, level: float = 0.95) -> Transfer
     s = float(slopes.mean())
     if R < 2:
         return TransferFit(s, (float("nan"),) * 2, band, opt, "inconclusive", "one member: no interval")
-    h = float(tdist.ppf(0.5 + level / 2, R - 1) * slopes.std(ddof=1) / np.sqrt(R))
-    lo, hi = s - h, s + h
+    s, (lo, hi) = mean_interval(slopes, level)
     if -band < lo and hi < band:
         verdict, reason = "transfers", f"interval inside +-{band:.3g}"
     elif hi < -band or lo > band:
