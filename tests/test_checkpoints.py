@@ -112,23 +112,43 @@ def test_a_shard_index_never_leads_out_of_its_folder(tmp_path, shard):
         analyze_checkpoint(model)
 
 
+def _fp8_layers(rng, L, rows, cols, grid, f8, dtype):
+    """L FP8 layers (rows, cols) with random float32 scale grids of shape ``grid``: the tensors as raw
+    safetensors entries, and the weights and scales as float64 arrays."""
+    t, ws, scales = {}, [], []
+    for k in range(L):
+        w = torch.tensor(rng.standard_normal((rows, cols)), dtype=torch.float32).to(f8)
+        scale = rng.uniform(0.5, 2.0, grid).astype(np.float32)
+        t[f"layers.{k}.mlp.weight"] = (dtype, (rows, cols), w.view(torch.uint8).numpy().tobytes())
+        t[f"layers.{k}.mlp.weight_scale_inv"] = ("F32", grid, scale.tobytes())
+        ws.append(w.double().numpy())
+        scales.append(scale.astype(np.float64))
+    return t, ws, scales
+
+
+def _dequantized_by_loop(w, scale, br, bc):
+    """The reference: every entry multiplied by its block's factor, one entry at a time."""
+    out = np.empty_like(w)
+    for i in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            out[i, j] = w[i, j] * scale[i // br, j // bc]
+    return out
+
+
+def _read_path(file):
+    (path,), skipped = group_paths(list_tensors(file))
+    return path, skipped, np.stack([x.flat(0, x.size).reshape(x.shape) for x in path.layers])
+
+
 @pytest.mark.parametrize("dtype,torch_dtype", [("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2")])
 def test_fp8_weights_are_read_with_their_block_scales(tmp_path, dtype, torch_dtype):
     # an FP8 checkpoint as DeepSeek-V3 publishes one: w (rows, cols) in FP8 and w_scale_inv, one float32
-    # factor per block (here 2 x 3 blocks of 4 x 3); the reference dequantizes with np.kron
+    # factor per block; here blocks of 4 x 3 declared in the header's metadata (2 x 3 of them)
     L, rows, cols = 8, 8, 9
-    rng = np.random.default_rng(5)
-    f8 = getattr(torch, torch_dtype)
-    t, ref = {}, []
-    for k in range(L):
-        w = torch.tensor(rng.standard_normal((rows, cols)), dtype=torch.float32).to(f8)
-        scale = rng.uniform(0.5, 2.0, (2, 3)).astype(np.float32)
-        t[f"layers.{k}.mlp.weight"] = (dtype, (rows, cols), w.view(torch.uint8).numpy().tobytes())
-        t[f"layers.{k}.mlp.weight_scale_inv"] = ("F32", (2, 3), scale.tobytes())
-        ref.append(w.double().numpy() * np.kron(scale.astype(np.float64), np.ones((4, 3))))
-    _raw_safetensors(tmp_path / "fp8.safetensors", t)
-    (path,), skipped = group_paths(list_tensors(tmp_path / "fp8.safetensors"))
-    Z = np.stack([x.flat(0, x.size).reshape(x.shape) for x in path.layers])
+    t, ws, scales = _fp8_layers(np.random.default_rng(5), L, rows, cols, (2, 3), getattr(torch, torch_dtype), dtype)
+    ref = [w * np.kron(sc, np.ones((4, 3))) for w, sc in zip(ws, scales, strict=True)]
+    _raw_safetensors(tmp_path / "fp8.safetensors", t, metadata={"weight_block_size": "[4, 3]"})
+    path, skipped, Z = _read_path(tmp_path / "fp8.safetensors")
     np.testing.assert_array_equal(Z, np.stack(ref))
     assert all("the dequantization scale of" in s["reason"] for s in skipped) and len(skipped) == L
     # chunks that cut rows and blocks read the same entries
@@ -136,6 +156,39 @@ def test_fp8_weights_are_read_with_their_block_scales(tmp_path, dtype, torch_dty
     np.testing.assert_array_equal(np.concatenate([x.flat(0, 17), x.flat(17, 50), x.flat(50, 72)]), ref[3].ravel())
     rows_ = analyze_checkpoint(tmp_path / "fp8.safetensors", chunk=5)["paths"]
     assert rows_[0]["max_increment"] == pytest.approx(max(np.linalg.norm(ref[k + 1] - ref[k]) for k in range(L - 1)))
+
+
+@pytest.mark.parametrize("where", ["default", "config.json", "metadata"])
+def test_fp8_blocks_that_do_not_divide_the_shape(tmp_path, where):
+    # 300 x 200 in blocks of 128 x 128 (the format's default): 3 x 2 factors, the last blocks partial (44 rows,
+    # 72 columns). Inferring the block from the grid (ceil(300 / 3) = 100 rows) scales rows 100-127 and
+    # 228-255 by the wrong factor; the reference below knows only the block size. The same with blocks of
+    # 96 x 64 given by the checkpoint's config.json or its header (4 x 4 factors).
+    br, bc = (128, 128) if where == "default" else (96, 64)
+    rows, cols = 300, 200
+    grid = (-(-rows // br), -(-cols // bc))
+    t, ws, scales = _fp8_layers(np.random.default_rng(11), 3, rows, cols, grid, torch.float8_e4m3fn, "F8_E4M3")
+    meta = {"weight_block_size": json.dumps([br, bc])} if where == "metadata" else None
+    _raw_safetensors(tmp_path / "model.safetensors", t, metadata=meta)
+    if where == "config.json":
+        (tmp_path / "config.json").write_text(json.dumps(
+            {"quantization_config": {"quant_method": "fp8", "weight_block_size": [br, bc]}}))
+    _, _, Z = _read_path(tmp_path / "model.safetensors")
+    for k in range(3):
+        np.testing.assert_array_equal(Z[k], _dequantized_by_loop(ws[k], scales[k], br, bc))
+
+
+def test_fp8_scale_grid_inconsistent_with_shape_and_block_is_refused_by_name(tmp_path):
+    # 300 x 200 with 5 x 2 factors: blocks of 128 rows need 3; the tensor is left out, named, with the reason
+    t, _, _ = _fp8_layers(np.random.default_rng(2), 3, 300, 200, (5, 2), torch.float8_e4m3fn, "F8_E4M3")
+    _raw_safetensors(tmp_path / "model.safetensors", t)
+    refs = {r.name: r for r in list_tensors(tmp_path / "model.safetensors")}
+    why = refs["layers.0.mlp.weight"].reason
+    assert "'layers.0.mlp.weight_scale_inv' of shape [5, 2] does not match the shape [300, 200]" in why
+    assert "blocks of 128 x 128 (default 128 x 128): expected [3, 2]" in why
+    (tmp_path / "config.json").write_text(json.dumps({"quantization_config": {"weight_block_size": [0, 128]}}))
+    with pytest.raises(InvalidArgument, match=r"config.json: weight_block_size \[0, 128\] is not two positive"):
+        list_tensors(tmp_path / "model.safetensors")
 
 
 def test_gguf_files_dequantized_row_block_by_row_block(tmp_path):
@@ -211,9 +264,10 @@ def test_which_weights_feed_a_normalization_by_their_neighbours_names():
     assert feeds("layer1.*.conv1.weight[1:3]", resnet)  # a split stage's run
 
 
-def _raw_safetensors(path, tensors):
-    """A safetensors file written byte by byte: {name: (dtype string, shape, raw bytes)}."""
-    header, blobs, off = {}, [], 0
+def _raw_safetensors(path, tensors, metadata=None):
+    """A safetensors file written byte by byte: {name: (dtype string, shape, raw bytes)}, and the header's
+    ``__metadata__`` (strings) when given."""
+    header, blobs, off = ({"__metadata__": metadata} if metadata else {}), [], 0
     for name, (dtype, shape, raw) in tensors.items():
         header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
         blobs.append(raw)

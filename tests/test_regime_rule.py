@@ -154,6 +154,56 @@ def test_local_exponents_and_differences_against_a_plain_jackknife():
     assert wide == pytest.approx(interval(d, jk[:, 1] - jk[:, 0], 0.95), rel=1e-10)  # one pair: no correction
 
 
+def test_bonferroni_over_many_pairs_against_a_written_out_interval():
+    # L = 512: lags 1..32 (6), 5 local exponents, 10 pairs; each pair's wide interval is the jackknife-t
+    # interval at 1 - 0.05 / 10, the narrow one at 0.95 (written out here from the entries' jackknife)
+    Z = fbm_paths(16, 512, 0.6, member_generator(5, 0)).T.numpy()
+    lags = dyadic_lags(512)
+    assert len(lags) == 6
+
+    def local(M):
+        m = np.array([np.linalg.norm(M[h:] - M[:-h], axis=1).mean() for h in lags])
+        return np.diff(np.log(m)) / np.diff(np.log(lags))
+
+    full = local(Z)
+    jk = np.array([local(np.delete(Z, i, axis=1)) for i in range(16)])
+
+    def interval(est, reps, level):
+        se = math.sqrt(15 / 16 * ((reps - reps.mean()) ** 2).sum())
+        q = stats.t.ppf((1 + level) / 2, 15)
+        return est - q * se, est + q * se
+
+    sums = LagSums(512, 16, lags)
+    sums.add(Z, 0)
+    f = sums.fit(0.95)
+    assert len(f.differences) == 10
+    pairs = [(i, k) for i in range(5) for k in range(i + 1, 5)]
+    for (i, k, d, ci, wide), want in zip(f.differences, pairs, strict=True):
+        assert (i, k) == want
+        assert ci == pytest.approx(interval(full[k] - full[i], jk[:, k] - jk[:, i], 0.95), rel=1e-10)
+        assert wide == pytest.approx(interval(full[k] - full[i], jk[:, k] - jk[:, i], 1 - 0.05 / 10), rel=1e-10)
+        assert wide[0] < ci[0] and ci[1] < wide[1]
+
+
+@pytest.mark.slow
+def test_a_planted_crossover_is_called_mixed_from_data():
+    # white layer noise plus a Brownian path: m(h)^2 = 2 sw^2 + sb^2 h, flat (local exponent near 0) at small
+    # lags and rough (near 1/2) at large ones, crossing at h = 2 sw^2 / sb^2 = 8. At L = 512 with 256 entries
+    # the rule has the power to show it: at least 40 of 50 such paths are `mixed` (the rule's only other
+    # answers here are `inconclusive`), and none gets a single regime
+    from odecheck.estimators import classify_regime
+
+    L, P, n = 512, 256, 50
+    rng = np.random.default_rng(77)
+    calls = {}
+    for _ in range(n):
+        Z = np.cumsum(rng.standard_normal((L, P)), axis=0) + 2.0 * rng.standard_normal((L, P))
+        r = classify_regime(Z).regime
+        calls[r] = calls.get(r, 0) + 1
+    assert calls.get("mixed", 0) >= 40, calls
+    assert set(calls) <= {"mixed", "inconclusive"}, calls
+
+
 def test_streamed_chunks_that_split_groups_equal_the_whole_path():
     Z = fbm_paths(300, 130, 0.4, member_generator(4, 0)).T.numpy()
     lags = dyadic_lags(130)

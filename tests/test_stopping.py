@@ -89,3 +89,63 @@ def test_a_run_killed_mid_epoch_resumes_and_stops_at_the_same_steps(tmp_path):
 def test_stopping_options_are_checked(train, needle):
     with pytest.raises(InvalidArgument, match=needle):
         _cfg(steps=10, **train)
+
+
+def _drive(losses: np.ndarray, epoch: int, **train):
+    """EpochStopping fed planted minibatch losses (steps, R) one step at a time; its stopping steps and reasons."""
+    from types import SimpleNamespace
+
+    from odecheck.runner import EpochStopping
+
+    tc = SimpleNamespace(**{"batch_size": 1, "stop_loss": None, "patience": None, "min_improvement": 0.01, **train})
+    state: dict = {}
+    rule = EpochStopping(tc, epoch, losses.shape[1], state)
+    for t in range(losses.shape[0]):
+        rule.add(losses[t:t + 1], t + 1)
+    return rule.record(), state["frozen"]
+
+
+def _epochs(*means_per_member, epoch=2):
+    """Minibatch losses whose epoch means are the given ones (each epoch: mean - 0.25, mean + 0.25)."""
+    cols = []
+    for means in means_per_member:
+        cols.append(np.concatenate([[m - 0.25, m + 0.25] for m in means]))
+    return np.stack(cols, 1)
+
+
+def test_patience_stops_after_exactly_patience_epochs_without_improvement():
+    # member 0 improves by 50 % per epoch (never stops), member 1 stalls after epoch 2: with patience 3 it
+    # stops at the end of epoch 5 (waits 1, 2, 3), not epoch 4 or 6; member 2 improves by 0.1 % an epoch,
+    # never 1 % on its best in 8 epochs (0.999^7 = 0.993): it stops at epoch 4
+    m0 = [8.0 * 0.5 ** e for e in range(8)]
+    m1 = [4.0, 2.0] + [2.0] * 6
+    m2 = [4.0 * 0.999 ** e for e in range(8)]
+    rec, frozen = _drive(_epochs(m0, m1, m2), 2, patience=3)
+    assert rec["stopped_at"] == [-1, 10, 8], rec
+    assert rec["epochs"] == [8, 5, 4]
+    assert rec["reason"][1] == "3 epochs without a 1% improvement" and rec["reason"][0] == "step budget"
+    assert frozen.tolist() == [False, True, True]
+    # the same losses with patience 4: one epoch later each; without patience nobody stops
+    assert _drive(_epochs(m0, m1, m2), 2, patience=4)[0]["stopped_at"] == [-1, 12, 10]
+    assert _drive(_epochs(m0, m1, m2), 2)[0]["stopped_at"] == [-1, -1, -1]
+
+
+def test_min_improvement_is_relative_to_the_best_epoch_and_its_threshold_matters():
+    # improvements of 3 % per epoch: enough for min_improvement 0.02, not for 0.10 (two epochs make 5.9 %: then
+    # patience 2 stops it at epoch 3); a worse epoch between better ones counts as a wait without resetting the best
+    m = [4.0 * 0.97 ** e for e in range(6)]
+    assert _drive(_epochs(m), 2, patience=2, min_improvement=0.02)[0]["stopped_at"] == [-1]
+    assert _drive(_epochs(m), 2, patience=2, min_improvement=0.10)[0]["stopped_at"] == [6]
+    # best 2.0 at epoch 1; 2.5 (wait 1), 1.99 (< 1 % better than 2.0: wait 2) -> stops at epoch 4 with patience 2
+    assert _drive(_epochs([4.0, 2.0, 2.5, 1.99, 1.0]), 2, patience=2)[0]["stopped_at"] == [8]
+    # 1.97 is 1.5 % better than 2.0: the wait resets, and epoch 5's 1.0 keeps it going
+    assert _drive(_epochs([4.0, 2.0, 2.5, 1.97, 1.0]), 2, patience=2)[0]["stopped_at"] == [-1]
+
+
+def test_stop_loss_is_decided_before_patience_and_strictly_below():
+    # epoch means 1.0, 0.5, 0.5: stop_loss 0.5 is not reached (strictly below), patience 1 stops at epoch 3;
+    # stop_loss 0.51 stops at epoch 2 with that reason
+    rec, _ = _drive(_epochs([1.0, 0.5, 0.5]), 2, patience=1, stop_loss=0.5)
+    assert rec["stopped_at"] == [6] and "epochs without" in rec["reason"][0]
+    rec, _ = _drive(_epochs([1.0, 0.5, 0.5]), 2, patience=1, stop_loss=0.51)
+    assert rec["stopped_at"] == [4] and rec["reason"][0].startswith("epoch loss 0.5 <")

@@ -62,3 +62,24 @@ def test_coverage_and_false_verdicts_at_planted_truth(s):
     floor = binom.ppf(1e-3, n, 0.95)  # 95 % coverage, failing the test by chance once in 1000
     assert covered >= floor, (covered, floor)
     assert wrong <= binom.ppf(1 - 1e-3, n, 0.05), wrong
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edge", [-1.0, 1.0])
+def test_each_wrong_call_at_the_band_edge_is_at_most_alpha_over_2(edge):
+    # the truth planted exactly at the band's edge (s = +-1/8 over L = 8..128): "transfers" needs the interval
+    # to miss s on the inner side and "drifts" on the outer side, each at most alpha/2 = 0.025 of the time.
+    # A rule that decided on the point estimate would say "transfers" about half of the time here. 1200
+    # replicates: the bound is the binomial 1 - 1e-3 quantile at 0.025 (48 calls), and a rate of 0.05 (twice
+    # the stated one) exceeds it with probability 0.94 (binomial, asserted below), so the test has the power
+    # the rule's error control asks for.
+    band = 1 / (2 * np.log2(DEPTHS[-1] / DEPTHS[0]))
+    s, n = edge * band, 1200
+    bound = binom.ppf(1 - 1e-3, n, 0.025)
+    assert binom.sf(bound, n, 0.05) >= 0.9  # the power to see twice the stated rate
+    rng = np.random.default_rng(2024 + int(edge))
+    calls = {"transfers": 0, "drifts": 0, "inconclusive": 0}
+    for _ in range(n):
+        calls[transfer_slope(DEPTHS, GRID, planted(s, 4, rng)[0]).verdict] += 1
+    assert calls["transfers"] <= bound and calls["drifts"] <= bound, calls
+    assert calls["inconclusive"] >= n - 2 * bound  # the edge is where the rule must mostly abstain

@@ -36,14 +36,49 @@ FP8_DTYPES = {"F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}  # safetenso
 CHUNK_ENTRIES = 1 << 20  # columns per chunk: (L, 2^20) float64 is 8 MiB per layer
 
 
-def _block_scale(scale: np.ndarray, shape: tuple[int, ...], a: int, b: int) -> np.ndarray:
+FP8_BLOCK = (128, 128)  # DeepSeek-V3's blocks, the format's default when the checkpoint does not say
+
+
+def _block_scale(scale: np.ndarray, block: tuple[int, int], shape: tuple[int, ...], a: int, b: int) -> np.ndarray:
     """The dequantization factor of entries a..b of an FP8 matrix of ``shape`` (rows, cols) whose
-    ``weight_scale_inv`` holds one factor per block of ceil(rows / n) x ceil(cols / m) (DeepSeek-V3's 128 x
-    128 blocks): entry (i, j) is multiplied by scale[i // block_rows, j // block_cols]."""
-    rows, cols = shape[0], int(np.prod(shape[1:]))
-    br, bc = -(-rows // scale.shape[0]), -(-cols // scale.shape[1])
+    ``weight_scale_inv`` holds one factor per ``block`` = (block_rows, block_cols) of entries (the last
+    blocks of a side that is not a multiple are partial): entry (i, j) is multiplied by
+    scale[i // block_rows, j // block_cols]."""
+    cols = int(np.prod(shape[1:]))
     idx = np.arange(a, b)
-    return scale[(idx // cols) // br, (idx % cols) // bc]
+    return scale[(idx // cols) // block[0], (idx % cols) // block[1]]
+
+
+def fp8_block_size(file: str) -> tuple[tuple[int, int], str]:
+    """The FP8 block (rows, cols) of a checkpoint file and where it was found: ``weight_block_size`` in the
+    ``quantization_config`` of a ``config.json`` beside the file, else in the safetensors header's
+    ``__metadata__``, else the format's default 128 x 128."""
+    path = Path(file)
+    try:
+        cfg = json.loads((path.parent / "config.json").read_text())
+        size = cfg.get("quantization_config", {}).get("weight_block_size")
+    except (OSError, ValueError, AttributeError):
+        size = None
+    if size is not None:
+        return _block_pair(size, f"{path.parent / 'config.json'}"), "config.json"
+    try:
+        meta = _read_header(path)[1].get("__metadata__") or {}
+        size = json.loads(meta["weight_block_size"]) if "weight_block_size" in meta else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        size = None
+    if size is not None:
+        return _block_pair(size, f"{file} __metadata__"), "header metadata"
+    return FP8_BLOCK, "default 128 x 128"
+
+
+def _block_pair(size, where: str) -> tuple[int, int]:
+    try:
+        br, bc = (int(x) for x in size)
+        if br > 0 and bc > 0:
+            return br, bc
+    except (TypeError, ValueError):
+        pass
+    raise InvalidArgument(f"{where}: weight_block_size {size!r} is not two positive integers")
 
 
 @dataclass(frozen=True)
@@ -73,8 +108,10 @@ class TensorRef:
                 import torch
 
                 vals = torch.from_numpy(np.array(raw)).view(getattr(torch, FP8_DTYPES[self.dtype])).double().numpy()
-                scale = self.source[2] if len(self.source) > 2 else None
-                return vals if scale is None else vals * _block_scale(scale, self.shape, a, b)
+                if len(self.source) < 4:
+                    return vals
+                scale, block = self.source[2:4]
+                return vals * _block_scale(scale, block, self.shape, a, b)
             return np.asarray(raw, dtype=np.float64)
         return self.source.reshape(-1)[a:b].double().numpy()
 
@@ -143,17 +180,22 @@ def _onnx(path: Path) -> list[TensorRef]:
 
 
 # ----------------------------------------------------------------------------- listing tensors
+def _read_header(path: Path) -> tuple[int, dict]:
+    """The header's length and the JSON header of a safetensors file (ValueError when it is not one)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise ValueError("shorter than its header length")
+        n = struct.unpack("<Q", head)[0]
+        if n > 100_000_000:
+            raise ValueError(f"header of {n} bytes")
+        return n, json.loads(fh.read(n))
+
+
 def _safetensors(path: Path) -> list[TensorRef]:
     f = str(path)
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                raise ValueError("shorter than its header length")
-            n = struct.unpack("<Q", head)[0]
-            if n > 100_000_000:
-                raise ValueError(f"header of {n} bytes")
-            header = json.loads(fh.read(n))
+        n, header = _read_header(path)
     except (OSError, ValueError) as e:
         raise InvalidArgument(f"{f}: unreadable or corrupt safetensors ({e})") from None
     size = path.stat().st_size
@@ -181,19 +223,36 @@ def _dequantize(refs: list[TensorRef]) -> list[TensorRef]:
     """FP8 tensors with a ``<name>_scale_inv`` beside them are read multiplied by it, block by block; the
     scales themselves are not weights (left out, named)."""
     by_name = {t.name: t for t in refs}
+    blocks: dict[str, tuple[tuple[int, int], str]] = {}  # per file: its FP8 block and where it was found
     out = []
     for t in refs:
         if t.name.endswith(SCALE_SUFFIX) and by_name.get(t.name[: -len(SCALE_SUFFIX)], t).dtype in FP8_DTYPES:
             out.append(TensorRef(t.file, t.name, t.shape, t.dtype, None,
                                  f"the dequantization scale of {t.name[: -len(SCALE_SUFFIX)]!r}, applied to it"))
             continue
-        if t.dtype in FP8_DTYPES:
-            sc = by_name.get(t.name + SCALE_SUFFIX)
-            if sc is not None and len(sc.shape) == 2 and len(t.shape) >= 2:
-                scale = sc.flat(0, sc.size).reshape(sc.shape)
-                t = TensorRef(t.file, t.name, t.shape, t.dtype, (*t.source, scale))
-        out.append(t)
+        sc = by_name.get(t.name + SCALE_SUFFIX) if t.dtype in FP8_DTYPES else None
+        if sc is not None and t.file not in blocks:
+            blocks[t.file] = fp8_block_size(t.file)
+        out.append(t if sc is None else _scaled(t, sc, *blocks.get(t.file, (FP8_BLOCK, ""))))
     return out
+
+
+def _scaled(t: TensorRef, sc: TensorRef, block: tuple[int, int], origin: str) -> TensorRef:
+    """FP8 tensor ``t`` with its block scales ``sc`` attached, or left out (named, with the reason) when the
+    scale grid does not match the shape and the checkpoint's block: ceil(rows / block_rows) x
+    ceil(cols / block_cols) factors."""
+    if len(t.shape) < 2:
+        return TensorRef(t.file, t.name, t.shape, t.dtype, None, f"an FP8 tensor of shape {list(t.shape)} with "
+                         "block scales: a block-scaled FP8 weight is a matrix")
+    rows, cols = t.shape[0], int(np.prod(t.shape[1:]))
+    grid = (-(-rows // block[0]), -(-cols // block[1]))
+    if tuple(sc.shape) != grid:
+        return TensorRef(t.file, t.name, t.shape, t.dtype, None,
+                         f"FP8 scale grid {t.name + SCALE_SUFFIX!r} of shape {list(sc.shape)} does not match the "
+                         f"shape {list(t.shape)} in blocks of {block[0]} x {block[1]} ({origin}): expected "
+                         f"{list(grid)}")
+    scale = sc.flat(0, sc.size).reshape(grid)
+    return TensorRef(t.file, t.name, t.shape, t.dtype, (*t.source[:2], scale, block))
 
 
 def _torch(path: Path) -> list[TensorRef]:
