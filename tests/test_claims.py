@@ -41,7 +41,8 @@ def test_verify_cli_writes_report_and_resumes(tmp_path):
     assert "[2/2] init-scaling-regimes: confirmed, estimate" in res.output
     rep = json.loads((out / "report.json").read_text())
     assert set(rep) >= {"version", "budget", "device", "seed", "environment", "claims"}
-    assert set(rep["environment"]) == {"torch", "threads", "fused_cpu_kernels"}
+    assert set(rep["environment"]) == {"torch", "threads", "thread_policy", "fused_cpu_kernels"}
+    assert rep["environment"]["thread_policy"]["policy"] in ("free cores", "fixed")
     kernels = rep["environment"]["fused_cpu_kernels"]
     assert kernels["state"] in ("available", "disabled", "unavailable")
     if kernels["state"] == "available":  # the instruction set the kernels were built for is on record
@@ -67,6 +68,7 @@ def test_same_seed_same_report(tmp_path):
         rep = json.loads((tmp_path / f"r{i}" / "report.json").read_text())
         for c in rep["claims"]:
             c.pop("seconds")
+        rep["environment"].pop("thread_policy")  # the other processes' load it measured: a timing, like seconds
         outs.append(rep)
     assert outs[0] == outs[1]
 

@@ -195,7 +195,7 @@ def test_threads_option_sets_torch_threads_and_the_report_says_so(tmp_path):
         torch.set_num_threads(before)
     for args, env in ((["--threads", "0", "verify"], {}), (["verify"], {"ODECHECK_THREADS": "0"})):
         res = runner.invoke(app, args, env=env)
-        assert res.exit_code == 2 and "--threads 0: expected an integer >= 1" in res.output, res.output
+        assert res.exit_code == 2 and "--threads 0: expected an integer >= 1 or 'auto'" in res.output, res.output
 
 
 def test_sweep_off_a_terminal_logs_plain_progress_lines(tmp_path, monkeypatch):

@@ -512,6 +512,29 @@ int odecheck_native_lanes() { return VL; }
 
 int odecheck_native_registers() { return NREG; }
 
+// The machine's measured FMA peak: each thread runs NACC independent vector accumulators through
+// `iters` rounds of a = a * b + c (one fused multiply-add each where the target has FMA; 2 VL flops),
+// enough independent chains to cover the FMA latency on every target. Returns the flops done; the
+// caller times the call. The result of the chains is folded into `sink` so that none is optimized away.
+float odecheck_fma_peak(int threads, long iters) {
+    constexpr int NACC = NREG >= 32 ? 16 : 8;
+    float sink = 0.0f;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    {
+        vf a[NACC];
+        const vf b = splat(0.999999f), c = splat(1e-7f);
+        for (int j = 0; j < NACC; ++j) a[j] = splat(1.0f + 0.001f * j);
+        for (long t = 0; t < iters; ++t)
+            for (int j = 0; j < NACC; ++j) a[j] = a[j] * b + c;
+        vf total = splat(0.0f);
+        for (int j = 0; j < NACC; ++j) total += a[j];
+        for (int l = 0; l < VL; ++l) sink += total[l];
+    }
+    return sink;
+}
+
+int odecheck_fma_chains() { return NREG >= 32 ? 16 : 8; }
+
 int odecheck_native_openmp() {
 #ifdef _OPENMP
     return 1;

@@ -167,7 +167,41 @@ def _load(lib: Path) -> ctypes.CDLL:
                  "mlp_forward_generic_f32", "mlp_forward_generic_f64", "mlp_backward_generic_f32",
                  "mlp_backward_generic_f64"):
         getattr(dll, name).restype = ctypes.c_int
+    dll.odecheck_fma_peak.argtypes = [i, ctypes.c_long]
+    dll.odecheck_fma_peak.restype = ctypes.c_float
+    dll.odecheck_fma_chains.argtypes = []
+    dll.odecheck_fma_chains.restype = ctypes.c_int
     return dll
+
+
+def fma_peak(threads: int | None = None, isa: str | None = None, seconds: float = 0.1, repeat: int = 3) -> dict | None:
+    """The measured FMA peak of ``threads`` threads (default torch's) with build ``isa``: independent vector
+    multiply-add chains, timed (the best of ``repeat`` runs of about ``seconds`` each). None without the
+    kernels. Returns {"gflops", "threads", "lanes", "chains"}."""
+    import time
+
+    lib = library(isa)
+    if lib is None:
+        return None
+    n = threads or torch.get_num_threads()
+    lanes, chains = lib.odecheck_native_lanes(), lib.odecheck_fma_chains()
+    iters = 1 << 12
+    while True:  # calibrate the round count to about `seconds`
+        t0 = time.perf_counter()
+        lib.odecheck_fma_peak(n, iters)
+        if time.perf_counter() - t0 >= seconds / 2 or iters >= 1 << 30:
+            break
+        iters *= 2
+    best = min(_timed_peak(lib, n, iters) for _ in range(repeat))
+    return {"gflops": 2.0 * lanes * chains * iters * n / best / 1e9, "threads": n, "lanes": lanes, "chains": chains}
+
+
+def _timed_peak(lib, n: int, iters: int) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    lib.odecheck_fma_peak(n, iters)
+    return time.perf_counter() - t0
 
 
 def _off() -> bool:

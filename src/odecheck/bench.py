@@ -345,7 +345,11 @@ def _probe(R: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _report(device: torch.device, recompute: int | None, builds: dict, results: list[dict]) -> dict:
+    peak = _peak(device)
+    for r in results:  # each row's GFLOP/s against the measured FMA peak of the same threads, same run
+        r["fma_peak_share"] = None if peak is None else r["gflops"] / peak["gflops"]
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "fma_peak": peak,
             "cpu": _native.cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "bmm_gflops": statistics.median(r["bmm_gflops"] for r in results) if results else None,
             "recompute": recompute, "native": _native.status() if device.type == "cpu" else None,
@@ -353,3 +357,18 @@ def _report(device: torch.device, recompute: int | None, builds: dict, results: 
             "workload": {"n": N, "d": Q, "q": Q, "m": M, "activation": "gelu", "step": "full-batch gradient step",
                          "dtype": "float32"},
             "results": list(results)}
+
+
+_PEAK: dict = {}
+
+
+def _peak(device: torch.device) -> dict | None:
+    """The CPU's measured FMA peak at torch's thread count with the native build (``_native.fma_peak``: the
+    best of 3 timed runs of independent vector multiply-add chains), measured once per process; None on
+    CUDA or without the kernels."""
+    if device.type != "cpu":
+        return None
+    key = torch.get_num_threads()
+    if key not in _PEAK:
+        _PEAK[key] = _native.fma_peak(key)
+    return _PEAK[key]

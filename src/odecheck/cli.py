@@ -17,19 +17,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 @app.callback()
 def _root(
-    threads: int | None = typer.Option(
+    ctx: typer.Context,
+    threads: str | None = typer.Option(
         None, "--threads", envvar="ODECHECK_THREADS", show_envvar=True,
-        help="Torch CPU threads for this command (default: torch's, one per core). On a machine other jobs "
-             "keep busy, fewer threads than cores avoid spinning threads: see docs/performance.md."),
+        help="Torch CPU threads: an integer >= 1 fixes the count; 'auto' (the default) uses the cores that other "
+             "processes leave free, re-checked about once a second, so a busy machine costs at most the busy "
+             "core (docs/performance.md)."),
 ) -> None:
     """odecheck: property-based checks of the depth limits of residual networks."""
-    if threads is None:
-        return
-    if threads < 1:
-        _fail(f"--threads {threads}: expected an integer >= 1")
-    import torch
+    from .threads import apply_option
 
-    torch.set_num_threads(threads)
+    with _reported():
+        apply_option(threads, ctx.call_on_close)
 
 
 def _fail(msg: str) -> None:
@@ -42,7 +41,7 @@ FLAGS = {"budget": "--budget", "claims": "--claims", "device": "--device", "out"
          "inputs": "--inputs", "depths": "--depths", "ensembles": "--ensemble", "recompute": "--recompute",
          "variants": "--isa", "widen": "--widen", "max_examples": "--max-examples", "config": "--replay",
          "claim": "CLAIM", "workers": "--workers", "scheduler": "--scheduler", "spec": "SPEC", "name": "NAME",
-         "scale": "--scale", "variant": "--variant"}
+         "scale": "--scale", "variant": "--variant", "rounds": "--repeat", "threads": "--threads"}
 
 
 def _write_json_if(path: Path | None, obj) -> None:
@@ -53,8 +52,7 @@ def _write_json_if(path: Path | None, obj) -> None:
 
 @contextmanager
 def _reported():
-    """A library error (``OdecheckError``; an ``InvalidArgument`` names its argument) as the command line's:
-    the message with the argument's flag, exit status 2."""
+    """A library error (``OdecheckError``) in the command line's words (the argument's flag), exit status 2."""
     from ._errors import OdecheckError
 
     try:
@@ -127,19 +125,19 @@ def verify(
 
     from .claims import REGISTRY
     from .progress import claim_progress
-    from .render import verify_footer, verify_table
+    from .render import verify_footer, verify_summary, verify_table
     from .verification import verify as run_verify
 
     ids = list(REGISTRY) if not claims else [c.strip() for c in claims.split(",") if c.strip()]
     _check_writable_file("--json", json_file)  # before anything runs
-    report_name = "report.json"
     with _reported():
-        with claim_progress(Console(stderr=True), ids, report_name) as meter:
+        with claim_progress(Console(stderr=True), ids, "report.json", budget) as meter:
             rep = run_verify(ids, budget=budget, seed=seed, device=device, out=out, resume=resume, progress=meter)
     _write_json_if(json_file, lambda: rep)
     table = verify_table(rep["claims"], title=f"odecheck verify (budget {budget}, device {rep['device']}, seed {seed})")
     Console(width=max(Console().width, 120)).print(table)
-    typer.echo(verify_footer(rep["claims"], out, report_name))
+    typer.echo(verify_summary(rep["claims"], meter.elapsed(), len(meter.reused)) + "\n"
+               + verify_footer(rep["claims"], out, "report.json"))
 
 
 @app.command()
@@ -207,6 +205,8 @@ def bench(
     isa: list[str] = typer.Option([], "--isa", help="Fused-kernel builds to time (repeat): native, avx512, avx2, "
                                                     "sse2, scalar. Default: native, plus avx2 on an AVX-512 CPU."),
     json_file: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+    contention: bool = typer.Option(False, "--contention", help="Instead: workloads quiet and beside a busy process, "
+                                    "free-cores policy against all cores and one thread (REPEAT rounds)."),
 ) -> None:
     """Time the engine against a per-layer nn.ModuleList baseline on the [M24] workload."""
     from rich.console import Console
@@ -218,6 +218,14 @@ def bench(
         dev = check_bench(depths, ensemble, device, recompute=recompute, variants=list(isa))
     _check_writable_file("--json", json_file)  # before anything runs
     console = Console(stderr=True)
+    if contention:  # the thread policies quiet and beside a busy process (odecheck.contention)
+        from .contention import run_contention
+        from .render import contention_table
+
+        with _reported(), console.status("contention benchmark") as status:
+            res = run_contention(rounds=repeat, progress=status.update)
+        _write_json_if(json_file, lambda: res)
+        return Console(width=max(Console().width, 120)).print(contention_table(res))
     with console.status("benchmarking") as status:
         # the JSON is written after each row (the last write is the whole report): an interrupted
         # run keeps the rows it finished
@@ -242,22 +250,15 @@ def falsify(
 
     from rich.console import Console
 
-    try:
-        from .falsify import falsify as search
-        from .falsify import replay
-    except ImportError:
-        _fail("odecheck falsify needs hypothesis: pip install 'odecheck[test]'")
-        return
+    from .falsify import falsify as search
+    from .falsify import replay
+
     console = Console(stderr=True)
     _check_writable_file("--json", json_file)  # before anything runs
     with _reported():
         if replay_config is not None:
-            try:
-                cfg = json.loads(replay_config)
-            except ValueError:
-                _fail("--replay: not valid JSON")
-                return
-            ev = replay(claim, cfg)
+            ev = replay(claim, replay_config)
+            cfg = json.loads(replay_config)
             typer.echo(f"{claim} on {json.dumps(cfg, sort_keys=True)}: {ev.verdict}")
             typer.echo(json.dumps(ev.to_json(), indent=2))
             _write_json_if(json_file, lambda: {"claim": claim, "config": cfg, "verdict": ev.verdict,

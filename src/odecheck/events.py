@@ -37,6 +37,9 @@ Meter = Callable[[Progress], None]
 
 def report(meter: Meter | None, *args, **kwargs) -> None:
     """Send ``Progress(*args, **kwargs)`` to ``meter`` when there is one."""
+    from .threads import check
+
+    check()  # long calls report often: the thread policy re-checks the free cores here (rate-limited)
     if meter is not None:
         meter(Progress(*args, **kwargs))
 

@@ -145,9 +145,15 @@ class Counterexample:
                           "  replay:   " + self.replay_command()])
 
 
-def replay(claim: str, config: dict) -> Evidence:
-    """Re-run ``claim``'s probe on ``config`` (the searchable fields, as ``falsify`` reports them)."""
+def replay(claim: str, config: dict | str) -> Evidence:
+    """Re-run ``claim``'s probe on ``config`` (the searchable fields, as ``falsify`` reports them; a dict or its
+    JSON text)."""
     probe = _probe(claim)
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            raise invalid("config", config, "valid JSON") from None
     if not isinstance(config, dict):
         raise invalid("config", config, "a JSON object of field values")
     missing = set(probe.fields) - set(config)

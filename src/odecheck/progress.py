@@ -137,40 +137,94 @@ def step_progress(console, label: str, total: int):
         yield lambda e: prog.update(task, completed=e.done, loss=f"{np.nanmedian(e.result):.4g}")
 
 
+class _ClaimMeter:
+    """The meter of :func:`claim_progress`: a bar per claim (status, elapsed, time left at the claim's own
+    pace, its reference time on the budget) and an overall bar whose time left comes from the reference
+    times of the claims still to run, scaled by this run's pace so far (``claims.timing``)."""
+
+    def __init__(self, prog, ids: list[str], budget: str, report_name: str, live: bool):
+        from .claims.timing import FALLBACK_SECONDS, reference_seconds
+
+        self.prog, self.ids, self.report_name, self.live = prog, ids, report_name, live
+        known = {c: reference_seconds(c, budget) for c in ids}
+        self.shown = {c: "n/a" if s is None else f"~{s:.0f} s" for c, s in known.items()}
+        self.ref = {c: FALLBACK_SECONDS if s is None else s for c, s in known.items()}
+        self.total_ref = sum(self.ref.values())
+        self.t0 = time.monotonic()
+        self.tasks: dict = {}
+        self.first: dict = {}  # each claim's index: its advance events count from it
+        self.done_ref = 0.0  # reference seconds of the claims finished (computed, not reused)
+        self.done_s = 0.0  # their wall seconds
+        self.reused: set[str] = set()
+        self.overall = None
+
+    def _tasks(self) -> None:
+        if self.tasks:
+            return
+        self.overall = self.prog.add_task("all claims", total=self.total_ref, status=f"0/{len(self.ids)}",
+                                          budget=f"~{self.total_ref:.0f} s")
+        self.tasks.update({c: self.prog.add_task(c, total=1.0, status="queued", budget=self.shown[c])
+                           for c in self.ids})
+
+    def elapsed(self) -> float:
+        """Seconds since the meter was made (the run's wall time)."""
+        return time.monotonic() - self.t0
+
+    def left(self) -> float:
+        """Seconds left: the unfinished claims' reference seconds at this run's pace (reference until one
+        claim has run)."""
+        n_done = sum(1 for c in self.ids if self.prog.tasks[self.tasks[c]].completed >= 1.0)
+        rest = sum(self.ref[c] for c in self.ids[n_done:])
+        pace = self.done_s / self.done_ref if self.done_ref > 0 else 1.0
+        return rest * pace
+
+    def __call__(self, e) -> None:
+        self._tasks()
+        if e.stage == "start":
+            self.first[e.item] = e.done
+            self.prog.update(self.tasks[e.item], status="running")
+        elif e.stage == "advance":
+            frac = e.done - self.first[e.item]
+            self.prog.update(self.tasks[e.item], completed=frac)
+            self.prog.update(self.overall, completed=self._overall(e.item, frac))
+        else:
+            self._done(e.result["verdict"], e.result["reused"])
+
+    def _overall(self, cid: str, frac: float) -> float:
+        i = self.ids.index(cid)
+        return sum(self.ref[c] for c in self.ids[:i]) + frac * self.ref[cid]
+
+    def _done(self, v: dict, reused: bool) -> None:
+        cid = v["id"]
+        if reused:
+            self.reused.add(cid)
+            status = f"{v['verdict']} (from {self.report_name})"
+        else:
+            self.done_ref += self.ref[cid]
+            self.done_s += v["seconds"]
+            status = v["verdict"]
+        self.prog.update(self.tasks[cid], completed=1.0, status=status)
+        n_done = sum(1 for c in self.ids if self.prog.tasks[self.tasks[c]].completed >= 1.0)
+        self.prog.update(self.overall, completed=self._overall(cid, 1.0), status=f"{n_done}/{len(self.ids)}")
+        if not self.live:
+            est = "n/a" if v["estimate"] is None else f"{v['estimate']:.4g}"
+            left = self.left()
+            print(f"[{n_done}/{len(self.ids)}] {cid}: {status}, estimate {est}, {v['seconds']:.1f} s "
+                  f"(reference {self.shown[cid]}); {clock(time.monotonic() - self.t0)} elapsed"
+                  + (f", about {clock(left)} left" if n_done < len(self.ids) else ""),
+                  file=sys.stderr, flush=True)
+
+
 @contextmanager
-def claim_progress(console, ids: list[str], report_name: str):
-    """One bar per claim on a terminal; elsewhere (CI logs, nohup) one plain line per finished claim.
-    Yields the meter (``odecheck.events``) for ``odecheck.verification.verify``."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def claim_progress(console, ids: list[str], report_name: str, budget: str = "standard"):
+    """One bar per claim and one over all of them on a terminal (elapsed, time left, the reference time of
+    the claim on ``budget``); elsewhere (CI logs, nohup) one plain line per finished claim with the time
+    elapsed and left. Yields the meter (``odecheck.events``) for ``odecheck.verification.verify``; its
+    ``reused`` holds the claims taken from an earlier report."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     live = console.is_terminal
-    with Progress(TextColumn("{task.description:<26}"), BarColumn(), TextColumn("{task.fields[status]}"),
-                  TimeElapsedColumn(), console=console, disable=not live) as prog:
-        tasks: dict = {}
-
-        first: dict = {}  # each claim's index: its advance events count from it
-
-        def start(cid, i):
-            if not tasks:
-                tasks.update({c: prog.add_task(c, total=1.0, status="queued") for c in ids})
-            first[cid] = i
-            prog.update(tasks[cid], status="running")
-
-        def done(v, reused):
-            status = f"{v['verdict']} (from {report_name})" if reused else v["verdict"]
-            prog.update(tasks[v["id"]], completed=1.0, status=status)
-            if not live:
-                est = "n/a" if v["estimate"] is None else f"{v['estimate']:.4g}"
-                n_done = sum(1 for t in prog.tasks if t.completed >= 1.0)
-                print(f"[{n_done}/{len(ids)}] {v['id']}: {status}, estimate {est}, {v['seconds']:.1f} s",
-                      file=sys.stderr, flush=True)
-
-        def meter(e) -> None:
-            if e.stage == "start":
-                start(e.item, e.done)
-            elif e.stage == "advance":
-                prog.update(tasks[e.item], completed=e.done - first[e.item])
-            else:
-                done(e.result["verdict"], e.result["reused"])
-
-        yield meter
+    with Progress(TextColumn("{task.description:<26}"), BarColumn(), TextColumn("{task.fields[status]:<14}"),
+                  TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                  TextColumn("(reference {task.fields[budget]})"), console=console, disable=not live) as prog:
+        yield _ClaimMeter(prog, ids, budget, report_name, live)

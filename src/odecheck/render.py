@@ -17,10 +17,40 @@ def verify_table(verdicts: list[dict], *, title: str) -> Table:
     colors = {"confirmed": "green", "refuted": "red", "inconclusive": "yellow", "diverged": "magenta"}
     for v in verdicts:
         lo, hi = v["ci"]
-        f = lambda x: "n/a" if x is None else f"{x:.3g}"
+        est = "n/a" if v["estimate"] is None else f"{v['estimate']:.{interval_digits(lo, hi, v['estimate'])}g}"
         table.add_row(v["id"], f"[{colors.get(v['verdict'], 'white')}]{v['verdict']}", v["expected"],
-                      f(v["estimate"]), f"[{f(lo)}, {f(hi)}]", str(v["alpha"]), str(v["n"]), f"{v['seconds']:.1f}")
+                      est, interval_text(lo, hi), str(v["alpha"]), str(v["n"]), f"{v['seconds']:.1f}")
     return table
+
+
+def interval_digits(lo, hi, estimate=None, least: int = 3, most: int = 10) -> int:
+    """Significant digits that tell the interval's ends (and the estimate) apart: ``least`` unless two of
+    them would print alike while they differ, then more, up to ``most``."""
+    vals = [x for x in (lo, hi, estimate) if x is not None]
+    for d in range(least, most + 1):
+        if all(f"{a:.{d}g}" != f"{b:.{d}g}" for i, a in enumerate(vals) for b in vals[i + 1:] if a != b):
+            return d
+    return most
+
+
+def interval_text(lo, hi) -> str:
+    """'[lo, hi]' with enough digits that the two ends differ when they do: [-1.002, -1.001], not [-1, -1]."""
+    if lo is None or hi is None:
+        return "[n/a, n/a]"
+    d = interval_digits(lo, hi)
+    return f"[{lo:.{d}g}, {hi:.{d}g}]"
+
+
+def verify_summary(verdicts: list[dict], seconds: float, reused: int = 0) -> str:
+    """One line: how many claims came out as expected, the other verdicts, and the wall time
+    ('11 of 11 confirmed in 96 s')."""
+    n = len(verdicts)
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
+    text = f"{counts.pop('confirmed', 0)} of {n} confirmed"
+    text += "".join(f", {k} {w}" for w, k in sorted(counts.items()))
+    return text + f" in {seconds:.0f} s" + (f" ({reused} reused from an earlier run)" if reused else "")
 
 
 def regime_why(row: dict) -> str:
@@ -89,9 +119,12 @@ def bench_tables(res: dict, *, cpu: bool) -> list[Table]:
     native = res.get("native") or {}
     where = f"{res['device']}" + (f" ({res['cpu']}; kernels: {native.get('isa', native.get('state'))})"
                                    if cpu else "")
-    table = Table(title=f"odecheck bench: {where}, {res['threads']} threads, bare bmm {res['bmm_gflops']:.1f} GFLOP/s")
+    peak = res.get("fma_peak")
+    peak_text = f", FMA peak {peak['gflops']:.0f} GFLOP/s (measured)" if peak else ""
+    table = Table(title=f"odecheck bench: {where}, {res['threads']} threads, bare bmm {res['bmm_gflops']:.1f} GFLOP/s"
+                        + peak_text)
     for col in ("L", "R", "baseline s/step", "batched s/step", "engine s/step", "path", "max rel diff", "speedup",
-                "engine vs batched", "nn.Module / engine", "GFLOP/s", "roofline"):
+                "engine vs batched", "nn.Module / engine", "GFLOP/s", "roofline", "of FMA peak"):
         table.add_column(col, justify="right")
     fmt = lambda v, f: "-" if v is None else format(v, f)
     for r in res["results"]:
@@ -100,7 +133,8 @@ def bench_tables(res: dict, *, cpu: bool) -> list[Table]:
                       "-" if r["speedup"] is None else f"{r['speedup']:.1f}x",
                       "-" if r["engine_vs_batched"] is None else f"{r['engine_vs_batched']:.2f}x",
                       "-" if r["module_vs_engine"] is None else f"{r['module_vs_engine']:.2f}", f"{r['gflops']:.1f}",
-                      f"{r['roofline_fraction']:.2f}")
+                      f"{r['roofline_fraction']:.2f}",
+                      "-" if r.get("fma_peak_share") is None else f"{100 * r['fma_peak_share']:.0f} %")
     tables = [table]
     if any(r["variants"] for r in res["results"]):
         vt = Table(title="fused kernels by build (forced on)")
@@ -156,3 +190,25 @@ def verify_footer(verdicts: list[dict], out: Path, report_name: str) -> str:
     text = f"wrote {out / 'report.md'}, {out / report_name} and {len(figures)} figures"
     mismatched = [v["id"] for v in verdicts if v["verdict"] != v["expected"]]
     return text + (f"\nverdicts differing from the expected outcome: {', '.join(mismatched)}" if mismatched else "")
+
+
+def contention_table(res: dict) -> Table:
+    """``odecheck bench --contention``: median seconds per workload, quiet and busy, under each thread policy,
+    and the three ratios (targets: busy free-cores / one thread <= 1.2, quiet free-cores / all cores <= 1.05)."""
+    t = Table(title=f"contention: {res['busy_processes']} busy process(es) on {res['allowed_cores']} cores, "
+                    f"{res['rounds']} rounds ({res['cpu']}, fused kernels {_isa(res['native'])})")
+    for col in ("workload", "quiet free-cores", "quiet all-cores", "quiet 1 thread", "busy free-cores",
+                "busy all-cores", "busy 1 thread", "busy policy / 1 thread", "quiet policy / all cores",
+                "busy all / 1 thread"):
+        t.add_column(col, no_wrap=True)
+    for r in res["rows"]:
+        s = r["seconds"]
+        t.add_row(r["workload"], *(f"{s[st][p]:.2f}" for st in ("quiet", "busy")
+                                   for p in ("free-cores", "all-cores", "one-thread")),
+                  f"{r['busy_policy_vs_one_thread']:.2f}", f"{r['quiet_policy_vs_all_cores']:.2f}",
+                  f"{r['busy_all_cores_vs_one_thread']:.2f}")
+    return t
+
+
+def _isa(status) -> str:
+    return status.get("isa", "n/a") if isinstance(status, dict) else str(status)

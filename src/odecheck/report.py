@@ -14,9 +14,12 @@ def environment() -> dict[str, Any]:
     measured them faster; the rest runs on the batched torch path)."""
     import torch
 
-    from . import _native
+    from . import _native, threads
 
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "fused_cpu_kernels": _native.status()}
+    gov = threads.active()
+    policy = gov.summary() if gov is not None else {"policy": "fixed", "threads": torch.get_num_threads()}
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "thread_policy": policy,
+            "fused_cpu_kernels": _native.status()}
 
 
 def report_dict(verdicts: list[dict[str, Any]], *, budget: str, device: str, seed: int) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from ._kernels import loss_and_grads as engine_loss_and_grads
 from .layout import member_axis
 from .losses import loss_function
 from .models import as_tensor, layer_increments
+from .threads import check as check_threads
 from .validation import check_int
 
 if TYPE_CHECKING:
@@ -293,9 +294,8 @@ def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_st
     Row t of the trajectory is the loss before update t + 1 (full-batch methods: with the PL ratio,
     gradient norm and max increment; minibatch methods: the minibatch's loss, and the last row the
     full-batch loss after training). ``start_step`` counts the steps already made (a resumed run);
-    ``state`` (a dict, updated in place) carries the optimizer's buffers, the batch streams and
-    divergence between calls, so that a run split into chunks equals one uninterrupted run; a
-    ``state["frozen"]`` mask (R,) stops members (``runner.EpochStopping``). ``snapshots``: the steps
+    ``state`` (a dict, updated in place) carries the optimizer's buffers, the batch streams and divergence
+    between calls (a run split into chunks equals one run); a ``state["frozen"]`` mask (R,) stops members. ``snapshots``: the steps
     (start_step..start_step + steps) whose weights are kept. ``callback(step, loss)`` after each update.
     ``engine``: :class:`EngineOptions`; ``loss``: "mse" or "cross_entropy" (one-hot y)."""
     opt, steps = _checked(optimizer, steps, start_step, engine, loss)
@@ -336,6 +336,7 @@ def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_st
             alive = torch.as_tensor((diverged_at < 0) if frozen is None else (diverged_at < 0) & ~frozen,
                                     device=net.device)
         opt.step(net, grads, state, start_step + t + 1, alive)
+        check_threads()  # the free cores, re-checked at most once a second (odecheck.threads)
         if callback is not None:
             callback(start_step + t + 1, loss_np)
     if batches is not None:

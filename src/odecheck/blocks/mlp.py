@@ -48,10 +48,12 @@ def _pow2(x: int) -> int:
 
 def choice_key(kind: str, dtype: torch.dtype, act: str, R: int, n: int, q: int, m: int) -> str:
     """The shape class a path choice is remembered for: the kernel library (source, flags, compiler,
-    CPU), the kernel kind, dtype, activation, q, m, the torch thread count, and R and n rounded up to
-    powers of two."""
+    CPU), the kernel kind, dtype, activation, q, m, and R and n rounded up to powers of two. Not the thread
+    count: the two paths round differently, and the thread policy (``odecheck.threads``) changes the count
+    with the machine's load, so one choice per shape class (timed at the count of its first use) keeps
+    results the same for every thread count."""
     return "|".join([str(_native.build_key()), kind, str(dtype).replace("torch.", ""), act, f"q{q}", f"m{m}",
-                     f"R{_pow2(R)}", f"n{_pow2(n)}", f"threads{torch.get_num_threads()}"])
+                     f"R{_pow2(R)}", f"n{_pow2(n)}"])
 
 
 def time_paths(kind: str, dtype: torch.dtype, act: str, R: int, n: int, q: int, m: int) -> dict:
