@@ -193,3 +193,23 @@ def test_python_entry_point_returns_dataframes(tmp_path):
     assert cli["families"][0]["statistics"]["max_increment"]["exponent"] == pytest.approx(inc["exponent"], rel=1e-12)
     with pytest.raises(oc.InvalidArgument, match="no such file"):
         oc.analyze(tmp_path / "missing.pt")
+
+
+def test_a_family_limit_needs_three_depths_even_when_two_give_a_finite_interval():
+    # four networks per depth, increments c / L with 5 % noise: at 2 depths the bootstrap over members gives a
+    # finite interval around -1 (what `ode` would need), but one power law cannot be checked on two depths,
+    # so the limit stays inconclusive; a third depth gives `ode`
+    from odecheck.analyze import scaling_across_depths
+
+    rng = np.random.default_rng(8)
+
+    def rows(depths):
+        return [{"name": "layers.w", "depth": L, "max_increment": 3.0 / L * np.exp(0.05 * rng.standard_normal()),
+                 "max_norm": 1.0 + 0.01 * rng.standard_normal(), "max_normalized_increment": 1.0 / L}
+                for L in depths for _ in range(4)]
+
+    two = {r["statistic"]: r for r in scaling_across_depths(rows([16, 64]))}
+    assert np.all(np.isfinite(two["max_increment"]["ci"])) and two["max_increment"]["ci"][1] < -0.75
+    assert two["max_increment"]["limit"] == "inconclusive"
+    three = {r["statistic"]: r for r in scaling_across_depths(rows([16, 32, 64]))}
+    assert three["max_increment"]["limit"] == "ode"

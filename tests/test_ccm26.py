@@ -76,3 +76,40 @@ def test_smoke_runs_resumes_and_reports(tmp_path):
 
     with pytest.raises(oc.InvalidArgument, match="out"):  # a folder of other settings is refused by name
         run_ccm26({**SETTINGS, "depth": 8, "Ms": [2, 4], "Ds": [2, 4], "reps": 2}, tmp_path / "ccm26-smoke")
+
+
+def test_an_interrupted_study_resumes_by_key_and_recomputes_only_what_is_missing(tmp_path, monkeypatch):
+    # interrupted after 5 of 2 x 9 runs; one finished record is then marked (err_y = 12345): the resumed
+    # study must reuse it by its key (the marked value in the table), train only the 13 missing runs and
+    # repetition 1's reference (the largest network; repetition 0's was saved before the interruption),
+    # and give every other run the numbers of an uninterrupted study
+    import json
+
+    from odecheck.reproduce import ccm26
+
+    torch.set_num_threads(1)
+    settings = _settings()
+    whole = ccm26.run_ccm26(settings, tmp_path / "whole")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_five(e):
+        if e.done >= 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        ccm26.run_ccm26(settings, tmp_path / "cut", progress=stop_after_five)
+    runs = sorted((tmp_path / "cut" / "runs").glob("r*-M*.json"))
+    assert len(runs) == 5
+    runs[2].write_text(json.dumps({"err_y": 12345.0, "err_h": 0.5}))
+    trained = []
+    real = ccm26.train_nested
+    monkeypatch.setattr(ccm26, "train_nested", lambda draw, M, D, *a: trained.append((M, D)) or real(draw, M, D, *a))
+    resumed = ccm26.run_ccm26(settings, tmp_path / "cut")
+    assert sorted(trained) == sorted([(M, D) for M in (2, 3, 6) for D in (3, 5, 7)][5:]
+                                     + [(M, D) for M in (2, 3, 6) for D in (3, 5, 7)] + [(6, 7)])
+    marked = resumed["err_y"] == 12345.0
+    assert marked.sum() == 1
+    np.testing.assert_array_equal(resumed.loc[~marked, "err_y"].to_numpy(), whole.loc[~marked, "err_y"].to_numpy())
+    np.testing.assert_array_equal(resumed.loc[~marked, "err_h"].to_numpy(), whole.loc[~marked, "err_h"].to_numpy())

@@ -131,3 +131,32 @@ def test_verify_is_a_library_function_with_resume_and_named_errors(tmp_path):
         assert e.value.argument == name
     res = runner.invoke(app, ["verify", "--budget", "huge"])
     assert res.exit_code == 2 and "--budget 'huge'" in res.output
+
+
+@pytest.mark.parametrize("cid,spied", [
+    ("depth-transfer", [("odecheck.estimators.transfer", "transfer_slope"), ("odecheck.claims.transfer", "scaling_exponent")]),
+    ("mean-ode-rate", [("odecheck.estimators.ensemble", "ensemble_rates")])])
+def test_claims_with_two_estimates_compute_each_at_one_minus_alpha_over_2(cid, spied, monkeypatch):
+    # claims 10 and 11 decide on two estimates (Bonferroni): each interval at 1 - alpha/2 = 0.975, what the
+    # estimators actually receive (spied), not what the claim reports
+    import importlib
+
+    from odecheck.claims import REGISTRY
+
+    torch.set_num_threads(1)
+    levels: dict[str, list[float]] = {}
+    for module, name in spied:
+        mod = importlib.import_module(module)
+        real = getattr(mod, name)
+
+        def spy(*args, _real=real, _name=name, **kw):
+            levels.setdefault(_name, []).append(kw.get("level"))
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(mod, name, spy)
+    claim = REGISTRY[cid]
+    ev = claim.evidence(claim.config("quick"))
+    assert claim.alpha == 0.05
+    assert set(levels) == {name for _, name in spied}
+    assert all(lv == [0.975] for lv in levels.values()), levels
+    assert ev.details["level"] == 0.975
