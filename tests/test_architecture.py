@@ -172,3 +172,61 @@ def test_functions_are_short_and_take_few_parameters():
     assert not long, f"over 60 lines: {long}"
     assert not many, f"over 10 parameters: {many}"
     assert len((SRC / "cli.py").read_text().splitlines()) < 350
+
+
+# ----------------------------------------------------------------------------- layers (docs/architecture.md)
+# Each top-level module or subpackage of odecheck belongs to one layer; a layer imports only layers below it
+# (or its own). The folders do not show the layers yet (issue: "A layout that shows the architecture"); until
+# they do, this table is the rule, and UPWARD lists the arrows that still run up, each with its reason. The
+# list only shrinks: a new upward arrow fails, and so does an entry that no longer exists.
+LAYERS = {
+    "base": ("_errors", "_io", "validation", "layout", "threads", "events"),
+    "engine": ("_native", "_kernels", "activations", "blocks", "init", "losses", "models", "nn", "ode", "optim",
+               "training", "flow", "data", "bench", "contention"),
+    "analysis": ("estimators", "checkpoints", "planted", "analyze"),
+    "experiments": ("claims", "config", "runner", "sweeps", "reproduce", "falsify", "verification",
+                    "parametrizations", "strategies", "verdicts"),
+    "presentation": ("plot", "render", "report", "progress"),
+    "command line": ("cli",),
+}
+ORDER = list(LAYERS)
+UPWARD = {  # (importer, imported): why it still runs up
+    ("analyze", "claims"): "the family limit's rule (claims.decisions.limit_decision) lives with the claims",
+    ("analyze", "config"): "--features rebuilds a train run's data and model from its RunConfig",
+    ("analyze", "runner"): "--features rebuilds a train run's data and model (runner.build_data/build_model)",
+    ("analyze", "plot"): "analysis_figures and write_report draw from the analysis module",
+    ("reproduce", "plot"): "each reproduction draws its figure beside its report",
+    ("verification", "plot"): "verify writes a figure per claim as it goes",
+    ("verification", "report"): "verify writes report.json and report.md as it goes",
+}
+
+
+def _layer_of(top: str) -> str | None:
+    return next((name for name, members in LAYERS.items() if top in members), None)
+
+
+def _top_graph() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for mod, targets in _graph().items():
+        a = mod.split(".")[1] if "." in mod else ""
+        for t in targets:
+            b = t.split(".")[1] if "." in t else ""
+            if a and b and a != b:
+                out.setdefault(a, set()).add(b)
+    return out
+
+
+def test_every_module_has_a_layer_and_no_new_arrow_runs_up():
+    tops = {_module_name(p).split(".")[1] for p in SRC.rglob("*.py") if _module_name(p) != "odecheck"}
+    assert sorted(t for t in tops if _layer_of(t) is None) == []
+    up = {(a, b) for a, bs in _top_graph().items() for b in bs if ORDER.index(_layer_of(b)) > ORDER.index(_layer_of(a))}
+    assert sorted(up - set(UPWARD)) == [], "new imports that run up a layer"
+    assert sorted(set(UPWARD) - up) == [], "UPWARD lists arrows that no longer exist: remove them"
+
+
+def test_the_layer_table_is_the_one_in_the_docs():
+    text = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    for name, members in LAYERS.items():
+        line = next((x for x in text.splitlines() if x.startswith(f"| {name} |")), None)
+        assert line is not None, f"docs/architecture.md has no row for the {name} layer"
+        assert sorted(re.findall(r"`([\w.]+)`", line.split("|")[2])) == sorted(members), name
