@@ -14,7 +14,7 @@ import torch
 
 import odecheck as oc
 from odecheck import planted
-from odecheck.claims.decisions import FLAT, cell_decision, median_interval, rate_decision, rough_decision
+from odecheck.estimators.decisions import FLAT, cell_decision, median_interval, rate_decision, rough_decision
 from odecheck.estimators import classify_regime, scaling_exponent
 from odecheck.init import member_generator
 from odecheck.strategies import derived_seed
@@ -31,7 +31,7 @@ def regime_table(reps: int, entries: int) -> list[str]:
     """Every planted family of odecheck.planted at every depth, ``entries`` entries a path."""
     from scipy import stats
 
-    from odecheck.claims.decisions import ALPHA
+    from odecheck.estimators.decisions import ALPHA
     from odecheck.estimators.regularity import dyadic_lags
 
     rows = ["| planted path | L | true local exponents | wrong verdicts | ode | sde | none | mixed | inconclusive | "

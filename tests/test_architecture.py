@@ -191,7 +191,6 @@ LAYERS = {
 }
 ORDER = list(LAYERS)
 UPWARD = {  # (importer, imported): why it still runs up
-    ("analyze", "claims"): "the family limit's rule (claims.decisions.limit_decision) lives with the claims",
     ("analyze", "config"): "--features rebuilds a train run's data and model from its RunConfig",
     ("analyze", "runner"): "--features rebuilds a train run's data and model (runner.build_data/build_model)",
     ("analyze", "plot"): "analysis_figures and write_report draw from the analysis module",

@@ -16,7 +16,7 @@ import torch
 from scipy import stats
 
 from odecheck import planted
-from odecheck.claims.decisions import rate_decision, rough_decision
+from odecheck.estimators.decisions import rate_decision, rough_decision
 from odecheck.estimators import classify_regime, scaling_exponent
 from odecheck.init import fbm_paths, member_generator
 
@@ -166,7 +166,7 @@ N_PL = 2000
 @pytest.mark.parametrize("members", [16, 32])
 @pytest.mark.parametrize("dist", ["lognormal", "uniform"])
 def test_pl_rule_at_and_around_the_factor_two(members, dist):
-    from odecheck.claims.decisions import pl_decision
+    from odecheck.estimators.decisions import pl_decision
 
     rng = np.random.default_rng(401 + members)
 
@@ -200,7 +200,7 @@ def test_init_scaling_cell_rule(expect, slope, wrong):
     # planted slope on the predicted side: contradicting it is the error; on or across the band's
     # edge: calling the cell ok is the error. One-sided, so at most alpha/2 per cell (99 % intervals
     # in the claim; here the 95 % the rule is stated for)
-    from odecheck.claims.decisions import cell_decision
+    from odecheck.estimators.decisions import cell_decision
 
     fits = _fits(slope, 8, seed=int(500 + 1000 * (slope + 1)) + len(expect), sigma=0.2)
     calls = [cell_decision(f.ci, expect) for f in fits]
@@ -210,7 +210,7 @@ def test_init_scaling_cell_rule(expect, slope, wrong):
 # ----------------------------------------------------------------------------- relu counterexample bound
 @pytest.mark.parametrize("C", [1.5, 2.0, 4.0])
 def test_relu_rule_floor_is_two_log_c(C):
-    from odecheck.claims.decisions import relu_decision
+    from odecheck.estimators.decisions import relu_decision
 
     floor = 2 * np.log(C)  # w* = 2L(C^(1/L) - 1) >= 2 log C for every L
     ok = dict(frozen=True, max_rel_error=1e-9, C=C)
@@ -350,7 +350,7 @@ BAND = (-0.75, -0.25)  # docs/theory.md: increments of a Brownian feature path s
 
 @pytest.mark.parametrize("members", [4, 16])
 def test_brownian_band_rule_at_planted_slopes(members):
-    from odecheck.claims.decisions import brownian_decision
+    from odecheck.estimators.decisions import brownian_decision
 
     # the truth of the iid beta = 1/2 setting, L^-1/2: contradicting it is the error
     calls = [brownian_decision(f.ci) for f in _fits(-0.5, members, seed=1101)]
@@ -368,7 +368,7 @@ def test_brownian_band_rule_at_planted_slopes(members):
                                       ((float("nan"),) * 2, "inconclusive")])
 def test_limit_rule_bands(ci, limit):
     # docs/theory.md: max increments ~ L^-1 (ODE), L^-1/2 (SDE), L^0 (neither); the bands meet halfway
-    from odecheck.claims.decisions import limit_decision
+    from odecheck.estimators.decisions import limit_decision
 
     assert limit_decision(ci) == limit
 
@@ -378,7 +378,7 @@ def test_limit_rule_bands(ci, limit):
 def test_family_limit_from_one_network_per_depth(slope, wrong):
     # a published family: one network per depth (OLS-t interval on 5 depths), log-normal noise sd 0.1. At a
     # band's edge both neighbouring calls are wrong, each needs the interval to miss on one side: <= alpha/2
-    from odecheck.claims.decisions import limit_decision
+    from odecheck.estimators.decisions import limit_decision
 
     rng = np.random.default_rng(1300 + int(100 * -slope))
     depths = np.array([20, 32, 44, 56, 110])

@@ -1,4 +1,4 @@
-"""The claims' decision rules (claims/decisions.py) pinned at their documented boundaries, exactly.
+"""The claims' decision rules (estimators/decisions.py) pinned at their documented boundaries, exactly.
 Their error rates at planted truth are tests/test_calibration.py; these fix the inequalities."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from odecheck.claims import decisions as D
+from odecheck.estimators import decisions as D
 
 TARGET = -0.85  # docs/theory.md: the rate boundary L^-0.85
 FLAT = 0.125  # half the smallest predicted |1/2 - beta| among 0.25, 0.75, 1
@@ -152,7 +152,7 @@ def test_feature_rule(smooth_ci, brownian_ci, smooth_r, brownian_r, verdict):
     ("inconclusive", None, 0.0, "inconclusive", "not applicable"),
 ])
 def test_transfer_rule(transfer, lazy_ci, expected, verdict, call):
-    from odecheck.claims.decisions import LAZY_BAND, transfer_decision
+    from odecheck.estimators.decisions import LAZY_BAND, transfer_decision
 
     assert LAZY_BAND == abs(-0.5 - 0.0) / 2  # halfway between the Depth-muP and CompleteP predictions
     assert transfer_decision(transfer, lazy_ci, expected) == (verdict, call)

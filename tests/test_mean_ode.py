@@ -9,7 +9,7 @@ import torch
 
 import odecheck as oc
 from odecheck.claims import MeanOdeConfig
-from odecheck.claims.decisions import BIAS_SLOPE, RATE_BAND, SPREAD_SLOPE, mean_ode_decision
+from odecheck.estimators.decisions import BIAS_SLOPE, RATE_BAND, SPREAD_SLOPE, mean_ode_decision
 from odecheck.estimators.ensemble import ensemble_rates
 
 

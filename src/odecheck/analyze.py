@@ -124,10 +124,10 @@ def scaling_across_depths(rows: list[dict], *, seed: int = 0) -> list[dict]:
     """For path names seen at several depths: the exponents in L of the max increment, the max norm, and
     the max increment of the layer-normalized path (scale-free: what a weight feeding a normalization
     sees, and unmoved by weight decay's effect on scale). With at least 3 depths, each increment
-    exponent also gets the family's limit (``limit``, claims.decisions.limit_decision: slope interval
+    exponent also gets the family's limit (``limit``, estimators.decisions.limit_decision: slope interval
     below -3/4 'ode', inside (-3/4, -1/4) 'sde', above -1/4 'neither'); the depth of a member of the
     family is the number of layers in its path."""
-    from .claims.decisions import limit_decision
+    from .estimators.decisions import limit_decision
 
     scaling = []
     by_name: dict[str, list[dict]] = {}

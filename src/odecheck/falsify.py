@@ -20,7 +20,7 @@ from ._errors import invalid
 from .activations import ACTIVATIONS, SMOOTH_ACTIVATIONS
 from .claims import REGISTRY
 from .claims.base import Evidence, ExperimentConfig
-from .claims.decisions import BETAS
+from .estimators.decisions import BETAS
 from .claims.init_scaling import InitScalingConfig
 from .claims.mean_ode import MeanOdeConfig
 from .claims.pl import PLConfig

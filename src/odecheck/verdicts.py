@@ -11,7 +11,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
 from ._io import jsonable, number
-from .claims.decisions import ALPHA
+from .estimators.decisions import ALPHA
 
 # claims decide confirmed / refuted / inconclusive (or diverged); a reproduction may only measure
 Decision = Literal["confirmed", "refuted", "inconclusive", "diverged", "measured"]

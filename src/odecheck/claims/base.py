@@ -11,7 +11,7 @@ from typing import Any, Literal
 from .._errors import invalid
 from .._io import jsonable, number
 from ..verdicts import FigureKind, Verdict
-from .decisions import ALPHA, Outcome
+from ..estimators.decisions import ALPHA, Outcome
 
 Budget = Literal["quick", "standard", "thorough"]
 BUDGETS: tuple[str, ...] = ("quick", "standard", "thorough")

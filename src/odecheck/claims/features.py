@@ -17,7 +17,7 @@ from ..estimators import classify_regime, scaling_exponent
 from ..init import member_generator
 from ..models import ResNet
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
-from .decisions import ALPHA, feature_decision
+from ..estimators.decisions import ALPHA, feature_decision
 
 # (init, beta) of the two settings: iid weights at the critical scaling, and smooth weights at beta = 1
 SETTINGS = (("smooth(0.1)", 1.0, "smooth"), ("iid", 0.5, "brownian"))

@@ -17,7 +17,7 @@ from ..estimators import init_ratios, scaling_exponent
 from ..init import member_generator
 from ..models import ResNet
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
-from .decisions import ALPHA, BETAS, FLAT, cell_decision, iid_regime
+from ..estimators.decisions import ALPHA, BETAS, FLAT, cell_decision, iid_regime
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._errors import invalid
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
-from .decisions import ALPHA, mean_ode_decision
+from ..estimators.decisions import ALPHA, mean_ode_decision
 
 
 @dataclass(frozen=True, kw_only=True)

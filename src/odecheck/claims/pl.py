@@ -17,7 +17,7 @@ from ..flow import EngineOptions, gradient_flow
 from ..init import member_generator
 from ..models import ResNet
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
-from .decisions import ALPHA, pl_decision
+from ..estimators.decisions import ALPHA, pl_decision
 
 
 @dataclass(frozen=True, kw_only=True)

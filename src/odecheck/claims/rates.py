@@ -19,7 +19,7 @@ from ..init import gp_paths, member_generator
 from ..models import ResNet
 from ..ode import neural_ode
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
-from .decisions import ALPHA, rate_decision
+from ..estimators.decisions import ALPHA, rate_decision
 
 
 def any_diverged(*trajs) -> bool:

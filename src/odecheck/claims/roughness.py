@@ -18,7 +18,7 @@ from ..estimators import classify_regime, max_norm, scaling_exponent
 from ..flow import adam, gradient_flow
 from ..models import ResNet
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
-from .decisions import ALPHA, relu_decision, rough_decision
+from ..estimators.decisions import ALPHA, relu_decision, rough_decision
 from .rates import TrainingConfig, any_diverged, m24_setting
 
 

@@ -17,7 +17,7 @@ from .._errors import invalid
 from ..estimators import scaling_exponent
 from ..estimators.scaling import mean_interval
 from .base import Claim, Evidence, ExperimentConfig, Progress, no_progress
-from .decisions import ALPHA, transfer_decision
+from ..estimators.decisions import ALPHA, transfer_decision
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..claims.decisions import ALPHA
+from ..estimators.decisions import ALPHA
 from ..estimators import scaling_exponent
 from ..verdicts import Verdict
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..claims.decisions import ALPHA, rough_decision
+from ..estimators.decisions import ALPHA, rough_decision
 from ..estimators import max_norm
 from ..plot import depth_ticks, pyplot, save
 from .base import Reproduction, Result, by_depth, cell_weights, slope, smoothness_verdict
@@ -71,7 +71,7 @@ def _c21_update_regularity(out: Path, cell: str, L: int) -> list:
 
 
 def _c21_beta_analyse(df, out: Path, spec: dict):
-    from ..claims.decisions import median_interval
+    from ..estimators.decisions import median_interval
 
     results, data = [], {"panels": []}
     nan2 = (float("nan"),) * 2

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from .._errors import invalid
 from .._io import atomic_write
-from ..claims.decisions import ALPHA
+from ..estimators.decisions import ALPHA
 from ..estimators import classify_regime
 from ..estimators.spectral import conv_operator_norm
 from ..events import report

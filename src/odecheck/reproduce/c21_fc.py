@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..claims.decisions import ALPHA
+from ..estimators.decisions import ALPHA
 from ..estimators import classify_regime, max_increment, max_norm, quadratic_variation, root_sum_squares
 from ..plot import depth_ticks, pyplot, save
 from .base import Reproduction, Result, cell_weights, code_verdict, ols_beta, slope

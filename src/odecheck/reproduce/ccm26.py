@@ -33,7 +33,7 @@ import numpy as np
 
 from .._errors import invalid
 from .._io import atomic_write
-from ..claims.decisions import ALPHA, brownian_decision
+from ..estimators.decisions import ALPHA, brownian_decision
 from ..estimators.scaling import mean_interval
 from ..events import report
 from ..plot import pyplot, save

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..claims.decisions import ALPHA, rate_call, rate_decision, rough_decision
+from ..estimators.decisions import ALPHA, rate_call, rate_decision, rough_decision
 from ..estimators import l2_distance
 from ..plot import depth_ticks, pyplot, save
 from .base import Reproduction, Result, by_depth, cell_weights, slope, smoothness, smoothness_verdict
@@ -144,7 +144,7 @@ M24_FIG2_VARIANTS = {"script": (_m24_fig2_script_spec,
 def _m24_fig2_analyse(df, out: Path, spec: dict):
     from scipy import stats
 
-    from ..claims.decisions import median_interval
+    from ..estimators.decisions import median_interval
 
     cell = df["cell"].iloc[0]
     ids = (("loss-decay-rate", "the loss decays exponentially in t"),
@@ -249,7 +249,7 @@ def _m24_table1_spec(scale: str) -> dict:
 
 
 def _m24_table1_analyse(df, out: Path, spec: dict):
-    from ..claims.decisions import median_interval
+    from ..estimators.decisions import median_interval
 
     results, table = [], []
     for (act, init), (p_train, p_test, p_smooth) in M24_TABLE1_PAPER.items():

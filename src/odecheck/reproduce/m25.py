@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..claims.decisions import ALPHA, cell_decision, iid_regime
+from ..estimators.decisions import ALPHA, cell_decision, iid_regime
 from ..plot import depth_ticks, pyplot, save
 from .base import Reproduction, Result, by_depth, slope
 

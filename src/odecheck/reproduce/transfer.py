@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..claims.decisions import ALPHA
+from ..estimators.decisions import ALPHA
 from ..estimators.transfer import transfer_slope
 from ..parametrizations import PARAMETRIZATIONS
 from ..plot import pyplot, save, transfer_axes
