@@ -264,3 +264,24 @@ def test_a_long_cell_is_followed_through_its_progress_file(tmp_path, monkeypatch
     many = [{"cell": c, "step": 1, "steps": 4, "loss": None} for c in "abcd"]
     assert progress.running_text(many) == ("running cell a at step 1/4 (25 %), all diverged; "
                                        "cell b at step 1/4 (25 %), all diverged and 2 more")
+
+
+def test_every_help_text_is_complete_and_rendered():
+    # rich markup ate "[model]"; falsify named 4 of its 6 probes, reproduce one variant, analyze three formats
+    import re
+
+    from odecheck.falsify import PROBES
+    from odecheck.reproduce import REPRODUCTIONS
+
+    def text(*cmd):
+        res = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "300"}, terminal_width=300)
+        assert res.exit_code == 0, res.output
+        return re.sub(r"[\s│]+", " ", res.output)
+
+    assert "TOML: [model], [data], [train] (the base config) and [sweep]" in text("sweep")
+    falsify = text("falsify")
+    assert all(c in falsify for c in PROBES), falsify
+    variants = text("reproduce")
+    assert all(v in variants for rep in REPRODUCTIONS.values() for v in rep.variants), variants
+    analyze = text("analyze")
+    assert all(f in analyze for f in (".safetensors", ".gguf", ".onnx", ".th", ".ckpt", ".pth.tar", ".npz")), analyze

@@ -83,3 +83,91 @@ def test_each_wrong_call_at_the_band_edge_is_at_most_alpha_over_2(edge):
         calls[transfer_slope(DEPTHS, GRID, planted(s, 4, rng)[0]).verdict] += 1
     assert calls["transfers"] <= bound and calls["drifts"] <= bound, calls
     assert calls["inconclusive"] >= n - 2 * bound  # the edge is where the rule must mostly abstain
+
+
+@pytest.mark.parametrize("ci,call", [
+    ((-0.1, 0.1), "transfers"), ((-0.125, 0.1), "inconclusive"), ((-0.1, 0.125), "inconclusive"),
+    ((-0.3, -0.126), "drifts"), ((-0.3, -0.125), "inconclusive"), ((0.126, 0.3), "drifts"),
+    ((0.125, 0.3), "inconclusive"), ((-0.2, 0.05), "inconclusive"), ((-0.05, 0.2), "inconclusive"),
+    ((-0.3, 0.3), "inconclusive")])
+def test_the_transfer_call_at_its_band_edges_exactly(ci, call):
+    # docs/theory.md: transfers strictly inside +-band, drifts strictly outside, an end on the edge undecided
+    from odecheck.estimators.decisions import transfer_call
+
+    assert transfer_call(ci, 0.125) == call
+
+
+def test_one_member_has_a_slope_but_no_interval():
+    losses, xs = planted(0.2, 1, np.random.default_rng(3), noise=0.0)
+    fit = transfer_slope(DEPTHS, GRID, losses)
+    assert fit.verdict == "inconclusive" and fit.reason == "one member: no interval"
+    assert fit.slope == pytest.approx(0.2, abs=1e-9) and np.isnan(fit.ci).all() and len(fit.ci) == 2
+    assert fit.band == pytest.approx(0.125) and fit.optimum.shape == (5, 1)
+    np.testing.assert_allclose(fit.optimum[:, 0], xs[:, 0], atol=1e-9)
+    two = transfer_slope(DEPTHS, GRID, planted(0.2, 2, np.random.default_rng(4), noise=0.01)[0])
+    assert np.isfinite(two.ci).all()  # two members: an interval
+
+
+def test_the_edge_decline_reports_its_fields():
+    losses, _ = planted(1.5, 3, np.random.default_rng(1), noise=0.0)
+    fit = transfer_slope(DEPTHS, GRID, losses)
+    assert np.isnan(fit.slope) and np.isnan(fit.ci).all() and len(fit.ci) == 2
+    assert fit.band == pytest.approx(0.125) and fit.optimum.shape == (5, 3) and np.isnan(fit.optimum[-1]).all()
+    assert fit.reason.startswith("the least loss is at the learning-rate grid's edge at L = [") and "128]" in fit.reason
+
+
+def test_verdict_reason_and_level_of_an_ordinary_fit():
+    losses, _ = planted(0.0, 6, np.random.default_rng(5), noise=0.05)
+    fit = transfer_slope(DEPTHS, GRID, losses)
+    assert fit.verdict == "transfers" and fit.reason == "interval inside +-0.125"
+    wide = transfer_slope(DEPTHS, GRID, losses, level=0.999)
+    assert wide.ci[0] < fit.ci[0] and fit.ci[1] < wide.ci[1]  # the level reaches the interval
+    drift = transfer_slope(DEPTHS, GRID, planted(0.5, 6, np.random.default_rng(6))[0])
+    assert drift.verdict == "drifts" and drift.reason == "interval outside +-0.125"
+    mixed = transfer_slope(DEPTHS, GRID, planted(0.125, 4, np.random.default_rng(7), noise=0.05)[0])
+    assert mixed.verdict == "inconclusive" and mixed.reason == "interval across the band +-0.125"
+
+
+def test_the_optimum_ignores_non_positive_losses_and_needs_finite_neighbours():
+    x = GRID
+    y = np.exp(0.7 * (x + 4.3) ** 2)
+    for bad in (0.0, -1.0):  # not a loss: worse than any finite positive one, never the optimum
+        z = y.copy()
+        z[0] = bad
+        assert optimal_log2_lr(x, z) == pytest.approx(-4.3, abs=1e-9)
+    i = int(np.argmin(y))
+    z = y.copy()
+    z[i + 1] = np.inf  # a diverged neighbour: no parabola through three points
+    assert np.isnan(optimal_log2_lr(x, z))
+    z = y.copy()
+    z[i - 1] = np.nan
+    assert np.isnan(optimal_log2_lr(x, z))
+    z = y.copy()
+    z[i - 2] = np.inf  # two steps away: the three points are finite
+    assert optimal_log2_lr(x, z) == pytest.approx(-4.3, abs=1e-9)
+    three = np.array([-1.0, 0.0, 1.0])  # the least grid the estimator accepts
+    assert optimal_log2_lr(three, np.exp(0.5 * (three - 0.2) ** 2)) == pytest.approx(0.2, abs=1e-9)
+
+
+@pytest.mark.parametrize("call,needle", [
+    (lambda: optimal_log2_lr(GRID[:2], np.ones(2)), "losses='<shape (2,)>': expected one loss per learning rate (2, at least 3)"),
+    (lambda: optimal_log2_lr(GRID, np.ones(3)), "losses='<shape (3,)>': expected one loss per learning rate (11, at least 3)"),
+    (lambda: optimal_log2_lr(np.ones((3, 1)), np.ones((3, 1))), "losses='<shape (3, 1)>'"),
+    (lambda: optimal_log2_lr([0.0, 1.0, 1.0], np.ones(3)), "log2_lrs=[0.0, 1.0, 1.0]: expected an increasing grid"),
+    (lambda: transfer_slope(DEPTHS, GRID, np.ones((5, 11))),
+     "losses='<shape (5, 11)>': expected (depths, learning rates, members) = (5, 11, R)"),
+    (lambda: transfer_slope(DEPTHS, GRID, np.ones((5, 10, 2))), "losses='<shape (5, 10, 2)>'"),
+    (lambda: transfer_slope([8, 16], GRID, np.ones((2, 11, 2))), "depths=[8.0, 16.0]: expected at least 3 increasing depths"),
+    (lambda: transfer_slope([8, 16, 16], GRID, np.ones((3, 11, 2))), "depths=[8.0, 16.0, 16.0]: expected at least 3"),
+])
+def test_bad_input_is_refused_naming_the_argument(call, needle):
+    with pytest.raises(oc.InvalidArgument) as e:
+        call()
+    assert needle in str(e.value)
+
+
+def test_three_close_depths_are_enough():
+    # depths need only increase (8, 8.5, 9: steps under 1 are fine) and three of them suffice
+    losses, _ = planted(0.0, 3, np.random.default_rng(8), noise=0.0)
+    fit = transfer_slope(np.array([8.0, 8.5, 9.0]), GRID, losses[:3])
+    assert np.isfinite(fit.slope)

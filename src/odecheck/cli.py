@@ -142,8 +142,8 @@ def verify(
 
 @app.command()
 def analyze(
-    files: list[Path] = typer.Argument(..., help=".npz (arrays (L, ...)), .safetensors (single or a sharded "
-                                                 "folder / index.json), .pt/.pth/.bin state_dicts, or a folder."),
+    files: list[Path] = typer.Argument(..., help=".npz (arrays (L, ...)), .safetensors (single or sharded), .pt/.pth/.bin/"
+                                                 ".th/.ckpt/.pth.tar state_dicts, .gguf, .onnx, or a folder."),
     key: str | None = typer.Option(None, help="Only paths whose name contains KEY."),
     stacked: bool = typer.Option(False, help="npz arrays are (R, L, ...) ensembles."),
     json_file: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
@@ -238,8 +238,8 @@ def bench(
 
 @app.command()
 def falsify(
-    claim: str = typer.Argument(..., help="Claim id (tied-init-lipschitz, iid-init-rough, pl-overparameterized, "
-                                          "init-scaling-regimes)."),
+    claim: str = typer.Argument(..., help="Claim id with a probe: tied-init-lipschitz, iid-init-rough, pl-overparameterized, "
+                                          "init-scaling-regimes, depth-transfer, mean-ode-rate."),
     widen: list[str] = typer.Option([], "--widen", help="Field to widen beyond the claim's scope (repeatable)."),
     max_examples: int = typer.Option(25, help="Configurations to try before shrinking."),
     json_file: Path | None = typer.Option(None, "--json", help="Write configuration and evidence here."),
@@ -278,7 +278,7 @@ def falsify(
 
 @app.command("sweep")
 def sweep_cmd(
-    spec: Path = typer.Argument(..., help="TOML: [model], [data], [train] (the base config) and [sweep]."),
+    spec: Path = typer.Argument(..., help="TOML: \\[model], \\[data], \\[train] (the base config) and \\[sweep]."),
     out: Path = typer.Option(Path("runs/sweep"), "--out", help="Folder of the cells and results.parquet "
                                                                "(a rerun finishes what is unfinished)."),
     workers: int | None = typer.Option(None, "--workers", help="Start a Dask LocalCluster of N workers."),
@@ -317,8 +317,8 @@ def reproduce_cmd(
     scheduler: str | None = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler."),
     json_file: Path | None = typer.Option(None, "--json", help="Also write the JSON report here."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto: where the cells compute."),
-    variant: str | None = typer.Option(None, "--variant", help="Another parametrization of the experiment "
-                                                                  "(m24-fig2: script, the public script's block)."),
+    variant: str | None = typer.Option(None, "--variant", help="Another setting of the experiment: m24-fig2 script; "
+                                       "c21-fc epochs, c21-shuffle; depth-transfer res1, digits; ccm26 cpu."),
 ) -> None:
     """Reproduce a paper's headline figure on sweep: ours next to the published result, with verdicts."""
     from rich.console import Console

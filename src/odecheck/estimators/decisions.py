@@ -161,6 +161,18 @@ def feature_decision(*, smooth_ci, brownian_ci, smooth_regimes, brownian_regimes
     return "inconclusive"
 
 
+def transfer_call(ci: tuple[float, float], band: float) -> str:
+    """The transfer estimator's call on the drift slope's interval: "transfers" when it lies strictly inside
+    +-``band``, "drifts" when it lies strictly outside (wholly below -band or above +band), else
+    "inconclusive"."""
+    lo, hi = ci
+    if -band < lo and hi < band:
+        return "transfers"
+    if hi < -band or lo > band:
+        return "drifts"
+    return "inconclusive"
+
+
 # Claim 10's second estimate: [CP25]'s laziness scales like L^(alpha - 1). The band reaches halfway to the
 # neighbouring rule's prediction (Depth-muP alpha - 1 = -1/2, CompleteP 0), so no other rule's slope lies in it.
 LAZY_BAND = 0.25

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._errors import invalid
+from .decisions import transfer_call
 
 
 def optimal_log2_lr(log2_lrs, losses) -> float:
@@ -81,13 +82,9 @@ def transfer_slope(depths, log2_lrs, losses, *, level: float = 0.95) -> Transfer
     if R < 2:
         return TransferFit(s, (float("nan"),) * 2, band, opt, "inconclusive", "one member: no interval")
     s, (lo, hi) = mean_interval(slopes, level)
-    if -band < lo and hi < band:
-        verdict, reason = "transfers", f"interval inside +-{band:.3g}"
-    elif hi < -band or lo > band:
-        verdict, reason = "drifts", f"interval outside +-{band:.3g}"
-    else:
-        verdict, reason = "inconclusive", f"interval across the band +-{band:.3g}"
-    return TransferFit(s, (lo, hi), band, opt, verdict, reason)
+    verdict = transfer_call((lo, hi), band)
+    where = {"transfers": "inside", "drifts": "outside", "inconclusive": "across the band"}[verdict]
+    return TransferFit(s, (lo, hi), band, opt, verdict, f"interval {where} +-{band:.3g}")
 
 
 __all__ = ["TransferFit", "optimal_log2_lr", "transfer_slope"]
