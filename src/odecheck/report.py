@@ -48,8 +48,10 @@ def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
-    from .claims import REGISTRY
+def markdown(report: dict[str, Any], figures: dict[str, str], about: dict[str, dict] | None = None) -> str:
+    """report.md of a verify run; ``about``: per claim id its statement, source, decision rule and scope (the
+    caller's registry: this layer draws data and imports no claims)."""
+    about = about or {}
 
     lines = ["# odecheck verify report", "",
              f"odecheck {report['version']}, budget `{report['budget']}`, device `{report['device']}`, "
@@ -62,11 +64,11 @@ def markdown(report: dict[str, Any], figures: dict[str, str]) -> str:
                      f"[{_fmt(lo)}, {_fmt(hi)}] | {c['alpha']} | {c['n']} | {c['seconds']:.1f} |")
     lines.append("")
     for c in report["claims"]:
-        claim = REGISTRY.get(c["id"])
+        claim = about.get(c["id"])
         lines += [f"## {c['id']}", ""]
         if claim is not None:
-            lines += [f"*{claim.statement}* ({claim.source})", "", f"Decision rule: {claim.decision}.", "",
-                      f"Scope: `{claim.scope}`", ""]
+            lines += [f"*{claim['statement']}* ({claim['source']})", "", f"Decision rule: {claim['decision']}.", "",
+                      f"Scope: `{claim['scope']}`", ""]
         stat = (c.get("details") or {}).get("statistic")
         if stat:
             lines += [f"Statistic: {stat}", ""]

@@ -84,7 +84,9 @@ def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", see
         report(progress, "verify", i + 1, len(ids), cid, "done", {"verdict": v, "reused": reused})
     rep = report_dict(verdicts, budget=budget, device=dev, seed=seed)
     write_json(report_path, rep)
-    (out / "report.md").write_text(markdown(rep, figures))
+    about = {c: {"statement": REGISTRY[c].statement, "source": REGISTRY[c].source, "decision": REGISTRY[c].decision,
+                 "scope": REGISTRY[c].scope} for c in ids}
+    (out / "report.md").write_text(markdown(rep, figures, about))
     return rep
 
 
