@@ -398,7 +398,7 @@ def test_pickles_load_tensors_only_and_bad_files_are_named(tmp_path):
     st_numpy.save_file({"a.0.w": np.zeros(1000, np.float32), "a.1.w": np.zeros(1000, np.float32)}, tmp_path / "t.safetensors")
     data = (tmp_path / "t.safetensors").read_bytes()
     (tmp_path / "t.safetensors").write_bytes(data[: len(data) - 100])
-    with pytest.raises(InvalidArgument, match="outside the file"):
+    with pytest.raises(InvalidArgument, match="outside the data section .*truncated"):
         list_tensors(tmp_path / "t.safetensors")
     (tmp_path / "x.safetensors").write_bytes(b"\x05")
     with pytest.raises(InvalidArgument, match="corrupt safetensors"):
@@ -458,3 +458,61 @@ def test_path_statistics_needs_no_more_than_a_chunk_in_memory(tmp_path, monkeypa
     monkeypatch.setattr(checkpoints.TensorRef, "flat", spy)
     path_statistics(paths[0], chunk=64)
     assert max(sizes) == 64 and sum(sizes) == L * P
+
+
+def _raw_header(path, header_text: str, data: bytes = b"\0" * 64, length: int | None = None):
+    """A safetensors file from a header written as text (anything, valid or not) and a data section."""
+    head = header_text.encode("utf-8", "surrogatepass")
+    path.write_bytes((len(head) if length is None else length).to_bytes(8, "little") + head + data)
+    return path
+
+
+@pytest.mark.parametrize("header,data,needle", [
+    ('[1, 2]', b"", "the header is a JSON list, not an object"),
+    ('[' * 200_000 + ']' * 200_000, b"", "nested too deep"),
+    ('{"w": {"dtype": "F32", "shape": [2], "data_offsets": ["0", "8"]}}', b"\0" * 8, "malformed header entry"),
+    ('{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0.0, 8.0]}}', b"\0" * 8, "malformed header entry"),
+    ('{"w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}}', b"\0" * 8, "data_offsets [-8, 0] outside"),
+    ('{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 16]}}', b"\0" * 8, "data_offsets [0, 16] outside"),
+    ('{"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}}', b"", "has 0 bytes for shape"),
+    ('{"w": {"dtype": "F32", "shape": [-2, -2], "data_offsets": [0, 16]}}', b"\0" * 16, "negative dimension"),
+    ('{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+     '"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}', b"\0" * 16, "duplicate key 'w'"),
+    ('{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, '
+     '"b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}', b"\0" * 16, "'a' and 'b' overlap"),
+    ('{"w": [1, 2]}', b"", "malformed header entry"),
+])
+def test_hostile_safetensors_headers_are_refused_in_one_line(tmp_path, header, data, needle):
+    f = _raw_header(tmp_path / "h.safetensors", header, data)
+    with pytest.raises(InvalidArgument) as e:
+        list_tensors(f)
+    assert needle in str(e.value) and str(f) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_header_longer_than_the_file_is_named_as_such(tmp_path):
+    f = _raw_header(tmp_path / "h.safetensors", "{}", b"", length=99_999_999)
+    with pytest.raises(InvalidArgument, match="a header of 99999999 bytes in a file of 10"):
+        list_tensors(f)
+
+
+def test_a_negative_offset_never_reads_header_bytes_as_weights(tmp_path):
+    # before: [-N, ...] pointed into the header, whose bytes were analyzed as weights (max increment 5e33)
+    hdr = {f"layers.{k}.w": {"dtype": "F32", "shape": [2], "data_offsets": [8 * k - 8, 8 * k]} for k in range(9)}
+    f = _raw_header(tmp_path / "h.safetensors", json.dumps(hdr), b"\0" * 64)
+    with pytest.raises(InvalidArgument, match="outside the data section"):
+        analyze_checkpoint(f)
+
+
+def test_a_folder_with_a_link_out_of_it_is_refused_before_reading(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    st_numpy.save_file({"layers.0.w": np.ones((2, 2), np.float32)}, outside / "secret.safetensors")
+    model = tmp_path / "model"
+    model.mkdir()
+    st_numpy.save_file({"layers.0.w": np.ones((2, 2), np.float32)}, model / "model-00001-of-00002.safetensors")
+    (model / "model-00002-of-00002.safetensors").symlink_to(outside / "secret.safetensors")
+    with pytest.raises(InvalidArgument, match="outside the checkpoint's folder"):
+        list_tensors(model)
+    (model / "model-00002-of-00002.safetensors").unlink()
+    (model / "inner.safetensors").symlink_to(model / "model-00001-of-00002.safetensors")  # inside: fine
+    assert len(list_tensors(model)) == 2

@@ -17,6 +17,7 @@ reason, never dropped silently.
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from dataclasses import dataclass, field, replace
@@ -180,16 +181,54 @@ def _onnx(path: Path) -> list[TensorRef]:
 
 
 # ----------------------------------------------------------------------------- listing tensors
+def _unique_keys(pairs):
+    """A JSON object whose keys are unique (a duplicate would silently replace an entry)."""
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
 def _read_header(path: Path) -> tuple[int, dict]:
-    """The header's length and the JSON header of a safetensors file (ValueError when it is not one)."""
+    """The header's length and the JSON header of a safetensors file (ValueError when it is not one: shorter
+    than its header, a header longer than the file or 100 MB, not a JSON object, duplicate keys, nested
+    too deep)."""
+    size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(8)
         if len(head) < 8:
             raise ValueError("shorter than its header length")
         n = struct.unpack("<Q", head)[0]
-        if n > 100_000_000:
-            raise ValueError(f"header of {n} bytes")
-        return n, json.loads(fh.read(n))
+        if n > min(size - 8, 100_000_000):
+            raise ValueError(f"a header of {n} bytes in a file of {size}")
+        try:
+            header = json.loads(fh.read(n), object_pairs_hook=_unique_keys)
+        except RecursionError:
+            raise ValueError("a header nested too deep") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"the header is a JSON {type(header).__name__}, not an object")
+    return n, header
+
+
+def _entry(f: str, name: str, info, data: int) -> tuple[str, tuple[int, ...], int, int]:
+    """(dtype, shape, start, end) of one header entry, every field checked: a dtype string, a shape of
+    non-negative integers, two integer offsets with 0 <= start <= end <= the data section's ``data`` bytes."""
+    def ints(v):
+        return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+
+    if not isinstance(info, dict) or not isinstance(info.get("dtype"), str) or not ints(info.get("shape")) \
+            or not ints(info.get("data_offsets")) or len(info["data_offsets"]) != 2:
+        raise InvalidArgument(f"{f}: tensor {name!r} has a malformed header entry (dtype a string, shape and "
+                              "data_offsets lists of integers)")
+    shape, (a, b) = tuple(info["shape"]), info["data_offsets"]
+    if any(x < 0 for x in shape):
+        raise InvalidArgument(f"{f}: tensor {name!r} has a negative dimension {list(shape)}")
+    if not 0 <= a <= b <= data:
+        raise InvalidArgument(f"{f}: tensor {name!r} has data_offsets [{a}, {b}] outside the data section "
+                              f"(0..{data} bytes; truncated?)")
+    return info["dtype"], shape, a, b
 
 
 def _safetensors(path: Path) -> list[TensorRef]:
@@ -198,21 +237,23 @@ def _safetensors(path: Path) -> list[TensorRef]:
         n, header = _read_header(path)
     except (OSError, ValueError) as e:
         raise InvalidArgument(f"{f}: unreadable or corrupt safetensors ({e})") from None
-    size = path.stat().st_size
-    out = []
+    data = path.stat().st_size - 8 - n
+    out, spans = [], []
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        try:
-            dtype, shape, (a, b) = info["dtype"], tuple(int(s) for s in info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise InvalidArgument(f"{f}: tensor {name!r} has a malformed header entry") from None
+        dtype, shape, a, b = _entry(f, name, info, data)
+        spans.append((a, b, name))
         if dtype not in _ST_DTYPES:  # named in the left-out list, never read
             out.append(TensorRef(f, name, shape, dtype, None, f"dtype {dtype}: not a floating-point weight"))
             continue
-        if 8 + n + b > size or b - a != int(np.prod(shape)) * np.dtype(_ST_DTYPES[dtype]).itemsize:
-            raise InvalidArgument(f"{f}: tensor {name!r} lies outside the file or has the wrong length (truncated?)")
+        if b - a != math.prod(shape) * np.dtype(_ST_DTYPES[dtype]).itemsize:  # Python integers: no overflow
+            raise InvalidArgument(f"{f}: tensor {name!r} has {b - a} bytes for shape {list(shape)} of {dtype}")
         out.append(TensorRef(f, name, shape, dtype, (f, 8 + n + a)))
+    spans.sort()
+    for (_, b0, n0), (a1, _, n1) in zip(spans, spans[1:]):
+        if a1 < b0:
+            raise InvalidArgument(f"{f}: tensors {n0!r} and {n1!r} overlap in the file")
     return out
 
 
@@ -284,6 +325,15 @@ def list_tensors(path: str | Path) -> list[TensorRef]:
     return _dequantize(_list_tensors(path))
 
 
+def _inside(folder: Path) -> None:
+    """Refuse a checkpoint folder holding a link that leads out of it (a file it would read is then not the
+    folder's): every entry resolved, before anything is read."""
+    root = folder.resolve()
+    for q in folder.iterdir():
+        if q.is_symlink() and root not in q.resolve().parents:
+            raise InvalidArgument(f"{q}: a link to {q.resolve()}, outside the checkpoint's folder {folder}: refused")
+
+
 def _list_tensors(path: str | Path) -> list[TensorRef]:
     p = Path(path)
     if not p.exists():
@@ -292,6 +342,7 @@ def _list_tensors(path: str | Path) -> list[TensorRef]:
         index = sorted(p.glob("*.safetensors.index.json"))
         if index:
             return _sharded(index[0])
+        _inside(p)
         files = sorted(q for q in p.iterdir() if q.is_file() and (
             q.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin", ".onnx")
             or sniff(q) in ("torch", "safetensors", "gguf")))
