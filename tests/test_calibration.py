@@ -365,7 +365,9 @@ def test_brownian_band_rule_at_planted_slopes(members):
 @pytest.mark.parametrize("ci,limit", [((-1.3, -0.76), "ode"), ((-1.3, -0.75), "inconclusive"),
                                       ((-0.74, -0.26), "sde"), ((-0.6, -0.25), "inconclusive"),
                                       ((-0.24, 0.3), "neither"), ((-0.25, 0.3), "inconclusive"),
-                                      ((float("nan"),) * 2, "inconclusive")])
+                                      ((float("nan"),) * 2, "inconclusive"), ((float("nan"), -1.3), "inconclusive"),
+                                      ((-1.3, float("nan")), "inconclusive"), ((-0.75, -0.3), "inconclusive"),
+                                      ((-0.7, -0.25), "inconclusive")])
 def test_limit_rule_bands(ci, limit):
     # docs/theory.md: max increments ~ L^-1 (ODE), L^-1/2 (SDE), L^0 (neither); the bands meet halfway
     from odecheck.estimators.decisions import limit_decision

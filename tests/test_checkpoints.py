@@ -516,3 +516,56 @@ def test_a_folder_with_a_link_out_of_it_is_refused_before_reading(tmp_path):
     (model / "model-00002-of-00002.safetensors").unlink()
     (model / "inner.safetensors").symlink_to(model / "model-00001-of-00002.safetensors")  # inside: fine
     assert len(list_tensors(model)) == 2
+
+
+@pytest.mark.parametrize("size,ok", [([1, 1], True), ([1, 128], True), ([64, 1], True), ([0, 128], False),
+                                     ([128, 0], False), ([128], False), (["a", 3], False), ("128x128", False)])
+def test_fp8_block_sizes_the_checkpoint_may_give(tmp_path, size, ok):
+    from odecheck.checkpoints import fp8_block_size
+
+    st_numpy.save_file({"w": np.zeros(2, np.float32)}, tmp_path / "m.safetensors",
+                       metadata={"weight_block_size": json.dumps(size) if not isinstance(size, str) else size})
+    if ok:
+        assert fp8_block_size(str(tmp_path / "m.safetensors")) == (tuple(size), "header metadata")
+    else:
+        with pytest.raises(InvalidArgument, match=r"m.safetensors __metadata__: weight_block_size .* is not two positive"):
+            fp8_block_size(str(tmp_path / "m.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "x"}))  # no quantization_config: the header decides
+    if ok:
+        assert fp8_block_size(str(tmp_path / "m.safetensors"))[1] == "header metadata"
+
+
+def test_fp8_scale_entries_and_their_neighbours(tmp_path):
+    rng = np.random.default_rng(3)
+    t, _, _ = _fp8_layers(rng, 1, 8, 8, (1, 1), torch.float8_e4m3fn, "F8_E4M3")
+    t["lone.weight_scale_inv"] = ("F32", (1, 1), np.ones((1, 1), np.float32).tobytes())  # no base tensor
+    t["plain.weight"] = ("F32", (2, 2), np.arange(4, dtype=np.float32).tobytes())  # not FP8: never scaled
+    t["plain.weight_scale_inv"] = ("F32", (1, 1), np.full((1, 1), 3.0, np.float32).tobytes())
+    t["vec.weight"] = ("F8_E4M3", (8,), torch.ones(8).to(torch.float8_e4m3fn).view(torch.uint8).numpy().tobytes())
+    t["vec.weight_scale_inv"] = ("F32", (1, 1), np.ones((1, 1), np.float32).tobytes())
+    f = tmp_path / "m.safetensors"
+    _raw_safetensors(f, t)
+    refs = {r.name: r for r in list_tensors(f)}
+    scale = refs["layers.0.mlp.weight_scale_inv"]
+    assert scale.reason == "the dequantization scale of 'layers.0.mlp.weight', applied to it"
+    assert (scale.file, scale.dtype, scale.shape) == (str(f), "F32", (1, 1))
+    assert refs["lone.weight_scale_inv"].reason == "" and refs["plain.weight_scale_inv"].reason == ""
+    np.testing.assert_array_equal(refs["plain.weight"].flat(0, 4), [0, 1, 2, 3])
+    vec = refs["vec.weight"]
+    assert vec.reason == "an FP8 tensor of shape [8] with block scales: a block-scaled FP8 weight is a matrix"
+    assert (vec.file, vec.name, vec.shape, vec.dtype, vec.source) == (str(f), "vec.weight", (8,), "F8_E4M3", None)
+    w = refs["layers.0.mlp.weight"]
+    assert (w.file, w.shape, w.dtype) == (str(f), (8, 8), "F8_E4M3") and w.reason == ""
+
+
+def test_an_fp8_grid_mismatch_names_the_block_and_where_it_came_from(tmp_path):
+    t, _, _ = _fp8_layers(np.random.default_rng(4), 1, 300, 200, (3, 2), torch.float8_e4m3fn, "F8_E4M3")
+    _raw_safetensors(tmp_path / "m.safetensors", t)
+    (tmp_path / "config.json").write_text(json.dumps({"quantization_config": {"weight_block_size": [96, 64]}}))
+    ref = {r.name: r for r in list_tensors(tmp_path / "m.safetensors")}["layers.0.mlp.weight"]
+    assert ref.reason.endswith("does not match the shape [300, 200] in blocks of 96 x 64 (config.json): expected [4, 4]")
+    assert (ref.file, ref.shape, ref.dtype, ref.source) == (str(tmp_path / "m.safetensors"), (300, 200), "F8_E4M3", None)
+    (tmp_path / "config.json").unlink()
+    _raw_safetensors(tmp_path / "m.safetensors", t, metadata={"weight_block_size": "[96, 64]"})
+    ref = {r.name: r for r in list_tensors(tmp_path / "m.safetensors")}["layers.0.mlp.weight"]
+    assert "in blocks of 96 x 64 (header metadata): expected [4, 4]" in ref.reason

@@ -149,3 +149,34 @@ def test_stop_loss_is_decided_before_patience_and_strictly_below():
     assert rec["stopped_at"] == [6] and "epochs without" in rec["reason"][0]
     rec, _ = _drive(_epochs([1.0, 0.5, 0.5]), 2, patience=1, stop_loss=0.51)
     assert rec["stopped_at"] == [4] and rec["reason"][0].startswith("epoch loss 0.5 <")
+
+
+def test_the_record_counts_in_integers_and_keeps_the_last_epoch_loss():
+    rec, _ = _drive(_epochs([4.0, 2.0, 2.0]), 2, patience=1)
+    assert rec["stopped_at"] == [6] and rec["epochs"] == [3]
+    assert all(type(v) is int for v in rec["epochs"] + rec["stopped_at"])  # JSON 3, not 3.0
+    assert rec["last_epoch_loss"] == [2.0] and rec["epoch_steps"] == 2
+    rec, _ = _drive(_epochs([4.0])[:1], 2, patience=1)  # one step of a two-step epoch: no epoch ended yet
+    assert np.isnan(rec["last_epoch_loss"][0]) and rec["epochs"] == [0] and rec["reason"] == ["step budget"]
+
+
+def test_an_improvement_of_exactly_min_improvement_is_not_enough():
+    # best 4, then exactly 4 * (1 - 0.5) = 2 (exact in binary): strictly less is required, so it waits
+    assert _drive(_epochs([4.0, 2.0, 1.0]), 2, patience=1, min_improvement=0.5)[0]["stopped_at"] == [4]
+    assert _drive(_epochs([4.0, 1.99, 0.5]), 2, patience=1, min_improvement=0.5)[0]["stopped_at"] == [-1]
+
+
+def test_a_restored_state_freezes_the_members_that_had_stopped():
+    from types import SimpleNamespace
+
+    from odecheck.runner import EpochStopping
+
+    tc = SimpleNamespace(batch_size=1, stop_loss=None, patience=2, min_improvement=0.01)
+    state: dict = {}
+    rule = EpochStopping(tc, 2, 3, state)
+    for t, losses in enumerate(_epochs([4.0, 4.0, 4.0], [4.0, 2.0, 1.0], [4.0, 3.0, 2.0])):
+        rule.add(losses[None], t + 1)
+    assert rule.s["stopped_at"].tolist() == [6, -1, -1]
+    restored = {"stopping": state["stopping"]}  # what a resumed run finds in its optimizer state
+    EpochStopping(tc, 2, 3, restored)
+    assert restored["frozen"].tolist() == [True, False, False]

@@ -114,12 +114,14 @@ def test_the_edge_decline_reports_its_fields():
     assert np.isnan(fit.slope) and np.isnan(fit.ci).all() and len(fit.ci) == 2
     assert fit.band == pytest.approx(0.125) and fit.optimum.shape == (5, 3) and np.isnan(fit.optimum[-1]).all()
     assert fit.reason.startswith("the least loss is at the learning-rate grid's edge at L = [") and "128]" in fit.reason
+    assert fit.reason.endswith("]: no interior optimum (widen the grid)")
 
 
 def test_verdict_reason_and_level_of_an_ordinary_fit():
     losses, _ = planted(0.0, 6, np.random.default_rng(5), noise=0.05)
     fit = transfer_slope(DEPTHS, GRID, losses)
     assert fit.verdict == "transfers" and fit.reason == "interval inside +-0.125"
+    assert fit.optimum.shape == (5, 6) and np.isfinite(fit.optimum).all()
     wide = transfer_slope(DEPTHS, GRID, losses, level=0.999)
     assert wide.ci[0] < fit.ci[0] and fit.ci[1] < wide.ci[1]  # the level reaches the interval
     drift = transfer_slope(DEPTHS, GRID, planted(0.5, 6, np.random.default_rng(6))[0])

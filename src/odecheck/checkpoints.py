@@ -64,10 +64,13 @@ def fp8_block_size(file: str) -> tuple[tuple[int, int], str]:
         return _block_pair(size, f"{path.parent / 'config.json'}"), "config.json"
     try:
         meta = _read_header(path)[1].get("__metadata__") or {}
-        size = json.loads(meta["weight_block_size"]) if "weight_block_size" in meta else None
-    except (OSError, ValueError, TypeError, AttributeError):
-        size = None
-    if size is not None:
+    except (OSError, ValueError, AttributeError):
+        meta = {}
+    if isinstance(meta, dict) and "weight_block_size" in meta:
+        try:
+            size = json.loads(meta["weight_block_size"])
+        except (TypeError, ValueError):
+            size = meta["weight_block_size"]
         return _block_pair(size, f"{file} __metadata__"), "header metadata"
     return FP8_BLOCK, "default 128 x 128"
 
