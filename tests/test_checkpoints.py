@@ -528,8 +528,10 @@ def test_fp8_block_sizes_the_checkpoint_may_give(tmp_path, size, ok):
     if ok:
         assert fp8_block_size(str(tmp_path / "m.safetensors")) == (tuple(size), "header metadata")
     else:
-        with pytest.raises(InvalidArgument, match=r"m.safetensors __metadata__: weight_block_size .* is not two positive"):
+        shown = repr(size) if isinstance(size, str) else repr(json.loads(json.dumps(size)))
+        with pytest.raises(InvalidArgument, match=r"m.safetensors __metadata__: weight_block_size (.*) is not two positive") as e:
             fp8_block_size(str(tmp_path / "m.safetensors"))
+        assert f"weight_block_size {shown} is not" in str(e.value)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "x"}))  # no quantization_config: the header decides
     if ok:
         assert fp8_block_size(str(tmp_path / "m.safetensors"))[1] == "header metadata"
@@ -541,6 +543,8 @@ def test_fp8_scale_entries_and_their_neighbours(tmp_path):
     t["lone.weight_scale_inv"] = ("F32", (1, 1), np.ones((1, 1), np.float32).tobytes())  # no base tensor
     t["plain.weight"] = ("F32", (2, 2), np.arange(4, dtype=np.float32).tobytes())  # not FP8: never scaled
     t["plain.weight_scale_inv"] = ("F32", (1, 1), np.full((1, 1), 3.0, np.float32).tobytes())
+    t["plain2.weight"] = ("F32", (2, 2), np.arange(4, dtype=np.float32).tobytes())  # its "scales" fit no block
+    t["plain2.weight_scale_inv"] = ("F32", (2, 2), np.ones((2, 2), np.float32).tobytes())
     t["vec.weight"] = ("F8_E4M3", (8,), torch.ones(8).to(torch.float8_e4m3fn).view(torch.uint8).numpy().tobytes())
     t["vec.weight_scale_inv"] = ("F32", (1, 1), np.ones((1, 1), np.float32).tobytes())
     f = tmp_path / "m.safetensors"
@@ -551,6 +555,7 @@ def test_fp8_scale_entries_and_their_neighbours(tmp_path):
     assert (scale.file, scale.dtype, scale.shape) == (str(f), "F32", (1, 1))
     assert refs["lone.weight_scale_inv"].reason == "" and refs["plain.weight_scale_inv"].reason == ""
     np.testing.assert_array_equal(refs["plain.weight"].flat(0, 4), [0, 1, 2, 3])
+    assert refs["plain2.weight"].reason == "" and refs["plain2.weight_scale_inv"].reason == ""
     vec = refs["vec.weight"]
     assert vec.reason == "an FP8 tensor of shape [8] with block scales: a block-scaled FP8 weight is a matrix"
     assert (vec.file, vec.name, vec.shape, vec.dtype, vec.source) == (str(f), "vec.weight", (8,), "F8_E4M3", None)
