@@ -11,7 +11,7 @@ flags=$(grep -m1 -E '^flags' /proc/cpuinfo || true)
 run() {  # name, runner, compiler, flags...
     local name=$1 runner=$2 cxx=$3; shift 3
     if ! command -v "$cxx" >/dev/null; then echo "$name: skipped ($cxx not installed)"; return; fi
-    "$cxx" -O2 -fno-math-errno -std=c++17 "$@" src/odecheck/_native.cpp scripts/kernel_selfcheck.cpp \
+    "$cxx" -O2 -fno-math-errno -std=c++17 "$@" src/odecheck/engine/_native.cpp scripts/kernel_selfcheck.cpp \
         -o "$out/$name" || { echo "$name: build FAILED"; status=1; return; }
     if $runner "$out/$name" > "$out/$name.log"; then
         echo "$name: $(head -1 "$out/$name.log"): $(tail -1 "$out/$name.log")"

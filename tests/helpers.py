@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from odecheck.blocks import REGISTRY
 
 
@@ -70,10 +69,9 @@ def linear_digits_floor(false_failure: float = 1e-3) -> float:
     below this floor has failed to learn what a linear map learns."""
     import math
 
+    from odecheck.data import digits
     from scipy.stats import norm
     from sklearn.linear_model import LogisticRegression
-
-    from odecheck.data import digits
 
     d = digits()
     labels = d.y.numpy().argmax(1)

@@ -3,12 +3,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from odecheck.analyze import analyze, load_paths
+from odecheck.init import member_generator
 from typer.testing import CliRunner
 
 import odecheck as oc
-from odecheck.analyze import analyze, load_paths
 from odecheck.cli import app
-from odecheck.init import member_generator
 
 runner = CliRunner()
 
@@ -111,7 +111,6 @@ def test_features_of_train_runs(tmp_path):
     # hidden states along depth of the networks a train run saved: recomputed here by the plain
     # recursion h_{k+1} = h_k + L^-beta V_k tanh(h_k) from the saved weights (A = I: d = q)
     import tomli_w
-
     from odecheck.analyze import feature_paths
     from odecheck.config import RunConfig
     from odecheck.runner import build_data

@@ -109,14 +109,14 @@ def test_no_module_imports_another_modules_private_names():
 
 def test_the_graph_sees_the_engine_edges():
     graph = _graph()
-    assert "odecheck._kernels" in graph["odecheck.models"]  # a real edge, so the cycle test has something to check
-    assert "odecheck.models" not in graph["odecheck._kernels"]  # annotations only, under TYPE_CHECKING
+    assert "odecheck.engine._kernels" in graph["odecheck.engine.models"]  # a real edge, so the cycle test has something to check
+    assert "odecheck.engine.models" not in graph["odecheck.engine._kernels"]  # annotations only, under TYPE_CHECKING
 
 
 def test_every_block_is_one_registered_module():
     for name, cls in blocks.REGISTRY.items():
         assert cls.name == name
-        assert Path(__import__(cls.__module__, fromlist=["x"]).__file__).parent == SRC / "blocks"
+        assert Path(__import__(cls.__module__, fromlist=["x"]).__file__).parent == SRC / "engine" / "blocks"
         # the engine, the ODE and the references need nothing else from a block
         for method in ("layer_shapes", "layer_weights", "forward", "forward_state", "backward", "vector_field",
                        "naive_update"):
@@ -139,18 +139,18 @@ def test_the_package_map_names_every_module():
 def test_blocks_and_kernels_know_the_network_interface_not_the_model():
     """The blocks and the kernels read a network through blocks.base.Network: no import of models, not
     even a type-only one (which would close the cycle models -> _kernels -> blocks -> models)."""
-    for path in [*(SRC / "blocks").glob("*.py"), SRC / "_kernels.py"]:
+    for path in [*(SRC / "engine" / "blocks").glob("*.py"), SRC / "engine" / "_kernels.py"]:
         text = path.read_text()
-        assert "from ..models import" not in text and "from .models import" not in text, path.name
+        assert "odecheck.engine.models import" not in text and "from ..models import" not in text, path.name
         assert not re.search(r"\._p\b", text), f"{path.name} reads the model's private parameters"
 
 
 # functions allowed more than 10 parameters, and why: each is a flat list by nature
 MANY_PARAMETERS = {
     "cli.analyze": "a command: each parameter is one of its flags",
-    "strategies.architectures": "a Hypothesis strategy: keyword bounds, as Hypothesis's own strategies take",
-    "blocks.mlp.range_backward": "a kernel over tensors and their buffers",
-    "_native.mlp_backward": "the binding of a compiled kernel",
+    "experiments.strategies.architectures": "a Hypothesis strategy: keyword bounds, as Hypothesis's own strategies take",
+    "engine.blocks.mlp.range_backward": "a kernel over tensors and their buffers",
+    "engine._native.mlp_backward": "the binding of a compiled kernel",
 }
 
 
@@ -175,50 +175,46 @@ def test_functions_are_short_and_take_few_parameters():
 
 
 # ----------------------------------------------------------------------------- layers (docs/architecture.md)
-# Each top-level module or subpackage of odecheck belongs to one layer; a layer imports only layers below it
-# (or its own). The folders do not show the layers yet (issue: "A layout that shows the architecture"); until
-# they do, this table is the rule. UPWARD would list an arrow that runs up, with its reason: it is empty, and
-# a new upward arrow fails (so does an entry that no longer exists).
-LAYERS = {
-    "base": ("_errors", "_io", "validation", "layout", "threads", "events"),
-    "engine": ("_native", "_kernels", "activations", "blocks", "init", "losses", "models", "nn", "ode", "optim",
-               "training", "flow", "data", "bench", "contention"),
-    "analysis": ("estimators", "checkpoints", "planted"),
-    "presentation": ("plot", "render", "report"),
-    "experiments": ("claims", "config", "runner", "sweeps", "reproduce", "falsify", "verification",
-                    "parametrizations", "strategies", "verdicts", "analyze"),
-    "command line": ("cli", "progress"),
-}
-ORDER = list(LAYERS)
-UPWARD: dict[tuple[str, str], str] = {}  # (importer, imported): why it still runs up (none left)
+# The folders are the layers: a module in one imports only from its own folder or the folders before it in
+# ORDER; the command line (cli, progress) and the package's __init__ sit on top. UPWARD would list an arrow
+# that runs up, with its reason: it is empty, and a new upward arrow fails.
+ORDER = ["core", "engine", "analysis", "presentation", "experiments", "command line"]
+TOP_LEVEL = 12  # at most this many entries at the top of src/odecheck
+UPWARD: dict[tuple[str, str], str] = {}
 
 
-def _layer_of(top: str) -> str | None:
-    return next((name for name, members in LAYERS.items() if top in members), None)
+def _layer(mod: str) -> str:
+    parts = mod.split(".")
+    return parts[1] if len(parts) >= 2 and parts[1] in ORDER else "command line"
 
 
-def _top_graph() -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for mod, targets in _graph().items():
-        a = mod.split(".")[1] if "." in mod else ""
-        for t in targets:
-            b = t.split(".")[1] if "." in t else ""
-            if a and b and a != b:
-                out.setdefault(a, set()).add(b)
-    return out
-
-
-def test_every_module_has_a_layer_and_no_new_arrow_runs_up():
-    tops = {_module_name(p).split(".")[1] for p in SRC.rglob("*.py") if _module_name(p) != "odecheck"}
-    assert sorted(t for t in tops if _layer_of(t) is None) == []
-    up = {(a, b) for a, bs in _top_graph().items() for b in bs if ORDER.index(_layer_of(b)) > ORDER.index(_layer_of(a))}
-    assert sorted(up - set(UPWARD)) == [], "new imports that run up a layer"
-    assert sorted(set(UPWARD) - up) == [], "UPWARD lists arrows that no longer exist: remove them"
+def test_the_folders_are_the_layers_and_no_import_runs_up():
+    up = {(a, b) for a, bs in _graph().items() for b in bs
+          if ORDER.index(_layer(b)) > ORDER.index(_layer(a))}
+    assert sorted(up) == sorted(UPWARD), "imports that run up a layer"
+    top = sorted(p.name for p in SRC.iterdir() if p.name != "__pycache__")
+    assert len(top) <= TOP_LEVEL, top
+    assert {p.name for p in SRC.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(ORDER[:-1])
 
 
 def test_the_layer_table_is_the_one_in_the_docs():
     text = (SRC.parents[1] / "docs" / "architecture.md").read_text()
-    for name, members in LAYERS.items():
-        line = next((x for x in text.splitlines() if x.startswith(f"| {name} |")), None)
+    for name in ORDER[:-1]:
+        line = next((x for x in text.splitlines() if x.startswith(f"| `{name}/` |")), None)
         assert line is not None, f"docs/architecture.md has no row for the {name} layer"
-        assert sorted(re.findall(r"`([\w.]+)`", line.split("|")[2])) == sorted(members), name
+        members = sorted(p.stem for p in (SRC / name).iterdir()
+                         if p.name != "__init__.py" and (p.suffix == ".py" or (p.is_dir() and p.name != "__pycache__")))
+        assert sorted(re.findall(r"`([\w.]+)`", line.split("|")[2])) == members, name
+
+
+def test_the_old_module_names_are_the_same_modules():
+    import importlib
+
+    for old, new in (("odecheck.models", "odecheck.engine.models"), ("odecheck.claims", "odecheck.experiments.claims"),
+                     ("odecheck.claims.transfer", "odecheck.experiments.claims.transfer"),
+                     ("odecheck.estimators.regularity", "odecheck.analysis.estimators.regularity"),
+                     ("odecheck.nn", "odecheck.engine.nn"), ("odecheck.claims.decisions", "odecheck.analysis.estimators.decisions")):
+        assert importlib.import_module(old) is importlib.import_module(new), old
+    import odecheck
+
+    assert callable(odecheck.analyze) and odecheck.claims.REGISTRY and odecheck.nn.StackedResNet

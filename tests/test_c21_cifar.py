@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from odecheck._errors import InvalidArgument
 from odecheck.estimators.spectral import conv_operator_norm, conv_singular_values
 from odecheck.reproduce import reproduce
@@ -196,7 +195,6 @@ def test_the_command_names_the_flag_it_refuses(tmp_path):
 @pytest.mark.parametrize("accuracy,decided", [(0.9, True), (0.11, False)])
 def test_networks_left_at_chance_are_not_decided(tmp_path, accuracy, decided):
     import pandas as pd
-
     from odecheck.reproduce.c21_cifar import _analyse
 
     rng = np.random.default_rng(0)

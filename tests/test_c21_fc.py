@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from odecheck.reproduce import reproduce
 from odecheck.reproduce.c21_fc import C21_FC, _c21_fc_spec, code_verdict, ols_beta, statistics
 from odecheck.sweeps import SweepSpec

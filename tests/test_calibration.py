@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from odecheck.estimators import classify_regime, scaling_exponent
+from odecheck.estimators.decisions import rate_decision, rough_decision
+from odecheck.init import fbm_paths, member_generator
 from scipy import stats
 
 from odecheck import planted
-from odecheck.estimators.decisions import rate_decision, rough_decision
-from odecheck.estimators import classify_regime, scaling_exponent
-from odecheck.init import fbm_paths, member_generator
 
 FALSE_FAILURE = 1e-3  # each test's own probability of failing on a correct rule
 ALPHA = 0.05  # the rules' stated error rate

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-import odecheck as oc
 from odecheck.reproduce.ccm26 import SETTINGS, _draw, fit_error_curve, nested_network, output_decay
 from odecheck.training import train
+
+import odecheck as oc
 
 pytest.importorskip("pandas")
 

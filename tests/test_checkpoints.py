@@ -9,13 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from odecheck._errors import InvalidArgument
 from odecheck.checkpoints import analyze_checkpoint, group_paths, list_tensors, path_statistics
-from odecheck.cli import app
 from odecheck.estimators import path_stats
 from odecheck.init import fbm_paths, gp_paths, member_generator
+from typer.testing import CliRunner
+
+from odecheck.cli import app
 
 st_numpy = pytest.importorskip("safetensors.numpy")
 st_torch = pytest.importorskip("safetensors.torch")

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from odecheck._errors import InvalidArgument
 from odecheck.claims import BUDGETS, REGISTRY, Claim, Context, Evidence, ExperimentConfig, TrainingConfig
 

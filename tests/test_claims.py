@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from odecheck.claims import REGISTRY, Context
 from typer.testing import CliRunner
 
-from odecheck.claims import REGISTRY, Context
 from odecheck.cli import app
 
 runner = CliRunner()
@@ -108,8 +108,9 @@ def test_figure_line_is_the_fit_of_the_data_it_is_drawn_over(cid):
 
 
 def test_verify_is_a_library_function_with_resume_and_named_errors(tmp_path):
-    import odecheck as oc
     from odecheck._errors import InvalidArgument
+
+    import odecheck as oc
 
     seen, events = [], []
 

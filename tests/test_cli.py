@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
+from odecheck.config import RunConfig
+from odecheck.runner import run
 from typer.testing import CliRunner
 
 from odecheck.cli import app
-from odecheck.config import RunConfig
-from odecheck.runner import run
 
 runner = CliRunner()
 
@@ -152,7 +152,6 @@ def test_bench_normalizes_by_the_reference_timed_alongside():
 
 def test_bench_reports_each_depth_as_it_finishes():
     import torch
-
     from odecheck.bench import run_bench
 
     seen = []

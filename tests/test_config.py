@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from odecheck._errors import InvalidArgument
 from odecheck.config import RunConfig
 
@@ -29,7 +28,6 @@ def test_init_scale_scales_every_entry_and_is_written_only_when_set():
     seed (fbm and iid); a config without it dumps as before, so sweep cell ids do not change."""
     import numpy as np
     import torch
-
     from odecheck.runner import build_data, build_model
 
     assert "init_scale" not in RunConfig().dumps()

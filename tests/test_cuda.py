@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import rounding_bound
-
-from odecheck import _kernels as K
 from odecheck._errors import InvalidArgument
 from odecheck.bench import engine_path, path_difference
 from odecheck.flow import EngineOptions, gradient_flow
 from odecheck.models import ResNet
+
+from odecheck import _kernels as K
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 

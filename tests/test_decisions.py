@@ -7,9 +7,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from odecheck.estimators import decisions as D
+from scipy import stats
 
 TARGET = -0.85  # docs/theory.md: the rate boundary L^-0.85
 FLAT = 0.125  # half the smallest predicted |1/2 - beta| among 0.25, 0.75, 1

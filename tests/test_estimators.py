@@ -1,8 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
-import odecheck as oc
 from odecheck.estimators import (
     classify_regime,
     hurst,
@@ -17,6 +15,8 @@ from odecheck.estimators import (
     scaling_exponent,
 )
 from odecheck.init import member_generator
+
+import odecheck as oc
 
 
 def test_scaling_exponent_recovers_planted_power_law():

@@ -7,9 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy import stats
-
-import odecheck as oc
 from odecheck.estimators import (
     classify_regime,
     hurst,
@@ -24,6 +21,9 @@ from odecheck.estimators import (
     scaling_exponent,
 )
 from odecheck.init import fbm_paths, member_generator
+from scipy import stats
+
+import odecheck as oc
 
 DEPTHS = np.array([16.0, 32.0, 64.0, 128.0, 256.0])
 

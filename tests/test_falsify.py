@@ -32,7 +32,6 @@ def test_bad_arguments_exit_2():
 
 def test_library_errors_name_arguments_and_the_cli_names_flags():
     import pytest
-
     from odecheck._errors import InvalidArgument
     from odecheck.falsify import falsify, replay
 
@@ -53,7 +52,6 @@ def test_the_standard_parametrization_is_a_counterexample_to_depth_transfer():
     # outside the scope: no residual scaling and one learning rate; its optimum drifts with depth or its
     # laziness contradicts alpha - 1 (either refutes)
     import torch
-
     from odecheck.falsify import replay
 
     torch.set_num_threads(1)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from odecheck.init import as_init, member_generator
 
 import odecheck as oc
-from odecheck.init import as_init, member_generator
 
 
 def test_fgn_autocovariance_matches_theory():

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-import odecheck as oc
 from odecheck.claims import MeanOdeConfig
 from odecheck.estimators.decisions import BIAS_SLOPE, RATE_BAND, SPREAD_SLOPE, mean_ode_decision
 from odecheck.estimators.ensemble import ensemble_rates
+
+import odecheck as oc
 
 
 def test_the_block_is_ccm26s_formula():

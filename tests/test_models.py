@@ -5,10 +5,10 @@ import pytest
 import scipy.linalg
 import torch
 from helpers import naive_forward, naive_loss_grads
+from odecheck._kernels import backward, forward, loss_and_grads, mse
 
 import odecheck as oc
 from odecheck import _native
-from odecheck._kernels import backward, forward, loss_and_grads, mse
 
 CASES = [(b, a, d) for b in oc.BLOCKS for a in oc.ACTIVATIONS
          for d in (["fixed", "shared", "per_layer", "shared_abs", "per_layer_gaussian"] if b == "single" else ["fixed"])]
@@ -287,7 +287,6 @@ def test_conv_io_maps_are_a_convolution_and_a_pooled_head():
     # io_init="conv": A x is a 3x3 convolution of the C-channel image, B averages each channel over
     # the map and applies a Gaussian head; recomputed here from the member's generator
     import torch.nn.functional as F
-
     from odecheck.init import member_generator
 
     net = oc.ResNet(block="conv", depth=2, dim=4 * 16, width=4, input_dim=2 * 16, output_dim=3, io_init="conv",

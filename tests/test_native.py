@@ -11,12 +11,12 @@ import subprocess
 import pytest
 import torch
 from helpers import F32_UNIT_ROUNDOFF, rounding_bound
-
-from odecheck import _kernels as K
-from odecheck import _native
 from odecheck._errors import InvalidArgument, OdecheckError
 from odecheck.blocks import mlp as mlp_block
 from odecheck.models import ACTIVATIONS, ResNet, activate, activate_backward
+
+from odecheck import _kernels as K
+from odecheck import _native
 
 needs_native = pytest.mark.skipif(os.environ.get("ODECHECK_NATIVE") == "0" or _native.library() is None,
                                   reason="fused CPU kernels disabled or not buildable here")

@@ -5,15 +5,15 @@ from __future__ import annotations
 import io
 import math
 
+import odecheck.nn as onn
 import pytest
 import torch
 from helpers import rounding_bound
-
-import odecheck as oc
-import odecheck.nn as onn
-from odecheck import _native
 from odecheck._errors import InvalidArgument
 from odecheck.models import ACTIVATIONS
+
+import odecheck as oc
+from odecheck import _native
 
 
 def _module(block, act="tanh", **kw):

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-import odecheck as oc
 from odecheck.optim import OPTIMIZERS, SGD, Adam, GradientFlow, optimizer
 from odecheck.training import halving_check, train
+
+import odecheck as oc
 
 
 def small(R=2, **kw):

@@ -8,11 +8,11 @@ import math
 
 import pytest
 import torch
-
-import odecheck as oc
 from odecheck.blocks import REGISTRY
 from odecheck.parametrizations import PARAMETRIZATIONS, laziness, parametrization
 from odecheck.training import train
+
+import odecheck as oc
 
 
 @pytest.mark.parametrize("name,alpha,sgd,adam,eps", [
@@ -117,7 +117,6 @@ def test_the_transfer_grid_trains_each_cell_as_a_direct_call_would():
     # the grid trains each depth's learning rates as one ensemble (per-member factors on the step); each of
     # its cells must equal a direct run of the rule's optimizer at that learning rate on the same seeds
     import numpy as np
-
     from odecheck.claims import TransferConfig
     from odecheck.parametrizations import final_losses
 
@@ -143,7 +142,6 @@ def test_the_transfer_grid_trains_each_cell_as_a_direct_call_would():
 
 def test_laziness_by_depth_is_the_laziness_of_one_step_of_the_rule():
     import numpy as np
-
     from odecheck.claims import TransferConfig
     from odecheck.parametrizations import laziness_by_depth
 

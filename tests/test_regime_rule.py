@@ -9,8 +9,6 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from odecheck.estimators import classify_regime, path_stats
 from odecheck.estimators.regularity import (
     SDE_MIMIC_SPREAD,
@@ -23,6 +21,7 @@ from odecheck.estimators.regularity import (
     sde_tolerance,
 )
 from odecheck.init import fbm_paths, member_generator
+from scipy import stats
 
 TOL = 0.25  # docs/theory.md: local exponents within +-0.25 count as one power law
 
@@ -46,9 +45,8 @@ def test_sde_mimic_spreads_recomputed():
     # the grid search (smooth_noise_mimic) against the table, and its minimum checked by another method:
     # Nelder-Mead from many starts over (log l, log a), with the Hurst slope held in the band by a penalty,
     # finds no spread below the table's (the table is a lower bound, up to the grid's resolution)
-    from scipy.optimize import minimize
-
     from odecheck.estimators.regularity import smooth_noise_mimic
+    from scipy.optimize import minimize
 
     for J, table in SDE_MIMIC_SPREAD.items():
         spread, ell, a, s = smooth_noise_mimic(J)
@@ -178,7 +176,7 @@ def test_bonferroni_over_many_pairs_against_a_written_out_interval():
     f = sums.fit(0.95)
     assert len(f.differences) == 10
     pairs = [(i, k) for i in range(5) for k in range(i + 1, 5)]
-    for (i, k, d, ci, wide), want in zip(f.differences, pairs, strict=True):
+    for (i, k, _d, ci, wide), want in zip(f.differences, pairs, strict=True):
         assert (i, k) == want
         assert ci == pytest.approx(interval(full[k] - full[i], jk[:, k] - jk[:, i], 0.95), rel=1e-10)
         assert wide == pytest.approx(interval(full[k] - full[i], jk[:, k] - jk[:, i], 1 - 0.05 / 10), rel=1e-10)

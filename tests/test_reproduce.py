@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from odecheck.estimators import l2_distance, scaling_exponent
+from odecheck.reproduce import REPRODUCTIONS, reproduce
 from typer.testing import CliRunner
 
 from odecheck.cli import app
-from odecheck.estimators import l2_distance, scaling_exponent
-from odecheck.reproduce import REPRODUCTIONS, reproduce
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
@@ -231,11 +231,11 @@ def test_depth_transfer_smoke_runs_on_sweep_and_refits_from_the_table(tmp_path):
     # report's drift per parametrization is the transfer estimator on the table's final losses, and a cell's
     # final loss is a direct run of the parametrization's optimizer
     import torch
-
-    import odecheck as oc
     from odecheck.estimators.transfer import transfer_slope
     from odecheck.parametrizations import parametrization
     from odecheck.training import train
+
+    import odecheck as oc
 
     torch.set_num_threads(1)
     rep = reproduce("depth-transfer", scale="smoke", out=tmp_path)
@@ -261,8 +261,9 @@ def test_depth_transfer_smoke_runs_on_sweep_and_refits_from_the_table(tmp_path):
 
 
 def test_a_parametrization_needs_its_beta_and_a_minibatch_method():
-    import odecheck as oc
     from odecheck.config import RunConfig
+
+    import odecheck as oc
 
     with pytest.raises(oc.InvalidArgument, match="model.beta"):
         RunConfig.from_dict({"model": {"beta": 0.5}, "train": {"method": "adam", "parametrization": "completep"}})

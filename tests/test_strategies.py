@@ -2,9 +2,9 @@ import pytest
 import torch
 from helpers import naive_forward
 from hypothesis import given, settings
+from odecheck.strategies import architectures, datasets, derived_seed, initializations, weight_paths
 
 import odecheck as oc
-from odecheck.strategies import architectures, datasets, derived_seed, initializations, weight_paths
 
 
 @pytest.mark.parametrize("factory,kwargs,name", [

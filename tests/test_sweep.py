@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pytest
 import torch
+from odecheck.config import RunConfig
+from odecheck.sweeps import SweepSpec, cell_id, sample_groups
 from typer.testing import CliRunner
 
 import odecheck as oc
 from odecheck.cli import app
-from odecheck.config import RunConfig
-from odecheck.sweeps import SweepSpec, cell_id, sample_groups
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")

@@ -8,10 +8,10 @@ import threading
 import numpy as np
 import pytest
 import torch
-
-from odecheck import threads
 from odecheck.models import ResNet
 from odecheck.threads import Governor, busy_seconds, cgroup_quota, threads_for
+
+from odecheck import threads
 
 
 @pytest.fixture(autouse=True)
@@ -97,10 +97,11 @@ def test_governed_restores_torch_threads_and_check_is_a_noop_outside():
 
 
 def _train_at(n_threads: int, R: int, native: bool) -> dict:
-    from odecheck import _native
     from odecheck.data import gaussian_task
     from odecheck.optim import GradientFlow
     from odecheck.training import train
+
+    from odecheck import _native
 
     torch.set_num_threads(n_threads)
     net = ResNet(block="mlp", depth=12, dim=16, width=32, activation="gelu", init="iid", ensemble=R, seed=4)
@@ -129,8 +130,9 @@ def test_the_timed_path_choice_does_not_depend_on_the_thread_count(tmp_path, mon
     # the two round differently, so a choice per thread count made numbers follow the load (float64 small
     # layers: 6.7e-16 apart at 1 and 2 threads). Here the timing is scripted to name a different winner each
     # time it runs: it must run once for all three thread counts, and the outputs must be identical.
-    from odecheck import _native
     from odecheck.blocks import mlp
+
+    from odecheck import _native
 
     if _native.library() is None:
         pytest.skip("fused kernels unavailable")

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from odecheck.estimators.transfer import optimal_log2_lr, transfer_slope
 from scipy.stats import binom
 
 import odecheck as oc
-from odecheck.estimators.transfer import optimal_log2_lr, transfer_slope
 
 GRID = np.arange(-10.0, 1.0)  # log2 lr
 DEPTHS = np.array([8, 16, 32, 64, 128])

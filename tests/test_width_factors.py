@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-import odecheck as oc
 from odecheck._errors import InvalidArgument
 from odecheck.blocks.mlp import MLP
+
+import odecheck as oc
 
 
 def _net(**kw):

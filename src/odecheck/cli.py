@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from ._io import write_json
+from odecheck.core._io import write_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Verify what deep residual networks become as depth grows: neural ODE, SDE, or nothing.")
@@ -25,7 +25,7 @@ def _root(
              "core (docs/performance.md)."),
 ) -> None:
     """odecheck: property-based checks of the depth limits of residual networks."""
-    from .threads import apply_option
+    from odecheck.core.threads import apply_option
 
     with _reported():
         apply_option(threads, ctx.call_on_close)
@@ -53,7 +53,7 @@ def _write_json_if(path: Path | None, obj) -> None:
 @contextmanager
 def _reported():
     """A library error (``OdecheckError``) in the command line's words (the argument's flag), exit status 2."""
-    from ._errors import OdecheckError
+    from odecheck.core._errors import OdecheckError
 
     try:
         yield
@@ -79,10 +79,10 @@ def train(
     """Train an ensemble from a TOML config, with checkpoints; rerun to resume."""
     from rich.console import Console
 
-    from .config import RunConfig
-    from .progress import step_progress
-    from .render import run_summary
-    from .runner import check, run, summarize
+    from odecheck.experiments.config import RunConfig
+    from odecheck.experiments.runner import check, run, summarize
+    from odecheck.presentation.render import run_summary
+    from odecheck.progress import step_progress
 
     console = Console(stderr=True)
     with _reported():
@@ -123,10 +123,10 @@ def verify(
 
     from rich.console import Console
 
-    from .claims import REGISTRY
-    from .progress import claim_progress
-    from .render import verify_footer, verify_summary, verify_table
-    from .verification import verify as run_verify
+    from odecheck.experiments.claims import REGISTRY
+    from odecheck.experiments.verification import verify as run_verify
+    from odecheck.presentation.render import verify_footer, verify_summary, verify_table
+    from odecheck.progress import claim_progress
 
     ids = list(REGISTRY) if not claims else [c.strip() for c in claims.split(",") if c.strip()]
     _check_writable_file("--json", json_file)  # before anything runs
@@ -165,8 +165,8 @@ def analyze(
     least regular paths."""
     from rich.console import Console
 
-    from .analyze import analysis_figures, analyze_files
-    from .render import print_analysis
+    from odecheck.experiments.analyze import analysis_figures, analyze_files
+    from odecheck.presentation.render import print_analysis
 
     _check_writable_file("--json", json_file)  # before anything runs
     console = Console(stderr=True)
@@ -185,7 +185,7 @@ def analyze(
         typer.echo(f"wrote {len(written)} figures to {figures}")
     _write_json_if(json_file, lambda: res)
     if out_dir is not None:
-        from .analyze import write_report
+        from odecheck.experiments.analyze import write_report
 
         n = write_report(res, out_dir)
         if n is None:
@@ -211,16 +211,16 @@ def bench(
     """Time the engine against a per-layer nn.ModuleList baseline on the [M24] workload."""
     from rich.console import Console
 
-    from .bench import check_bench, run_bench
-    from .render import bench_tables
+    from odecheck.engine.bench import check_bench, run_bench
+    from odecheck.presentation.render import bench_tables
 
     with _reported():
         dev = check_bench(depths, ensemble, device, recompute=recompute, variants=list(isa))
     _check_writable_file("--json", json_file)  # before anything runs
     console = Console(stderr=True)
     if contention:  # the thread policies quiet and beside a busy process (odecheck.contention)
-        from .contention import run_contention
-        from .render import contention_table
+        from odecheck.engine.contention import run_contention
+        from odecheck.presentation.render import contention_table
 
         with _reported(), console.status("contention benchmark") as status:
             res = run_contention(rounds=repeat, progress=status.update)
@@ -250,8 +250,8 @@ def falsify(
 
     from rich.console import Console
 
-    from .falsify import falsify as search
-    from .falsify import replay
+    from odecheck.experiments.falsify import falsify as search
+    from odecheck.experiments.falsify import replay
 
     console = Console(stderr=True)
     _check_writable_file("--json", json_file)  # before anything runs
@@ -289,9 +289,9 @@ def sweep_cmd(
     """Run a grid of train runs (in process or on Dask), resumable, into one tidy table."""
     from rich.console import Console
 
-    from .progress import cell_progress
-    from .render import sweep_summary
-    from .sweeps import SweepSpec, check_device, check_executor, sweep, table_json
+    from odecheck.experiments.sweeps import SweepSpec, check_device, check_executor, sweep, table_json
+    from odecheck.presentation.render import sweep_summary
+    from odecheck.progress import cell_progress
 
     console = Console(stderr=True)
     _check_writable_file("--json", json_file)  # before anything runs
@@ -323,9 +323,9 @@ def reproduce_cmd(
     """Reproduce a paper's headline figure on sweep: ours next to the published result, with verdicts."""
     from rich.console import Console
 
-    from .progress import cell_progress
-    from .render import reproduce_table
-    from .reproduce import check_reproduction, reproduce, reproduction_folder
+    from odecheck.experiments.reproduce import check_reproduction, reproduce, reproduction_folder
+    from odecheck.presentation.render import reproduce_table
+    from odecheck.progress import cell_progress
 
     console = Console(stderr=True)
     _check_writable_file("--json", json_file)  # before anything runs

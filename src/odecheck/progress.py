@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .sweeps import running_cells
+from odecheck.experiments.sweeps import running_cells
 
 CELL_LOG_EVERY_S = 60.0  # off a terminal (nohup, batch jobs): one progress line at most this often
 WATCH_EVERY_S = 5.0  # how often the running cells' progress files are read while no cell finishes
@@ -143,7 +143,7 @@ class _ClaimMeter:
     times of the claims still to run, scaled by this run's pace so far (``claims.timing``)."""
 
     def __init__(self, prog, ids: list[str], budget: str, report_name: str, live: bool):
-        from .claims.timing import FALLBACK_SECONDS, reference_seconds
+        from odecheck.experiments.claims.timing import FALLBACK_SECONDS, reference_seconds
 
         self.prog, self.ids, self.report_name, self.live = prog, ids, report_name, live
         known = {c: reference_seconds(c, budget) for c in ids}

@@ -1,0 +1,325 @@
+"""Weights trained by anyone: load layer-stacked paths from .npz or PyTorch state_dicts and analyze them.
+
+A *path* is one weight family seen along depth: an array (L, ...) (or (R, L, ...) for ensembles).
+In a state_dict, parameters named like ``layers.7.conv1.weight`` are grouped into the path
+``layers.*.conv1.weight`` by dropping the layer index (see :mod:`odecheck.checkpoints`: layers whose
+shape differs along a group form separate paths, and what cannot form one is reported).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odecheck.analysis.estimators import path_stats, scaling_exponent
+from odecheck.core._errors import InvalidArgument, OdecheckError, invalid
+from odecheck.core.events import report
+
+
+@dataclass(frozen=True)
+class WeightPath:
+    file: str
+    name: str
+    array: np.ndarray  # (L, ...)
+    member: int | None = None
+
+
+def _check_finite(file: str, name: str, a: np.ndarray) -> None:
+    if not np.issubdtype(a.dtype, np.number):
+        raise InvalidArgument(f"{file}: array {name!r} has dtype {a.dtype}, expected numbers")
+    if not np.all(np.isfinite(a)):
+        raise InvalidArgument(f"{file}: array {name!r} has NaN or inf weights")
+
+
+def load_paths(file: str | Path, *, stacked: bool = False, key: str | None = None) -> list[WeightPath]:
+    """Read every weight path of ``file`` (.npz, .pt, .pth). ``stacked``: npz arrays are (R, L, ...)."""
+    f = str(file)
+    p = Path(file)
+    if not p.exists():
+        raise InvalidArgument(f"{f}: no such file")
+    if _is_npz(p):
+        paths = _load_npz(p, stacked)
+    else:  # .pt, .pth, .bin, .safetensors, or any name whose content is a checkpoint (list_tensors says if not)
+        paths = _load_torch(p)
+    if key is not None:
+        paths = [w for w in paths if key in w.name]
+        if not paths:
+            raise invalid("key", key, f"a part of a weight path's name in {f}")
+    if not paths:
+        raise InvalidArgument(f"{f}: no weight path with a layer axis found")
+    return paths
+
+
+def _load_npz(p: Path, stacked: bool) -> list[WeightPath]:
+    f = str(p)
+    try:
+        data = np.load(p, allow_pickle=False)
+        arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise InvalidArgument(f"{f}: unreadable or corrupt npz ({type(e).__name__}: {str(e).split('.')[0]})") from None
+    out = []
+    families = arrays.pop("_layer_families", None)
+    if families is not None:  # written by `odecheck train`: (R, L, ...) stacks named <tag>/<family>
+        fams = {str(f) for f in np.atleast_1d(families)}
+        arrays = {k: v for k, v in arrays.items() if k.rsplit("/", 1)[-1] in fams}
+        stacked = True
+    for name, a in arrays.items():
+        need = 2 if stacked else 1
+        if a.ndim < need or a.shape[1 if stacked else 0] < 2:
+            raise InvalidArgument(f"{f}: array {name!r} of shape {a.shape} has no layer axis "
+                                  f"(expected {'(R, L, ...)' if stacked else '(L, ...)'} with L >= 2)")
+        _check_finite(f, name, a)
+        if stacked:
+            out += [WeightPath(f, name, a[r].astype(float), r) for r in range(a.shape[0])]
+        else:
+            out.append(WeightPath(f, name, a.astype(float)))
+    return out
+
+
+def _load_torch(p: Path) -> list[WeightPath]:
+    """A state_dict's paths, materialized (for checkpoints larger than memory, use
+    :func:`odecheck.checkpoints.analyze_checkpoint`, which reads them a chunk at a time)."""
+    from odecheck.analysis.checkpoints import group_paths, list_tensors
+
+    paths, skipped = group_paths(list_tensors(p))
+    if not paths and skipped:
+        raise InvalidArgument(f"{p}: no weight path along depth; left out: "
+                              + "; ".join(f"{s['name']} {tuple(s['shape'])} ({s['reason']})" for s in skipped[:4]))
+    out = []
+    for cp in paths:
+        a = np.stack([t.flat(0, t.size).reshape(t.shape) for t in cp.layers])
+        _check_finite(str(p), cp.name, a)
+        out.append(WeightPath(str(p), cp.name, a))
+    return out
+
+
+def _is_npz(p: Path) -> bool:
+    """An .npz file, or a file of another name whose content is a numpy zip (checkpoint suffixes excluded)."""
+    from odecheck.analysis.checkpoints import sniff
+
+    suffix = p.suffix.lower()
+    return suffix == ".npz" or (suffix not in (".pt", ".pth", ".bin", ".safetensors") and p.is_file()
+                                and sniff(p) == "npz")
+
+
+def analyze(paths: list[WeightPath], *, seed: int = 0) -> dict:
+    """Per-path statistics and, for names seen at several depths, scaling exponents."""
+    rows = []
+    for w in paths:
+        row = {"file": w.file, "name": w.name, **({"member": w.member} if w.member is not None else {}),
+               **path_stats(w.array, seed=seed).to_json()}
+        rows.append(row)
+    return {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed)}
+
+
+FAMILY_MIN_DEPTHS = 3  # an interval from one network per depth needs a residual: three depths at least
+
+
+def scaling_across_depths(rows: list[dict], *, seed: int = 0) -> list[dict]:
+    """For path names seen at several depths: the exponents in L of the max increment, the max norm, and
+    the max increment of the layer-normalized path (scale-free: what a weight feeding a normalization
+    sees, and unmoved by weight decay's effect on scale). With at least 3 depths, each increment
+    exponent also gets the family's limit (``limit``, estimators.decisions.limit_decision: slope interval
+    below -3/4 'ode', inside (-3/4, -1/4) 'sde', above -1/4 'neither'); the depth of a member of the
+    family is the number of layers in its path."""
+    from odecheck.analysis.estimators.decisions import limit_decision
+
+    scaling = []
+    by_name: dict[str, list[dict]] = {}
+    for r in rows:
+        by_name.setdefault(r["name"], []).append(r)
+    for name, rs in by_name.items():
+        depths = sorted({r["depth"] for r in rs})
+        if len(depths) < 2:
+            continue
+        for stat in ("max_increment", "max_norm", "max_normalized_increment"):
+            if any(stat not in r for r in rs):
+                continue
+            per = [[r[stat] for r in rs if r["depth"] == L] for L in depths]
+            R = min(len(v) for v in per)
+            vals = np.array([v[:R] for v in per])
+            if np.any(vals <= 0):
+                continue
+            fit = scaling_exponent(depths, vals, seed=seed)
+            row = {"name": name, "statistic": stat, "exponent": fit.estimate, "ci": list(fit.ci), "depths": depths,
+                   "interval": fit.method}
+            if stat != "max_norm":
+                row["limit"] = (limit_decision(fit.ci) if len(depths) >= FAMILY_MIN_DEPTHS else "inconclusive")
+            scaling.append(row)
+    return scaling
+
+
+def feature_paths(run_dir: str | Path, *, inputs=None) -> list[WeightPath]:
+    """Hidden-state paths k -> h_k (all samples' states of one member, (L+1, n q)) of the networks an
+    ``odecheck train`` run saved (``final`` and every ``step<s>`` snapshot in weights.npz), on
+    ``inputs`` (an (n, d) array or .npy file; default: the run's training inputs)."""
+    import torch
+
+    from odecheck.core.validation import check_dtype
+    from odecheck.experiments.config import RunConfig
+    from odecheck.experiments.runner import build_data, build_model
+
+    d = Path(run_dir)
+    if not (d / "config.toml").exists() or not (d / "weights.npz").exists():
+        raise InvalidArgument(f"{d}: expected an `odecheck train` folder with config.toml and weights.npz "
+                              "(--features reads the networks it saved)")
+    cfg = RunConfig.load(d / "config.toml")
+    dtype = check_dtype(cfg.model.dtype)
+    data = build_data(cfg, dtype)
+    if inputs is None:
+        x = data.x
+    else:
+        try:
+            arr = np.load(inputs, allow_pickle=False) if isinstance(inputs, (str, Path)) else np.asarray(inputs)
+        except (OSError, ValueError) as e:
+            raise invalid("inputs", str(inputs), f"a readable .npy file ({type(e).__name__})") from None
+        if arr.ndim != 2 or arr.shape[1] != data.input_dim:
+            raise invalid("inputs", f"<shape {arr.shape}>", f"an (n, {data.input_dim}) array")
+        x = torch.as_tensor(arr, dtype=dtype)
+    net = build_model(cfg, data)
+    with np.load(d / "weights.npz", allow_pickle=False) as z:
+        saved = {k: z[k] for k in z.files if "/" in k}
+    tags = sorted({k.split("/", 1)[0] for k in saved}, key=lambda t: (t != "final", t))
+    out = []
+    for tag in tags:
+        w = {k.split("/", 1)[1]: torch.as_tensor(v) for k, v in saved.items() if k.startswith(tag + "/")}
+        net.load_weights_({k: v for k, v in w.items() if k in net.weights})
+        H = net.hidden_states(x).double().cpu().numpy()  # (R, L+1, n, q)
+        for r in range(H.shape[0]):
+            path = H[r].reshape(H.shape[1], -1)
+            _check_finite(str(d), f"features/{tag}", path)
+            out.append(WeightPath(str(d), f"features/{tag}", path, r))
+    return out
+
+
+def families(scaling: list[dict]) -> list[dict]:
+    """The scaling rows grouped per family: {name, depths, statistics: {stat: {exponent, ci, limit}}, limit},
+    the family's limit being that of its normalized max increment where there is one (scale-free), else of
+    its raw max increment."""
+    out: dict[str, dict] = {}
+    for s in scaling:
+        fam = out.setdefault(s["name"], {"name": s["name"], "depths": s["depths"], "statistics": {}})
+        fam["statistics"][s["statistic"]] = {k: s[k] for k in ("exponent", "ci", "limit", "interval") if k in s}
+    for fam in out.values():
+        st = fam["statistics"]
+        key = "max_normalized_increment" if "max_normalized_increment" in st else "max_increment"
+        fam["limit"] = st.get(key, {}).get("limit", "inconclusive")
+        fam["limit_from"] = key
+    return list(out.values())
+
+
+def markdown(res: dict) -> str:
+    """report.md of ``odecheck analyze --out``: the families first, then the paths, then what was left out."""
+    def ci(c):
+        return "-" if c[0] is None or c[0] != c[0] else f"[{c[0]:.3f}, {c[1]:.3f}]"
+
+    lines = ["# odecheck analyze", ""]
+    fams = res.get("families", [])
+    if fams:
+        lines += ["## Families across depths", "",
+                  "Exponent of each statistic in the depth L (layers in the path), its 95 % interval, and the "
+                  "family's limit from the increment exponent (below -3/4 `ode`, inside (-3/4, -1/4) `sde`, above "
+                  "-1/4 `neither`; at least 3 depths).", "",
+                  "| family | depths | max increment | normalized max increment | max norm | limit |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for f in fams:
+            st = f["statistics"]
+            cell = [f"{st[k]['exponent']:.3f} {ci(st[k]['ci'])}" if k in st else "-"
+                    for k in ("max_increment", "max_normalized_increment", "max_norm")]
+            lines.append(f"| `{f['name']}` | {', '.join(map(str, f['depths']))} | " + " | ".join(cell)
+                         + f" | {f['limit']} |")
+        lines.append("")
+    lines += ["## Paths, least regular first", "",
+              "| file | path | L | max increment | normalized | Hurst [95 %] | regime | why |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in res["paths"]:
+        why = r.get("regime_reason", "") if r["regime"] in ("mixed", "inconclusive") else ""
+        star = " (feeds a norm)" if r.get("feeds_norm") else ""
+        lines.append(f"| {Path(r['file']).name} | `{r['name']}` | {r['depth']} | {r['max_increment']:.3g} | "
+                     f"{r.get('max_normalized_increment', float('nan')):.3g}{star} | {r['hurst']:.2f} {ci(r['hurst_ci'])} | "
+                     f"{r['regime']} | {why} |")
+    if res.get("skipped"):
+        lines += ["", "## Left out", ""] + [f"- `{s['name']}` {tuple(s['shape'])}: {s['reason']}" for s in res["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def analysis_figures(res: dict, folder: Path, *, per_path: bool = False) -> list[Path]:
+    """analyze's figures: one per family across depths, one overview per file, and with ``per_path`` one
+    per path (ImportError without matplotlib)."""
+    from odecheck.presentation.plot import family_figures, file_overviews, path_figures
+
+    written = family_figures(res["paths"], res["scaling"], folder) + file_overviews(res["paths"], folder)
+    return written + (path_figures(res["paths"], folder) if per_path else [])
+
+
+def write_report(res: dict, folder: str | os.PathLike) -> int | None:
+    """Write report.json, report.md and the figures of :func:`analyze_files`'s result ``res`` into ``folder``;
+    the number of figures, or None without matplotlib (the reports are written all the same)."""
+    from odecheck.core._io import write_json, write_text
+
+    folder = Path(folder)
+    write_json(folder / "report.json", res)
+    write_text(folder / "report.md", markdown(res))
+    try:
+        return len(analysis_figures(res, folder))
+    except ImportError:
+        return None
+
+
+def analyze_files(files, *, key: str | None = None, stacked: bool = False, features: bool = False, inputs=None,
+                  include_buffers: bool = False, seed: int = 0, progress=None) -> dict:
+    """Everything ``odecheck analyze FILE ...`` computes, as data: {"families", "paths", "scaling",
+    "skipped"}. ``files``: checkpoints (any format :func:`odecheck.checkpoints.list_tensors` reads, or .npz)
+    or, with ``features``, ``odecheck train`` folders. ``progress``: a meter of :mod:`odecheck.events` (task
+    "analyze", "start" per path of a checkpoint). Paths least regular first; families as :func:`families`."""
+    from odecheck.analysis.checkpoints import analyze_checkpoint, least_regular_first
+
+    rows: list[dict] = []
+    skipped: list[dict] = []
+    for f in map(Path, files):
+        if features:
+            rows += analyze(feature_paths(f, inputs=inputs), seed=seed)["paths"]
+        elif _is_npz(f):
+            rows += analyze(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
+        else:
+            res = analyze_checkpoint(f, key=key, seed=seed, include_buffers=include_buffers,
+                                     on_path=None if progress is None else (
+                                         lambda n, i, k, f=f: report(progress, "analyze", i, k, f"{f}: {n}", "start")))
+            rows += res["paths"]
+            skipped += [{"file": str(f), **s} for s in res["skipped"]]
+    rows.sort(key=least_regular_first)
+    scaling = scaling_across_depths(rows, seed=seed)
+    return {"families": families(scaling), "paths": rows, "scaling": scaling, "skipped": skipped}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """:func:`analyze_weights`' result: one pandas DataFrame per table, and the report as JSON-ready data."""
+
+    families: Any
+    paths: Any
+    skipped: Any
+    report: dict
+
+
+def analyze_weights(files, **options) -> Analysis:
+    """``odecheck analyze`` from Python (exported as ``odecheck.analyze``): the families across depths (one
+    row per family and statistic: exponent, interval, limit), the paths (one row each, least regular first)
+    and what was left out, as pandas DataFrames (``pip install 'odecheck[sweep]'``). Options as
+    :func:`analyze_files`."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise OdecheckError("odecheck.analyze returns DataFrames: pip install 'odecheck[sweep]'") from None
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    rep = analyze_files(files, **options)
+    fam_rows = [{"family": f["name"], "depths": f["depths"], "statistic": stat, **st,
+                 "family_limit": f["limit"]} for f in rep["families"] for stat, st in f["statistics"].items()]
+    paths = pd.DataFrame([{k: v for k, v in r.items() if k not in ("increments", "norms", "local")} for r in rep["paths"]])
+    return Analysis(pd.DataFrame(fam_rows), paths, pd.DataFrame(rep["skipped"]), rep)
