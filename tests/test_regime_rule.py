@@ -124,22 +124,28 @@ def test_sde_needs_four_lags_and_the_mimic_tolerance():
     assert decide_regime(fit([(0.9, 0.85, 0.95)] * 2, (0.85, 0.95), diffs=straight), depth=64, entries=16)[0] == "ode"
 
 
-def test_local_exponents_and_differences_against_a_plain_jackknife():
-    Z = fbm_paths(16, 40, 0.6, member_generator(3, 0)).T.numpy()
-    lags = dyadic_lags(40)
-
+def _local_and_jackknife(Z, lags):
+    """Local exponents of the mean increment norm at consecutive lags, and their delete-one-entry
+    replicates (entries, J - 1), written out plainly."""
     def local(M):
         m = np.array([np.linalg.norm(M[h:] - M[:-h], axis=1).mean() for h in lags])
         return np.diff(np.log(m)) / np.diff(np.log(lags))
 
-    full = local(Z)
-    jk = np.array([local(np.delete(Z, i, axis=1)) for i in range(16)])  # (16, J-1)
+    return local(Z), np.array([local(np.delete(Z, i, axis=1)) for i in range(Z.shape[1])])
 
-    def interval(est, reps, level):
-        se = math.sqrt(15 / 16 * ((reps - reps.mean()) ** 2).sum())
-        q = stats.t.ppf((1 + level) / 2, 15)
-        return est - q * se, est + q * se
 
+def interval(est, reps, level):
+    """The jackknife-t interval over g = len(reps) replicates."""
+    g = len(reps)
+    se = math.sqrt((g - 1) / g * ((reps - reps.mean()) ** 2).sum())
+    q = stats.t.ppf((1 + level) / 2, g - 1)
+    return est - q * se, est + q * se
+
+
+def test_local_exponents_and_differences_against_a_plain_jackknife():
+    Z = fbm_paths(16, 40, 0.6, member_generator(3, 0)).T.numpy()
+    lags = dyadic_lags(40)
+    full, jk = _local_and_jackknife(Z, lags)
     sums = LagSums(40, 16, lags)
     sums.add(Z, 0)
     f = sums.fit(0.95)
@@ -158,19 +164,7 @@ def test_bonferroni_over_many_pairs_against_a_written_out_interval():
     Z = fbm_paths(16, 512, 0.6, member_generator(5, 0)).T.numpy()
     lags = dyadic_lags(512)
     assert len(lags) == 6
-
-    def local(M):
-        m = np.array([np.linalg.norm(M[h:] - M[:-h], axis=1).mean() for h in lags])
-        return np.diff(np.log(m)) / np.diff(np.log(lags))
-
-    full = local(Z)
-    jk = np.array([local(np.delete(Z, i, axis=1)) for i in range(16)])
-
-    def interval(est, reps, level):
-        se = math.sqrt(15 / 16 * ((reps - reps.mean()) ** 2).sum())
-        q = stats.t.ppf((1 + level) / 2, 15)
-        return est - q * se, est + q * se
-
+    full, jk = _local_and_jackknife(Z, lags)
     sums = LagSums(512, 16, lags)
     sums.add(Z, 0)
     f = sums.fit(0.95)
