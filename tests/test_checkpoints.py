@@ -514,8 +514,10 @@ def test_a_folder_with_a_link_out_of_it_is_refused_before_reading(tmp_path):
     with pytest.raises(InvalidArgument, match="outside the checkpoint's folder"):
         list_tensors(model)
     (model / "model-00002-of-00002.safetensors").unlink()
-    (model / "inner.safetensors").symlink_to(model / "model-00001-of-00002.safetensors")  # inside: fine
-    assert len(list_tensors(model)) == 2
+    (model / "parts").mkdir()
+    st_numpy.save_file({"layers.1.w": np.ones((2, 2), np.float32)}, model / "parts" / "second.safetensors")
+    (model / "model-00002-of-00002.safetensors").symlink_to(model / "parts" / "second.safetensors")  # inside: fine
+    assert sorted(t.name for t in list_tensors(model)) == ["layers.0.w", "layers.1.w"]
 
 
 @pytest.mark.parametrize("size,ok", [([1, 1], True), ([1, 128], True), ([64, 1], True), ([0, 128], False),
@@ -574,3 +576,82 @@ def test_an_fp8_grid_mismatch_names_the_block_and_where_it_came_from(tmp_path):
     _raw_safetensors(tmp_path / "m.safetensors", t, metadata={"weight_block_size": "[96, 64]"})
     ref = {r.name: r for r in list_tensors(tmp_path / "m.safetensors")}["layers.0.mlp.weight"]
     assert "in blocks of 96 x 64 (header metadata): expected [4, 4]" in ref.reason
+
+
+def test_a_folder_of_two_checkpoints_is_never_spliced_into_one_path(tmp_path):
+    # before: layers 0-2 of a 3-layer net and 3-8 of a 9-layer one made one "path" (exit 0)
+    folder = tmp_path / "two"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    st_numpy.save_file({f"layers.{k}.w": rng.standard_normal((4, 4)).astype(np.float32) for k in range(3)},
+                       folder / "small.safetensors")
+    st_numpy.save_file({f"layers.{k}.w": rng.standard_normal((4, 4)).astype(np.float32) for k in range(9)},
+                       folder / "big.safetensors")
+    with pytest.raises(InvalidArgument, match="2 checkpoint files that are not one set of shards"):
+        list_tensors(folder)
+    from odecheck.analyze import analyze_files
+
+    res = analyze_files([folder])  # the command analyzes each file as its own checkpoint
+    assert sorted((r["file"].rsplit("/", 1)[-1], r["depth"]) for r in res["paths"]) == [
+        ("big.safetensors", 9), ("small.safetensors", 3)]
+    from odecheck.analysis.checkpoints import is_shard_set
+
+    names = lambda *n: [tmp_path / x for x in n]  # noqa: E731
+    assert is_shard_set(names("m-00001-of-00002.safetensors", "m-00002-of-00002.safetensors"))
+    assert not is_shard_set(names("m-00001-of-00003.safetensors", "m-00002-of-00003.safetensors"))
+    assert not is_shard_set(names("a-00001-of-00002.safetensors", "b-00002-of-00002.safetensors"))
+    assert not is_shard_set(names("m-00001-of-00002.safetensors", "m-00001-of-00002.bin"))
+
+
+def test_special_files_are_refused_before_opening(tmp_path):
+    import os
+
+    fifo = tmp_path / "weights.th"
+    os.mkfifo(fifo)  # reading it would block forever
+    with pytest.raises(InvalidArgument, match="not a regular file or folder"):
+        list_tensors(fifo)
+    from odecheck.analyze import load_paths
+
+    with pytest.raises(InvalidArgument, match="not a regular file or folder"):
+        load_paths(fifo)
+
+
+def test_one_bad_file_is_reported_and_the_others_analyzed(tmp_path):
+    from odecheck.analyze import analyze_files
+
+    good = tmp_path / "good.npz"
+    np.savez(good, w=np.cumsum(np.random.default_rng(1).standard_normal((32, 20)), 0))
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x05")
+    res = analyze_files([bad, good])
+    assert [r["file"] for r in res["paths"]] == [str(good)]
+    assert len(res["failed"]) == 1 and res["failed"][0]["file"] == str(bad)
+    assert "unreadable or corrupt safetensors" in res["failed"][0]["error"]
+    with pytest.raises(InvalidArgument, match=r"bad.safetensors: .* \(and 1 more files failed\)"):
+        analyze_files([bad, bad])
+    out = CliRunner().invoke(app, ["analyze", str(bad), str(good)])
+    assert out.exit_code == 1 and "failed:" in out.output and "Traceback" not in out.output
+
+
+def test_npz_sizes_are_checked_before_inflating(tmp_path, monkeypatch):
+    import zipfile
+
+    from odecheck.analyze import load_paths
+
+    from odecheck.experiments import analyze as an
+
+    # a small file that inflates to more than the bound (lowered here to 1 MB): refused from the zip directory
+    monkeypatch.setattr(an, "NPZ_BYTES", 1 << 20)
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, w=np.zeros((64, 8192), np.float32))  # 2 MiB of zeros, a few KB compressed
+    assert bomb.stat().st_size < 50_000
+    with pytest.raises(InvalidArgument, match=r"bomb.npz: its arrays inflate to over 2097280 bytes"):
+        load_paths(bomb)
+    # an array header declaring 10^15 entries in a tiny member: refused before allocating
+    hdr = np.lib.format
+    liar = tmp_path / "liar.npz"
+    with zipfile.ZipFile(liar, "w") as z, z.open("w.npy", "w") as fh:
+        hdr.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (10**15,)})
+        fh.write(b"\0" * 16)
+    with pytest.raises(InvalidArgument, match=r"liar.npz: array 'w.npy' declares shape \(1000000000000000,\)"):
+        load_paths(liar)

@@ -165,7 +165,7 @@ def analyze(
     least regular paths."""
     from rich.console import Console
 
-    from odecheck.experiments.analyze import analysis_figures, analyze_files
+    from odecheck.experiments.analyze import analysis_figures, analyze_files, write_report
     from odecheck.presentation.render import print_analysis
 
     _check_writable_file("--json", json_file)  # before anything runs
@@ -185,12 +185,12 @@ def analyze(
         typer.echo(f"wrote {len(written)} figures to {figures}")
     _write_json_if(json_file, lambda: res)
     if out_dir is not None:
-        from odecheck.experiments.analyze import write_report
-
         n = write_report(res, out_dir)
         if n is None:
             console.print("figures need matplotlib: pip install 'odecheck[plot]'")
         typer.echo(f"wrote {out_dir}/report.md, report.json and {n or 0} figures")
+    if res["failed"]:  # each printed with the results; the exit status says that some files failed
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -337,20 +337,57 @@ def _inside(folder: Path) -> None:
             raise InvalidArgument(f"{q}: a link to {q.resolve()}, outside the checkpoint's folder {folder}: refused")
 
 
+_SHARD = re.compile(r"^(.*?)-(\d+)-of-(\d+)(\.[\w.]+)$")
+
+
+def checkpoint_files(folder: Path) -> list[Path]:
+    """The checkpoint files of a folder (by suffix or by content), after refusing any link out of it."""
+    _inside(folder)
+    files = sorted(q for q in folder.iterdir() if q.is_file() and (
+        q.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin", ".onnx")
+        or sniff(q) in ("torch", "safetensors", "gguf")))
+    if not files:
+        raise InvalidArgument(f"{folder}: no .safetensors, .pt, .pth, .bin, .onnx or GGUF file in this folder")
+    return files
+
+
+def is_shard_set(files: list[Path]) -> bool:
+    """Whether ``files`` are one checkpoint's shards by their names: PREFIX-K-of-N.SUFFIX with one prefix,
+    suffix and N, and every K from 1 to N once."""
+    parts = [_SHARD.match(q.name) for q in files]
+    if not all(parts):
+        return False
+    keys = {(m.group(1), m.group(3), m.group(4)) for m in parts}
+    if len(keys) != 1:
+        return False
+    n = int(next(iter(keys))[1])
+    return sorted(int(m.group(2)) for m in parts) == list(range(1, n + 1))
+
+
+def regular_file(p: Path) -> None:
+    """Refuse, before opening it, a path that is neither a folder nor a regular file (a FIFO would block the
+    read forever, a device never ends)."""
+    import stat
+
+    mode = p.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvalidArgument(f"{p}: not a regular file or folder (a FIFO, socket or device): refused unread")
+
+
 def _list_tensors(path: str | Path) -> list[TensorRef]:
     p = Path(path)
     if not p.exists():
         raise InvalidArgument(f"{p}: no such file or folder")
+    regular_file(p)
     if p.is_dir():
         index = sorted(p.glob("*.safetensors.index.json"))
         if index:
             return _sharded(index[0])
-        _inside(p)
-        files = sorted(q for q in p.iterdir() if q.is_file() and (
-            q.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin", ".onnx")
-            or sniff(q) in ("torch", "safetensors", "gguf")))
-        if not files:
-            raise InvalidArgument(f"{p}: no .safetensors, .pt, .pth, .bin, .onnx or GGUF file in this folder")
+        files = checkpoint_files(p)
+        if len(files) > 1 and not is_shard_set(files):
+            raise InvalidArgument(f"{p}: {len(files)} checkpoint files that are not one set of shards "
+                                  f"({', '.join(q.name for q in files[:3])}{', ...' if len(files) > 3 else ''}): "
+                                  "each is its own checkpoint (odecheck analyze FOLDER analyzes them one by one)")
         return [t for q in files for t in _list_tensors(q)]
     if p.name.endswith(".safetensors.index.json"):
         return _sharded(p)

@@ -38,10 +38,13 @@ def _check_finite(file: str, name: str, a: np.ndarray) -> None:
 
 def load_paths(file: str | Path, *, stacked: bool = False, key: str | None = None) -> list[WeightPath]:
     """Read every weight path of ``file`` (.npz, .pt, .pth). ``stacked``: npz arrays are (R, L, ...)."""
+    from odecheck.analysis.checkpoints import regular_file
+
     f = str(file)
     p = Path(file)
     if not p.exists():
         raise InvalidArgument(f"{f}: no such file")
+    regular_file(p)
     if _is_npz(p):
         paths = _load_npz(p, stacked)
     else:  # .pt, .pth, .bin, .safetensors, or any name whose content is a checkpoint (list_tensors says if not)
@@ -55,12 +58,39 @@ def load_paths(file: str | Path, *, stacked: bool = False, key: str | None = Non
     return paths
 
 
+NPZ_BYTES = 1 << 29  # the most an npz's arrays may hold once inflated (512 MiB; read as float64 they take 2x)
+
+
+def _npz_sizes(p: Path) -> None:
+    """Refuse, before any array is read, an npz whose arrays inflate past NPZ_BYTES in all (a 3 MB file can
+    hold a 3 GiB array) or whose array header declares more data than its member holds."""
+    total = 0
+    with zipfile.ZipFile(p) as z:
+        for info in z.infolist():
+            total += info.file_size
+            if total > NPZ_BYTES:
+                raise InvalidArgument(f"{p}: its arrays inflate to over {total} bytes (array {info.filename!r}: "
+                                      f"{info.file_size} from {info.compress_size} compressed), more than the "
+                                      f"{NPZ_BYTES} an npz may hold here")
+            with z.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+                need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if need > info.file_size:
+                    raise InvalidArgument(f"{p}: array {info.filename!r} declares shape {shape} of {dtype} "
+                                          f"({need} bytes) in a member of {info.file_size}")
+
+
 def _load_npz(p: Path, stacked: bool) -> list[WeightPath]:
     f = str(p)
     try:
+        _npz_sizes(p)
         data = np.load(p, allow_pickle=False)
         arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except InvalidArgument:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, MemoryError) as e:
         raise InvalidArgument(f"{f}: unreadable or corrupt npz ({type(e).__name__}: {str(e).split('.')[0]})") from None
     out = []
     families = arrays.pop("_layer_families", None)
@@ -281,20 +311,49 @@ def analyze_files(files, *, key: str | None = None, stacked: bool = False, featu
 
     rows: list[dict] = []
     skipped: list[dict] = []
-    for f in map(Path, files):
-        if features:
-            rows += analyze(feature_paths(f, inputs=inputs), seed=seed)["paths"]
-        elif _is_npz(f):
-            rows += analyze(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
-        else:
-            res = analyze_checkpoint(f, key=key, seed=seed, include_buffers=include_buffers,
-                                     on_path=None if progress is None else (
-                                         lambda n, i, k, f=f: report(progress, "analyze", i, k, f"{f}: {n}", "start")))
-            rows += res["paths"]
-            skipped += [{"file": str(f), **s} for s in res["skipped"]]
+    failed: list[dict] = []
+    for f in _checkpoints(files, features):
+        try:
+            if features:
+                rows += analyze(feature_paths(f, inputs=inputs), seed=seed)["paths"]
+            elif _is_npz(f):
+                rows += analyze(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
+            else:
+                res = analyze_checkpoint(f, key=key, seed=seed, include_buffers=include_buffers,
+                                         on_path=None if progress is None else (
+                                             lambda n, i, k, f=f: report(progress, "analyze", i, k, f"{f}: {n}", "start")))
+                rows += res["paths"]
+                skipped += [{"file": str(f), **s} for s in res["skipped"]]
+        except InvalidArgument as e:  # this file's answer is its error; the other files are still analyzed
+            failed.append({"file": str(f), "error": str(e), "argument": getattr(e, "argument", None)})
+    if failed and not rows:
+        first = failed[0]
+        err = InvalidArgument(first["error"] + (f" (and {len(failed) - 1} more files failed)" if len(failed) > 1 else ""))
+        err.argument = first["argument"]
+        raise err
     rows.sort(key=least_regular_first)
     scaling = scaling_across_depths(rows, seed=seed)
-    return {"families": families(scaling), "paths": rows, "scaling": scaling, "skipped": skipped}
+    return {"families": families(scaling), "paths": rows, "scaling": scaling, "skipped": skipped,
+            "failed": [{k: v for k, v in x.items() if k != "argument"} for x in failed]}
+
+
+def _checkpoints(files, features: bool) -> list[Path]:
+    """The checkpoints to analyze one by one: each file, and each folder as one checkpoint when an index or
+    one set of shard names makes it one, else each of its checkpoint files (never spliced into one)."""
+    from odecheck.analysis.checkpoints import checkpoint_files, is_shard_set
+
+    out = []
+    for f in map(Path, files):
+        if features or not f.is_dir() or any(f.glob("*.safetensors.index.json")):
+            out.append(f)
+            continue
+        try:
+            inner = checkpoint_files(f)
+        except InvalidArgument:
+            out.append(f)  # its error is reported as this folder's answer
+            continue
+        out += [f] if len(inner) == 1 or is_shard_set(inner) else inner
+    return out
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -112,6 +113,8 @@ def print_analysis(res: dict, out) -> None:
         left[(pattern, s["reason"])] = left.get((pattern, s["reason"]), 0) + 1
     for (pattern, reason), n in left.items():
         out.print(f"left out: {pattern}" + (f" ({n} tensors)" if n > 1 else "") + f": {reason}")
+    for x in res.get("failed", []):
+        out.print(f"[red]failed:[/red] {escape(x['error'])}", soft_wrap=True)
 
 
 def bench_tables(res: dict, *, cpu: bool) -> list[Table]:
