@@ -655,3 +655,27 @@ def test_npz_sizes_are_checked_before_inflating(tmp_path, monkeypatch):
         fh.write(b"\0" * 16)
     with pytest.raises(InvalidArgument, match=r"liar.npz: array 'w.npy' declares shape \(1000000000000000,\)"):
         load_paths(liar)
+
+
+def test_a_training_script_checkpoint_with_numpy_scalars_and_its_arguments(tmp_path):
+    # torch.save({"state_dict": ..., "epoch": np.int64, "best": np.float64, "args": Namespace}) as such scripts do
+    import argparse
+
+    sd = {f"layers.{k}.w": torch.randn(3, 3) for k in range(6)}
+    torch.save({"state_dict": sd, "epoch": np.int64(90), "best_acc": np.float64(0.93),
+                "args": argparse.Namespace(lr=0.1, arch="resnet20")}, tmp_path / "model_best.pth.tar")
+    refs = list_tensors(tmp_path / "model_best.pth.tar")
+    assert sorted(r.name for r in refs) == sorted(sd)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    torch.save({"state_dict": sd, "x": Evil()}, tmp_path / "evil.pth.tar")
+    with pytest.raises(InvalidArgument, match="unreadable or corrupt PyTorch checkpoint"):
+        list_tensors(tmp_path / "evil.pth.tar")
+
+
+def test_gguf_or_safetensors_named_bin_are_read_by_content(tmp_path):
+    st_numpy.save_file({f"layers.{k}.w": np.full((2, 2), k, np.float32) for k in range(4)}, tmp_path / "model.bin")
+    assert sorted(r.name for r in list_tensors(tmp_path / "model.bin")) == [f"layers.{k}.w" for k in range(4)]

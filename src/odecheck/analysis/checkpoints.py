@@ -299,15 +299,30 @@ def _scaled(t: TensorRef, sc: TensorRef, block: tuple[int, int], origin: str) ->
     return TensorRef(t.file, t.name, t.shape, t.dtype, (*t.source[:2], scale, block))
 
 
+def _torch_extras() -> list:
+    """What training scripts save beside a state_dict and ``weights_only`` may rebuild (torch's allow-list):
+    numpy scalars and their dtypes (an epoch, a best accuracy) and an argparse Namespace (the run's
+    arguments). Nothing else is unpickled."""
+    import argparse
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    dtypes = [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "bool")]
+    return [scalar, np.dtype, *dtypes, argparse.Namespace]
+
+
 def _torch(path: Path) -> list[TensorRef]:
     import torch
 
     f = str(path)
     try:
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_torch_extras()):
+            try:
+                sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped
+                sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a corrupt file for the user
         raise InvalidArgument(f"{f}: unreadable or corrupt PyTorch checkpoint ({type(e).__name__}); only "
                               "tensors are loaded (weights_only=True)") from None
@@ -394,11 +409,11 @@ def _list_tensors(path: str | Path) -> list[TensorRef]:
     suffix = p.suffix.lower()
     if suffix == ".safetensors":
         return _safetensors(p)
-    if suffix in (".pt", ".pth", ".bin"):
+    kind = sniff(p)  # the content decides where it can: a GGUF or safetensors file named .bin is read as one
+    if suffix in (".pt", ".pth", ".bin") and kind not in ("gguf", "safetensors"):
         return _torch(p)
     if suffix == ".onnx":
         return _onnx(p)
-    kind = sniff(p)
     if kind == "gguf":
         return _gguf(p)  # other names (.th, .pth.tar, .ckpt, none): recognized by content
     if kind == "safetensors":
