@@ -679,3 +679,45 @@ def test_a_training_script_checkpoint_with_numpy_scalars_and_its_arguments(tmp_p
 def test_gguf_or_safetensors_named_bin_are_read_by_content(tmp_path):
     st_numpy.save_file({f"layers.{k}.w": np.full((2, 2), k, np.float32) for k in range(4)}, tmp_path / "model.bin")
     assert sorted(r.name for r in list_tensors(tmp_path / "model.bin")) == [f"layers.{k}.w" for k in range(4)]
+
+
+def _hub_cache(root, repo="org/tiny", sha="0123abcd", depth=6, ref="main", shards=2):
+    """A Hub cache laid out as huggingface_hub lays it: models--org--name/refs/<ref> -> snapshots/<sha>/..."""
+    folder = root / ("models--" + repo.replace("/", "--"))
+    snap = folder / "snapshots" / sha
+    snap.mkdir(parents=True)
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / ref).write_text(sha)
+    rng = np.random.default_rng(depth)
+    names = [f"model.layers.{k}.mlp.weight" for k in range(depth)]
+    weight_map = {}
+    for s in range(shards):
+        part = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        st_numpy.save_file({n: rng.standard_normal((4, 4)).astype(np.float32) for n in names[s::shards]}, snap / part)
+        weight_map.update({n: part for n in names[s::shards]})
+    (snap / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return folder
+
+
+def test_models_by_hub_id_from_the_cache_never_the_network(tmp_path, monkeypatch):
+    pytest.importorskip("huggingface_hub")
+    import huggingface_hub.constants as hc
+    from odecheck.analyze import analyze_files
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    cache = _hub_cache(tmp_path, depth=6)
+    _hub_cache(tmp_path, depth=9, sha="feed0001", ref="v2")  # another revision of the same repo
+    res = analyze_files(["hf://org/tiny"])
+    assert [(r["name"], r["depth"]) for r in res["paths"]] == [("model.layers.*.mlp.weight", 6)]
+    assert res["failed"] == []
+    res = analyze_files(["hf://org/tiny@v2", str(cache)])  # a revision, and the cache folder itself (refs/main)
+    assert sorted(r["depth"] for r in res["paths"]) == [6, 9]
+    res = analyze_files(["hf://org/missing", str(cache)])  # offline and not cached: one line, the rest analyzed
+    assert len(res["failed"]) == 1 and res["failed"][0]["error"].startswith("hf://org/missing: not in the Hub cache")
+    out = CliRunner().invoke(app, ["analyze", "hf://org/tiny"], env={"HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    assert out.exit_code == 0 and "model.layers." in out.output and "0123abcd" in out.output, out.output
+    for bad in ("hf://", "hf://org/name@", "hf://a b/c"):
+        with pytest.raises(InvalidArgument, match="not a Hub id"):
+            analyze_files([bad])

@@ -142,8 +142,8 @@ def verify(
 
 @app.command()
 def analyze(
-    files: list[Path] = typer.Argument(..., help=".npz (arrays (L, ...)), .safetensors (single or sharded), .pt/.pth/.bin/"
-                                                 ".th/.ckpt/.pth.tar state_dicts, .gguf, .onnx, or a folder."),
+    files: list[str] = typer.Argument(..., help=".npz, .safetensors (single or sharded), .pt/.pth/.bin/.th/.ckpt/"
+                                                ".pth.tar state_dicts, .gguf, .onnx, a folder, or hf://org/name[@rev]."),
     key: str | None = typer.Option(None, help="Only paths whose name contains KEY."),
     stacked: bool = typer.Option(False, help="npz arrays are (R, L, ...) ensembles."),
     json_file: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),

@@ -304,8 +304,9 @@ def write_report(res: dict, folder: str | os.PathLike) -> int | None:
 def analyze_files(files, *, key: str | None = None, stacked: bool = False, features: bool = False, inputs=None,
                   include_buffers: bool = False, seed: int = 0, progress=None) -> dict:
     """Everything ``odecheck analyze FILE ...`` computes, as data: {"families", "paths", "scaling",
-    "skipped"}. ``files``: checkpoints (any format :func:`odecheck.checkpoints.list_tensors` reads, or .npz)
-    or, with ``features``, ``odecheck train`` folders. ``progress``: a meter of :mod:`odecheck.events` (task
+    "skipped", "failed"}. ``files``: checkpoints (any format :func:`odecheck.checkpoints.list_tensors` reads,
+    or .npz), Hub ids ``hf://org/name[@revision]`` and Hub cache folders (:mod:`odecheck.analysis.hub`), or,
+    with ``features``, ``odecheck train`` folders; a file that fails is reported in ``failed``. ``progress``: a meter of :mod:`odecheck.events` (task
     "analyze", "start" per path of a checkpoint). Paths least regular first; families as :func:`families`."""
     from odecheck.analysis.checkpoints import analyze_checkpoint, least_regular_first
 
@@ -314,6 +315,8 @@ def analyze_files(files, *, key: str | None = None, stacked: bool = False, featu
     failed: list[dict] = []
     for f in _checkpoints(files, features):
         try:
+            if isinstance(f, InvalidArgument):  # a Hub id that could not be resolved
+                raise f
             if features:
                 rows += analyze(feature_paths(f, inputs=inputs), seed=seed)["paths"]
             elif _is_npz(f):
@@ -325,7 +328,8 @@ def analyze_files(files, *, key: str | None = None, stacked: bool = False, featu
                 rows += res["paths"]
                 skipped += [{"file": str(f), **s} for s in res["skipped"]]
         except InvalidArgument as e:  # this file's answer is its error; the other files are still analyzed
-            failed.append({"file": str(f), "error": str(e), "argument": getattr(e, "argument", None)})
+            failed.append({"file": str(e).split(": ", 1)[0] if f is e else str(f), "error": str(e),
+                           "argument": getattr(e, "argument", None)})
     if failed and not rows:
         first = failed[0]
         err = InvalidArgument(first["error"] + (f" (and {len(failed) - 1} more files failed)" if len(failed) > 1 else ""))
@@ -337,13 +341,21 @@ def analyze_files(files, *, key: str | None = None, stacked: bool = False, featu
             "failed": [{k: v for k, v in x.items() if k != "argument"} for x in failed]}
 
 
-def _checkpoints(files, features: bool) -> list[Path]:
-    """The checkpoints to analyze one by one: each file, and each folder as one checkpoint when an index or
-    one set of shard names makes it one, else each of its checkpoint files (never spliced into one)."""
+def _checkpoints(files, features: bool) -> list[Path | InvalidArgument]:
+    """The checkpoints to analyze one by one: each file, each Hub id and Hub cache folder as its snapshot, and
+    each folder as one checkpoint when an index or one set of shard names makes it one, else each of its
+    checkpoint files (never spliced into one); a Hub id that cannot be resolved, as its error."""
+    from odecheck.analysis import hub
     from odecheck.analysis.checkpoints import checkpoint_files, is_shard_set
 
     out = []
-    for f in map(Path, files):
+    for spec in files:
+        try:
+            f = hub.resolve(str(spec)) if hub.is_hub_id(str(spec)) else Path(spec)
+        except InvalidArgument as e:
+            out.append(e)
+            continue
+        f = (hub.cache_snapshot(f) or f) if f.is_dir() else f
         if features or not f.is_dir() or any(f.glob("*.safetensors.index.json")):
             out.append(f)
             continue
