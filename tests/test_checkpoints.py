@@ -412,7 +412,7 @@ def test_pickles_load_tensors_only_and_bad_files_are_named(tmp_path):
 
 
 def test_small_and_constant_paths(tmp_path):
-    # fewer than 8 entries per layer: read whole, block bootstrap; a constant path is 'ode'
+    # fewer than 8 entries per layer: read whole, block bootstrap; a constant path gets no regime
     Z = np.cumsum(np.random.default_rng(2).standard_normal((40, 3)), axis=0).astype(np.float32)
     tensors = {f"stack.{k}.v": Z[k] for k in range(40)}
     tensors.update({f"const.{k}.v": np.ones(16, np.float32) for k in range(10)})
@@ -420,7 +420,8 @@ def test_small_and_constant_paths(tmp_path):
     rows = {r["name"]: r for r in analyze_checkpoint(tmp_path / "s.safetensors")["paths"]}
     ref = path_stats(Z.astype(np.float64))
     assert rows["stack.*.v"]["hurst_ci"] == pytest.approx(list(ref.hurst_ci)) and rows["stack.*.v"]["regime"] == ref.regime
-    assert rows["const.*.v"]["regime"] == "ode" and rows["const.*.v"]["max_increment"] == 0.0
+    assert rows["const.*.v"]["regime"] == "inconclusive" and rows["const.*.v"]["max_increment"] == 0.0
+    assert rows["const.*.v"]["regime_reason"].startswith("constant path: every increment is 0")
 
 
 def test_cli_folder_figures_and_key(tmp_path):

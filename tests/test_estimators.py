@@ -74,7 +74,9 @@ def test_regimes_of_planted_paths():
     assert classify_regime(oc.gp_paths(16, 256, 0.1, g).T.numpy()).regime == "ode"
     assert classify_regime(oc.fbm_paths(16, 256, 0.5, g).T.numpy()).regime == "sde"
     assert classify_regime(torch.randn(256, 16, generator=g).numpy()).regime == "none"
-    assert classify_regime(np.ones((10, 3))).regime == "ode"  # constant path: Lipschitz constant 0
+    for flat in (np.ones((10, 3)), np.zeros((300, 20)), np.full((64, 8), 7.5)):  # constant, all-zero: no regime
+        d = classify_regime(flat)
+        assert d.regime == "inconclusive" and d.reason.startswith("constant path"), d
 
 
 def test_hurst_invariances():

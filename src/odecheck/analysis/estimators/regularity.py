@@ -385,8 +385,8 @@ def sde_tolerance(n_lags: int) -> float:
 
 def decide_regime(fit: LocalFit | None, *, depth: int, entries: int, constant: bool = False) -> tuple[Regime, str]:
     """The regime rule of ``RegimeDecision`` on a local fit: (regime, reason)."""
-    if constant:
-        return "ode", "constant path: every increment is 0 (Lipschitz with constant 0)"
+    if constant:  # trivially Lipschitz, but nothing moved: no regularity to measure (a frozen or unused layer)
+        return "inconclusive", "constant path: every increment is 0, nothing moved along depth to measure"
     if depth < minimum_depth():
         n = len(dyadic_lags(depth)) if depth >= 2 else 0
         return "inconclusive", (f"L = {depth}: {n} lag{'s' if n != 1 else ''}, cannot test one power law "
@@ -437,7 +437,8 @@ def regime_from_sums(sums: LagSums, level: float = 0.95) -> RegimeDecision:
     lags = tuple(int(h) for h in sums.lags)
     if not np.any(sums.increment2 > 0):
         h = HurstEstimate(float("nan"), (float("nan"), float("nan")), level, lags, P, True)
-        return RegimeDecision("ode", h, decide_regime(None, depth=L, entries=P, constant=True)[1], ())
+        regime, reason = decide_regime(None, depth=L, entries=P, constant=True)
+        return RegimeDecision(regime, h, reason, ())
     fit = sums.fit(level)
     h = HurstEstimate(fit.hurst, fit.hurst_ci, level, fit.lags, P, False)
     regime, reason = decide_regime(fit if L >= minimum_depth() else None, depth=L, entries=P)
