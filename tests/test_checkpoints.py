@@ -225,7 +225,7 @@ def test_gguf_files_dequantized_row_block_by_row_block(tmp_path):
 
 def test_onnx_initializers_are_the_weights(tmp_path):
     onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     L = 5
     rng = np.random.default_rng(8)
@@ -722,3 +722,39 @@ def test_models_by_hub_id_from_the_cache_never_the_network(tmp_path, monkeypatch
     for bad in ("hf://", "hf://org/name@", "hf://a b/c"):
         with pytest.raises(InvalidArgument, match="not a Hub id"):
             analyze_files([bad])
+
+
+def test_gguf_types_the_reader_lacks_are_left_out_by_name_and_f64_read(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    w = gguf.GGUFWriter(str(tmp_path / "t.gguf"), "llama")
+    for k in range(6):
+        w.add_tensor(f"blk.{k}.f64.weight", np.full((4, 32), k, np.float64))
+        w.add_tensor(f"blk.{k}.i32.weight", np.full((4, 32), k, np.int32))
+        w.add_tensor(f"blk.{k}.q81.weight", np.zeros((4, 40), np.uint8), raw_dtype=gguf.GGMLQuantizationType.Q8_1)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    refs = {r.name: r for r in list_tensors(tmp_path / "t.gguf")}
+    assert refs["blk.0.i32.weight"].reason == "GGUF type I32: not a floating-point weight"
+    assert refs["blk.0.q81.weight"].reason == "GGUF type Q8_1: the gguf package has no dequantization for it"
+    np.testing.assert_array_equal(refs["blk.3.f64.weight"].flat(0, 128), np.full(128, 3.0))
+    res = analyze_checkpoint(tmp_path / "t.gguf")
+    assert [p["name"] for p in res["paths"]] == ["blk.*.f64.weight"]
+
+
+def test_onnx_bf16_read_and_a_short_initializer_left_out(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    inits = []
+    for k in range(6):
+        inits.append(helper.make_tensor(f"layers.{k}.b", TensorProto.BFLOAT16, [4],
+                                        vals=np.full(4, 0x3F80 + k, np.uint16).tobytes(), raw=True))
+    short = TensorProto(name="short.w", data_type=TensorProto.FLOAT, dims=[10, 10], raw_data=b"\0" * 8)
+    onnx.save(helper.make_model(helper.make_graph([], "g", [], [], initializer=[*inits, short])), tmp_path / "t.onnx")
+    refs = {r.name: r for r in list_tensors(tmp_path / "t.onnx")}
+    assert refs["layers.2.b"].dtype == "bfloat16" and refs["layers.2.b"].reason == ""
+    # bfloat16 0x3F82 is 1 + 2/128: the high half of a float32
+    np.testing.assert_array_equal(refs["layers.2.b"].flat(0, 4), np.full(4, 1 + 2 / 128))
+    assert refs["short.w"].reason.startswith("unreadable initializer (cannot reshape")

@@ -133,7 +133,8 @@ class GGUFSource:
         from gguf.quants import dequantize
 
         r0, r1 = a // self.cols, -(-b // self.cols)
-        rows = dequantize(np.asarray(self.data[r0:r1]), self.qtype).reshape(-1)
+        raw = np.asarray(self.data[r0:r1])
+        rows = (raw.view(np.float64) if self.qtype.name == "F64" else dequantize(raw, self.qtype)).reshape(-1)
         return rows[a - r0 * self.cols: b - r0 * self.cols].astype(np.float64)
 
 
@@ -160,9 +161,22 @@ def _gguf(path: Path) -> list[TensorRef]:
     for t in reader.tensors:
         shape = tuple(int(n) for n in reversed(t.shape.tolist()))  # GGML lists the fastest axis first
         cols = int(np.prod(shape[1:])) if len(shape) > 1 else int(shape[0])
+        kind = t.tensor_type.name
+        if kind in GGUF_INTEGERS:
+            out.append(TensorRef(f, t.name, shape, kind, None, f"GGUF type {kind}: not a floating-point weight"))
+            continue
         src = GGUFSource(t.data.reshape(shape[0] if len(shape) > 1 else 1, -1), t.tensor_type, cols)
-        out.append(TensorRef(f, t.name, shape, t.tensor_type.name, src))
+        try:
+            src.read(0, min(cols, 1))  # a type the gguf package cannot dequantize says so here, not mid-analysis
+        except NotImplementedError:
+            out.append(TensorRef(f, t.name, shape, kind, None, f"GGUF type {kind}: the gguf package has no "
+                                 "dequantization for it"))
+            continue
+        out.append(TensorRef(f, t.name, shape, kind, src))
     return out
+
+
+GGUF_INTEGERS = ("I8", "I16", "I32", "I64")
 
 
 def _onnx(path: Path) -> list[TensorRef]:
@@ -174,9 +188,18 @@ def _onnx(path: Path) -> list[TensorRef]:
 
     out = []
     for init in model.graph.initializer:
-        a = numpy_helper.to_array(init)
+        shape = tuple(int(d) for d in init.dims)
+        try:
+            a = numpy_helper.to_array(init)
+        except (ValueError, TypeError) as e:  # raw data shorter than its dims, an unknown element type
+            out.append(TensorRef(f, init.name, shape, str(init.data_type), None,
+                                 f"unreadable initializer ({str(e).splitlines()[0][:80]})"))
+            continue
+        stored = str(a.dtype)
+        if not np.issubdtype(a.dtype, np.floating) and a.dtype.name.startswith(("bfloat", "float")):
+            a = a.astype(np.float32)  # bfloat16 and the float8 types (ml_dtypes): exact in float32
         if np.issubdtype(a.dtype, np.floating):
-            out.append(TensorRef(f, init.name, tuple(a.shape), str(a.dtype), torch.from_numpy(np.array(a, copy=True))))
+            out.append(TensorRef(f, init.name, tuple(a.shape), stored, torch.from_numpy(np.array(a, copy=True))))
         else:
             out.append(TensorRef(f, init.name, tuple(a.shape), str(a.dtype), None,
                                  f"dtype {a.dtype}: not a floating-point weight"))
