@@ -225,7 +225,7 @@ def test_gguf_files_dequantized_row_block_by_row_block(tmp_path):
 
 def test_onnx_initializers_are_the_weights(tmp_path):
     onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
     L = 5
     rng = np.random.default_rng(8)
