@@ -758,3 +758,31 @@ def test_onnx_bf16_read_and_a_short_initializer_left_out(tmp_path):
     # bfloat16 0x3F82 is 1 + 2/128: the high half of a float32
     np.testing.assert_array_equal(refs["layers.2.b"].flat(0, 4), np.full(4, 1 + 2 / 128))
     assert refs["short.w"].reason.startswith("unreadable initializer (cannot reshape")
+
+
+def test_torch_entries_that_are_not_dense_weights(tmp_path):
+    # sparse and meta tensors left out by name, an int key named by its text, Parameters read (they raised)
+    sd = {**{f"layers.{k}.w": torch.randn(3, 3).to_sparse() for k in range(5)},
+          **{f"h.{k}.w": torch.empty(2, device="meta") for k in range(5)}, 7: torch.randn(4),
+          **{f"p.{k}.w": torch.nn.Parameter(torch.randn(3, 3)) for k in range(5)}}
+    torch.save(sd, tmp_path / "mix.pt")
+    res = analyze_checkpoint(tmp_path / "mix.pt")
+    assert [p["name"] for p in res["paths"]] == ["p.*.w"]
+    assert {s["reason"] for s in res["skipped"]} >= {"a meta tensor: no data was saved", "a sparse tensor: not a dense weight"}
+    assert "7" in {t.name for t in list_tensors(tmp_path / "mix.pt")}
+
+
+def test_names_that_cannot_print_or_would_be_mathtext(tmp_path):
+    # a lone surrogate (valid in a JSON header) crashed printing; a TeX-like name crashed the figures
+    hdr, off, data = {}, 0, b""
+    for k in range(9):
+        for n in (f"layers.{k}.w\\ud800", f"tex.{k}.w$\\\\frac{{"):
+            hdr[n] = {"dtype": "F32", "shape": [4, 4], "data_offsets": [off, off + 64]}
+            data += np.random.default_rng(k).standard_normal(16).astype(np.float32).tobytes()
+            off += 64
+    head = "{" + ", ".join(f'"{n}": {json.dumps(v)}' for n, v in hdr.items()) + "}"
+    f = _raw_header(tmp_path / "odd.safetensors", head, data)
+    out = CliRunner().invoke(app, ["analyze", str(f), "--out", str(tmp_path / "rep")])
+    assert out.exit_code == 0, out.output
+    assert "layers.*.w\\ud800" in (tmp_path / "rep" / "report.md").read_text()
+    assert any(p.name.startswith("family-") or p.name.startswith("overview-") for p in (tmp_path / "rep").iterdir())

@@ -354,16 +354,30 @@ def _torch(path: Path) -> list[TensorRef]:
             sd = sd[wrapper]
     if not isinstance(sd, dict):
         raise InvalidArgument(f"{f}: expected a state_dict (a dict of tensors), got {type(sd).__name__}")
-    return [TensorRef(f, name, tuple(t.shape), str(t.dtype), t) if t.is_floating_point() else
-            TensorRef(f, name, tuple(t.shape), str(t.dtype), None,
-                      f"dtype {str(t.dtype).replace('torch.', '')}: not a floating-point weight")
-            for name, t in sd.items() if isinstance(t, torch.Tensor)]
+    return [_torch_ref(f, str(name), t) for name, t in sd.items() if isinstance(t, torch.Tensor)]
+
+
+def _torch_ref(f: str, name: str, t) -> TensorRef:
+    """One tensor of a state_dict (keys of any type named by their text; a Parameter read without its
+    gradient), or left out with the reason: sparse or meta tensors have no dense data to read."""
+    shape, dtype = tuple(t.shape), str(t.dtype)
+    why = ("a sparse tensor: not a dense weight" if t.layout != __import__("torch").strided else
+           "a meta tensor: no data was saved" if t.is_meta else
+           "" if t.is_floating_point() else f"dtype {dtype.replace('torch.', '')}: not a floating-point weight")
+    return TensorRef(f, name, shape, dtype, None, why) if why else TensorRef(f, name, shape, dtype, t.detach())
 
 
 def list_tensors(path: str | Path) -> list[TensorRef]:
     """Every tensor of a checkpoint file or folder, without loading any: the readable ones, and the others
     with the reason they are not read. FP8 weights come with their block scales applied."""
-    return _dequantize(_list_tensors(path))
+    return _dequantize([t if t.name.isprintable() else replace(t, name=_printable(t.name)) for t in _list_tensors(path)])
+
+
+def _printable(name: str) -> str:
+    """A tensor name that prints anywhere: lone surrogates (valid in a JSON header, not in UTF-8) and control
+    characters written as escapes."""
+    text = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _inside(folder: Path) -> None:

@@ -381,12 +381,12 @@ class Analysis:
 def analyze_weights(files, **options) -> Analysis:
     """``odecheck analyze`` from Python (exported as ``odecheck.analyze``): the families across depths (one
     row per family and statistic: exponent, interval, limit), the paths (one row each, least regular first)
-    and what was left out, as pandas DataFrames (``pip install 'odecheck[sweep]'``). Options as
+    and what was left out, as pandas DataFrames (pandas is a dependency). Options as
     :func:`analyze_files`."""
     try:
         import pandas as pd
     except ImportError:
-        raise OdecheckError("odecheck.analyze returns DataFrames: pip install 'odecheck[sweep]'") from None
+        raise OdecheckError("odecheck.analyze returns DataFrames: pip install pandas") from None
     if isinstance(files, (str, os.PathLike)):
         files = [files]
     rep = analyze_files(files, **options)

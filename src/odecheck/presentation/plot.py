@@ -26,7 +26,7 @@ def _stem(name: str) -> str:
 
 def save(fig, path: Path, title: str, *, fontsize: int = 10, dpi: int = 110) -> Path:
     """Title, lay out, write and close a figure; returns ``path``."""
-    fig.suptitle(title, fontsize=fontsize)
+    fig.suptitle(title.replace("$", r"\$"), fontsize=fontsize)  # tensor names are text, never mathtext
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     pyplot().close(fig)
