@@ -212,3 +212,41 @@ def test_a_family_limit_needs_three_depths_even_when_two_give_a_finite_interval(
     assert two["max_increment"]["limit"] == "inconclusive"
     three = {r["statistic"]: r for r in scaling_across_depths(rows([16, 32, 64]))}
     assert three["max_increment"]["limit"] == "ode"
+
+
+def test_runs_of_a_stage_form_one_family_whatever_their_length():
+    # CIFAR ResNets of 20-56 layers: layer2.*.conv1.weight runs [1:4], [1:6], [1:7], [1:9] (block 0 has another
+    # shape) are one family across the four depths
+    from odecheck.analyze import scaling_across_depths
+    from odecheck.checkpoints import family_name
+
+    assert family_name("layer2.*.conv1.weight[1:4]") == "layer2.*.conv1.weight[1:]"
+    assert family_name("layer2.*.conv1.weight") == "layer2.*.conv1.weight"
+    rng = np.random.default_rng(3)
+    rows = [{"name": f"layer2.*.conv1.weight[1:{n}]", "depth": n - 1, "max_increment": 2.0 / (n - 1) * np.exp(0.05 * rng.standard_normal()),
+             "max_norm": 1.0, "max_normalized_increment": 1.0 / (n - 1)} for n in (4, 6, 7, 9)]
+    fams = {s["name"] for s in scaling_across_depths(rows)}
+    assert fams == {"layer2.*.conv1.weight[1:]"}
+
+
+def test_only_the_familys_own_limit_is_printed(tmp_path):
+    # the raw increment's band is not the family's limit when a normalized increment exists: one "limit" a family
+    import io
+
+    from rich.console import Console
+
+    from odecheck.analyze import families, scaling_across_depths
+    from odecheck.presentation.render import print_analysis
+
+    rng = np.random.default_rng(4)
+    rows = [{"name": "layers.*.w", "depth": L, "max_increment": 2.0 * L ** -0.5 * np.exp(0.05 * rng.standard_normal()),
+             "max_norm": 1.0 + 0.01 * rng.standard_normal(), "max_normalized_increment": L ** -1.0 * np.exp(0.05 * rng.standard_normal()),
+             "file": "f", "hurst": 0.5, "hurst_ci": [0.4, 0.6], "regime": "sde", "increments": [], "norms": []}
+            for L in (8, 16, 32, 64) for _ in range(3)]
+    scaling = scaling_across_depths(rows)
+    res = {"paths": rows, "scaling": scaling, "families": families(scaling), "skipped": [], "failed": []}
+    buf = io.StringIO()
+    print_analysis(res, Console(file=buf, width=200))
+    text = buf.getvalue()
+    assert text.count("family limit") == 1 and "max_normalized_increment ~" in text
+    assert [ln for ln in text.splitlines() if "family limit" in ln][0].startswith("layers.*.w: max_normalized_increment")

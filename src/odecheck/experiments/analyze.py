@@ -157,12 +157,13 @@ def scaling_across_depths(rows: list[dict], *, seed: int = 0) -> list[dict]:
     exponent also gets the family's limit (``limit``, estimators.decisions.limit_decision: slope interval
     below -3/4 'ode', inside (-3/4, -1/4) 'sde', above -1/4 'neither'); the depth of a member of the
     family is the number of layers in its path."""
+    from odecheck.analysis.checkpoints.paths import family_name
     from odecheck.analysis.estimators.decisions import limit_decision
 
     scaling = []
     by_name: dict[str, list[dict]] = {}
     for r in rows:
-        by_name.setdefault(r["name"], []).append(r)
+        by_name.setdefault(family_name(r["name"]), []).append(r)
     for name, rs in by_name.items():
         depths = sorted({r["depth"] for r in rs})
         if len(depths) < 2:

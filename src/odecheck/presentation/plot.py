@@ -238,11 +238,14 @@ def family_figures(rows: list[dict], scaling: list[dict], folder: Path) -> list[
     folder.mkdir(parents=True, exist_ok=True)
     plt = pyplot()
     out = []
+    from odecheck.analysis.checkpoints import family_name
+
     for name in dict.fromkeys(s["name"] for s in scaling):
         fits = {s["statistic"]: s for s in scaling if s["name"] == name}
+        limit_from = "max_normalized_increment" if "max_normalized_increment" in fits else "max_increment"
         fig, axes = plt.subplots(1, len(FAMILY_STATS), figsize=(4.2 * len(FAMILY_STATS), 3.6))
         for ax, (stat, label) in zip(axes, FAMILY_STATS, strict=True):
-            pts = [(r["depth"], r[stat]) for r in rows if r["name"] == name and stat in r and r[stat] > 0]
+            pts = [(r["depth"], r[stat]) for r in rows if family_name(r["name"]) == name and stat in r and r[stat] > 0]
             if not pts:
                 ax.set_visible(False)
                 continue
@@ -256,7 +259,7 @@ def family_figures(rows: list[dict], scaling: list[dict], folder: Path) -> list[
             f = fits.get(stat)
             if f is not None:
                 lo, hi = f["ci"]
-                limit = f", limit {f['limit']}" if "limit" in f else ""
+                limit = f", family limit {f['limit']}" if "limit" in f and stat == limit_from else ""
                 ax.set_title(f"slope {f['exponent']:.2f} [{lo:.2f}, {hi:.2f}]{limit}", fontsize=8)
             depth_ticks(ax, sorted(set(L.astype(int))))
             ax.set_xlabel("depth L (layers in the path)")

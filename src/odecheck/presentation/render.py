@@ -102,10 +102,11 @@ def print_analysis(res: dict, out) -> None:
     if any(r.get("feeds_norm") for r in rows):
         out.print("* the weight feeds a normalization layer (read from its neighbours' names): its scale is not "
                   "seen downstream, the normalized increment is the one that counts")
+    limit_from = {f["name"]: f.get("limit_from") for f in res.get("families", [])}
     for s in res["scaling"]:
         lo, hi = s["ci"]
         ci = "no interval: one network per depth and two depths" if lo != lo else f"[{lo:.3f}, {hi:.3f}]"
-        limit = f": limit {s['limit']}" if "limit" in s else ""
+        limit = f": family limit {s['limit']}" if "limit" in s and limit_from.get(s["name"]) == s["statistic"] else ""
         out.print(f"{s['name']}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}{limit}")
     left: dict[tuple[str, str], int] = {}  # one line per name pattern and reason: a layer index becomes *
     for s in skipped:

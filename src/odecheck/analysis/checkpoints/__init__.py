@@ -27,6 +27,7 @@ from odecheck.analysis.checkpoints.paths import (
     CheckpointPath,
     NonFinite,
     analyze_checkpoint,
+    family_name,
     feeds_normalization,
     group_paths,
     least_regular_first,
@@ -36,5 +37,5 @@ from odecheck.analysis.checkpoints.refs import CHUNK_ENTRIES, FP8_BLOCK, FP8_DTY
 
 __all__ = ["BUFFERS", "CHUNK_ENTRIES", "FP8_BLOCK", "FP8_DTYPES", "NORM_WORDS", "REGULARITY_ORDER", "SCALE_SUFFIX",
            "WRAPPERS", "CheckpointPath", "GGUFSource", "NonFinite", "TensorRef", "analyze_checkpoint",
-           "checkpoint_files", "feeds_normalization", "fp8_block_size", "group_paths", "is_shard_set",
+           "checkpoint_files", "family_name", "feeds_normalization", "fp8_block_size", "group_paths", "is_shard_set",
            "least_regular_first", "list_tensors", "path_statistics", "regular_file", "sniff"]

@@ -198,3 +198,13 @@ def analyze_checkpoint(path: str | Path, *, key: str | None = None, level: float
 
 
 __all__ = ["CheckpointPath", "TensorRef", "analyze_checkpoint", "group_paths", "list_tensors", "path_statistics"]
+
+
+_RUN = re.compile(r"\[(\d+):\d+\]$")
+
+
+def family_name(path_name: str) -> str:
+    """The family of a path across depths: a run of a stage whose shape changes (``layer2.*.conv1.weight[1:4]``)
+    belongs with the runs that start at the same layer in deeper networks (``[1:6]``, ``[1:9]``), so its end
+    is dropped: ``layer2.*.conv1.weight[1:]``."""
+    return _RUN.sub(r"[\1:]", path_name)
