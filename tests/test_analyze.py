@@ -233,9 +233,9 @@ def test_only_the_familys_own_limit_is_printed(tmp_path):
     # the raw increment's band is not the family's limit when a normalized increment exists: one "limit" a family
     import io
 
+    from odecheck.analyze import families, scaling_across_depths
     from rich.console import Console
 
-    from odecheck.analyze import families, scaling_across_depths
     from odecheck.presentation.render import print_analysis
 
     rng = np.random.default_rng(4)
