@@ -131,3 +131,24 @@ def test_init_ratios_identity_at_large_beta():
 def test_path_stats_rejects_nan():
     with pytest.raises(oc.InvalidArgument, match="path"):
         path_stats(np.full((5, 2), np.nan))
+
+
+def test_huge_values_are_computed_scaled_exactly():
+    # entries near 1e300: squares overflow float64. The statistics are those of the path scaled by a power of
+    # two (exact), the scale-bearing ones multiplied back; nothing warns, nothing is NaN
+    import warnings
+
+    from odecheck.estimators import path_stats
+
+    Z = np.cumsum(np.random.default_rng(6).standard_normal((64, 20)), 0)
+    e = 997  # 2^997 is about 1.3e300
+    k = int(np.frexp(np.abs(Z).max())[1])  # the huge path is computed as Z 2^-k: compare with exactly that
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        big, ref = path_stats(np.ldexp(Z, e)), path_stats(np.ldexp(Z, -k))
+    assert big.regime == ref.regime and big.hurst == ref.hurst and big.hurst_ci == ref.hurst_ci
+    assert big.max_increment == np.ldexp(ref.max_increment, e + k) and big.max_norm == np.ldexp(ref.max_norm, e + k)
+    assert big.max_normalized_increment == ref.max_normalized_increment
+    assert big.increments == tuple(np.ldexp(x, e + k) for x in ref.increments)
+    assert big.quadratic_variation == np.inf  # 2^1994 x ...: beyond float64, stated as inf
+    assert abs(big.hurst - path_stats(Z).hurst) < 1e-12  # and the same as the unscaled path's, to rounding
