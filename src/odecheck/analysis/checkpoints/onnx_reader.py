@@ -19,18 +19,19 @@ def read_onnx(path: Path) -> list[TensorRef]:
     out = []
     for init in model.graph.initializer:
         shape = tuple(int(d) for d in init.dims)
+        name = init.name if isinstance(init.name, str) else bytes(init.name).decode("utf-8", "backslashreplace")
         try:
             a = numpy_helper.to_array(init)
-        except (ValueError, TypeError) as e:  # raw data shorter than its dims, an unknown element type
-            out.append(TensorRef(f, init.name, shape, str(init.data_type), None,
+        except (ValueError, TypeError, KeyError) as e:  # raw data shorter than its dims, an unknown element type
+            out.append(TensorRef(f, name, shape, str(init.data_type), None,
                                  f"unreadable initializer ({str(e).splitlines()[0][:80]})"))
             continue
         stored = str(a.dtype)
         if not np.issubdtype(a.dtype, np.floating) and a.dtype.name.startswith(("bfloat", "float")):
             a = a.astype(np.float32)  # bfloat16 and the float8 types (ml_dtypes): exact in float32
         if np.issubdtype(a.dtype, np.floating):
-            out.append(TensorRef(f, init.name, tuple(a.shape), stored, torch.from_numpy(np.array(a, copy=True))))
+            out.append(TensorRef(f, name, tuple(a.shape), stored, torch.from_numpy(np.array(a, copy=True))))
         else:
-            out.append(TensorRef(f, init.name, tuple(a.shape), str(a.dtype), None,
+            out.append(TensorRef(f, name, tuple(a.shape), str(a.dtype), None,
                                  f"dtype {a.dtype}: not a floating-point weight"))
     return out

@@ -3,6 +3,7 @@ scripts save beside a state_dict; tensors only."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ def read_torch(path: Path) -> list[TensorRef]:
 
     f = str(path)
     try:
-        with torch.serialization.safe_globals(_torch_extras()):
+        with torch.serialization.safe_globals(_torch_extras()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged pickle's protocol warnings: the refusal below says it
             try:
                 sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             except RuntimeError:  # legacy (non-zip) checkpoints cannot be memory-mapped

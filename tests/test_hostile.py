@@ -1,0 +1,64 @@
+"""Generated hostile and odd inputs across every format analyze reads (tests/hostile/generators.py): each is
+analyzed or refused in one line naming the file, never a traceback of another kind, within bounded memory."""
+
+from __future__ import annotations
+
+import resource
+
+import pytest
+from hostile.generators import header_edits, overwrites, truncations, valid_files, write_header_file
+from odecheck.analyze import analyze_files
+
+from odecheck.core._errors import InvalidArgument
+
+pytest.importorskip("safetensors")
+MEMORY_BOUND_KB = 2 * 1024 * 1024  # 2 GB of resident memory at most, whatever the input claims
+
+
+def _cases(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("valid")
+    out = []
+    for fmt, path in valid_files(folder).items():
+        out += [(fmt, name, data) for name, data in truncations(path, 8) + overwrites(path, 6, seed=len(fmt))]
+    return out
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    return _cases(tmp_path_factory)
+
+
+def _answer(path):
+    """analyze's answer for one file: ("ok", n paths) or ("refused", the one line)."""
+    try:
+        res = analyze_files([path])
+    except InvalidArgument as e:
+        msg = str(e)
+        assert "\n" not in msg and str(path) in msg, msg
+        return "refused", msg
+    return "ok", len(res["paths"])
+
+
+def test_at_least_100_generated_cases(cases):
+    assert len(cases) + len(header_edits()) >= 100
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torch", "legacy", "npz", "gguf", "onnx"])
+def test_cut_and_overwritten_files_are_answered_in_one_line(cases, fmt, tmp_path):
+    mine = [c for c in cases if c[0] == fmt]
+    if not mine:
+        pytest.skip(f"no {fmt} writer installed")
+    suffix = {"torch": ".pt", "legacy": ".pt"}.get(fmt, "." + fmt)
+    answers = []
+    for i, (_, name, data) in enumerate(mine):
+        p = tmp_path / f"c{i}{suffix}"
+        p.write_bytes(data)
+        answers.append((name, _answer(p)))
+    assert any(a[0] == "refused" for _, a in answers), answers  # the cuts at 0 bytes at least
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < MEMORY_BOUND_KB
+
+
+@pytest.mark.parametrize("name,header", header_edits(), ids=[n for n, _ in header_edits()])
+def test_edited_safetensors_headers_are_refused_in_one_line(tmp_path, name, header):
+    kind, answer = _answer(write_header_file(tmp_path / "h.safetensors", header))
+    assert kind == "refused", (name, answer)
