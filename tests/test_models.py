@@ -316,3 +316,12 @@ def test_an_architecture_record_builds_the_same_network_as_its_fields():
         oc.Architecture(depth=0, dim=4)
     with pytest.raises(oc.InvalidArgument, match="^beta=-1"):
         oc.ResNet(depth=2, dim=4, beta=-1)
+
+
+def test_prepare_input_is_public_and_names_the_argument():
+    import odecheck as oc
+
+    net = oc.ResNet(block="mlp", depth=4, dim=3, width=4, ensemble=2, seed=0)
+    assert net.prepare_input(np.ones((5, 3))).shape == (5, 3)
+    with pytest.raises(oc.InvalidArgument, match=r"^x=.*last dimension input_dim=3"):
+        net.prepare_input(np.ones((5, 4)))

@@ -422,7 +422,9 @@ class ResNet:
         return {k: v.detach().cpu().numpy().copy() for k, v in self.weights.items()}
 
     # -- evaluation
-    def _prepare_input(self, x) -> torch.Tensor:
+    def prepare_input(self, x) -> torch.Tensor:
+        """``x`` as this network's input tensor (n, d) or (R, n, d) in its dtype and device, its shape checked
+        (the last axis input_dim, a leading axis 1 or R), the argument named when it is refused."""
         x = as_tensor("x", x, ndim=(2, 3), dtype=self.dtype, device=self.device)
         if x.shape[-1] != self.input_dim:
             raise invalid("x", f"<shape {tuple(x.shape)}>", f"last dimension input_dim={self.input_dim}")
@@ -433,13 +435,13 @@ class ResNet:
     def __call__(self, x) -> torch.Tensor:
         """F(x): x of shape (n, d) or (R, n, d) -> (R, n, d')."""
         with torch.no_grad():
-            out, _ = _kernels.forward(self, self._prepare_input(x), keep=False)
+            out, _ = _kernels.forward(self, self.prepare_input(x), keep=False)
         return out
 
     def hidden_states(self, x) -> torch.Tensor:
         """All states h_0..h_L: (R, L+1, n, q)."""
         with torch.no_grad():
-            _, cache = _kernels.forward(self, self._prepare_input(x), keep=True)
+            _, cache = _kernels.forward(self, self.prepare_input(x), keep=True)
         return cache.h.transpose(0, 1)
 
     def increments(self) -> torch.Tensor:

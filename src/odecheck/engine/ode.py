@@ -72,7 +72,7 @@ def neural_ode(net: ResNet, x, *, rtol: float = 1e-7, atol: float = 1e-9, method
     for name, val in (("rtol", rtol), ("atol", atol)):
         if not (isinstance(val, (int, float)) and val > 0):
             raise invalid(name, val, "a positive float")
-    x = net._prepare_input(x)
+    x = net.prepare_input(x)
     p64 = {k: layout.to_internal(k, v.to(torch.float64), net.layered) for k, v in net.weights.items()}
     L = net.depth
     bounds = torch.arange(1, L, dtype=torch.float64, device=net.device) / L
@@ -106,7 +106,7 @@ def neural_ode(net: ResNet, x, *, rtol: float = 1e-7, atol: float = 1e-9, method
 
 def ode_distance(net: ResNet, x, **kwargs) -> torch.Tensor:
     r"""sup over the inputs of ||F^L(x_i) - F(x_i)||: (R,) (F the neural ODE, ``kwargs`` to :func:`neural_ode`)."""
-    xin = net._prepare_input(x)
+    xin = net.prepare_input(x)
     disc = net.to(dtype=torch.float64)(xin.to(torch.float64))
     cont = neural_ode(net.to(dtype=torch.float64), xin.to(torch.float64), **kwargs)
     return (disc - cont).norm(dim=-1).amax(dim=-1)

@@ -139,7 +139,7 @@ def _sq_norm(net: ResNet, name: str, g: torch.Tensor) -> torch.Tensor:
 
 
 def check_data(net: ResNet, x, y) -> tuple[torch.Tensor, torch.Tensor]:
-    x = net._prepare_input(x)
+    x = net.prepare_input(x)
     y = as_tensor("y", y, ndim=(2, 3), dtype=net.dtype, device=net.device)
     if y.shape[-1] != net.output_dim:
         raise invalid("y", f"<shape {tuple(y.shape)}>", f"last dimension output_dim={net.output_dim}")

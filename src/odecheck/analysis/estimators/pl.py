@@ -39,7 +39,7 @@ def init_ratios(net, x, y=None) -> tuple[np.ndarray, np.ndarray]:
     norms over all samples; the loss is the squared error to ``y`` (default: zeros)."""
     from odecheck.engine._kernels import backward, forward, mse
 
-    x = net._prepare_input(x)
+    x = net.prepare_input(x)
     with torch.no_grad():
         out, cache = forward(net, x, keep=True)
         if y is None:

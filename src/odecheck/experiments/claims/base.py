@@ -17,7 +17,7 @@ Budget = Literal["quick", "standard", "thorough"]
 BUDGETS: tuple[str, ...] = ("quick", "standard", "thorough")
 
 
-Progress = Callable[[float], None]
+Advance = Callable[[float], None]  # a claim's progress hook: the share of its work done (events.Progress is the event type)
 
 
 def no_progress(frac: float) -> None:
@@ -118,7 +118,7 @@ class Context:
     budget: str = "standard"
     seed: int = 0
     device: str = "cpu"
-    advance: Progress = no_progress
+    advance: Advance = no_progress
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,7 +142,7 @@ class Claim:
             raise invalid("budget", budget, f"one of {', '.join(self.presets)}")
         return self.presets[budget].replace(**changes) if changes else self.presets[budget]
 
-    def evidence(self, config: ExperimentConfig, progress: Progress = no_progress) -> Evidence:
+    def evidence(self, config: ExperimentConfig, progress: Advance = no_progress) -> Evidence:
         """Run the experiment on ``config`` (a preset, or one widened by ``falsify``)."""
         if not isinstance(config, type(self.presets["standard"])):
             raise invalid("config", type(config).__name__, f"a {type(self.presets['standard']).__name__}")

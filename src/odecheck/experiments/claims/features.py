@@ -17,7 +17,7 @@ from odecheck.analysis.estimators import classify_regime, scaling_exponent
 from odecheck.analysis.estimators.decisions import ALPHA, feature_decision
 from odecheck.engine.init import member_generator
 from odecheck.engine.models import ResNet
-from odecheck.experiments.claims.base import Claim, Evidence, ExperimentConfig, Progress, no_progress
+from odecheck.experiments.claims.base import Advance, Claim, Evidence, ExperimentConfig, no_progress
 
 # (init, beta) of the two settings: iid weights at the critical scaling, and smooth weights at beta = 1
 SETTINGS = (("smooth(0.1)", 1.0, "smooth"), ("iid", 0.5, "brownian"))
@@ -36,7 +36,7 @@ class FeatureConfig(ExperimentConfig):
     activation: str = "tanh"
 
 
-def feature_experiment(cfg: FeatureConfig, progress: Progress = no_progress) -> Evidence:
+def feature_experiment(cfg: FeatureConfig, progress: Advance = no_progress) -> Evidence:
     depths, R = list(cfg.depths), cfg.ensemble
     x = torch.randn(cfg.samples, cfg.dim, generator=member_generator(cfg.seed + 91, 0), dtype=torch.float64)
     level = 1 - cfg.alpha / 2  # Bonferroni over the two settings' slopes

@@ -17,7 +17,7 @@ from odecheck.analysis.estimators.decisions import ALPHA, BETAS, FLAT, cell_deci
 from odecheck.core._errors import invalid
 from odecheck.engine.init import member_generator
 from odecheck.engine.models import ResNet
-from odecheck.experiments.claims.base import Claim, Evidence, ExperimentConfig, Progress, no_progress
+from odecheck.experiments.claims.base import Advance, Claim, Evidence, ExperimentConfig, no_progress
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +53,7 @@ class InitScalingConfig(ExperimentConfig):
         return [(self.init, b, iid_regime(b)) for b in self.betas] + [(c, 1.0, "stable") for c in self.smooth_controls]
 
 
-def init_scaling_experiment(cfg: InitScalingConfig, progress: Progress = no_progress) -> Evidence:
+def init_scaling_experiment(cfg: InitScalingConfig, progress: Advance = no_progress) -> Evidence:
     depths, R, q = list(cfg.depths), cfg.ensemble, cfg.dim
     x = torch.randn(cfg.samples, q, generator=member_generator(cfg.seed + 77, 0))
     cells = cfg.cells()

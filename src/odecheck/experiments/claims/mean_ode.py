@@ -15,7 +15,7 @@ import numpy as np
 
 from odecheck.analysis.estimators.decisions import ALPHA, mean_ode_decision
 from odecheck.core._errors import invalid
-from odecheck.experiments.claims.base import Claim, Evidence, ExperimentConfig, Progress, no_progress
+from odecheck.experiments.claims.base import Advance, Claim, Evidence, ExperimentConfig, no_progress
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +58,7 @@ class MeanOdeConfig(ExperimentConfig):
             raise invalid("dim", self.dim, f"at least 2 io_dim = {2 * self.io_dim} (identity maps in and out)")
 
 
-def mean_ode_outputs(cfg: MeanOdeConfig, progress: Progress = no_progress) -> tuple[np.ndarray, np.ndarray]:
+def mean_ode_outputs(cfg: MeanOdeConfig, progress: Advance = no_progress) -> tuple[np.ndarray, np.ndarray]:
     """(outputs (depths, members, samples * io_dim) after training, final losses (depths, members))."""
     from odecheck.engine.data import gaussian_task
     from odecheck.engine.init import as_init
@@ -83,7 +83,7 @@ def mean_ode_outputs(cfg: MeanOdeConfig, progress: Progress = no_progress) -> tu
     return np.array(outs), np.array(losses)
 
 
-def mean_ode_experiment(cfg: MeanOdeConfig, progress: Progress = no_progress) -> Evidence:
+def mean_ode_experiment(cfg: MeanOdeConfig, progress: Advance = no_progress) -> Evidence:
     from odecheck.analysis.estimators.ensemble import ensemble_rates
 
     F, losses = mean_ode_outputs(cfg, progress)

@@ -17,7 +17,7 @@ from odecheck.analysis.estimators.decisions import ALPHA, pl_decision
 from odecheck.engine.flow import EngineOptions, gradient_flow
 from odecheck.engine.init import member_generator
 from odecheck.engine.models import ResNet
-from odecheck.experiments.claims.base import Claim, Evidence, ExperimentConfig, Progress, no_progress
+from odecheck.experiments.claims.base import Advance, Claim, Evidence, ExperimentConfig, no_progress
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +40,7 @@ class PLConfig(ExperimentConfig):
     init: str = "tied"
 
 
-def pl_experiment(cfg: PLConfig, progress: Progress = no_progress) -> Evidence:
+def pl_experiment(cfg: PLConfig, progress: Advance = no_progress) -> Evidence:
     n, d, m, L, R, steps, lr = cfg.samples, cfg.input_dim, cfg.width, cfg.depth, cfg.ensemble, cfg.steps, cfg.lr
     q = cfg.dim if cfg.dim is not None else 2 * d
     g = member_generator(cfg.seed + 55, 0)

@@ -19,7 +19,7 @@ from odecheck.engine.flow import gradient_flow
 from odecheck.engine.init import gp_paths, member_generator
 from odecheck.engine.models import ResNet
 from odecheck.engine.ode import neural_ode
-from odecheck.experiments.claims.base import Claim, Evidence, ExperimentConfig, Progress, no_progress
+from odecheck.experiments.claims.base import Advance, Claim, Evidence, ExperimentConfig, no_progress
 
 
 def any_diverged(*trajs) -> bool:
@@ -42,7 +42,7 @@ class OdeRateConfig(ExperimentConfig):
     samples: int = 16
 
 
-def ode_rate_experiment(cfg: OdeRateConfig, progress: Progress = no_progress) -> Evidence:
+def ode_rate_experiment(cfg: OdeRateConfig, progress: Advance = no_progress) -> Evidence:
     depths, R = list(cfg.depths), cfg.ensemble
     q, m, N = cfg.dim, cfg.width, cfg.grid
     # Lipschitz weight functions Z(s): Gaussian processes on a fine grid, linearly interpolated
@@ -98,7 +98,7 @@ class TrainingConfig(ExperimentConfig):
     reference_factor: int = 4  # trained-ode-limit: the reference network is this many times deeper
 
 
-def m24_setting(cfg: TrainingConfig, depths, progress: Progress = no_progress, *, snapshots=()):
+def m24_setting(cfg: TrainingConfig, depths, progress: Advance = no_progress, *, snapshots=()):
     data = gaussian_task(cfg.samples, cfg.dim, cfg.dim, seed=cfg.seed, dtype=cfg.torch_dtype)
     out = []
     for i, L in enumerate(depths):
@@ -112,7 +112,7 @@ def m24_setting(cfg: TrainingConfig, depths, progress: Progress = no_progress, *
     return data, out
 
 
-def tied_lipschitz_experiment(cfg: TrainingConfig, progress: Progress = no_progress) -> Evidence:
+def tied_lipschitz_experiment(cfg: TrainingConfig, progress: Advance = no_progress) -> Evidence:
     depths, R, steps = list(cfg.depths), cfg.ensemble, cfg.steps
     _, runs = m24_setting(cfg, depths, progress, snapshots=(0, steps // 2, steps))
     if any_diverged(*(t for _, t in runs)):
@@ -128,7 +128,7 @@ def tied_lipschitz_experiment(cfg: TrainingConfig, progress: Progress = no_progr
                              "weight_entry": {"depth": depths[-1], "by_step": entry}})
 
 
-def trained_ode_experiment(cfg: TrainingConfig, progress: Progress = no_progress) -> Evidence:
+def trained_ode_experiment(cfg: TrainingConfig, progress: Advance = no_progress) -> Evidence:
     depths, R, steps = list(cfg.depths), cfg.ensemble, cfg.steps
     ref_depth = cfg.reference_factor * depths[-1]
     data, runs = m24_setting(cfg, depths + [ref_depth], progress)

@@ -18,11 +18,11 @@ from odecheck.core._errors import invalid
 from odecheck.engine.data import teacher_task
 from odecheck.engine.flow import adam, gradient_flow
 from odecheck.engine.models import ResNet
-from odecheck.experiments.claims.base import Claim, Evidence, ExperimentConfig, Progress, no_progress
+from odecheck.experiments.claims.base import Advance, Claim, Evidence, ExperimentConfig, no_progress
 from odecheck.experiments.claims.rates import TrainingConfig, any_diverged, m24_setting
 
 
-def iid_rough_experiment(cfg: TrainingConfig, progress: Progress = no_progress) -> Evidence:
+def iid_rough_experiment(cfg: TrainingConfig, progress: Advance = no_progress) -> Evidence:
     depths, R, steps = list(cfg.depths), cfg.ensemble, cfg.steps
     _, runs = m24_setting(cfg, depths, progress)
     if any_diverged(*(t for _, t in runs)):
@@ -49,7 +49,7 @@ class ReluConfig(ExperimentConfig):
     C: float = 2.0
 
 
-def relu_counterexample_experiment(cfg: ReluConfig, progress: Progress = no_progress) -> Evidence:
+def relu_counterexample_experiment(cfg: ReluConfig, progress: Advance = no_progress) -> Evidence:
     depths, C, steps = list(cfg.depths), cfg.C, cfg.steps
     if any(L2 % 2 for L2 in depths):
         raise invalid("depths", depths, "even depths 2L (the counterexample pairs its layers)")
@@ -115,7 +115,7 @@ class RegimesConfig(ExperimentConfig):
         check_int("batch_size", self.batch_size, 1)
 
 
-def trained_regimes_experiment(cfg: RegimesConfig, progress: Progress = no_progress) -> Evidence:
+def trained_regimes_experiment(cfg: RegimesConfig, progress: Advance = no_progress) -> Evidence:
     depths, R, steps, lr = list(cfg.depths), cfg.ensemble, cfg.steps, cfg.lr
     data = teacher_task(cfg.samples, cfg.dim, width=cfg.teacher_width, seed=cfg.seed, dtype=torch.float32)
     rows = {}

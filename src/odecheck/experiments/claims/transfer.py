@@ -17,7 +17,7 @@ from odecheck.analysis.estimators import scaling_exponent
 from odecheck.analysis.estimators.decisions import ALPHA, transfer_decision
 from odecheck.analysis.estimators.scaling import mean_interval
 from odecheck.core._errors import invalid
-from odecheck.experiments.claims.base import Claim, Evidence, ExperimentConfig, Progress, no_progress
+from odecheck.experiments.claims.base import Advance, Claim, Evidence, ExperimentConfig, no_progress
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,7 +72,7 @@ class TransferConfig(ExperimentConfig):
 LINEAR_IN_WEIGHTS = ("res1",)
 
 
-def transfer_experiment(cfg: TransferConfig, progress: Progress = no_progress) -> Evidence:
+def transfer_experiment(cfg: TransferConfig, progress: Advance = no_progress) -> Evidence:
     from odecheck.analysis.estimators.transfer import transfer_slope
     from odecheck.experiments.parametrizations import final_losses, laziness_by_depth, parametrization
 
