@@ -269,8 +269,9 @@ def test_paired_bootstrap_on_correlated_member_columns():
     # column r is one replicate at every depth (a member effect u_r ~ N(0, 0.5^2) shared by all depths, plus
     # 0.05 noise per entry): resampling whole columns keeps u_r out of the slope, so the paired interval covers
     # -1 at its level and is narrow; resampling within each depth mixes the member effects into the slope and
-    # is several times wider. Dropping the pairing (or pairing wrongly) fails the width check; a paired
-    # interval that is too narrow fails the coverage bound.
+    # is wider by about sqrt(0.5^2 + 0.05^2) / 0.05 = 10 (the noise each carries), so the paired width is
+    # about 0.1 of the unpaired one; the check asks for less than half, which dropping the pairing (ratio 1)
+    # fails. A paired interval that is too narrow fails the coverage bound.
     rng = np.random.default_rng(733)
     n, miss, ratio = 200, 0, []
     for i in range(n):

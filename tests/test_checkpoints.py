@@ -5,6 +5,7 @@ chunked statistics equal to the in-memory estimator. Every checkpoint is built h
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -683,20 +684,29 @@ def test_gguf_or_safetensors_named_bin_are_read_by_content(tmp_path):
 
 
 def _hub_cache(root, repo="org/tiny", sha="0123abcd", depth=6, ref="main", shards=2):
-    """A Hub cache laid out as huggingface_hub lays it: models--org--name/refs/<ref> -> snapshots/<sha>/..."""
+    """A Hub cache laid out as huggingface_hub lays it: models--org--name/refs/<ref> holds <sha>, and every
+    file of snapshots/<sha>/ is a relative link to its content in blobs/."""
     folder = root / ("models--" + repo.replace("/", "--"))
-    snap = folder / "snapshots" / sha
+    snap, blobs = folder / "snapshots" / sha, folder / "blobs"
     snap.mkdir(parents=True)
+    blobs.mkdir(exist_ok=True)
     (folder / "refs").mkdir(exist_ok=True)
     (folder / "refs" / ref).write_text(sha)
+
+    def link(name, write):
+        blob = blobs / f"{sha}-{name}.blob"
+        write(blob)
+        (snap / name).symlink_to(Path("..") / ".." / "blobs" / blob.name)
+
     rng = np.random.default_rng(depth)
     names = [f"model.layers.{k}.mlp.weight" for k in range(depth)]
     weight_map = {}
     for s in range(shards):
         part = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-        st_numpy.save_file({n: rng.standard_normal((4, 4)).astype(np.float32) for n in names[s::shards]}, snap / part)
+        ws = {n: rng.standard_normal((4, 4)).astype(np.float32) for n in names[s::shards]}
+        link(part, lambda b, ws=ws: st_numpy.save_file(ws, b))
         weight_map.update({n: part for n in names[s::shards]})
-    (snap / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    link("model.safetensors.index.json", lambda b: b.write_text(json.dumps({"weight_map": weight_map})))
     return folder
 
 

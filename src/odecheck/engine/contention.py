@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -142,7 +142,7 @@ def run_contention(workloads: list[str] | None = None, *, rounds: int = 3, busy_
     changes: dict = {w: {s: [] for s in STATES} for w in names}
     for r in range(rounds):
         for state in STATES:
-            ctx = busy_process(busy_cores) if state == "busy" else _quiet()
+            ctx = busy_process(busy_cores) if state == "busy" else nullcontext()
             with ctx:
                 for w, fn in fns.items():
                     for policy in POLICIES:
@@ -155,11 +155,6 @@ def run_contention(workloads: list[str] | None = None, *, rounds: int = 3, busy_
     rows = [_row(w, times[w], changes[w]) for w in names]
     return {"allowed_cores": allowed, "busy_processes": busy_cores, "rounds": rounds, "cpu": _native.cpu_model(),
             "torch": torch.__version__, "native": _native.status(), "rows": rows}
-
-
-@contextmanager
-def _quiet():
-    yield None
 
 
 def _row(w: str, t: dict, changes: dict) -> dict:

@@ -314,9 +314,9 @@ def analyze_files(files, *, key: str | None = None, stacked: bool = False, featu
     rows: list[dict] = []
     skipped: list[dict] = []
     failed: list[dict] = []
-    for f in _checkpoints(files, features):
+    for label, f in _checkpoints(files, features):
         try:
-            if isinstance(f, InvalidArgument):  # a Hub id that could not be resolved
+            if isinstance(f, InvalidArgument):  # a Hub id or Hub cache folder that could not be resolved
                 raise f
             if features:
                 rows += analyze(feature_paths(f, inputs=inputs), seed=seed)["paths"]
@@ -329,8 +329,7 @@ def analyze_files(files, *, key: str | None = None, stacked: bool = False, featu
                 rows += res["paths"]
                 skipped += [{"file": str(f), **s} for s in res["skipped"]]
         except InvalidArgument as e:  # this file's answer is its error; the other files are still analyzed
-            failed.append({"file": str(e).split(": ", 1)[0] if f is e else str(f), "error": str(e),
-                           "argument": getattr(e, "argument", None)})
+            failed.append({"file": label, "error": str(e), "argument": getattr(e, "argument", None)})
     if failed and not rows:
         first = failed[0]
         err = InvalidArgument(first["error"] + (f" (and {len(failed) - 1} more files failed)" if len(failed) > 1 else ""))
@@ -342,30 +341,31 @@ def analyze_files(files, *, key: str | None = None, stacked: bool = False, featu
             "failed": [{k: v for k, v in x.items() if k != "argument"} for x in failed]}
 
 
-def _checkpoints(files, features: bool) -> list[Path | InvalidArgument]:
-    """The checkpoints to analyze one by one: each file, each Hub id and Hub cache folder as its snapshot, and
-    each folder as one checkpoint when an index or one set of shard names makes it one, else each of its
-    checkpoint files (never spliced into one); a Hub id that cannot be resolved, as its error."""
+def _checkpoints(files, features: bool) -> list[tuple[str, Path | InvalidArgument]]:
+    """(what the user named, what to analyze) one checkpoint at a time: each file, each Hub id and Hub cache
+    folder as its snapshot, and each folder as one checkpoint when an index or one set of shard names makes it
+    one, else each of its checkpoint files (never spliced into one); a name that cannot be resolved, with its
+    error in place of the path."""
     from odecheck.analysis import hub
     from odecheck.analysis.checkpoints import checkpoint_files, is_shard_set
 
-    out = []
-    for spec in files:
+    out: list[tuple[str, Path | InvalidArgument]] = []
+    for spec in map(str, files):
         try:
-            f = hub.resolve(str(spec)) if hub.is_hub_id(str(spec)) else Path(spec)
+            f = hub.resolve(spec) if hub.is_hub_id(spec) else Path(spec)
+            f = (hub.cache_snapshot(f) or f) if f.is_dir() else f
         except InvalidArgument as e:
-            out.append(e)
+            out.append((spec, e))
             continue
-        f = (hub.cache_snapshot(f) or f) if f.is_dir() else f
         if features or not f.is_dir() or any(f.glob("*.safetensors.index.json")):
-            out.append(f)
+            out.append((spec, f))
             continue
         try:
             inner = checkpoint_files(f)
         except InvalidArgument:
-            out.append(f)  # its error is reported as this folder's answer
+            out.append((spec, f))  # its error is reported as this folder's answer
             continue
-        out += [f] if len(inner) == 1 or is_shard_set(inner) else inner
+        out += [(spec, f)] if len(inner) == 1 or is_shard_set(inner) else [(str(q), q) for q in inner]
     return out
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from odecheck.analysis.checkpoints.fp8 import dequantize_fp8
 from odecheck.analysis.checkpoints.gguf_reader import read_gguf
 from odecheck.analysis.checkpoints.onnx_reader import read_onnx
-from odecheck.analysis.checkpoints.refs import TensorRef
+from odecheck.analysis.checkpoints.refs import TensorRef, checkpoint_root
 from odecheck.analysis.checkpoints.safetensors_reader import read_safetensors, read_sharded
 from odecheck.analysis.checkpoints.torch_reader import read_torch
 from odecheck.core._errors import InvalidArgument
@@ -32,8 +32,9 @@ def _printable(name: str) -> str:
 
 def _inside(folder: Path) -> None:
     """Refuse a checkpoint folder holding a link that leads out of it (a file it would read is then not the
-    folder's): every entry resolved, before anything is read."""
-    root = folder.resolve()
+    folder's; a Hub cache snapshot's links into its repository's blobs/ are its own): every entry resolved,
+    before anything is read."""
+    root = checkpoint_root(folder)
     for q in folder.iterdir():
         if q.is_symlink() and root not in q.resolve().parents:
             raise InvalidArgument(f"{q}: a link to {q.resolve()}, outside the checkpoint's folder {folder}: refused")

@@ -4,6 +4,7 @@ openers."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,3 +98,13 @@ def open_optional(f: str, what: str, package: str, opener):
         return opener(module)
     except Exception as e:  # noqa: BLE001 - a malformed file is a corrupt file for the user
         raise InvalidArgument(f"{f}: unreadable or corrupt, read as {what} ({type(e).__name__})") from None
+
+
+def checkpoint_root(folder: Path) -> Path:
+    """The folder a checkpoint's files may resolve into: the folder itself, or for a Hugging Face cache
+    snapshot (``models--org--name/snapshots/<sha>``) its repository folder, whose snapshot files are links
+    into ``blobs/``."""
+    folder = Path(folder).resolve()
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent
+    return folder

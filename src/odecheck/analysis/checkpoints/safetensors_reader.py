@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odecheck.analysis.checkpoints.refs import ST_DTYPES, TensorRef
+from odecheck.analysis.checkpoints.refs import ST_DTYPES, TensorRef, checkpoint_root
 from odecheck.core._errors import InvalidArgument
 
 
@@ -98,8 +98,9 @@ def read_sharded(index: Path) -> list[TensorRef]:
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise InvalidArgument(f"{index}: unreadable safetensors index (weight_map is not names -> shard files)")
     shards = sorted(set(weight_map.values()))
-    folder = index.parent.resolve()
-    outside = [s for s in shards if Path(s).is_absolute() or (folder / s).resolve().parent != folder]
+    root = checkpoint_root(index.parent)
+    outside = [s for s in shards if Path(s).is_absolute() or Path(s).name != s
+               or root not in (index.parent / s).resolve().parents]
     if outside:  # a shard is a file beside its index: never follow a path out of the folder
         raise InvalidArgument(f"{index}: shard {outside[0]!r} is not a file in the index's folder")
     missing = [s for s in shards if not (index.parent / s).exists()]
