@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from odecheck.core.threads import check
+
 Stage = Literal["start", "advance", "done"]
 
 
@@ -37,8 +39,6 @@ Meter = Callable[[Progress], None]
 
 def report(meter: Meter | None, *args, **kwargs) -> None:
     """Send ``Progress(*args, **kwargs)`` to ``meter`` when there is one."""
-    from odecheck.core.threads import check
-
     check()  # long calls report often: the thread policy re-checks the free cores here (rate-limited)
     if meter is not None:
         meter(Progress(*args, **kwargs))
