@@ -6,12 +6,12 @@ import numpy as np
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
-import odecheck as oc
 from odecheck.activations import SMOOTH_ACTIVATIONS
 from odecheck.claims import REGISTRY
 from odecheck.falsify import PROBES
 from odecheck.strategies import derived_seed
+
+import odecheck as oc
 
 from .conftest import examples
 
@@ -114,3 +114,11 @@ def test_mean_ode_rate_in_scope(eta, width):
     ev = _evidence("mean-ode-rate", _alpha(), activation="tanh", eta=eta, width=width, dim=16, method="gradient_flow")
     assert ev.verdict != "refuted", ev
     assert ev.details["spread_call"] != "contradicts", ev.details
+
+
+@given(st.sampled_from(("mlp", "res1")), st.sampled_from(("tanh", "gelu", "softplus")), st.integers(4, 12))
+def test_ode_discretization_in_scope(block, act, width):
+    # FWER <= 0.05 (Bonferroni over k examples; inside, over the claim's 7 cells): Lipschitz smooth blocks on
+    # smooth weight paths are never refuted - no cell's interval shows the opposite of its prediction
+    ev = _evidence("ode-discretization", _alpha(), block=block, activation=act, smooth="smooth(0.3)", width=width)
+    assert ev.verdict != "refuted", [(c["label"], c["ci"]) for c in ev.details["cells"]]

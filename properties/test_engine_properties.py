@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
-import odecheck as oc
 from odecheck._kernels import loss_and_grads
 from odecheck.strategies import architectures, derived_seed, experiments, initializations
+
+import odecheck as oc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import naive_forward, naive_loss_grads, rounding_bound  # noqa: E402

@@ -8,7 +8,6 @@ per-example failure probability was measured far below 0.01/k (docs/calibration.
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-
 from odecheck.estimators import classify_regime, hurst, max_increment, quadratic_variation, scaling_exponent
 from odecheck.strategies import derived_seed, weight_paths
 

@@ -12,7 +12,7 @@ runner = CliRunner()
 
 IDS = ["ode-rate-fixed-weights", "tied-init-lipschitz", "trained-ode-limit", "iid-init-rough",
        "pl-overparameterized", "relu-counterexample", "init-scaling-regimes", "trained-scaling-regimes",
-       "feature-regularity", "depth-transfer", "mean-ode-rate"]
+       "feature-regularity", "depth-transfer", "mean-ode-rate", "ode-discretization"]
 
 
 def test_registry_has_exactly_the_claims():
@@ -22,7 +22,8 @@ def test_registry_has_exactly_the_claims():
 
 
 @pytest.mark.parametrize("cid", ["ode-rate-fixed-weights", "relu-counterexample", "init-scaling-regimes",
-                                 "pl-overparameterized", "feature-regularity", "depth-transfer", "mean-ode-rate"])
+                                 "pl-overparameterized", "feature-regularity", "depth-transfer", "mean-ode-rate",
+                                 "ode-discretization"])
 def test_fast_claims_reach_expected_verdict_on_quick_budget(cid):
     torch.set_num_threads(1)
     v = REGISTRY[cid].run(Context(budget="quick", seed=0))
@@ -161,3 +162,33 @@ def test_claims_with_two_estimates_compute_each_at_one_minus_alpha_over_2(cid, s
     assert set(levels) == {name for _, name in spied}
     assert all(lv == [0.975] for lv in levels.values()), levels
     assert ev.details["level"] == 0.975
+
+
+def test_ode_discretization_decides_each_of_its_cells_at_one_minus_alpha_over_cells(monkeypatch):
+    # claim 12 decides 7 cells at once (Bonferroni): every slope interval at 1 - 0.05/7, as the estimator receives it
+    from odecheck.experiments.claims import discretization as mod
+
+    torch.set_num_threads(1)
+    levels = []
+    real = mod.scaling_exponent
+
+    def spy(*args, **kw):
+        levels.append(kw.get("level"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(mod, "scaling_exponent", spy)
+    claim = REGISTRY["ode-discretization"]
+    ev = claim.evidence(claim.config("quick"))
+    assert len(mod.CELLS) == 7 and levels == [1 - 0.05 / 7] * 7
+    assert ev.details["level"] == 1 - 0.05 / 7
+    assert [c["call"] for c in ev.details["cells"]] == ["confirmed"] * 7 and ev.verdict == "confirmed"
+
+
+def test_ode_discretization_declines_cells_whose_errors_vanish():
+    # the tied init's V = 0: every branch is 0 and every mlp error exactly 0 - no power law to fit, so those
+    # cells decline (inconclusive) instead of reading slope 0 as 'does not reach order 1'
+    claim = REGISTRY["ode-discretization"]
+    ev = claim.evidence(claim.config("quick", smooth="tied", depths=(16, 32, 64)))
+    smooth = [c for c in ev.details["cells"] if c["weights"] == "tied" or c["weights"] == "smooth"]
+    assert smooth and all(c["call"] == "inconclusive" and c["declined"] for c in smooth)
+    assert ev.verdict == "inconclusive"

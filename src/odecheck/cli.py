@@ -239,7 +239,7 @@ def bench(
 @app.command()
 def falsify(
     claim: str = typer.Argument(..., help="Claim id with a probe: tied-init-lipschitz, iid-init-rough, pl-overparameterized, "
-                                          "init-scaling-regimes, depth-transfer, mean-ode-rate."),
+                                          "init-scaling-regimes, depth-transfer, mean-ode-rate, ode-discretization."),
     widen: list[str] = typer.Option([], "--widen", help="Field to widen beyond the claim's scope (repeatable)."),
     max_examples: int = typer.Option(25, help="Configurations to try before shrinking."),
     json_file: Path | None = typer.Option(None, "--json", help="Write configuration and evidence here."),

@@ -21,6 +21,7 @@ from odecheck.core._errors import invalid
 from odecheck.engine.activations import ACTIVATIONS, SMOOTH_ACTIVATIONS
 from odecheck.experiments.claims import REGISTRY
 from odecheck.experiments.claims.base import Evidence, ExperimentConfig
+from odecheck.experiments.claims.discretization import DiscretizationConfig
 from odecheck.experiments.claims.init_scaling import InitScalingConfig
 from odecheck.experiments.claims.mean_ode import MeanOdeConfig
 from odecheck.experiments.claims.pl import PLConfig
@@ -113,6 +114,15 @@ PROBES: dict[str, Probe] = {
         widened={"activation": st.sampled_from(ACTIVATIONS), "eta": st.sampled_from((0.05, 0.1, 0.3, 1.0)),
                  "width": st.integers(1, 64), "dim": st.integers(10, 32),
                  "method": st.sampled_from(("gradient_flow", "adam"))}),
+    "ode-discretization": Probe(
+        # depths 16..128, 6 members: Lipschitz smooth activations and smooth weight paths in scope; widened,
+        # non-differentiable relu, rough fbm(0.3) or tied weights as the 'smooth' family, wide length scales
+        "ode-discretization", DiscretizationConfig(depths=(16, 32, 64, 128), steps=100),
+        scope={"block": st.sampled_from(("mlp", "res1")), "activation": st.sampled_from(("tanh", "gelu", "softplus")),
+               "smooth": st.sampled_from(("smooth(0.2)", "smooth(0.3)")), "width": st.integers(4, 12)},
+        widened={"block": st.sampled_from(("mlp", "res1")), "activation": st.sampled_from(ACTIVATIONS),
+                 "smooth": st.sampled_from(("smooth(0.05)", "smooth(0.3)", "fbm(0.3)", "fbm(0.8)", "tied")),
+                 "width": st.integers(1, 32)}),
 }
 
 

@@ -128,13 +128,13 @@ def _cells_figure(plt, v: dict, d: dict):
     fig, ax = plt.subplots(figsize=(9.5, 4))
     for i, c in enumerate(d["cells"]):
         V = np.asarray(c["values"])
-        ax.plot(d["depths"], np.exp(np.log(V).mean(1)), "o-", color=f"C{i}",
-                label=f"{c['init']}, beta={c['beta']}: slope {c['slope']:.2f} ({c['expected']})")
+        label = c.get("label") or f"{c['init']}, beta={c['beta']}: slope {c['slope']:.2f} ({c['expected']})"
+        ax.plot(d["depths"], np.exp(np.log(V).mean(1)), "o-", color=f"C{i}", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     depth_ticks(ax, d["depths"])
     ax.set_xlabel("depth L")
-    ax.set_ylabel("||h_L - h_0|| / ||h_0|| at init")
+    ax.set_ylabel(d.get("ylabel", "||h_L - h_0|| / ||h_0|| at init"))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 

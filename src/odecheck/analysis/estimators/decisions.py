@@ -42,6 +42,29 @@ def rough_decision(fit, *, target: float = RATE_TARGET) -> Outcome:
         rate_decision(fit, target=target)]
 
 
+# Order claims (error ~ L^-p, claim 12): the same margin as the rate claims, 1 + RATE_TARGET = 0.15 above -p
+ORDER_SLACK = 1.0 + RATE_TARGET
+
+
+def order_call(ci: tuple[float, float], order: int, *, reaches: bool = True) -> Outcome:
+    """An error ``reaches`` order p (slope interval below -p + ORDER_SLACK: confirmed, above: refuted), or,
+    with ``reaches=False``, stays slower than order p (the mirror image)."""
+    call = rate_call(ci, target=-order + ORDER_SLACK)
+    if reaches:
+        return call
+    return {"confirmed": "refuted", "refuted": "confirmed", "inconclusive": "inconclusive"}[call]
+
+
+def all_of(calls) -> Outcome:
+    """Several predictions at once: confirmed if every call is, refuted if any is, else inconclusive."""
+    calls = list(calls)
+    if not calls:
+        raise ValueError("all_of needs at least one call")
+    if any(c == "refuted" for c in calls):
+        return "refuted"
+    return "confirmed" if all(c == "confirmed" for c in calls) else "inconclusive"
+
+
 CRITICAL_IID = 0.5  # iid weights: ||h_L - h_0|| / ||h_0|| ~ L^(1/2 - beta) [M25]
 BETAS = (0.25, 0.5, 0.75, 1.0)
 # |slope| below FLAT counts as Theta(1): half the smallest predicted |1/2 - beta| among the

@@ -6,6 +6,7 @@ Each claim has one experiment, ``claim.evidence(config) -> Evidence``, run on a 
 """
 
 from odecheck.experiments.claims.base import BUDGETS, Claim, Context, Evidence, ExperimentConfig, Verdict
+from odecheck.experiments.claims.discretization import DISCRETIZATION, DiscretizationConfig
 from odecheck.experiments.claims.features import FEATURES, FeatureConfig
 from odecheck.experiments.claims.init_scaling import INIT_SCALING, InitScalingConfig
 from odecheck.experiments.claims.mean_ode import MEAN_ODE_RATE, MeanOdeConfig
@@ -22,7 +23,7 @@ from odecheck.experiments.claims.transfer import DEPTH_TRANSFER, TransferConfig
 
 REGISTRY: dict[str, Claim] = {c.id: c for c in (ODE_RATE, TIED_LIPSCHITZ, TRAINED_ODE, IID_ROUGH, PL,
                                                 RELU_COUNTEREXAMPLE, INIT_SCALING, TRAINED_REGIMES, FEATURES,
-                                                DEPTH_TRANSFER, MEAN_ODE_RATE)}
+                                                DEPTH_TRANSFER, MEAN_ODE_RATE, DISCRETIZATION)}
 
-__all__ = ["BUDGETS", "REGISTRY", "Claim", "Context", "Evidence", "ExperimentConfig", "FeatureConfig", "InitScalingConfig", "MeanOdeConfig",
+__all__ = ["BUDGETS", "REGISTRY", "Claim", "Context", "DiscretizationConfig", "Evidence", "ExperimentConfig", "FeatureConfig", "InitScalingConfig", "MeanOdeConfig",
            "OdeRateConfig", "PLConfig", "RegimesConfig", "ReluConfig", "TrainingConfig", "TransferConfig", "Verdict"]

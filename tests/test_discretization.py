@@ -1,0 +1,187 @@
+"""Claim 12's estimators (odecheck.analysis.estimators.discretization) against independent references:
+the matrix products of a linear ResNet written out in numpy, the engine's own forward pass, autograd
+through a naive per-layer loop, and finite differences."""
+
+import numpy as np
+import pytest
+import torch
+
+from odecheck.analysis.estimators.decisions import ORDER_SLACK, all_of, order_call
+from odecheck.analysis.estimators.discretization import (
+    branch,
+    gradient_error,
+    heun_gain,
+    reconstruction_error,
+    trajectory,
+    weight_gradients,
+)
+from odecheck.core._errors import InvalidArgument
+from odecheck.engine.blocks.mlp import MLP
+from odecheck.engine.models import ResNet
+
+
+def _linear(V):
+    """res1 with the identity activation: h_{k+1} = (I + V_k / L) h_k, the linear ResNet of [S22]."""
+    return ResNet.from_weights(block="res1", V=V, activation="identity", dtype=torch.float64)
+
+
+def _rng_V(R, L, q, seed, scale=1.0):
+    return scale * np.random.default_rng(seed).standard_normal((R, L, q, q))
+
+
+def _rel_err_reference(V, h0, scheme):
+    """The reconstruction error of a linear ResNet from its matrices: forward and reverse products."""
+    R, L, q, _ = V.shape
+    out = np.zeros(R)
+    eye = np.eye(q)
+    for r in range(R):
+        M = eye.copy()
+        if scheme == "euler":
+            c = 1.0 / L
+            for k in range(L):
+                M = (eye + c * V[r, k]) @ M
+            for k in range(L - 1, -1, -1):
+                M = (eye - c * V[r, k]) @ M
+        else:
+            c = 1.0 / (L - 1)
+            for k in range(L - 1):  # h + c/2 (V_k h + V_{k+1} (h + c V_k h))
+                M = (eye + 0.5 * c * (V[r, k] + V[r, k + 1] + c * V[r, k + 1] @ V[r, k])) @ M
+            for k in range(L - 2, -1, -1):  # h - c/2 (V_{k+1} h + V_k (h - c V_{k+1} h))
+                M = (eye - 0.5 * c * (V[r, k + 1] + V[r, k] - c * V[r, k] @ V[r, k + 1])) @ M
+        err = (h0 @ (M - eye).T)
+        out[r] = (np.linalg.norm(err, axis=1) / np.linalg.norm(h0, axis=1)).max()
+    return out
+
+
+@pytest.mark.parametrize("scheme", ["euler", "heun"])
+def test_reconstruction_error_of_a_linear_resnet_matches_its_matrix_products(scheme):
+    V = _rng_V(3, 12, 4, 1)
+    h0 = np.random.default_rng(2).standard_normal((5, 4))
+    got = reconstruction_error(_linear(V), torch.tensor(h0), scheme).numpy()
+    np.testing.assert_allclose(got, _rel_err_reference(V, h0, scheme), rtol=1e-10, atol=1e-15)
+
+
+def test_constant_linear_weights_closed_form_orders():
+    # V_k = V for every k: Euler reversed gives (I - V^2/L^2)^L = I - V^2/L + O(L^-2) (order 1); Heun reversed is
+    # the method at step -c after the method at step c, whose c^3 terms cancel: O(L^-3) overall
+    V0 = np.diag([1.0, -0.5, 0.25])
+    h0 = np.ones((1, 3))
+    e = {s: [] for s in ("euler", "heun")}
+    Ls = [16, 32, 64, 128]
+    for L in Ls:
+        V = np.broadcast_to(V0, (1, L, 3, 3)).copy()
+        for s in e:
+            e[s].append(reconstruction_error(_linear(V), torch.tensor(h0), s).item())
+        # Euler's closed form, per diagonal entry: (1 - v^2/L^2)^L - 1
+        exact = np.abs((1 - np.diag(V0) ** 2 / L**2) ** L - 1)
+        assert e["euler"][-1] == pytest.approx(np.linalg.norm(exact) / np.sqrt(3), rel=1e-9)
+    slope = {s: np.polyfit(np.log(Ls), np.log(v), 1)[0] for s, v in e.items()}
+    assert slope["euler"] == pytest.approx(-1.0, abs=0.02)
+    assert slope["heun"] == pytest.approx(-3.0, abs=0.1)
+
+
+def test_euler_trajectory_is_the_networks_own_forward_pass():
+    net = ResNet(block="mlp", depth=10, dim=5, width=7, activation="tanh", init="iid", ensemble=2, seed=3,
+                 dtype=torch.float64)
+    x = torch.randn(4, 5, dtype=torch.float64)
+    hs = trajectory(branch(net), x.expand(2, 4, 5), 10, 1.0 / 10, "euler")
+    torch.testing.assert_close(hs[-1], net(x), rtol=1e-12, atol=1e-12)  # A = B = I
+
+
+def test_weight_gradients_with_stored_activations_match_autograd_through_a_naive_loop():
+    R, L, q, m = 2, 6, 3, 4
+    net = ResNet(block="mlp", depth=L, dim=q, width=m, activation="tanh", init="iid", ensemble=R, seed=5,
+                 dtype=torch.float64)
+    x = torch.randn(5, q, dtype=torch.float64)
+    y = torch.randn(5, q, dtype=torch.float64)
+    got = weight_gradients(net, x, y, "euler")
+    w = net.numpy_weights()
+    for r in range(R):
+        V = torch.tensor(w["V"][r], requires_grad=True)
+        W = torch.tensor(w["W"][r], requires_grad=True)
+        h = x
+        for k in range(L):
+            h = h + MLP.naive_update(h, {"V": V[k], "W": W[k]}, depth=L, beta=1.0, q=q, m=m, activation="tanh")
+        loss = ((h - y) ** 2).sum(-1).mean()
+        gV, gW = torch.autograd.grad(loss, (V, W))
+        # node by node, families in the engine's order (V then W); the engine layout of one node is the public one
+        ref = torch.cat([torch.cat([gV[k].reshape(-1), gW[k].reshape(-1)]) for k in range(L)])
+        torch.testing.assert_close(got[r], ref, rtol=1e-10, atol=1e-12)
+
+
+def test_heun_weight_gradient_matches_finite_differences():
+    V = _rng_V(1, 5, 3, 7, 0.5)
+    x = torch.tensor(np.random.default_rng(8).standard_normal((4, 3)))
+    y = torch.tensor(np.random.default_rng(9).standard_normal((4, 3)))
+    g = weight_gradients(_linear(V), x, y, "heun")[0].numpy()
+
+    def loss(Vp):
+        net = _linear(Vp)
+        bra = branch(net)
+        hN = trajectory(bra, x.expand(1, 4, 3), 4, 1.0 / 4, "heun")[-1][0]
+        return float(((hN - y) ** 2).sum(-1).mean())
+
+    eps = 1e-6
+    for idx in [(0, 0, 0, 0), (0, 2, 1, 2), (0, 4, 2, 1)]:
+        Vp, Vm = V.copy(), V.copy()
+        Vp[idx] += eps
+        Vm[idx] -= eps
+        fd = (loss(Vp) - loss(Vm)) / (2 * eps)
+        flat = idx[1] * 9 + idx[2] * 3 + idx[3]
+        assert g[flat] == pytest.approx(fd, rel=1e-6, abs=1e-9)
+
+
+def test_gradient_error_vanishes_when_reconstruction_is_exact_and_scales_like_reconstruction():
+    # V_k = 0 except one layer: identity branches elsewhere; every reconstruction is then exact up to rounding
+    V = np.zeros((1, 8, 3, 3))
+    x = torch.randn(4, 3, dtype=torch.float64)
+    y = torch.randn(4, 3, dtype=torch.float64)
+    assert gradient_error(_linear(V), x, y, "euler").item() == 0.0
+    V = _rng_V(2, 8, 3, 11)
+    e = gradient_error(_linear(V), x, y, "euler")
+    assert torch.all(e > 1e-6) and torch.all(e < 1.0)
+
+
+def test_heun_gain_grows_with_depth_for_smooth_weights_only():
+    x = torch.randn(8, 6, dtype=torch.float64)
+    gains = {}
+    for init in ("smooth(0.3)", "iid"):
+        gains[init] = [heun_gain(ResNet(block="mlp", depth=L, dim=6, width=6, activation="tanh", init=init,
+                                        ensemble=3, seed=1, dtype=torch.float64), x).median().item()
+                       for L in (16, 64)]
+    assert gains["smooth(0.3)"][1] > 8 * gains["smooth(0.3)"][0]  # ~ L^2 more at 4x the depth
+    assert gains["iid"][1] < 4 * gains["iid"][0]
+
+
+def test_bad_arguments_name_themselves():
+    net = _linear(_rng_V(1, 1, 2, 0))
+    x = torch.randn(2, 2, dtype=torch.float64)
+    with pytest.raises(InvalidArgument) as e:
+        reconstruction_error(net, x, "rk4")
+    assert e.value.argument == "scheme"
+    with pytest.raises(InvalidArgument) as e:
+        reconstruction_error(net, x, "heun")
+    assert e.value.argument == "depth"
+    conv = ResNet(block="conv", depth=2, dim=2, width=2, init="iid", seed=0)
+    with pytest.raises(InvalidArgument) as e:
+        heun_gain(conv, torch.randn(1, 2, 4, 4))
+    assert e.value.argument == "block"
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_order_call_at_its_boundary(order):
+    t = -order + ORDER_SLACK
+    assert order_call((t - 0.3, t - 1e-9), order) == "confirmed"
+    assert order_call((t - 0.3, t), order) == "inconclusive"  # touching the boundary is not below it
+    assert order_call((t + 1e-9, t + 0.3), order) == "refuted"
+    assert order_call((t - 0.3, t - 1e-9), order, reaches=False) == "refuted"
+    assert order_call((t + 1e-9, t + 0.3), order, reaches=False) == "confirmed"
+    assert order_call((t - 0.1, t + 0.1), order, reaches=False) == "inconclusive"
+
+
+def test_all_of():
+    assert all_of(["confirmed"] * 3) == "confirmed"
+    assert all_of(["confirmed", "inconclusive", "confirmed"]) == "inconclusive"
+    assert all_of(["confirmed", "inconclusive", "refuted"]) == "refuted"
+    with pytest.raises(ValueError):
+        all_of([])
