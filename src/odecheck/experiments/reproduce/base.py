@@ -35,6 +35,26 @@ class Reproduction:
 
 
 # ----------------------------------------------------------------------------- shared pieces
+def study_folder(folder: Path, settings: dict, name: str) -> Path:
+    """The folder of an in-process study (``run``), created if missing and marked with its settings
+    (settings.json, with their hash): a folder of other settings is refused, naming ``out``, so that a
+    resumed study never mixes records of two settings."""
+    import hashlib
+    import json
+
+    from odecheck.core._errors import invalid
+    from odecheck.core._io import atomic_write
+    from odecheck.core.validation import writable_folder
+
+    folder = writable_folder("out", folder)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    marker = folder / "settings.json"
+    if marker.exists() and json.loads(marker.read_text()).get("hash") != key:
+        raise invalid("out", str(folder), f"a folder of the same {name} settings (choose another --out)")
+    atomic_write(marker, lambda f: f.write(json.dumps({"hash": key, **settings}, indent=1).encode()))
+    return folder
+
+
 def slope(depths, values, level=1 - ALPHA):
     """Members-t slope of log(values) in log(depth): values (D, R)."""
     return scaling_exponent(depths, values, level=level)

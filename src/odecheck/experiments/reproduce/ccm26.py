@@ -25,7 +25,6 @@ on its decay in D (at least D^-1/4, the band's lower edge), not against a fitted
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from odecheck.core._errors import invalid
 from odecheck.core._io import atomic_write
 from odecheck.core.events import report
 from odecheck.core.validation import check_dtype
-from odecheck.experiments.reproduce.base import Reproduction, Result
+from odecheck.experiments.reproduce.base import Reproduction, Result, study_folder
 from odecheck.presentation.plot import pyplot, save
 
 
@@ -96,10 +95,6 @@ def train_nested(draw, M: int, D: int, settings: dict, data):
     return net(data.x).detach()[0].double().numpy(), net.hidden_states(data.x)[0, -1].double().numpy()
 
 
-def _key(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def _reference(draw, settings: dict, data, path: Path):
     """The largest network's (outputs, h_L) of one repetition, kept in ``path`` (a rerun reads it)."""
     if path.exists():
@@ -115,16 +110,11 @@ def run_ccm26(settings: dict, folder: Path, *, device: str = "cpu", progress=Non
     finishes (the study resumes; each repetition's reference is kept there too). A table, one row a run."""
     import pandas as pd
 
-    from odecheck.core.validation import writable_folder
     from odecheck.engine.data import gaussian_task
 
     if device != "cpu":
         raise invalid("device", device, "'cpu': ccm26 runs in process on the CPU")
-    folder = writable_folder("out", folder)
-    marker = folder / "settings.json"
-    if marker.exists() and json.loads(marker.read_text()).get("hash") != _key(settings):
-        raise invalid("out", str(folder), "a folder of the same ccm26 settings (choose another --out)")
-    atomic_write(marker, lambda f: f.write(json.dumps({"hash": _key(settings), **settings}, indent=1).encode()))
+    folder = study_folder(folder, settings, "ccm26")
     data = gaussian_task(settings["n"], settings["d_in"], settings["d_out"], seed=settings["seed"],
                          dtype=check_dtype(settings["dtype"]))
     sizes = [(M, D) for M in settings["Ms"] for D in settings["Ds"]]
