@@ -140,6 +140,10 @@ def test_features_of_train_runs(tmp_path):
         rows[init] = json.loads(out.read_text())["paths"]
     assert {r["regime"] for r in rows["iid"]} == {"sde"}
     assert {r["regime"] for r in rows["smooth(0.1)"]} == {"ode"}
+    # each row carries its network's Heun gain (claim 12), the estimator's own value on the saved network; at
+    # L = 128 it is large on smooth weights and O(1) on iid ones
+    gains = {k: sorted(r["heun_gain"] for r in v) for k, v in rows.items()}
+    assert max(gains["iid"]) < 10 < 100 < min(gains["smooth(0.1)"]), gains
     res = runner.invoke(app, ["analyze", str(tmp_path), "--features"])
     assert res.exit_code == 2 and "config.toml and weights.npz" in res.output
     np.save(tmp_path / "bad.npy", np.zeros((3, 5)))

@@ -185,3 +185,14 @@ def test_all_of():
     assert all_of(["confirmed", "inconclusive", "refuted"]) == "refuted"
     with pytest.raises(ValueError):
         all_of([])
+
+
+def test_an_nn_module_gets_the_same_statistics_as_its_resnet():
+    import odecheck.nn as onn
+    from odecheck.estimators import heun_gain as exported
+
+    mod = onn.StackedResNet(depth=24, dim=4, width=6, activation="tanh", init="smooth(0.3)", ensemble=2, seed=4,
+                            dtype=torch.float64)
+    x = torch.randn(5, 4, dtype=torch.float64)
+    torch.testing.assert_close(exported(mod, x), heun_gain(mod.to_resnet(), x), rtol=0, atol=0)
+    torch.testing.assert_close(gradient_error(mod, x, x), gradient_error(mod.to_resnet(), x, x), rtol=0, atol=0)

@@ -27,6 +27,7 @@ class WeightPath:
     name: str
     array: np.ndarray  # (L, ...)
     member: int | None = None
+    extra: dict | None = None  # further per-path results (--features: the network's Heun gain)
 
 
 def _check_finite(file: str, name: str, a: np.ndarray) -> None:
@@ -142,7 +143,7 @@ def analyze(paths: list[WeightPath], *, seed: int = 0) -> dict:
     rows = []
     for w in paths:
         row = {"file": w.file, "name": w.name, **({"member": w.member} if w.member is not None else {}),
-               **path_stats(w.array, seed=seed).to_json()}
+               **path_stats(w.array, seed=seed).to_json(), **(w.extra or {})}
         rows.append(row)
     return {"paths": rows, "scaling": scaling_across_depths(rows, seed=seed)}
 
@@ -188,7 +189,9 @@ def scaling_across_depths(rows: list[dict], *, seed: int = 0) -> list[dict]:
 def feature_paths(run_dir: str | Path, *, inputs=None) -> list[WeightPath]:
     """Hidden-state paths k -> h_k (all samples' states of one member, (L+1, n q)) of the networks an
     ``odecheck train`` run saved (``final`` and every ``step<s>`` snapshot in weights.npz), on
-    ``inputs`` (an (n, d) array or .npy file; default: the run's training inputs)."""
+    ``inputs`` (an (n, d) array or .npy file; default: the run's training inputs). Each path also carries its
+    network's Heun gain ([S22], claim 12: Euler's reconstruction error of h_0 over Heun's on the network's
+    weight nodes; about L^2 for weights smooth in depth, O(1) for rough ones) where the block has one."""
     import torch
 
     from odecheck.core.validation import check_dtype
@@ -221,11 +224,24 @@ def feature_paths(run_dir: str | Path, *, inputs=None) -> list[WeightPath]:
         w = {k.split("/", 1)[1]: torch.as_tensor(v) for k, v in saved.items() if k.startswith(tag + "/")}
         net.load_weights_({k: v for k, v in w.items() if k in net.weights})
         H = net.hidden_states(x).double().cpu().numpy()  # (R, L+1, n, q)
+        gains = _heun_gains(net, x)
         for r in range(H.shape[0]):
             path = H[r].reshape(H.shape[1], -1)
             _check_finite(str(d), f"features/{tag}", path)
-            out.append(WeightPath(str(d), f"features/{tag}", path, r))
+            out.append(WeightPath(str(d), f"features/{tag}", path, r,
+                                  None if gains is None else {"heun_gain": float(gains[r])}))
     return out
+
+
+def _heun_gains(net, x):
+    """The members' Heun gains on inputs x, or None where the block has none (conv, a trained delta, one layer)."""
+    import torch
+
+    from odecheck.analysis.estimators.discretization import heun_gain
+
+    if net.block == "conv" or net.delta_mode != "fixed" or net.depth < 2:
+        return None
+    return heun_gain(net.to(dtype=torch.float64), x.to(torch.float64)).cpu().numpy()
 
 
 def families(scaling: list[dict]) -> list[dict]:

@@ -88,7 +88,9 @@ def print_analysis(res: dict, out) -> None:
                        cell("max_normalized_increment"), cell("max_norm"), fam["limit"])
         out.print(ft)
     table = Table(title="weight paths along depth, least regular first")
-    for col in ("file", "name", "L", "max incr", "normalized", "max norm", "hurst [95% CI]", "regime", "why"):
+    gains = any("heun_gain" in r for r in rows)  # --features: each network's Heun gain (claim 12)
+    for col in ("file", "name", "L", "max incr", "normalized", "max norm", "hurst [95% CI]", "regime", "why",
+                *(("heun gain",) if gains else ())):
         table.add_column(col, no_wrap=col not in ("name", "why"), max_width=40 if col == "why" else None,
                          overflow="fold")
     for r in rows:
@@ -97,8 +99,12 @@ def print_analysis(res: dict, out) -> None:
         table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
                       f"{r.get('max_normalized_increment', float('nan')):.3g}" + (" *" if r.get("feeds_norm") else ""),
                       f"{r['max_norm']:.3g}",
-                      f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], regime_why(r))
+                      f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], regime_why(r),
+                      *((f"{r['heun_gain']:.3g}" if "heun_gain" in r else "-",) if gains else ()))
     out.print(table)
+    if gains:
+        out.print("heun gain: Euler's error recovering h_0 backward over Heun's on the network's weights; about L^2 "
+                  "for weights smooth in depth, O(1) for rough ones ([S22], claim 12)")
     if any(r.get("feeds_norm") for r in rows):
         out.print("* the weight feeds a normalization layer (read from its neighbours' names): its scale is not "
                   "seen downstream, the normalized increment is the one that counts")

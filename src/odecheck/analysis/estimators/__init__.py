@@ -1,5 +1,6 @@
 """Limit estimators: pure functions returning named results with their uncertainty."""
 
+from odecheck.analysis.estimators.discretization import gradient_error, heun_gain, reconstruction_error
 from odecheck.analysis.estimators.distance import l2_distance
 from odecheck.analysis.estimators.pl import PLSummary, init_ratios, pl_summary
 from odecheck.analysis.estimators.regularity import (
@@ -23,6 +24,8 @@ __all__ = [
     "RegimeDecision",
     "ScalingFit",
     "classify_regime",
+    "gradient_error",
+    "heun_gain",
     "hurst",
     "init_ratios",
     "l2_distance",
@@ -31,6 +34,7 @@ __all__ = [
     "path_stats",
     "pl_summary",
     "quadratic_variation",
+    "reconstruction_error",
     "root_sum_squares",
     "scaling_exponent",
 ]

@@ -37,6 +37,11 @@ SCHEMES: tuple[str, ...] = ("euler", "heun")
 Branch = Callable[[int, torch.Tensor], torch.Tensor]
 
 
+def _as_resnet(net):
+    """An odecheck.ResNet, or a copy of an ``odecheck.nn.StackedResNet``'s current weights as one."""
+    return net.to_resnet() if hasattr(net, "to_resnet") else net
+
+
 def _check_scheme(scheme: str) -> None:
     if scheme not in SCHEMES:
         raise invalid("scheme", scheme, "'euler' or 'heun'")
@@ -123,8 +128,9 @@ def _states(net, x) -> torch.Tensor:
 def reconstruction_error(net, x, scheme: Scheme = "euler") -> torch.Tensor:
     r"""Relative error of h_0 recovered backward from h_N: max over inputs of
     ||h~_0 - h_0|| / ||h_0||, per member (R,), in float64. ``scheme``: 'euler' (the network as it runs)
-    or 'heun' (the same nodes run by Heun's scheme)."""
+    or 'heun' (the same nodes run by Heun's scheme). ``net``: an odecheck.ResNet or odecheck.nn.StackedResNet."""
     _check_scheme(scheme)
+    net = _as_resnet(net)
     with torch.no_grad():
         g = branch(net)
         steps, c = steps_and_scale(net.depth, net.beta, scheme)
@@ -152,6 +158,7 @@ def weight_gradients(net, x, target, scheme: Scheme = "euler", *, reconstructed:
     from the stored activations, or (``reconstructed=True``) from activations recovered backward from
     h_N (the memory-free adjoint)."""
     _check_scheme(scheme)
+    net = _as_resnet(net)
     leaves = [{f: w.detach().clone().requires_grad_(True) for f, w in node.items()} for node in node_weights(net)]
     g = branch(net, leaves)
     steps, c = steps_and_scale(net.depth, net.beta, scheme)
@@ -182,5 +189,6 @@ def gradient_error(net, x, target, scheme: Scheme = "euler") -> torch.Tensor:
 
 def heun_gain(net, x) -> torch.Tensor:
     r"""Euler's reconstruction error over Heun's on the network's own weight nodes, per member (R,):
-    about D (grows with depth) when the weights are smooth in depth, O(1) when they are rough [S22]."""
+    about D^2 (grows with depth) when the weights are smooth in depth, O(1) when they are rough [S22]."""
+    net = _as_resnet(net)
     return reconstruction_error(net, x, "euler") / reconstruction_error(net, x, "heun").clamp_min(1e-300)
