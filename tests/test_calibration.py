@@ -389,3 +389,78 @@ def test_family_limit_from_one_network_per_depth(slope, wrong):
              for _ in range(N_FITS)]
     for w in wrong:
         assert calls.count(w) <= allowed(N_FITS, ALPHA / 2), (slope, w, calls.count(w))
+
+
+# ----------------------------------------------------------------------------- claim 12's cells
+# ode-discretization decides 7 slopes at once, each interval at 1 - alpha/7 (Bonferroni), 6 members, depths
+# 16..256 (its standard budget); a cell 'reaches' order p when its interval lies below -p + 0.15, 'stays
+# slower' when above. Written here as the specification: boundaries -0.85 and -1.85.
+DISC_DEPTHS = np.array([16, 32, 64, 128, 256], dtype=float)
+DISC_CELLS = ((1, True), (1, True), (2, True), (2, False), (1, True), (2, True), (1, True))
+N_DISC = 10000  # a rule wrong twice alpha/14 = 0.36 % of the time exceeds the bound with probability 0.94
+
+
+def _disc_verdicts(slopes, seed: int, members: int = 6, sigma: float = 0.2):
+    from odecheck.estimators.decisions import all_of, order_call
+
+    rng = np.random.default_rng(seed)
+    level = 1 - ALPHA / len(DISC_CELLS)
+    out = []
+    for _ in range(N_DISC):
+        calls = []
+        for (order, reaches), s in zip(DISC_CELLS, slopes, strict=True):
+            vals = 2.0 * DISC_DEPTHS[:, None] ** s * np.exp(sigma * rng.standard_normal((len(DISC_DEPTHS), members)))
+            calls.append(order_call(scaling_exponent(DISC_DEPTHS, vals, level=level).ci, order, reaches=reaches))
+        out.append(all_of(calls))
+    return out
+
+
+@pytest.mark.slow
+def test_ode_discretization_rule_at_truth_and_at_each_kind_of_boundary():
+    # false-failure 1e-3 split over the 3 comparisons
+    ff = FALSE_FAILURE / 3
+    assert power(N_DISC, ALPHA / 14, ff) >= 0.9
+    # the claim true (slopes as measured: -1, -1.35, -3, -1.45, -1, -3, -1): refuted at most alpha / 2 (each
+    # cell's wrong side at alpha/14, summed over 7)
+    true = _disc_verdicts((-1.0, -1.35, -3.0, -1.45, -1.0, -3.0, -1.0), seed=901)
+    assert true.count("refuted") <= allowed(N_DISC, ALPHA / 2, ff)
+    # Heun on smooth weights exactly at order 2's boundary (-1.85): the claim confirmed at most alpha/14
+    edge = _disc_verdicts((-1.0, -1.35, -1.85, -1.45, -1.0, -3.0, -1.0), seed=902)
+    assert edge.count("confirmed") <= allowed(N_DISC, ALPHA / 14, ff)
+    # Heun on iid weights at the boundary from the other side: 'stays slower' confirmed at most alpha/14
+    edge2 = _disc_verdicts((-1.0, -1.35, -3.0, -1.85, -1.0, -3.0, -1.0), seed=903)
+    assert edge2.count("confirmed") <= allowed(N_DISC, ALPHA / 14, ff)
+
+
+# ----------------------------------------------------------------------------- claim 13's law call
+# log2 of the largest stable lr planted as c + s log2 L_eff + member noise (sd 0.35 octaves, as measured) + the
+# bisection's quantization (uniform over 0.14 octaves); 6 members over L_eff = 6..66; each slope interval at
+# 97.5 % (Bonferroni over claim 13's two estimates); band 1 / (2 log2(66 / 6)) around -3/2
+LAW_LEFF = np.array([6, 10, 18, 34, 66], dtype=float)
+LAW_BAND = 1.0 / (2.0 * np.log2(66 / 6))
+N_LAW = 3000
+
+
+def _law_calls(s: float, seed: int):
+    from odecheck.estimators.decisions import law_call
+    from odecheck.experiments.claims.lr_law import _edge_fit
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(N_LAW):
+        E = 1.0 + s * np.log2(LAW_LEFF)[:, None] + 0.35 * rng.standard_normal((5, 6))
+        E = E + rng.uniform(-0.07, 0.07, E.shape)
+        out.append(law_call(_edge_fit(LAW_LEFF, E, 0.975, 0)["ci"], -1.5, LAW_BAND))
+    return out
+
+
+@pytest.mark.slow
+def test_law_call_at_the_planted_law_and_at_its_band_edges():
+    ff = FALSE_FAILURE / 3
+    assert power(N_LAW, ALPHA / 4, ff) >= 0.9  # a rule wrong twice the one-sided rate is caught
+    truth = _law_calls(-1.5, 911)
+    # refuted needs the interval to miss the truth (by more than the band): at most alpha/4 on each side
+    assert truth.count("refuted") <= allowed(N_LAW, ALPHA / 2, ff)
+    # at an edge, confirmed needs the interval strictly inside the band, so above (below) the truth: alpha/4
+    for s, seed in ((-1.5 - LAW_BAND, 912), (-1.5 + LAW_BAND, 913)):
+        assert _law_calls(s, seed).count("confirmed") <= allowed(N_LAW, ALPHA / 4, ff)

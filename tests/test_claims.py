@@ -12,7 +12,7 @@ runner = CliRunner()
 
 IDS = ["ode-rate-fixed-weights", "tied-init-lipschitz", "trained-ode-limit", "iid-init-rough",
        "pl-overparameterized", "relu-counterexample", "init-scaling-regimes", "trained-scaling-regimes",
-       "feature-regularity", "depth-transfer", "mean-ode-rate", "ode-discretization"]
+       "feature-regularity", "depth-transfer", "mean-ode-rate", "ode-discretization", "lr-depth-law"]
 
 
 def test_registry_has_exactly_the_claims():
@@ -192,3 +192,30 @@ def test_ode_discretization_declines_cells_whose_errors_vanish():
     smooth = [c for c in ev.details["cells"] if c["weights"] == "tied" or c["weights"] == "smooth"]
     assert smooth and all(c["call"] == "inconclusive" and c["declined"] for c in smooth)
     assert ev.verdict == "inconclusive"
+
+
+def test_lr_depth_law_decides_two_estimates_at_one_minus_alpha_over_2_with_the_grid_band(monkeypatch):
+    # claim 13: the largest stable lr's slope and the one-step energy's, each at 1 - alpha/2 (spied), each called
+    # against -3/2 +- 1/(2 log2(L_eff max / L_eff min)); the verdict is all_of the two calls
+    from odecheck.estimators.decisions import all_of, law_call
+
+    from odecheck.experiments.claims import lr_law as mod
+
+    torch.set_num_threads(1)
+    levels = []
+    real = mod.scaling_exponent
+
+    def spy(*args, **kw):
+        levels.append(kw.get("level"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(mod, "scaling_exponent", spy)
+    claim = REGISTRY["lr-depth-law"]
+    cfg = claim.config("quick")
+    ev = claim.evidence(cfg)
+    d = ev.details
+    assert levels == [0.975, 0.975] and d["level"] == 0.975
+    assert d["depths"] == [L + 2 for L in cfg.depths]
+    assert d["band"] == pytest.approx(1 / (2 * np.log2((cfg.depths[-1] + 2) / (cfg.depths[0] + 2))))
+    assert d["stable_call"] == law_call(ev.ci, -1.5, d["band"]) and d["mu_call"] == law_call(d["mu_ci"], -1.5, d["band"])
+    assert ev.verdict == all_of([d["stable_call"], d["mu_call"]])

@@ -27,7 +27,7 @@ def test_each_rule_at_four_times_the_base_depth(name, alpha, sgd, adam, eps):
     a = p.optimizer("adam", lr=0.1, depth=32, base_depth=8, batch_size=4)
     assert (s.lr, s.hidden_lr) == (0.1, pytest.approx(sgd))
     assert (a.lr, a.hidden_lr, a.hidden_eps) == (0.1, pytest.approx(adam), pytest.approx(eps))
-    assert set(PARAMETRIZATIONS) == {"standard", "depth-mup", "completep"}
+    assert set(PARAMETRIZATIONS) == {"standard", "depth-mup", "completep", "residual-aware"}
     with pytest.raises(oc.InvalidArgument, match="parametrization"):
         parametrization("mup")
 

@@ -146,9 +146,9 @@ class TrainConfig:
             raise invalid("train.method", self.method, "'sgd' or 'adam' with stop_loss or patience (they stop at "
                                                        "the end of an epoch of minibatches)")
         if self.parametrization is not None:
-            from odecheck.experiments.parametrizations import PARAMETRIZATIONS
+            from odecheck.experiments.parametrizations import RUN_PARAMETRIZATIONS
 
-            check_choice("train.parametrization", self.parametrization, tuple(PARAMETRIZATIONS))
+            check_choice("train.parametrization", self.parametrization, RUN_PARAMETRIZATIONS)
             if self.method == "gradient_flow":
                 raise invalid("train.method", self.method, "'sgd' or 'adam' with a parametrization (its rules scale "
                                                            "their learning rate and epsilon)")

@@ -49,6 +49,7 @@ class Parametrization:
     adam_lr: float  # hidden lr ~ m_L^adam_lr under Adam
     adam_eps: float  # hidden epsilon ~ m_L^adam_eps under Adam
     source: str
+    branch_init: float = 0.0  # std of the branch's last layer (V) at init ~ L^branch_init (residual-aware: -1/2)
 
     def optimizer(self, method: str, *, lr: float, depth: int, base_depth: int, **options) -> Optimizer:
         """The optimizer ``method`` ("sgd" or "adam") with base learning rate ``lr`` and this parametrization's
@@ -65,13 +66,28 @@ class Parametrization:
         """What the model takes from the parametrization: ``beta`` = alpha."""
         return {"beta": self.alpha}
 
+    def initialize(self, net):
+        """Apply the parametrization's initialization to ``net`` (in place; returned): the branch's last layer
+        V scaled by L^branch_init (the residual-aware He fan-in init of [AM25]: Var V = 1 / (L fan-in))."""
+        if self.branch_init != 0.0:
+            if "V" not in net.weights:
+                raise invalid("block", net.block, "a block whose branch ends in V (mlp, res1) for the "
+                                                  f"{self.name} initialization")
+            net.load_weights_({"V": net.weights["V"] * float(net.depth) ** self.branch_init})
+        return net
+
 
 PARAMETRIZATIONS: dict[str, Parametrization] = {p.name: p for p in (
     Parametrization("standard", 0.0, 0.0, 0.0, 0.0, "no residual scaling, one learning rate"),
     Parametrization("depth-mup", 0.5, 0.0, -0.5, 0.0, "[Y23, B23]: L^-1/2; SGD lr flat, Adam lr / sqrt(L)"),
     Parametrization("completep", 1.0, 1.0, 0.0, -1.0, "[CP25]: L^-1; Adam lr flat, hidden eps / L; SGD lr ~ L "
                                                        "(second-hand)"),
+    Parametrization("residual-aware", 0.0, 0.0, 0.0, 0.0, "[AM25, W26]: no residual multiplier, the branch's last "
+                                                          "layer at Var = 1 / (L fan-in), one base lr (its optimum "
+                                                          "is predicted to fall like L_eff^-3/2)", branch_init=-0.5),
 )}
+# the parametrizations a TOML run (odecheck train, sweep) can name: those without an initialization of their own
+RUN_PARAMETRIZATIONS: tuple[str, ...] = tuple(n for n, p in PARAMETRIZATIONS.items() if p.branch_init == 0.0)
 
 
 def parametrization(name: str) -> Parametrization:
@@ -129,7 +145,7 @@ def grid_network(cfg, depth: int):
     G, R = len(cfg.log2_lrs), cfg.ensemble
     kw = dict(block=cfg.block, depth=depth, dim=cfg.dim, width=cfg.width, activation=cfg.activation, init=cfg.init,
               seed=cfg.seed, dtype=cfg.torch_dtype, **p.model_options())
-    seeds = ResNet(ensemble=R, **kw)
+    seeds = p.initialize(ResNet(ensemble=R, **kw))
     net = ResNet(ensemble=G * R, **kw)
     return net.load_weights_({k: torch.cat([v] * G, dim=0) for k, v in seeds.weights.items()})
 
@@ -171,8 +187,9 @@ def laziness_by_depth(cfg, *, progress=None) -> np.ndarray:
     data = teacher_task(cfg.samples, cfg.dim, seed=cfg.seed, dtype=torch.float64)
     out = np.empty((len(cfg.depths), cfg.lazy_members))
     for d, L in enumerate(cfg.depths):
-        net = ResNet(block=cfg.block, depth=L, dim=cfg.dim, width=cfg.width, activation=cfg.activation, init=cfg.init,
-                     ensemble=cfg.lazy_members, seed=cfg.seed, dtype=torch.float64, **p.model_options())
+        net = p.initialize(ResNet(block=cfg.block, depth=L, dim=cfg.dim, width=cfg.width, activation=cfg.activation,
+                                  init=cfg.init, ensemble=cfg.lazy_members, seed=cfg.seed, dtype=torch.float64,
+                                  **p.model_options()))
         before = {k: v.clone() for k, v in net.weights.items()}
         opt = p.optimizer(cfg.method, lr=2.0 ** cfg.lazy_log2_lr, depth=L, base_depth=cfg.base_depth,
                           batch_size=cfg.samples)
@@ -189,5 +206,5 @@ def depth_transfer(cfg, *, level: float = 0.95, progress=None):
     return transfer_slope(cfg.depths, cfg.log2_lrs, final_losses(cfg, progress=progress), level=level)
 
 
-__all__ = ["PARAMETRIZATIONS", "Parametrization", "depth_transfer", "final_losses", "grid_network", "grid_optimizer",
+__all__ = ["PARAMETRIZATIONS", "RUN_PARAMETRIZATIONS", "Parametrization", "depth_transfer", "final_losses", "grid_network", "grid_optimizer",
            "laziness", "laziness_by_depth", "parametrization"]

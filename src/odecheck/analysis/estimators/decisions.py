@@ -196,6 +196,14 @@ def transfer_call(ci: tuple[float, float], band: float) -> str:
     return "inconclusive"
 
 
+def law_call(ci: tuple[float, float], law: float, band: float) -> Outcome:
+    """A depth law for eta*(L) (claim 13: slope -3/2): confirmed when the slope interval lies strictly inside
+    law +- ``band`` (claim 10's grid-resolution band), refuted when it lies strictly outside, else inconclusive."""
+    lo, hi = ci
+    return {"transfers": "confirmed", "drifts": "refuted", "inconclusive": "inconclusive"}[
+        transfer_call((lo - law, hi - law), band)]
+
+
 # Claim 10's second estimate: [CP25]'s laziness scales like L^(alpha - 1). The band reaches halfway to the
 # neighbouring rule's prediction (Depth-muP alpha - 1 = -1/2, CompleteP 0), so no other rule's slope lies in it.
 LAZY_BAND = 0.25

@@ -17,7 +17,7 @@ import numpy as np
 
 from odecheck.analysis.estimators.decisions import ALPHA
 from odecheck.analysis.estimators.transfer import transfer_slope
-from odecheck.experiments.parametrizations import PARAMETRIZATIONS
+from odecheck.experiments.parametrizations import PARAMETRIZATIONS, RUN_PARAMETRIZATIONS
 from odecheck.experiments.reproduce.base import Reproduction, Result
 from odecheck.presentation.plot import pyplot, save, transfer_axes
 
@@ -46,7 +46,7 @@ RES1 = {"smoke": {}, "paper": {"seeds": 32}}
 def _spec(scale: str, block: str = "mlp", task: str = "teacher") -> dict:
     p = {**TRANSFER[scale], **(DIGITS[scale] if task == "digits-conv25" else {}),
          **(RES1[scale] if block == "res1" else {})}
-    names = list(PARAMETRIZATIONS)
+    names = list(RUN_PARAMETRIZATIONS)
     return {"model": {"block": block, "dim": p["dim"], "width": p["width"], "activation": "gelu", "init": "iid",
                       "ensemble": p["seeds"], "seed": 0, "dtype": "float32"},
             "data": {"task": task, "n": p["n"], "seed": 0},
@@ -79,7 +79,7 @@ def _analyse(df, out: Path, spec: dict):
     block = spec["model"]["block"]
     level = 1 - ALPHA
     results, panels = [], []
-    for name in PARAMETRIZATIONS:
+    for name in RUN_PARAMETRIZATIONS:
         V = _losses(df, name, depths, lrs)
         fit = transfer_slope(depths, log2_lrs, V, level=level)
         published = PUBLISHED[block][name]
