@@ -109,7 +109,7 @@ def test_cli_reproduce_json_and_bad_arguments(tmp_path):
         res = CliRunner().invoke(app, ["reproduce", *args, "--out", str(tmp_path)])
         assert res.exit_code == 2 and needle in res.output, res.output
     assert set(REPRODUCTIONS) == {"m24-fig1", "m24-fig2", "m24-table1", "m25-init", "m25-phase", "c21-beta", "c21-fc",
-                                 "c21-cifar", "depth-transfer", "ccm26", "s22-linear"}
+                                 "c21-cifar", "depth-transfer", "ccm26", "s22-linear", "lr-depth-law"}
 
 
 def test_c21_depths_are_the_distinct_floors_of_powers_of_1_2():

@@ -309,7 +309,7 @@ def sweep_cmd(
 @app.command("reproduce")
 def reproduce_cmd(
     name: str = typer.Argument(..., help="m24-fig1 | m24-fig2 | m24-table1 | m25-init | m25-phase | c21-fc | c21-cifar "
-                                         "| c21-beta | depth-transfer | ccm26 | s22-linear (docs/reproductions.md)"),
+                                         "| c21-beta | depth-transfer | ccm26 | s22-linear | lr-depth-law (docs/reproductions.md)"),
     scale: str = typer.Option("smoke", "--scale", help="smoke (seconds) | paper (the paper's settings)."),
     out: Path = typer.Option(Path("odecheck-reproduce"), "--out", help="Folder; NAME-SCALE/ holds the sweep, "
                                                                         "figure.png, report.md and report.json."),

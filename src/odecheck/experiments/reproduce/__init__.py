@@ -25,6 +25,7 @@ from odecheck.experiments.reproduce.c21 import C21_BETA_REPRODUCTION, c21_depths
 from odecheck.experiments.reproduce.c21_cifar import C21_CIFAR_REPRODUCTION
 from odecheck.experiments.reproduce.c21_fc import C21_FC_REPRODUCTION
 from odecheck.experiments.reproduce.ccm26 import CCM26_REPRODUCTION
+from odecheck.experiments.reproduce.lr_law import LR_LAW_REPRODUCTION
 from odecheck.experiments.reproduce.m24 import M24_REPRODUCTIONS
 from odecheck.experiments.reproduce.m25 import M25_REPRODUCTIONS
 from odecheck.experiments.reproduce.s22 import S22_REPRODUCTION
@@ -32,7 +33,8 @@ from odecheck.experiments.reproduce.transfer import TRANSFER_REPRODUCTION
 
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r for r in (*M24_REPRODUCTIONS, *M25_REPRODUCTIONS, C21_BETA_REPRODUCTION, C21_FC_REPRODUCTION,
-                    C21_CIFAR_REPRODUCTION, TRANSFER_REPRODUCTION, CCM26_REPRODUCTION, S22_REPRODUCTION)}
+                    C21_CIFAR_REPRODUCTION, TRANSFER_REPRODUCTION, CCM26_REPRODUCTION, S22_REPRODUCTION,
+                    LR_LAW_REPRODUCTION)}
 
 
 def reproduction_folder(out, name: str, scale: str, variant: str | None = None) -> Path:
