@@ -26,6 +26,9 @@ def test_residual_aware_init_scales_the_last_branch_layer_only():
     torch.testing.assert_close(scaled.weights["V"], plain.weights["V"] / 4.0)  # std L^-1/2: Var = 1 / (L fan-in)
     torch.testing.assert_close(scaled.weights["W"], plain.weights["W"])
     assert p.alpha == 0.0 and effective_depth(16) == 18
+    # res1 has no fan-in factor in the block: the init carries it (Var = 1 / (L q))
+    kw1 = dict(block="res1", depth=16, dim=9, init="iid", ensemble=2, seed=3, beta=0.0)
+    torch.testing.assert_close(p.initialize(ResNet(**kw1)).weights["V"], ResNet(**kw1).weights["V"] / 12.0)
 
 
 def test_bisection_finds_the_stable_edge_a_scan_finds():

@@ -68,12 +68,15 @@ class Parametrization:
 
     def initialize(self, net):
         """Apply the parametrization's initialization to ``net`` (in place; returned): the branch's last layer
-        V scaled by L^branch_init (the residual-aware He fan-in init of [AM25]: Var V = 1 / (L fan-in))."""
+        V scaled by L^branch_init (the residual-aware He fan-in init of [AM25]: Var V = 1 / (L fan-in); for res1,
+        whose V has no 1/sqrt(fan-in) factor in the block, also by q^-1/2)."""
         if self.branch_init != 0.0:
             if "V" not in net.weights:
                 raise invalid("block", net.block, "a block whose branch ends in V (mlp, res1) for the "
                                                   f"{self.name} initialization")
-            net.load_weights_({"V": net.weights["V"] * float(net.depth) ** self.branch_init})
+            # V's fan-in factor: the mlp block applies 1/sqrt(m) itself; res1 (h + V sigma(h), entries N(0, 1)) does not
+            fan_in = 1.0 if net.block == "mlp" else float(net.dim) ** -0.5
+            net.load_weights_({"V": net.weights["V"] * fan_in * float(net.depth) ** self.branch_init})
         return net
 
 
