@@ -443,14 +443,14 @@ N_LAW = 3000
 
 def _law_calls(s: float, seed: int):
     from odecheck.estimators.decisions import law_call
-    from odecheck.experiments.claims.lr_law import _edge_fit
+    from odecheck.experiments.claims.lr_law import edge_fit
 
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(N_LAW):
         E = 1.0 + s * np.log2(LAW_LEFF)[:, None] + 0.35 * rng.standard_normal((5, 6))
         E = E + rng.uniform(-0.07, 0.07, E.shape)
-        out.append(law_call(_edge_fit(LAW_LEFF, E, 0.975, 0)["ci"], -1.5, LAW_BAND))
+        out.append(law_call(edge_fit(LAW_LEFF, E, 0.975, 0)["ci"], -1.5, LAW_BAND))
     return out
 
 

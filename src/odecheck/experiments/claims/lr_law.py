@@ -134,7 +134,7 @@ def lr_law_experiment(cfg: LawConfig, progress: Advance = no_progress) -> Eviden
             rows.append(max_stable_log2_lr(cfg, L, name))
             progress(0.9 * (i + (j + 1) / len(cfg.depths)) / len(runs))
         edges[name] = np.array(rows)  # (depths, members), log2
-    fits = {n: _edge_fit(Leff, E, level, cfg.seed) for n, E in edges.items()}
+    fits = {n: edge_fit(Leff, E, level, cfg.seed) for n, E in edges.items()}
     fit = fits[cfg.parametrization]
     stable_call = law_call(fit["ci"], LAW_SLOPE, band) if fit["declined"] is None else "inconclusive"
     E = np.array([update_energy(cfg, L) for L in cfg.depths])
@@ -157,7 +157,7 @@ def lr_law_experiment(cfg: LawConfig, progress: Advance = no_progress) -> Eviden
                              "controls": {n: {**fits[n], "log2_max_stable_lr": edges[n]} for n in cfg.controls}})
 
 
-def _edge_fit(Leff, E: np.ndarray, level: float, seed: int) -> dict:
+def edge_fit(Leff, E: np.ndarray, level: float, seed: int) -> dict:
     """Members-t slope of log2 eta_max on log2 L_eff; declined (with the reason) where a depth has a member
     without a stable edge inside the grid."""
     missing = [int(L) for L, row in zip(Leff, E, strict=True) if np.isnan(row).any()]

@@ -63,7 +63,7 @@ def run_law(settings: dict, folder: Path, *, device: str = "cpu", progress=None)
 
 
 def _analyse(df, out: Path, spec: dict):
-    from odecheck.experiments.claims.lr_law import LAW_SLOPE, _edge_fit
+    from odecheck.experiments.claims.lr_law import LAW_SLOPE, edge_fit
 
     results, lines = [], []
     level = 1 - ALPHA / 2
@@ -73,7 +73,7 @@ def _analyse(df, out: Path, spec: dict):
             Leff = sorted(int(x) for x in sub["effective_depth"].unique())
             E = np.array([sub[sub["effective_depth"] == L].sort_values("member")["log2_max_stable_lr"]
                           .to_numpy(dtype=float) for L in Leff])
-            fit = _edge_fit(Leff, E, level, 0)
+            fit = edge_fit(Leff, E, level, 0)
             band = 1.0 / (2.0 * np.log2(Leff[-1] / Leff[0]))
             if fit["declined"]:
                 verdict = "inconclusive"
