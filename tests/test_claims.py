@@ -164,10 +164,8 @@ def test_claims_with_two_estimates_compute_each_at_one_minus_alpha_over_2(cid, s
     assert ev.details["level"] == 0.975
 
 
-def test_ode_discretization_decides_each_of_its_cells_at_one_minus_alpha_over_cells(monkeypatch):
-    # claim 12 decides 7 cells at once (Bonferroni): every slope interval at 1 - 0.05/7, as the estimator receives it
-    from odecheck.experiments.claims import discretization as mod
-
+def _spy_scaling_levels(monkeypatch, mod) -> list:
+    """The levels ``mod.scaling_exponent`` is called with, in order (the list fills as the claim runs)."""
     torch.set_num_threads(1)
     levels = []
     real = mod.scaling_exponent
@@ -177,6 +175,14 @@ def test_ode_discretization_decides_each_of_its_cells_at_one_minus_alpha_over_ce
         return real(*args, **kw)
 
     monkeypatch.setattr(mod, "scaling_exponent", spy)
+    return levels
+
+
+def test_ode_discretization_decides_each_of_its_cells_at_one_minus_alpha_over_cells(monkeypatch):
+    # claim 12 decides 7 cells at once (Bonferroni): every slope interval at 1 - 0.05/7, as the estimator receives it
+    from odecheck.experiments.claims import discretization as mod
+
+    levels = _spy_scaling_levels(monkeypatch, mod)
     claim = REGISTRY["ode-discretization"]
     ev = claim.evidence(claim.config("quick"))
     assert len(mod.CELLS) == 7 and levels == [1 - 0.05 / 7] * 7
@@ -201,15 +207,7 @@ def test_lr_depth_law_decides_two_estimates_at_one_minus_alpha_over_2_with_the_g
 
     from odecheck.experiments.claims import lr_law as mod
 
-    torch.set_num_threads(1)
-    levels = []
-    real = mod.scaling_exponent
-
-    def spy(*args, **kw):
-        levels.append(kw.get("level"))
-        return real(*args, **kw)
-
-    monkeypatch.setattr(mod, "scaling_exponent", spy)
+    levels = _spy_scaling_levels(monkeypatch, mod)
     claim = REGISTRY["lr-depth-law"]
     cfg = claim.config("quick")
     ev = claim.evidence(cfg)
