@@ -114,7 +114,16 @@ def test_sde_needs_four_lags_and_the_mimic_tolerance():
     three = fit([(0.5, 0.45, 0.55)] * 2, (0.45, 0.55), diffs=straight)
     r, why = decide_regime(three, depth=64, entries=4096)
     assert r == "inconclusive" and "3 lags cannot tell a rough path from a smooth path plus layer noise" in why
-    assert "L >= 128" in why
+    # below 4 lags the increments' autocorrelation decides: every lag's interval strictly inside +-0.15
+    flat = tuple((j, 0.0, (-0.1, 0.1)) for j in range(1, 16))
+    assert decide_regime(three, depth=64, entries=4096, acf=flat)[0] == "sde"
+    edge = flat[:3] + ((4, 0.05, (-0.05, 0.15)),) + flat[4:]
+    r, why = decide_regime(three, depth=64, entries=4096, acf=edge)
+    assert r == "inconclusive" and "lag 4: 0.050 [-0.050, 0.150]" in why
+    assert decide_regime(three, depth=64, entries=4096, acf=())[0] == "inconclusive"
+    # the autocorrelation never overrides the other conditions: a Hurst interval outside the sde band
+    assert decide_regime(fit([(0.5, 0.45, 0.55)] * 2, (0.2, 0.3), diffs=straight), depth=64, entries=4096,
+                         acf=flat)[0] == "inconclusive"
     four = fit([(0.5, 0.45, 0.55)] * 3, (0.45, 0.55), diffs={**straight, (0, 2): (-0.1, 0.133)})
     assert decide_regime(four, depth=128, entries=4096)[0] == "sde"
     four = fit([(0.5, 0.45, 0.55)] * 3, (0.45, 0.55), diffs={**straight, (0, 2): (-0.1, 0.135)})

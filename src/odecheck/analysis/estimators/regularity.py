@@ -19,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 
+from odecheck.analysis.estimators.increments import ACF_BAND, AcfSums, within_band
+from odecheck.analysis.estimators.jackknife import jackknife_interval
 from odecheck.core._errors import invalid
 
 Regime = Literal["ode", "sde", "none", "mixed", "inconclusive"]
@@ -134,6 +136,8 @@ class LagSums:
         self.norm2 = np.zeros(L)
         self.dot = np.zeros(L - 1)  # <Z_{k+1}, Z_k>: with norm2, the increments of the normalized path
         self.groups = [np.zeros((L - h, self.G)) for h in self.lags]
+        # below 4 lags the rule names `sde` only from the increments' autocorrelation (estimators.increments)
+        self.acf_sums = AcfSums(L, self.G) if 2 < L < minimum_depth(4) else None
 
     def add(self, Z: np.ndarray, offset: int) -> None:
         """Add the columns ``offset .. offset + Z.shape[1]`` of the (L, P) path."""
@@ -147,6 +151,8 @@ class LagSums:
         for h, acc in zip(self.lags, self.groups, strict=True):
             d = Z[h:] - Z[:-h] if h > 1 else d1
             acc[:, ids[starts]] += np.add.reduceat(d * d, starts, axis=1)
+        if self.acf_sums is not None:
+            self.acf_sums.add(d1, ids, starts)
 
     def normalized_increments(self) -> np.ndarray:
         """||Z_{k+1}/||Z_{k+1}|| - Z_k/||Z_k|| ||_F per layer, from the sums (as normalized_increment_norms)."""
@@ -187,26 +193,7 @@ def _hurst_fit(lags, full: np.ndarray, reps: np.ndarray, level: float) -> tuple[
     """The slope of log m(h) on log h and its jackknife-t interval, from log m (J,) and its replicates (J, G)."""
     x = np.log(np.asarray(lags, dtype=float))
     x = x - x.mean()
-    return _jackknife(_ols(x, full), _ols(x, reps), level)
-
-
-def _jackknife(est: float, reps: np.ndarray, *levels: float):
-    """Jackknife-t interval est +- t_{g-1} sqrt((g-1)/g sum (theta_g - mean theta)^2) (NaN replicates
-    dropped): (est, interval) at one level, (est, interval, interval, ...) at several, one standard error."""
-    from scipy import stats
-
-    est = float(est)
-    theta = np.asarray(reps, dtype=float)
-    theta = theta[np.isfinite(theta)]
-    if len(theta) < 2 or not np.isfinite(est):
-        return (est, *[(float("nan"), float("nan"))] * len(levels))
-    g = len(theta)
-    se = np.sqrt((g - 1) / g * ((theta - theta.mean()) ** 2).sum())
-    cis = []
-    for level in levels:
-        q = stats.t.ppf((1 + level) / 2, g - 1)
-        cis.append((float(est - q * se), float(est + q * se)))
-    return (est, *cis)
+    return jackknife_interval(_ols(x, full), _ols(x, reps), level)
 
 
 @dataclass(frozen=True)
@@ -239,14 +226,14 @@ def local_fit(lags, full: np.ndarray, reps: np.ndarray, level: float) -> LocalFi
     dx = np.diff(np.log(lags.astype(float)))
     s_full = np.diff(full) / dx  # (J-1,)
     s_reps = np.diff(reps, axis=0) / dx[:, None]  # (J-1, G)
-    local = tuple(LocalExponent((int(lags[j]), int(lags[j + 1])), *_jackknife(s_full[j], s_reps[j], level))
+    local = tuple(LocalExponent((int(lags[j]), int(lags[j + 1])), *jackknife_interval(s_full[j], s_reps[j], level))
                   for j in range(len(s_full)))
     n_pairs = len(s_full) * (len(s_full) - 1) // 2
     wide = 1 - (1 - level) / max(n_pairs, 1)
     diffs = []
     for i in range(len(s_full)):
         for k in range(i + 1, len(s_full)):
-            diffs.append((i, k, *_jackknife(s_full[k] - s_full[i], s_reps[k] - s_reps[i], level, wide)))
+            diffs.append((i, k, *jackknife_interval(s_full[k] - s_full[i], s_reps[k] - s_reps[i], level, wide)))
     return LocalFit(tuple(int(h) for h in lags), float(H), H_ci, local, tuple(diffs))
 
 
@@ -383,8 +370,10 @@ def sde_tolerance(n_lags: int) -> float:
     return min(CROSSOVER_TOLERANCE, SDE_MIMIC_SPREAD.get(n_lags, CROSSOVER_TOLERANCE))
 
 
-def decide_regime(fit: LocalFit | None, *, depth: int, entries: int, constant: bool = False) -> tuple[Regime, str]:
-    """The regime rule of ``RegimeDecision`` on a local fit: (regime, reason)."""
+def decide_regime(fit: LocalFit | None, *, depth: int, entries: int, constant: bool = False,
+                  acf=None) -> tuple[Regime, str]:
+    """The regime rule of ``RegimeDecision`` on a local fit: (regime, reason). ``acf``: the increments'
+    autocorrelation (``estimators.increments``), which alone can name `sde` below 4 lags."""
     if constant:  # trivially Lipschitz, but nothing moved: no regularity to measure (a frozen or unused layer)
         return "inconclusive", "constant path: every increment is 0, nothing moved along depth to measure"
     if depth < minimum_depth():
@@ -421,14 +410,27 @@ def decide_regime(fit: LocalFit | None, *, depth: int, entries: int, constant: b
     if regime == "sde":
         J, stol = len(fit.lags), sde_tolerance(len(fit.lags))
         wide = max((max(abs(a), abs(b)) for _, _, _, (a, b), _ in fit.differences), default=0.0)
+        if stol == 0 and within_band(acf):
+            return "sde", (f"one power law over {span} (local exponents within +-{tol:g}); Hurst [{lo:.3f}, "
+                           f"{hi:.3f}]; increments uncorrelated at lags 1-{len(acf)} (|acf| < {ACF_BAND:g}): "
+                           "rough, not smooth plus layer noise")
         if wide >= stol:
-            why = (f"{J} lags cannot tell a rough path from a smooth path plus layer noise (needs L >= "
-                   f"{minimum_depth(4)})" if stol == 0 else
+            why = (f"{J} lags cannot tell a rough path from a smooth path plus layer noise, and the increments' "
+                   f"autocorrelation was not shown within +-{ACF_BAND:g} at lags 1-{len(acf or ())}" + _acf_worst(acf)
+                   if stol == 0 else
                    f"local exponents not shown within +-{stol} (largest difference up to {wide:.3f}), the spread "
                    f"a smooth path plus layer noise can have over {J} lags")
             return "inconclusive", f"Hurst [{lo:.3f}, {hi:.3f}] inside the sde band, but {why}"
     shown = sde_tolerance(len(fit.lags)) if regime == "sde" else tol
     return regime, f"one power law over {span} (local exponents within +-{shown:g}); Hurst [{lo:.3f}, {hi:.3f}]"
+
+
+def _acf_worst(acf) -> str:
+    """The lag whose autocorrelation interval reaches farthest from 0, for a reason text."""
+    if not acf:
+        return ""
+    j, est, (lo, hi) = max(acf, key=lambda a: max(abs(a[2][0]), abs(a[2][1])) if np.isfinite(a[2][0]) else np.inf)
+    return f" (lag {j}: {est:.3f} [{lo:.3f}, {hi:.3f}])"
 
 
 def regime_from_sums(sums: LagSums, level: float = 0.95) -> RegimeDecision:
@@ -441,7 +443,8 @@ def regime_from_sums(sums: LagSums, level: float = 0.95) -> RegimeDecision:
         return RegimeDecision(regime, h, reason, ())
     fit = sums.fit(level)
     h = HurstEstimate(fit.hurst, fit.hurst_ci, level, fit.lags, P, False)
-    regime, reason = decide_regime(fit if L >= minimum_depth() else None, depth=L, entries=P)
+    acf = sums.acf_sums.acf(level) if sums.acf_sums is not None else None
+    regime, reason = decide_regime(fit if L >= minimum_depth() else None, depth=L, entries=P, acf=acf)
     return RegimeDecision(regime, h, reason, fit.local if L >= minimum_depth() else ())
 
 
