@@ -606,16 +606,54 @@ def test_a_folder_of_two_checkpoints_is_never_spliced_into_one_path(tmp_path):
 
 
 def test_special_files_are_refused_before_opening(tmp_path):
+    # in a child process with a time limit: without the check, opening the FIFO blocks forever, and the test
+    # must fail by the timeout instead of hanging the suite
     import os
+    import subprocess
+    import sys
 
     fifo = tmp_path / "weights.th"
     os.mkfifo(fifo)  # reading it would block forever
-    with pytest.raises(InvalidArgument, match="not a regular file or folder"):
-        list_tensors(fifo)
-    from odecheck.analyze import load_paths
+    code = ("import sys\nfrom odecheck.checkpoints import list_tensors\nfrom odecheck.analyze import load_paths\n"
+            "from odecheck._errors import InvalidArgument\n"
+            "for f in (list_tensors, load_paths):\n"
+            "    try:\n        f(sys.argv[1])\n    except InvalidArgument as e:\n        print(e)\n")
+    try:
+        res = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("reading a FIFO blocked: special files must be refused before opening")
+    lines = res.stdout.strip().splitlines()
+    assert res.returncode == 0 and len(lines) == 2, res.stdout + res.stderr
+    assert all("not a regular file or folder" in line and str(fifo) in line for line in lines)
 
-    with pytest.raises(InvalidArgument, match="not a regular file or folder"):
-        load_paths(fifo)
+
+def test_count_limits_from_the_header_name_the_file(tmp_path, monkeypatch):
+    import struct
+
+    from odecheck.checkpoints import list_tensors
+
+    from odecheck.analysis.checkpoints import refs, safetensors_reader
+
+    # safetensors: five zero-size tensors against a limit of four (the limit is the module's constant)
+    header = {f"l{i}.w": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(5)}
+    raw = json.dumps(header).encode()
+    path = tmp_path / "many.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    assert len(list_tensors(path)) == 5
+    monkeypatch.setattr(safetensors_reader, "MAX_TENSORS", 4)
+    with pytest.raises(InvalidArgument, match=r"many.safetensors: its header declares 5 tensors, more than .* \(4\)"):
+        list_tensors(path)
+    # GGUF: a header declaring 2^40 tensors is refused from its 24 bytes, before the gguf package reads it
+    g = tmp_path / "huge.gguf"
+    g.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 1 << 40, 0))
+    with pytest.raises(InvalidArgument, match=r"huge.gguf: its header declares 1099511627776 tensors"):
+        list_tensors(g)
+    g.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, refs.MAX_METADATA + 1))
+    with pytest.raises(InvalidArgument, match="metadata entries"):
+        list_tensors(g)
+    g.write_bytes(b"GGUF" + b"\0" * 5)
+    with pytest.raises(InvalidArgument, match="unreadable or corrupt GGUF"):
+        list_tensors(g)
 
 
 def test_one_bad_file_is_reported_and_the_others_analyzed(tmp_path):

@@ -3,15 +3,41 @@ it cannot dequantize, and integer tensors, listed as left out by name."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
 
-from odecheck.analysis.checkpoints.refs import GGUFSource, TensorRef, open_optional
+from odecheck.analysis.checkpoints.refs import (
+    MAX_METADATA,
+    MAX_TENSORS,
+    GGUFSource,
+    TensorRef,
+    check_count,
+    open_optional,
+)
+from odecheck.core._errors import InvalidArgument
+
+
+def gguf_counts(path: Path) -> tuple[int, int]:
+    """(tensors, metadata entries) a GGUF file's fixed header declares (magic, version, two counts), read before
+    the gguf package builds anything for them; ValueError when the header is not GGUF's."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    if len(head) < 24 or head[:4] != b"GGUF":
+        raise ValueError("not a GGUF header")
+    order = "<" if struct.unpack("<I", head[4:8])[0] < 0x10000 else ">"  # big-endian files carry a swapped version
+    return struct.unpack(order + "QQ", head[8:24])
 
 
 def read_gguf(path: Path) -> list[TensorRef]:
     f = str(path)
+    try:
+        tensors, metadata = gguf_counts(path)
+    except (OSError, ValueError) as e:
+        raise InvalidArgument(f"{f}: unreadable or corrupt GGUF ({e})") from None
+    check_count(f, "tensors", tensors, MAX_TENSORS)
+    check_count(f, "metadata entries", metadata, MAX_METADATA)
     reader = open_optional(f, "a GGUF file", "gguf", lambda gguf: gguf.GGUFReader(path))
     out = []
     for t in reader.tensors:

@@ -16,6 +16,17 @@ ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np
               "F8_E5M2": np.uint8}
 FP8_DTYPES = {"F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}  # safetensors name -> torch dtype name
 CHUNK_ENTRIES = 1 << 20  # columns per chunk: (L, 2^20) float64 is 8 MiB per layer
+# count limits of one file, checked from its header before anything is built for its entries: more tensors than
+# any published checkpoint file holds (a 671B model has about 92,000 over all its shards), metadata likewise
+MAX_TENSORS = 200_000
+MAX_METADATA = 100_000
+
+
+def check_count(f: str, what: str, count: int, limit: int) -> None:
+    """Refuse a file whose header declares more ``what`` than ``limit``, naming the file."""
+    if count > limit:
+        raise InvalidArgument(f"{f}: its header declares {count} {what}, more than odecheck reads in one file "
+                              f"({limit}); not a checkpoint this tool can analyze")
 
 
 FP8_BLOCK = (128, 128)  # DeepSeek-V3's blocks, the format's default when the checkpoint does not say

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odecheck.analysis.checkpoints.refs import ST_DTYPES, TensorRef, checkpoint_root
+from odecheck.analysis.checkpoints.refs import MAX_TENSORS, ST_DTYPES, TensorRef, check_count, checkpoint_root
 from odecheck.core._errors import InvalidArgument
 
 
@@ -71,6 +71,7 @@ def read_safetensors(path: Path) -> list[TensorRef]:
     except (OSError, ValueError) as e:
         raise InvalidArgument(f"{f}: unreadable or corrupt safetensors ({e})") from None
     data = path.stat().st_size - 8 - n
+    check_count(f, "tensors", len(header) - ("__metadata__" in header), MAX_TENSORS)
     out, spans = [], []
     for name, info in header.items():
         if name == "__metadata__":
