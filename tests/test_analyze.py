@@ -254,3 +254,27 @@ def test_only_the_familys_own_limit_is_printed(tmp_path):
     text = buf.getvalue()
     assert text.count("family limit") == 1 and "max_normalized_increment ~" in text
     assert [ln for ln in text.splitlines() if "family limit" in ln][0].startswith("layers.*.w: max_normalized_increment")
+
+
+def test_compact_terminal_counts_the_rest_and_folds_normalization_vectors(tmp_path):
+    # 24 weight paths and 2 BatchNorm vectors over 12 blocks: the terminal shows the 20 least regular weight
+    # paths, one line counting the other 4 and one folding the 2 norm vectors; --all-paths prints all 26
+    from odecheck.presentation.render import SHOWN_PATHS
+
+    rng = np.random.default_rng(0)
+    sd = {}
+    for k in range(12):
+        for i in range(24):
+            sd[f"layers.{k}.conv{i}.weight"] = torch.tensor(rng.standard_normal((3, 3)) + 0.1 * k)
+        sd[f"layers.{k}.bn1.weight"] = torch.ones(3) + 0.01 * k
+        sd[f"layers.{k}.bn1.bias"] = torch.zeros(3) + 0.01 * k
+    torch.save(sd, tmp_path / "m.pt")
+    res = runner.invoke(app, ["analyze", str(tmp_path / "m.pt"), "--json", str(tmp_path / "r.json")], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert SHOWN_PATHS == 20 and "4 more paths (" in res.output and "every one in --json and --out" in res.output
+    assert "2 normalization vectors (BatchNorm/LayerNorm weights and biases) folded" in res.output
+    assert "bn1." not in res.output and res.output.count("│ m.pt ") == 20
+    assert len(json.loads((tmp_path / "r.json").read_text())["paths"]) == 26  # the JSON keeps every path
+    full = runner.invoke(app, ["analyze", str(tmp_path / "m.pt"), "--all-paths"], terminal_width=200)
+    assert full.exit_code == 0 and "bn1." in full.output and "more paths" not in full.output
+    assert full.output.count("│ m.pt ") == 26 and "folded" not in full.output

@@ -16,9 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 @app.callback()
-def _root(
-    ctx: typer.Context,
-    threads: str | None = typer.Option(
+def _root(ctx: typer.Context, threads: str | None = typer.Option(
         None, "--threads", envvar="ODECHECK_THREADS", show_envvar=True,
         help="Torch CPU threads: an integer >= 1 fixes the count; 'auto' (the default) uses the cores that other "
              "processes leave free, re-checked about once a second, so a busy machine costs at most the busy "
@@ -160,9 +158,10 @@ def analyze(
                                                                           "statistics (left out by default)."),
     out_dir: Path | None = typer.Option(None, "--out", help="Write report.md, report.json, a figure per family "
                                                             "across depths and an overview figure per file here."),
+    all_paths: bool = typer.Option(False, "--all-paths", help="Print every path (default: the least regular ones; "
+                                   "the rest and the BatchNorm/LayerNorm vectors counted)."),
 ) -> None:
-    """Regularity and scaling of weights that anyone trained: ODE, SDE or neither? Families first, then the
-    least regular paths."""
+    """Regularity and scaling of trained weights (ODE, SDE or neither): families, then the least regular paths."""
     from rich.console import Console
 
     from odecheck.experiments.analyze import analysis_figures, analyze_files, write_report
@@ -175,7 +174,7 @@ def analyze(
             res = analyze_files(files, key=key, stacked=stacked, features=features, inputs=inputs,
                                 include_buffers=include_buffers, seed=seed,
                                 progress=lambda e: status.update(f"{e.item}: path {int(e.done)}/{int(e.total)}"))
-    print_analysis(res, Console(width=max(Console().width, 120)))
+    print_analysis(res, Console(width=max(Console().width, 120)), all_paths=all_paths)
     if figures is not None:
         try:
             written = analysis_figures(res, figures, per_path=path_figures)

@@ -67,10 +67,26 @@ def regime_why(row: dict) -> str:
     return ""
 
 
-def print_analysis(res: dict, out) -> None:
+SHOWN_PATHS = 20  # the compact terminal's paths: the least regular ones
+
+
+def _regime_counts(rows: list[dict]) -> str:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["regime"]] = counts.get(r["regime"], 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def print_analysis(res: dict, out, *, all_paths: bool = False) -> None:
     """analyze's families table, its paths (least regular first), scaling lines and what was left out,
-    on the rich console ``out``."""
+    on the rich console ``out``. Compact unless ``all_paths``: the SHOWN_PATHS least regular paths, the rest
+    and the normalization layers' own vectors (BatchNorm, LayerNorm) counted by regime in one line each."""
+    from odecheck.analysis.checkpoints.paths import normalization_vector
+
     rows, skipped = res["paths"], res["skipped"]
+    folded = [] if all_paths else [r for r in rows if normalization_vector(r["name"])]
+    rows = [r for r in rows if all_paths or not normalization_vector(r["name"])]
+    rest, rows = ([], rows) if all_paths else (rows[SHOWN_PATHS:], rows[:SHOWN_PATHS])
     if res["families"]:
         ft = Table(title="families across depths (exponent in L, 95% interval)")
         for col in ("family", "depths", "max incr", "normalized", "max norm", "limit"):
@@ -102,6 +118,12 @@ def print_analysis(res: dict, out) -> None:
                       f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], regime_why(r),
                       *((f"{r['heun_gain']:.3g}" if "heun_gain" in r else "-",) if gains else ()))
     out.print(table)
+    if rest:
+        out.print(f"{len(rest)} more paths ({_regime_counts(rest)}): every one in --json and --out; --all-paths "
+                  "prints them")
+    if folded:
+        out.print(f"{len(folded)} normalization vectors (BatchNorm/LayerNorm weights and biases) folded "
+                  f"({_regime_counts(folded)}); --all-paths prints them")
     if gains:
         out.print("heun gain: Euler's error recovering h_0 backward over Heun's on the network's weights; about L^2 "
                   "for weights smooth in depth, O(1) for rough ones ([S22], claim 12)")

@@ -126,6 +126,13 @@ def _is_norm(module: str) -> bool:
     return any(w in leaf for w in NORM_WORDS)
 
 
+def normalization_vector(name: str) -> bool:
+    """Whether the path ``name`` is a normalization layer's own vector (a BatchNorm or LayerNorm weight or bias:
+    its module, the name less its last part, is a normalization layer)."""
+    base = re.sub(r"\[\d+:\d+\]$", "", name)
+    return "." in base and _is_norm(base.rsplit(".", 1)[0])
+
+
 def feeds_normalization(name: str, tensor_names) -> bool:
     """Whether the weight path ``name`` (``prefix.*.module.weight``) feeds a normalization layer, read from
     the names around it at its first layer: ``convN`` followed by a sibling ``bnN`` / ``normN`` (ResNets),
