@@ -87,3 +87,17 @@ def test_update_energy_is_the_first_order_change_of_a_plain_loop():
         (g,) = torch.autograd.grad(loss, V)
         _, dh = torch.func.jvp(states, (V.detach(),), (-g,))  # d h_k / d lr at lr = 0
         assert E[r] == pytest.approx(float((dh**2).mean(dim=(1, 2)).sum()), rel=1e-4)
+
+
+def test_conv_blocks_take_the_residual_aware_init_and_need_a_square_map():
+    from odecheck._errors import InvalidArgument
+
+    p = parametrization("residual-aware")
+    kw = dict(block="conv", depth=9, dim=64, width=4, init="iid", ensemble=2, seed=1, beta=0.0)
+    plain, scaled = ResNet(**kw), p.initialize(ResNet(**kw))
+    torch.testing.assert_close(scaled.weights["V"], plain.weights["V"] / 3.0)  # the block's 1/sqrt(9c) is its fan-in
+    torch.testing.assert_close(scaled.weights["W"], plain.weights["W"])
+    with pytest.raises(InvalidArgument) as e:
+        LawConfig(block="conv", dim=60, width=4)
+    assert e.value.argument == "dim"
+    assert LawConfig(block="conv", dim=64, width=4).block == "conv"

@@ -74,8 +74,9 @@ class Parametrization:
             if "V" not in net.weights:
                 raise invalid("block", net.block, "a block whose branch ends in V (mlp, res1) for the "
                                                   f"{self.name} initialization")
-            # V's fan-in factor: the mlp block applies 1/sqrt(m) itself; res1 (h + V sigma(h), entries N(0, 1)) does not
-            fan_in = 1.0 if net.block == "mlp" else float(net.dim) ** -0.5
+            # V's fan-in factor: mlp and conv apply 1/sqrt(fan-in) themselves; res1 (h + V sigma(h), entries N(0, 1))
+            # does not
+            fan_in = float(net.dim) ** -0.5 if net.block == "res1" else 1.0
             net.load_weights_({"V": net.weights["V"] * fan_in * float(net.depth) ** self.branch_init})
         return net
 

@@ -22,12 +22,14 @@ References
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from odecheck.analysis.estimators import scaling_exponent
 from odecheck.analysis.estimators.decisions import ALPHA, all_of, law_call
+from odecheck.core._errors import invalid
 from odecheck.experiments.claims.base import Advance, Claim, Evidence, no_progress
 from odecheck.experiments.claims.transfer import TransferConfig
 
@@ -55,12 +57,19 @@ class LawConfig(TransferConfig):
     steps: int = 50
     controls: tuple[str, ...] = CONTROLS
     energy_members: int = 32
+    # conv: width = channels c, dim = c S^2 (the flattened c x S x S map; the input map is the engine's dense A)
+    BLOCKS: ClassVar[tuple[str, ...]] = ("mlp", "res1", "conv")
 
     def __post_init__(self) -> None:
         from odecheck.core.validation import check_int
         from odecheck.experiments.parametrizations import parametrization
 
         super().__post_init__()
+        if self.block == "conv":
+            from odecheck.engine.blocks.conv import side
+
+            if not side(self.dim, self.width):
+                raise invalid("dim", self.dim, f"c S^2 for block='conv' with width c = {self.width}")
         for name in self.controls:
             parametrization(name)
         object.__setattr__(self, "controls", tuple(self.controls))
@@ -173,7 +182,7 @@ LR_DEPTH_LAW = Claim(
     statement="With the residual-aware initialization (no residual multiplier, Var V = 1 / (L fan-in)) and one base "
               "learning rate, the optimal learning rate falls like L_eff^-3/2.",
     source="[W26]; [AM25]",
-    scope={"parametrization": ["residual-aware"], "method": ["sgd"], "block": ["mlp", "res1"],
+    scope={"parametrization": ["residual-aware"], "method": ["sgd"], "block": ["mlp", "res1", "conv"],
            "criterion": "maximal update (one-step hidden-state energy) and the loss-optimal lr"},
     expected="confirmed", alpha=ALPHA,
     decision="two slopes against -3/2, each with a 97.5% members-t interval (Bonferroni): log2 eta* (three-point "

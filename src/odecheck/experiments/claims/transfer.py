@@ -10,6 +10,7 @@ References
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -43,6 +44,7 @@ class TransferConfig(ExperimentConfig):
     lazy_members: int = 4
     lazy_log2_lr: float = -6.0
     dtype: str = "float32"
+    BLOCKS: ClassVar[tuple[str, ...]] = ("mlp", "res1", "single")  # the blocks this claim's grid runs
 
     def __post_init__(self) -> None:
         from odecheck.core.validation import check_choice, check_float, check_int
@@ -51,7 +53,7 @@ class TransferConfig(ExperimentConfig):
         super().__post_init__()
         parametrization(self.parametrization)
         check_choice("method", self.method, ("sgd", "adam"))
-        check_choice("block", self.block, ("mlp", "res1", "single"))
+        check_choice("block", self.block, self.BLOCKS)
         check_int("base_depth", self.base_depth, 1)
         check_int("lazy_members", self.lazy_members, 2)
         if self.lazy_members > self.ensemble:
