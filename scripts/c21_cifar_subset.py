@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from odecheck.reproduce import write_report
 from odecheck.reproduce.c21_cifar import C21_CIFAR_REPRODUCTION as REP
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from odecheck.estimators import classify_regime, scaling_exponent
+from odecheck.estimators.decisions import FLAT, cell_decision, median_interval, rate_decision, rough_decision
+from odecheck.init import member_generator
+from odecheck.strategies import derived_seed
 
 import odecheck as oc
 from odecheck import planted
-from odecheck.estimators.decisions import FLAT, cell_decision, median_interval, rate_decision, rough_decision
-from odecheck.estimators import classify_regime, scaling_exponent
-from odecheck.init import member_generator
-from odecheck.strategies import derived_seed
 
 torch.set_num_threads(1)
 MUTATION_MARKER = "## Mutation testing"
@@ -29,10 +29,9 @@ VERDICTS = ("ode", "sde", "none", "mixed", "inconclusive")
 
 def regime_table(reps: int, entries: int) -> list[str]:
     """Every planted family of odecheck.planted at every depth, ``entries`` entries a path."""
-    from scipy import stats
-
     from odecheck.estimators.decisions import ALPHA
     from odecheck.estimators.regularity import dyadic_lags
+    from scipy import stats
 
     rows = ["| planted path | L | true local exponents | wrong verdicts | ode | sde | none | mixed | inconclusive | "
             "wrong-regime rate | power |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -90,8 +89,9 @@ def streamed_rows(reps: int, entries: int = 10**6, L: int = 48, chunk: int = 655
 
 def mimic_table() -> list[str]:
     """The smallest local-exponent spread of a smooth Gaussian path plus white noise whose Hurst slope lies in
-    the sde band, over J dyadic lags (regularity.smooth_noise_mimic)."""
-    from odecheck.estimators.regularity import sde_tolerance, smooth_noise_mimic
+    the sde band, over J dyadic lags (mimic.smooth_noise_mimic)."""
+    from odecheck.estimators.mimic import smooth_noise_mimic
+    from odecheck.estimators.regularity import sde_tolerance
 
     rows = ["| lags J | depths with J lags | smallest spread | length scale (layers) | noise / signal variance | "
             "its local exponents | sde tolerance used |", "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -240,7 +240,7 @@ def main() -> None:
               "follow one power law exactly with a Hurst exponent inside the sde band, so no test on the lags "
               "can tell it from a rough path: the rule does not say `sde` there. Over J lags the smallest "
               "spread of its local exponents (a grid over l in [0.1, 1e5] and a in [1e-10, 1e4], refined by "
-              "Nelder-Mead from its five best points: regularity.smooth_noise_mimic) is the tolerance `sde` must "
+              "Nelder-Mead from its five best points: mimic.smooth_noise_mimic) is the tolerance `sde` must "
               "be shown within (capped at 0.25). The smooth part has variance 1/2, so a is the noise/signal "
               "variance ratio.", ""]
     parts += mimic_table()

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from odecheck.reproduce.m25 import _m25_phase_spec, boundary_crossing, median_log_ratio
 from odecheck.sweeps import SweepSpec, sweep
 

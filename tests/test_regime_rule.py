@@ -45,7 +45,7 @@ def test_sde_mimic_spreads_recomputed():
     # the grid search (smooth_noise_mimic) against the table, and its minimum checked by another method:
     # Nelder-Mead from many starts over (log l, log a), with the Hurst slope held in the band by a penalty,
     # finds no spread below the table's (the table is a lower bound, up to the grid's resolution)
-    from odecheck.estimators.regularity import smooth_noise_mimic
+    from odecheck.estimators.mimic import smooth_noise_mimic
     from scipy.optimize import minimize
 
     for J, table in SDE_MIMIC_SPREAD.items():

@@ -67,6 +67,24 @@ def regime_why(row: dict) -> str:
     return ""
 
 
+def paths_table(rows: list[dict], gains: bool) -> Table:
+    """The paths' table, one row a path (with a Heun gain column when ``gains``)."""
+    table = Table(title="weight paths along depth, least regular first")
+    for col in ("file", "name", "L", "max incr", "normalized", "max norm", "hurst [95% CI]", "regime", "why",
+                *(("heun gain",) if gains else ())):
+        table.add_column(col, no_wrap=col not in ("name", "why"), max_width=40 if col == "why" else None,
+                         overflow="fold")
+    for r in rows:
+        lo, hi = r["hurst_ci"]
+        name = r["name"] + (f" [{r['member']}]" if "member" in r else "")
+        table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
+                      f"{r.get('max_normalized_increment', float('nan')):.3g}" + (" *" if r.get("feeds_norm") else ""),
+                      f"{r['max_norm']:.3g}",
+                      f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], regime_why(r),
+                      *((f"{r['heun_gain']:.3g}" if "heun_gain" in r else "-",) if gains else ()))
+    return table
+
+
 SHOWN_PATHS = 20  # the compact terminal's paths: the least regular ones
 
 
@@ -103,21 +121,8 @@ def print_analysis(res: dict, out, *, all_paths: bool = False) -> None:
             ft.add_row(fam["name"], ",".join(map(str, fam["depths"])), cell("max_increment"),
                        cell("max_normalized_increment"), cell("max_norm"), fam["limit"])
         out.print(ft)
-    table = Table(title="weight paths along depth, least regular first")
     gains = any("heun_gain" in r for r in rows)  # --features: each network's Heun gain (claim 12)
-    for col in ("file", "name", "L", "max incr", "normalized", "max norm", "hurst [95% CI]", "regime", "why",
-                *(("heun gain",) if gains else ())):
-        table.add_column(col, no_wrap=col not in ("name", "why"), max_width=40 if col == "why" else None,
-                         overflow="fold")
-    for r in rows:
-        lo, hi = r["hurst_ci"]
-        name = r["name"] + (f" [{r['member']}]" if "member" in r else "")
-        table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
-                      f"{r.get('max_normalized_increment', float('nan')):.3g}" + (" *" if r.get("feeds_norm") else ""),
-                      f"{r['max_norm']:.3g}",
-                      f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], regime_why(r),
-                      *((f"{r['heun_gain']:.3g}" if "heun_gain" in r else "-",) if gains else ()))
-    out.print(table)
+    out.print(paths_table(rows, gains))
     if rest:
         out.print(f"{len(rest)} more paths ({_regime_counts(rest)}): every one in --json and --out; --all-paths "
                   "prints them")

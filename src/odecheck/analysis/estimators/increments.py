@@ -65,3 +65,11 @@ class AcfSums:
 def within_band(acf) -> bool:
     """Whether every lag's interval lies strictly inside +-ACF_BAND (and there is at least one lag)."""
     return bool(acf) and all(np.isfinite(lo) and -ACF_BAND < lo and hi < ACF_BAND for _, _, (lo, hi) in acf)
+
+
+def worst_lag(acf) -> str:
+    """The lag whose autocorrelation interval reaches farthest from 0, for a reason text."""
+    if not acf:
+        return ""
+    j, est, (lo, hi) = max(acf, key=lambda a: max(abs(a[2][0]), abs(a[2][1])) if np.isfinite(a[2][0]) else np.inf)
+    return f" (lag {j}: {est:.3f} [{lo:.3f}, {hi:.3f}])"

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from odecheck.analysis.estimators.increments import ACF_BAND, AcfSums, within_band
+from odecheck.analysis.estimators.increments import ACF_BAND, AcfSums, within_band, worst_lag
 from odecheck.analysis.estimators.jackknife import jackknife_interval
 from odecheck.core._errors import invalid
 
@@ -328,43 +328,6 @@ def minimum_depth(lags: int = MIN_LAGS) -> int:
     return L
 
 
-def smooth_noise_mimic(n_lags: int, grid: int = 700) -> tuple[float, float, float, np.ndarray]:
-    """The smooth path plus white noise that looks most like one rough power law over ``n_lags`` dyadic
-    lags: the variogram 1 - exp(-(h/l)^2/2) + a (length scale l layers, noise level a) whose log-log slope
-    lies in the sde band (0.25, 0.75) with the least spread of its local exponents; searched on a log
-    grid (l in [0.1, 1e5], a in [1e-10, 1e4]), then refined by Nelder-Mead from the five best grid
-    points. Returns (spread, l, a, local exponents); SDE_MIMIC_SPREAD holds its spreads."""
-    from scipy.optimize import minimize
-
-    lags = 2.0 ** np.arange(n_lags)
-    x = np.log(lags) - np.log(lags).mean()
-
-    def curve(log_l, log_a):
-        y = 0.5 * np.log(-np.expm1(-((lags / np.exp(log_l)) ** 2) / 2) + np.exp(log_a))
-        H = ((y - y.mean(-1, keepdims=True)) * x).sum(-1) / (x**2).sum()
-        return H, np.diff(y, axis=-1) / np.log(2.0)
-
-    gl = np.linspace(np.log(0.1), np.log(1e5), grid)[:, None, None]
-    ga = np.linspace(np.log(1e-10), np.log(1e4), grid)[None, :, None]
-    H, s = curve(gl, ga)
-    spread = np.where((H > NONE_BELOW) & (H < ODE_ABOVE), s.max(-1) - s.min(-1), np.inf)
-
-    def penalized(p):
-        h, loc = curve(p[0], p[1])
-        return loc.max() - loc.min() + 100 * (max(0.0, NONE_BELOW - h) + max(0.0, h - ODE_ABOVE))
-
-    best = (np.inf, 0.0, 0.0)
-    for flat in np.argsort(spread, axis=None)[:5]:
-        i, j = np.unravel_index(flat, spread.shape)
-        r = minimize(penalized, [gl[i, 0, 0], ga[0, j, 0]], method="Nelder-Mead",
-                     options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000})
-        h, loc = curve(r.x[0], r.x[1])
-        if NONE_BELOW < h < ODE_ABOVE and loc.max() - loc.min() < best[0]:
-            best = (float(loc.max() - loc.min()), float(r.x[0]), float(r.x[1]))
-    _, loc = curve(best[1], best[2])
-    return best[0], float(np.exp(best[1])), float(np.exp(best[2])), loc
-
-
 def sde_tolerance(n_lags: int) -> float:
     """Spread of the local exponents within which a path over ``n_lags`` lags may be called `sde`."""
     return min(CROSSOVER_TOLERANCE, SDE_MIMIC_SPREAD.get(n_lags, CROSSOVER_TOLERANCE))
@@ -416,21 +379,13 @@ def decide_regime(fit: LocalFit | None, *, depth: int, entries: int, constant: b
                            "rough, not smooth plus layer noise")
         if wide >= stol:
             why = (f"{J} lags cannot tell a rough path from a smooth path plus layer noise, and the increments' "
-                   f"autocorrelation was not shown within +-{ACF_BAND:g} at lags 1-{len(acf or ())}" + _acf_worst(acf)
+                   f"autocorrelation was not shown within +-{ACF_BAND:g} at lags 1-{len(acf or ())}" + worst_lag(acf)
                    if stol == 0 else
                    f"local exponents not shown within +-{stol} (largest difference up to {wide:.3f}), the spread "
                    f"a smooth path plus layer noise can have over {J} lags")
             return "inconclusive", f"Hurst [{lo:.3f}, {hi:.3f}] inside the sde band, but {why}"
     shown = sde_tolerance(len(fit.lags)) if regime == "sde" else tol
     return regime, f"one power law over {span} (local exponents within +-{shown:g}); Hurst [{lo:.3f}, {hi:.3f}]"
-
-
-def _acf_worst(acf) -> str:
-    """The lag whose autocorrelation interval reaches farthest from 0, for a reason text."""
-    if not acf:
-        return ""
-    j, est, (lo, hi) = max(acf, key=lambda a: max(abs(a[2][0]), abs(a[2][1])) if np.isfinite(a[2][0]) else np.inf)
-    return f" (lag {j}: {est:.3f} [{lo:.3f}, {hi:.3f}])"
 
 
 def regime_from_sums(sums: LagSums, level: float = 0.95) -> RegimeDecision:
