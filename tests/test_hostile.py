@@ -3,7 +3,9 @@ analyzed or refused in one line naming the file, never a traceback of another ki
 
 from __future__ import annotations
 
+import os
 import resource
+import sys
 
 import pytest
 from hostile.generators import header_edits, overwrites, truncations, valid_files, write_header_file
@@ -28,15 +30,52 @@ def cases(tmp_path_factory):
     return _cases(tmp_path_factory)
 
 
+_OPENED: list[str] | None = None  # the files opened while a case is analyzed (an audit hook, installed once)
+
+
+def _audit(event, args):
+    if _OPENED is not None and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_audit)
+
+
 def _answer(path):
-    """analyze's answer for one file: ("ok", n paths) or ("refused", the one line)."""
+    """analyze's answer for one file: ("ok", n paths) or ("refused", the one line). Every file it opens in the
+    case's folder must be the case itself: never a neighbour (no splicing, no escape)."""
+    global _OPENED
+    _OPENED = []
     try:
         res = analyze_files([path])
     except InvalidArgument as e:
         msg = str(e)
         assert "\n" not in msg and str(path) in msg, msg
         return "refused", msg
+    finally:
+        opened, _OPENED = _OPENED, None
+        folder = os.path.realpath(os.path.dirname(path))
+        here = {os.path.realpath(f) for f in opened if os.path.realpath(f).startswith(folder + os.sep)}
+        assert here <= {os.path.realpath(path)}, (path, sorted(here))
+        _LAST_SEEN[:] = sorted(here)
     return "ok", len(res["paths"])
+
+
+_LAST_SEEN: list[str] = []
+
+
+def test_the_audit_hook_sees_what_analyze_opens_and_a_neighbour_would_fail(tmp_path):
+    import numpy as np
+
+    good = tmp_path / "a.npz"
+    np.savez(good, w=np.cumsum(np.random.default_rng(0).standard_normal((16, 20)), 0))
+    np.savez(tmp_path / "b.npz", w=np.zeros((16, 20)))  # a neighbour: never opened
+    assert _answer(good)[0] == "ok" and _LAST_SEEN == [os.path.realpath(good)]
+    global _OPENED
+    _OPENED = []
+    open(tmp_path / "b.npz", "rb").close()  # what the check would see if analyze read the neighbour
+    assert os.path.realpath(_OPENED[-1]) == os.path.realpath(tmp_path / "b.npz")
+    _OPENED = None
 
 
 def test_at_least_100_generated_cases(cases):
