@@ -196,3 +196,94 @@ def test_an_nn_module_gets_the_same_statistics_as_its_resnet():
     x = torch.randn(5, 4, dtype=torch.float64)
     torch.testing.assert_close(exported(mod, x), heun_gain(mod.to_resnet(), x), rtol=0, atol=0)
     torch.testing.assert_close(gradient_error(mod, x, x), gradient_error(mod.to_resnet(), x, x), rtol=0, atol=0)
+
+
+def _linear_gradients_reference(V, x, y, scheme, reconstructed):
+    """dl/dV_k of a linear ResNet, l = (1/n) sum_i ||h_N - y_i||^2, by the adjoint recursion written out in numpy on
+    the stored or the recovered states: the reference for weight_gradients and gradient_error."""
+    L, q = V.shape[0], V.shape[1]
+    eye = np.eye(q)
+    if scheme == "euler":
+        c, steps = 1.0 / L, L
+        fwd = [eye + c * V[k] for k in range(steps)]
+        back = [eye - c * V[k] for k in range(steps)]
+    else:
+        c, steps = 1.0 / (L - 1), L - 1
+        fwd = [eye + 0.5 * c * (V[k] + V[k + 1] + c * V[k + 1] @ V[k]) for k in range(steps)]
+        back = [eye - 0.5 * c * (V[k + 1] + V[k] - c * V[k] @ V[k + 1]) for k in range(steps)]
+    hs = [x]
+    for k in range(steps):
+        hs.append(hs[-1] @ fwd[k].T)
+    states = hs
+    if reconstructed:
+        states = [None] * (steps + 1)
+        states[steps] = hs[-1]
+        for k in range(steps - 1, -1, -1):
+            states[k] = states[k + 1] @ back[k].T
+    n = x.shape[0]
+    adj = 2.0 * (hs[-1] - y) / n
+    g = np.zeros_like(V)
+    for k in range(steps - 1, -1, -1):
+        h = states[k]
+        if scheme == "euler":  # out = h + c V_k h
+            g[k] += c * adj.T @ h
+        else:  # out = h + c/2 (V_k h + V_{k+1} (h + c V_k h))
+            p = h + c * h @ V[k].T
+            g[k] += 0.5 * c * (adj.T @ h + c * (adj @ V[k + 1]).T @ h)
+            g[k + 1] += 0.5 * c * adj.T @ p
+        adj = adj @ fwd[k]
+    return g.reshape(-1)
+
+
+@pytest.mark.parametrize("scheme", ["euler", "heun"])
+@pytest.mark.parametrize("reconstructed", [False, True])
+def test_weight_gradients_on_stored_and_recovered_states_match_the_adjoint_written_out(scheme, reconstructed):
+    V = _rng_V(1, 7, 3, 21, 2.0)
+    x = 0.3 * np.random.default_rng(22).standard_normal((4, 3))  # norms below 1
+    y = np.random.default_rng(23).standard_normal((4, 3))
+    got = weight_gradients(_linear(V), torch.tensor(x), torch.tensor(y), scheme, reconstructed=reconstructed)[0]
+    ref = _linear_gradients_reference(V[0], x, y, scheme, reconstructed)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("scheme", ["euler", "heun"])
+def test_gradient_error_is_the_relative_gap_of_the_two_gradients(scheme):
+    V = _rng_V(1, 7, 3, 31, 2.0)
+    x = 0.3 * np.random.default_rng(32).standard_normal((4, 3))
+    y = 0.3 * np.random.default_rng(33).standard_normal((4, 3))
+    exact = _linear_gradients_reference(V[0], x, y, scheme, False)
+    approx = _linear_gradients_reference(V[0], x, y, scheme, True)
+    want = np.linalg.norm(approx - exact) / np.linalg.norm(exact)
+    assert gradient_error(_linear(V), torch.tensor(x), torch.tensor(y), scheme).item() == pytest.approx(want, rel=1e-9)
+
+
+def test_float32_networks_and_small_inputs_are_computed_in_float64():
+    V = _rng_V(2, 9, 3, 41)
+    h0 = 1e-3 * np.random.default_rng(42).standard_normal((5, 3))  # ||h_0|| << 1: no clamping of the ratio
+    net32 = ResNet.from_weights(block="res1", V=V.astype(np.float32), activation="identity", dtype=torch.float32)
+    V32 = V.astype(np.float32).astype(np.float64)
+    for scheme in ("euler", "heun"):
+        got = reconstruction_error(net32, torch.tensor(h0, dtype=torch.float32), scheme).numpy()
+        ref = _rel_err_reference(V32, h0.astype(np.float32).astype(np.float64), scheme)
+        np.testing.assert_allclose(got, ref, rtol=1e-9)
+
+
+def test_two_layers_are_enough_for_heun_and_errors_name_their_argument_exactly():
+    V = _rng_V(1, 2, 2, 51)
+    x = torch.randn(3, 2, dtype=torch.float64)
+    assert np.isfinite(reconstruction_error(_linear(V), x, "heun").item())  # one Heun step over two nodes
+    net = _linear(_rng_V(1, 1, 2, 0))
+    cases = [(lambda: reconstruction_error(net, x, "rk4"), "scheme='rk4': expected 'euler' or 'heun'"),
+             (lambda: reconstruction_error(net, x, "heun"), "depth=1: expected at least 2 layers for Heun's scheme")]
+    for call, text in cases:
+        with pytest.raises(InvalidArgument) as e:
+            call()
+        assert str(e.value) == text
+    conv = ResNet(block="conv", depth=2, dim=4, width=1, init="iid", seed=0)
+    with pytest.raises(InvalidArgument) as e:
+        heun_gain(conv, torch.randn(1, 4))
+    assert str(e.value) == "block='conv': expected a block acting on vectors (mlp, res1, single, meanfield)"
+    single = ResNet(block="single", depth=3, dim=2, delta="shared", init="iid", seed=0)
+    with pytest.raises(InvalidArgument) as e:
+        heun_gain(single, torch.randn(2, 2))
+    assert str(e.value) == "delta='shared': expected 'fixed' (a trained residual scale is not a weight path)"
