@@ -651,9 +651,21 @@ def test_count_limits_from_the_header_name_the_file(tmp_path, monkeypatch):
     g.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, refs.MAX_METADATA + 1))
     with pytest.raises(InvalidArgument, match="metadata entries"):
         list_tensors(g)
-    g.write_bytes(b"GGUF" + b"\0" * 5)
-    with pytest.raises(InvalidArgument, match="unreadable or corrupt GGUF"):
+    # the fixed header followed by more bytes, little- and big-endian (a swapped version), and counts beyond
+    # 2^63 (unsigned): each read from the first 24 bytes
+    g.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 1 << 40, 0) + b"\0" * 100)
+    with pytest.raises(InvalidArgument, match=r"declares 1099511627776 tensors"):
         list_tensors(g)
+    g.write_bytes(b"GGUF" + struct.pack(">IQQ", 3, 1 << 40, 0) + b"\0" * 100)
+    with pytest.raises(InvalidArgument, match=r"declares 1099511627776 tensors"):
+        list_tensors(g)
+    g.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, (1 << 64) - 1, 0))
+    with pytest.raises(InvalidArgument, match=r"declares 18446744073709551615 tensors"):
+        list_tensors(g)
+    g.write_bytes(b"GGUF" + b"\0" * 5)
+    with pytest.raises(InvalidArgument) as e:
+        list_tensors(g)
+    assert str(e.value) == f"{g}: unreadable or corrupt GGUF (not a GGUF header)"
 
 
 def test_one_bad_file_is_reported_and_the_others_analyzed(tmp_path):

@@ -183,7 +183,7 @@ def test_all_of():
     assert all_of(["confirmed"] * 3) == "confirmed"
     assert all_of(["confirmed", "inconclusive", "confirmed"]) == "inconclusive"
     assert all_of(["confirmed", "inconclusive", "refuted"]) == "refuted"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^all_of needs at least one call$"):
         all_of([])
 
 
