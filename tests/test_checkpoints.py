@@ -640,6 +640,8 @@ def test_count_limits_from_the_header_name_the_file(tmp_path, monkeypatch):
     path = tmp_path / "many.safetensors"
     path.write_bytes(struct.pack("<Q", len(raw)) + raw)
     assert len(list_tensors(path)) == 5
+    monkeypatch.setattr(safetensors_reader, "MAX_TENSORS", 5)
+    assert len(list_tensors(path)) == 5  # at the limit: read
     monkeypatch.setattr(safetensors_reader, "MAX_TENSORS", 4)
     with pytest.raises(InvalidArgument, match=r"many.safetensors: its header declares 5 tensors, more than .* \(4\)"):
         list_tensors(path)

@@ -168,9 +168,9 @@ def test_bad_arguments_name_themselves():
     assert e.value.argument == "block"
 
 
-@pytest.mark.parametrize("order", [1, 2])
-def test_order_call_at_its_boundary(order):
-    t = -order + ORDER_SLACK
+@pytest.mark.parametrize("order,t", [(1, -0.85), (2, -1.85)])  # written out: -p + 0.15 (docs/theory.md)
+def test_order_call_at_its_boundary(order, t):
+    assert ORDER_SLACK == pytest.approx(0.15)
     assert order_call((t - 0.3, t - 1e-9), order) == "confirmed"
     assert order_call((t - 0.3, t), order) == "inconclusive"  # touching the boundary is not below it
     assert order_call((t + 1e-9, t + 0.3), order) == "refuted"

@@ -152,38 +152,48 @@ def _layer_backward(g: Branch, k: int, h: torch.Tensor, adj: torch.Tensor, c: fl
     return grads[0], [(w, gw) for w, gw in zip(ws, grads[1:], strict=True)]
 
 
-def weight_gradients(net, x, target, scheme: Scheme = "euler", *, reconstructed: bool = False):
-    r"""Gradients of l = (1/n) sum_i ||h_N(x_i) - y_i||^2 with respect to every node's weights, per member:
-    a (R, P) float64 tensor (P the number of layer weights). The backward pass recomputes each step
-    from the stored activations, or (``reconstructed=True``) from activations recovered backward from
-    h_N (the memory-free adjoint)."""
+def _gradients(net, x, target, scheme: str, kinds: tuple[str, ...]) -> list[torch.Tensor]:
+    """The weight gradients (R, P) of one forward pass, backward from each state list of ``kinds``: "stored"
+    (the forward's activations) or "recovered" (recovered backward from h_N)."""
     _check_scheme(scheme)
     net = _as_resnet(net)
     leaves = [{f: w.detach().clone().requires_grad_(True) for f, w in node.items()} for node in node_weights(net)]
+    flat = [w for node in leaves for w in node.values()]
+    where = {id(w): i for i, w in enumerate(flat)}
     g = branch(net, leaves)
     steps, c = steps_and_scale(net.depth, net.beta, scheme)
     with torch.no_grad():
         h0 = _states(net, x)
         hs = trajectory(g, h0, steps, c, scheme)
-        states = reconstruction(g, hs[-1], steps, c, scheme) if reconstructed else hs
     y = torch.as_tensor(target, dtype=torch.float64, device=h0.device)
-    adj = 2.0 * (hs[-1] - y) / h0.shape[-2]
-    acc: dict[int, torch.Tensor] = {}
-    for k in range(steps - 1, -1, -1):
-        adj, pairs = _layer_backward(g, k, states[k], adj, c, scheme, leaves)
-        for w, gw in pairs:
-            if gw is not None:
-                acc[id(w)] = acc[id(w)] + gw if id(w) in acc else gw
-    R = h0.shape[0]
-    flat = [acc.get(id(w), torch.zeros_like(w)).reshape(R, -1) for node in leaves for w in node.values()]
-    return torch.cat(flat, dim=1)
+    out = []
+    for kind in kinds:
+        with torch.no_grad():
+            states = hs if kind == "stored" else reconstruction(g, hs[-1], steps, c, scheme)
+        acc = [torch.zeros_like(w) for w in flat]
+        adj = 2.0 * (hs[-1] - y) / h0.shape[-2]
+        for k in range(steps - 1, -1, -1):
+            adj, pairs = _layer_backward(g, k, states[k], adj, c, scheme, leaves)
+            for w, gw in pairs:
+                if gw is not None:  # a family the block's field does not read
+                    acc[where[id(w)]] += gw
+        out.append(torch.cat([a.reshape(h0.shape[0], -1) for a in acc], dim=1))
+    return out
+
+
+def weight_gradients(net, x, target, scheme: Scheme = "euler", *, reconstructed: bool = False):
+    r"""Gradients of l = (1/n) sum_i ||h_N(x_i) - y_i||^2 with respect to every node's weights, per member:
+    a (R, P) float64 tensor (P the number of layer weights). The backward pass recomputes each step
+    from the stored activations, or (``reconstructed=True``) from activations recovered backward from
+    h_N (the memory-free adjoint)."""
+    return _gradients(net, x, target, scheme, ("recovered" if reconstructed else "stored",))[0]
 
 
 def gradient_error(net, x, target, scheme: Scheme = "euler") -> torch.Tensor:
     """Relative error of the weight gradient computed with activations recovered backward (the
-    memory-free adjoint) against the one with stored activations: ||g~ - g|| / ||g|| per member (R,)."""
-    exact = weight_gradients(net, x, target, scheme)
-    approx = weight_gradients(net, x, target, scheme, reconstructed=True)
+    memory-free adjoint) against the one with stored activations: ||g~ - g|| / ||g|| per member (R,),
+    both from one forward pass."""
+    exact, approx = _gradients(net, x, target, scheme, ("stored", "recovered"))
     return (approx - exact).norm(dim=1) / exact.norm(dim=1).clamp_min(1e-300)
 
 
