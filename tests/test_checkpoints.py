@@ -361,6 +361,36 @@ def test_chunks_of_any_size_give_the_same_statistics(tmp_path):
             assert a["norms"] == pytest.approx(b["norms"], rel=1e-12)
 
 
+@pytest.mark.parametrize("where", ["everywhere", "one late entry"])
+def test_huge_values_streamed_scaled_exactly(tmp_path, where):
+    # float64 weights near 1e300, read chunk by chunk: the squares' sums would overflow, so the path is read
+    # again as Z 2^-k (k from its largest entry), exactly as the in-memory rule computes Z 2^-k; the
+    # scale-bearing statistics are multiplied back, nothing is inf or NaN but the quadratic variation
+    # (beyond float64 here, stated as inf)
+    import warnings
+
+    Z = np.cumsum(np.random.default_rng(7).standard_normal((16, 40, 10)), 0)
+    if where == "everywhere":
+        Z = np.ldexp(Z, 990)
+    else:  # only the last chunk's last column is huge: the first chunks were summed unscaled, then thrown away
+        Z[:, -1, -1] = np.ldexp(Z[:, -1, -1], 990)
+    st_numpy.save_file({f"blocks.{k}.w": Z[k] for k in range(16)}, tmp_path / "big.safetensors")
+    k = int(np.frexp(np.abs(Z).max())[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (row,) = analyze_checkpoint(tmp_path / "big.safetensors", chunk=64)["paths"]
+    small = path_stats(np.ldexp(Z, -k))  # the scaled path, in memory
+    assert row["regime"] == small.regime and row["hurst_ci"] == pytest.approx(small.hurst_ci, abs=1e-12)
+    assert row["max_normalized_increment"] == pytest.approx(small.max_normalized_increment, rel=1e-12)
+    for stat in ("max_increment", "max_norm", "root_sum_squares"):
+        assert row[stat] == pytest.approx(np.ldexp(getattr(small, stat), k), rel=1e-12), stat
+        assert np.isfinite(row[stat])
+    assert row["increments"] == pytest.approx([np.ldexp(x, k) for x in small.increments], rel=1e-12)
+    with np.errstate(over="ignore"):
+        qv = np.ldexp(small.quadratic_variation, 2 * k)
+    assert row["quadratic_variation"] == (pytest.approx(qv, rel=1e-12) if np.isfinite(qv) else np.inf)
+
+
 def test_bfloat16_tensors_are_read_as_torch_reads_them(tmp_path):
     g = torch.Generator().manual_seed(0)
     layers = {f"blocks.{k}.w": torch.randn(8, 9, generator=g).to(torch.bfloat16) for k in range(6)}

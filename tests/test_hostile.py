@@ -15,6 +15,34 @@ from odecheck.core._errors import InvalidArgument
 
 pytest.importorskip("safetensors")
 MEMORY_BOUND_KB = 2 * 1024 * 1024  # 2 GB of resident memory at most, whatever the input claims
+CASE_BOUND_KB = 256 * 1024  # what one case may add to the resident memory it found: its files are under 100 KB,
+# so a reader that believed a header (10^15 entries, a 3 GiB inflation) would cross it by far
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+class PeakMemory:
+    """The peak resident memory (kB) a block added, ``grew``: the kernel's high-water mark is reset on entry
+    (``/proc/self/clear_refs``) and read on exit, whether the block returns or raises. None where the kernel
+    does not offer the reset."""
+
+    grew: int | None = None
+
+    def __enter__(self):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.before = _status_kb("VmRSS")
+        except OSError:
+            self.before = None
+        return self
+
+    def __exit__(self, *exc):
+        self.grew = None if self.before is None else _status_kb("VmHWM") - self.before
+        return False
 
 
 def _cases(tmp_path_factory):
@@ -46,8 +74,10 @@ def _answer(path):
     case's folder must be the case itself: never a neighbour (no splicing, no escape)."""
     global _OPENED
     _OPENED = []
+    meter = PeakMemory()
     try:
-        res = analyze_files([path])
+        with meter:
+            res = analyze_files([path])
     except InvalidArgument as e:
         msg = str(e)
         assert "\n" not in msg and str(path) in msg, msg
@@ -58,10 +88,26 @@ def _answer(path):
         here = {os.path.realpath(f) for f in opened if os.path.realpath(f).startswith(folder + os.sep)}
         assert here <= {os.path.realpath(path)}, (path, sorted(here))
         _LAST_SEEN[:] = sorted(here)
+        assert meter.grew is None or meter.grew < CASE_BOUND_KB, (path, meter.grew)
+        _GREW.append(meter.grew)
     return "ok", len(res["paths"])
 
 
 _LAST_SEEN: list[str] = []
+_GREW: list[int | None] = []  # the memory each analyzed case added
+
+
+def test_the_memory_meter_sees_one_case_allocating():
+    import numpy as np
+
+    with PeakMemory() as big:
+        float(np.ones(48 * 1024 * 1024).sum())  # 384 MiB, touched, then freed
+    if big.grew is None:
+        pytest.skip("the kernel offers no resettable high-water mark")
+    assert big.grew >= 384 * 1024 * 0.95 and big.grew > CASE_BOUND_KB
+    with PeakMemory() as small:
+        pass
+    assert small.grew < 16 * 1024  # and nothing much when nothing is allocated: the reset worked
 
 
 def test_the_audit_hook_sees_what_analyze_opens_and_a_neighbour_would_fail(tmp_path):
@@ -101,3 +147,4 @@ def test_cut_and_overwritten_files_are_answered_in_one_line(cases, fmt, tmp_path
 def test_edited_safetensors_headers_are_refused_in_one_line(tmp_path, name, header):
     kind, answer = _answer(write_header_file(tmp_path / "h.safetensors", header))
     assert kind == "refused", (name, answer)
+

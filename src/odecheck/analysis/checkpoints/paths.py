@@ -12,7 +12,7 @@ import numpy as np
 
 from odecheck.analysis.checkpoints.listing import list_tensors
 from odecheck.analysis.checkpoints.refs import CHUNK_ENTRIES, TensorRef
-from odecheck.analysis.estimators.regularity import PathStats
+from odecheck.analysis.estimators.regularity import HUGE, PathStats, huge_exponent, scaled_back
 from odecheck.core._errors import InvalidArgument, invalid
 
 _LAYER = re.compile(r"^(.*?)(?:^|\.)(\d+)\.(.+)$")
@@ -78,23 +78,66 @@ def path_statistics(path: CheckpointPath, *, level: float = 0.95, seed: int = 0,
     """The :class:`~odecheck.estimators.PathStats` of a checkpoint path (the record ``path_stats`` gives for an
     array in memory), reading ``chunk`` columns of every layer at a time: memory (L x chunk) whatever the
     tensors' size. Small paths (< 8 entries per layer) are read whole and go through ``path_stats`` (its
-    block bootstrap)."""
+    block bootstrap). A path with an entry above ``HUGE`` is read again as Z 2^-e (e the largest entry's binary
+    exponent, found by a third pass), as ``path_stats`` computes it in memory: exact, nothing overflows."""
     from odecheck.analysis.estimators import path_stats
-    from odecheck.analysis.estimators.regularity import LagSums, dyadic_lags, regime_from_sums
 
     L, P = len(path.layers), path.layers[0].size
     if P < 8 or L < 3:
-        Z = np.stack([t.flat(0, P) for t in path.layers])
-        _finite(path, Z)
-        return replace(path_stats(Z, seed=seed), shape=tuple(path.shape))
-    lags = dyadic_lags(L)
-    sums = LagSums(L, P, lags)
-    step = max(sums.G, chunk)
-    for a in range(0, P, step):
-        b = min(P, a + step)
-        Z = np.stack([t.flat(a, b) for t in path.layers])
-        _finite(path, Z)
+        return replace(path_stats(_read(path, 0, P), seed=seed), shape=tuple(path.shape))
+    try:
+        sums = _streamed_sums(path, chunk)
+    except _Huge:  # entries beyond HUGE: read again, every chunk scaled by 2^-e (exact), then scaled back
+        e = huge_exponent(max(_largest(path, a, b) for a, b in _chunks(path, chunk)))
+        return scaled_back(_stats_of_sums(path, _streamed_sums(path, chunk, e), level), e)
+    return _stats_of_sums(path, sums, level)
+
+
+class _Huge(Exception):
+    """A chunk holds an entry above HUGE: the path is read again, scaled."""
+
+
+def _chunks(path: CheckpointPath, chunk: int):
+    P = path.layers[0].size
+    step = max(_lag_sums(path).G, chunk)
+    return [(a, min(P, a + step)) for a in range(0, P, step)]
+
+
+def _lag_sums(path: CheckpointPath):
+    from odecheck.analysis.estimators.regularity import LagSums, dyadic_lags
+
+    L = len(path.layers)
+    return LagSums(L, path.layers[0].size, dyadic_lags(L))
+
+
+def _read(path: CheckpointPath, a: int, b: int) -> np.ndarray:
+    Z = np.stack([t.flat(a, b) for t in path.layers])
+    _finite(path, Z)
+    return Z
+
+
+def _largest(path: CheckpointPath, a: int, b: int) -> float:
+    return float(np.abs(_read(path, a, b)).max())
+
+
+def _streamed_sums(path: CheckpointPath, chunk: int, e: int | None = None):
+    """The path's ``LagSums``, one chunk of columns at a time; ``e``: read every chunk as Z 2^-e. Unscaled,
+    a chunk with an entry above HUGE raises ``_Huge``."""
+    sums = _lag_sums(path)
+    for a, b in _chunks(path, chunk):
+        Z = _read(path, a, b)
+        if e is not None:
+            Z = np.ldexp(Z, -e)
+        elif np.abs(Z).max() > HUGE:
+            raise _Huge
         sums.add(Z, a)
+    return sums
+
+
+def _stats_of_sums(path: CheckpointPath, sums, level: float) -> PathStats:
+    from odecheck.analysis.estimators.regularity import regime_from_sums
+
+    L = len(path.layers)
     inc = np.sqrt(sums.increment2)
     norms = np.sqrt(sums.norm2)
     dec = regime_from_sums(sums, level)

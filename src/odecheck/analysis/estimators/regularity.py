@@ -452,24 +452,36 @@ class PathStats:
         return {**d, **{k: list(d[k]) for k in ("shape", "hurst_ci", "increments", "norms", "local")}}
 
 
-HUGE = 2.0 ** 500  # above it a path's squares could overflow float64: its statistics are computed scaled
+HUGE = 2.0 ** 400  # above it sums of a path's squares could overflow float64 (2^800 per square, so up to 2^223
+# entries are safe): its statistics are computed scaled
+
+
+def huge_exponent(big: float) -> int:
+    """The binary exponent e of a path's largest entry ``big``: the path is computed as Z 2^-e (exact)."""
+    return int(np.frexp(big)[1])
+
+
+def scaled_back(st: PathStats, e: int) -> PathStats:
+    """The statistics of Z from those of Z 2^-e: the ones that carry the scale multiplied back by 2^e (2^2e for
+    the quadratic variation; inf beyond float64), the scale-free ones (Hurst, regime, normalized increments)
+    as they are."""
+    up = lambda x, k=1: float(np.ldexp(x, k * e))  # noqa: E731
+    with np.errstate(over="ignore"):
+        return replace(st, max_increment=up(st.max_increment), max_norm=up(st.max_norm),
+                       root_sum_squares=up(st.root_sum_squares), quadratic_variation=up(st.quadratic_variation, 2),
+                       increments=tuple(up(x) for x in st.increments), norms=tuple(up(x) for x in st.norms))
 
 
 def path_stats(path, *, seed: int = 0) -> PathStats:
-    """Every statistic of one path (L, ...). A path with entries above HUGE (about 3e150) is computed on
+    """Every statistic of one path (L, ...). A path with entries above HUGE (about 2.6e120) is computed on
     Z 2^-e, e its largest binary exponent (exact: only the exponent changes), and the statistics that carry
     the scale are multiplied back; Hurst exponent, regime and normalized increments are scale-free. A
     quadratic variation beyond float64 is inf."""
     Z = np.asarray(path, dtype=float)
     big = float(np.max(np.abs(Z))) if Z.size else 0.0
     if np.isfinite(big) and big > HUGE:
-        e = int(np.frexp(big)[1])
-        st = path_stats(np.ldexp(Z, -e), seed=seed)
-        up = lambda x, k=1: float(np.ldexp(x, k * e))  # noqa: E731
-        with np.errstate(over="ignore"):
-            return replace(st, max_increment=up(st.max_increment), max_norm=up(st.max_norm),
-                           root_sum_squares=up(st.root_sum_squares), quadratic_variation=up(st.quadratic_variation, 2),
-                           increments=tuple(up(x) for x in st.increments), norms=tuple(up(x) for x in st.norms))
+        e = huge_exponent(big)
+        return scaled_back(path_stats(np.ldexp(Z, -e), seed=seed), e)
     inc, norms = increment_norms(Z), layer_norms(Z)
     if Z.shape[0] >= 3:
         dec = classify_regime(Z, seed=seed)
