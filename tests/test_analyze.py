@@ -64,6 +64,26 @@ def test_stacked_npz(tmp_path):
     assert [w.member for w in paths] == [0, 1, 2]
 
 
+def test_an_npz_array_that_cannot_be_a_path_is_left_out_and_the_rest_analyzed(tmp_path):
+    # as for the other formats: one NaN array, a scalar or a string array leaves that array out with its
+    # reason, the file's good paths are analyzed (exit 0); the library call without `skipped` still refuses
+    good = np.cumsum(np.random.default_rng(1).standard_normal((16, 30)), 0)
+    np.savez(tmp_path / "m.npz", good=good, bad=np.where(np.eye(16, 30) > 0, np.nan, good), step=np.float64(3.0),
+             note=np.array(["a", "b"]))
+    res = runner.invoke(app, ["analyze", str(tmp_path / "m.npz"), "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert [r["name"] for r in out["paths"]] == ["good"]
+    assert out["paths"][0]["max_increment"] == pytest.approx(np.linalg.norm(np.diff(good, axis=0), axis=1).max())
+    left = {s["name"]: s["reason"] for s in out["skipped"]}
+    assert left == {"bad": "has NaN or inf weights", "step": "of shape () has no layer axis (expected (L, ...) with L >= 2)",
+                    "note": "has dtype <U1, expected numbers"}
+    assert all(s["file"] == str(tmp_path / "m.npz") for s in out["skipped"])
+    assert "left out: bad: has NaN or inf weights" in res.output
+    with pytest.raises(oc.InvalidArgument, match="array 'bad' has NaN or inf weights"):
+        load_paths(tmp_path / "m.npz")
+
+
 def _write_bad(tmp_path, kind):
     if kind == "corrupt":
         (tmp_path / "x.npz").write_bytes(b"not a zip")

@@ -37,8 +37,12 @@ def _check_finite(file: str, name: str, a: np.ndarray) -> None:
         raise InvalidArgument(f"{file}: array {name!r} has NaN or inf weights")
 
 
-def load_paths(file: str | Path, *, stacked: bool = False, key: str | None = None) -> list[WeightPath]:
-    """Read every weight path of ``file`` (.npz, .pt, .pth). ``stacked``: npz arrays are (R, L, ...)."""
+def load_paths(file: str | Path, *, stacked: bool = False, key: str | None = None,
+               skipped: list | None = None) -> list[WeightPath]:
+    """Read every weight path of ``file`` (.npz, .pt, .pth). ``stacked``: npz arrays are (R, L, ...).
+    ``skipped``: a list that receives the npz arrays left out (NaN or inf weights, no layer axis, not numbers),
+    each with its reason, instead of the first of them failing the file; the file fails only when no path
+    is left."""
     from odecheck.analysis.checkpoints import regular_file
 
     f = str(file)
@@ -46,16 +50,21 @@ def load_paths(file: str | Path, *, stacked: bool = False, key: str | None = Non
     if not p.exists():
         raise InvalidArgument(f"{f}: no such file")
     regular_file(p)
+    left: list[dict] = []
     if _is_npz(p):
-        paths = _load_npz(p, stacked)
+        paths = _load_npz(p, stacked, None if skipped is None else left)
     else:  # .pt, .pth, .bin, .safetensors, or any name whose content is a checkpoint (list_tensors says if not)
         paths = _load_torch(p)
     if key is not None:
-        paths = [w for w in paths if key in w.name]
-        if not paths:
+        paths, left = [w for w in paths if key in w.name], [s for s in left if key in s["name"]]
+        if not paths and not left:
             raise invalid("key", key, f"a part of a weight path's name in {f}")
+    if skipped is not None:
+        skipped += left
     if not paths:
-        raise InvalidArgument(f"{f}: no weight path with a layer axis found")
+        raise InvalidArgument(f"{f}: no weight path with a layer axis found" + (
+            "; left out: " + "; ".join(f"{s['name']} {tuple(s['shape'])} ({s['reason']})" for s in left[:4])
+            if left else ""))
     return paths
 
 
@@ -83,7 +92,8 @@ def _npz_sizes(p: Path) -> None:
                                           f"({need} bytes) in a member of {info.file_size}")
 
 
-def _load_npz(p: Path, stacked: bool) -> list[WeightPath]:
+def _load_npz(p: Path, stacked: bool, left: list | None = None) -> list[WeightPath]:
+    """The npz's paths; an array that cannot be one fails the file, or with ``left`` is listed there."""
     f = str(p)
     try:
         _npz_sizes(p)
@@ -101,10 +111,17 @@ def _load_npz(p: Path, stacked: bool) -> list[WeightPath]:
         stacked = True
     for name, a in arrays.items():
         need = 2 if stacked else 1
-        if a.ndim < need or a.shape[1 if stacked else 0] < 2:
-            raise InvalidArgument(f"{f}: array {name!r} of shape {a.shape} has no layer axis "
-                                  f"(expected {'(R, L, ...)' if stacked else '(L, ...)'} with L >= 2)")
-        _check_finite(f, name, a)
+        try:
+            if a.ndim < need or a.shape[1 if stacked else 0] < 2:
+                raise InvalidArgument(f"{f}: array {name!r} of shape {a.shape} has no layer axis "
+                                      f"(expected {'(R, L, ...)' if stacked else '(L, ...)'} with L >= 2)")
+            _check_finite(f, name, a)
+        except InvalidArgument as e:
+            if left is None:
+                raise
+            left.append({"name": name, "layers": [], "shape": list(a.shape),
+                         "reason": str(e).removeprefix(f"{f}: array {name!r} ")})
+            continue
         if stacked:
             out += [WeightPath(f, name, a[r].astype(float), r) for r in range(a.shape[0])]
         else:
@@ -337,7 +354,9 @@ def analyze_files(files, *, key: str | None = None, stacked: bool = False, featu
             if features:
                 rows += analyze(feature_paths(f, inputs=inputs), seed=seed)["paths"]
             elif _is_npz(f):
-                rows += analyze(load_paths(f, stacked=stacked, key=key), seed=seed)["paths"]
+                left: list[dict] = []
+                rows += analyze(load_paths(f, stacked=stacked, key=key, skipped=left), seed=seed)["paths"]
+                skipped += [{"file": str(f), **s} for s in left]
             else:
                 res = analyze_checkpoint(f, key=key, seed=seed, include_buffers=include_buffers,
                                          on_path=None if progress is None else (
