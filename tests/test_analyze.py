@@ -279,10 +279,16 @@ def test_only_the_familys_own_limit_is_printed(tmp_path):
     scaling = scaling_across_depths(rows)
     res = {"paths": rows, "scaling": scaling, "families": families(scaling), "skipped": [], "failed": []}
     buf = io.StringIO()
-    print_analysis(res, Console(file=buf, width=200))
+    print_analysis(res, Console(file=buf, width=200), all_paths=True)
     text = buf.getvalue()
     assert text.count("family limit") == 1 and "max_normalized_increment ~" in text
     assert [ln for ln in text.splitlines() if "family limit" in ln][0].startswith("layers.*.w: max_normalized_increment")
+    assert res["families"][0]["limit"] == "ode" and "ode (from normalized)" in text  # -1 from the normalized one
+    compact = io.StringIO()  # the compact terminal: the family's one row, no line per statistic
+    print_analysis(res, Console(file=compact, width=200))
+    text = compact.getvalue()
+    assert "~ L^" not in text and text.count("layers.*.w") == 1 + len(rows)  # the family's row, the paths' rows
+    assert "ode (from normalized)" in text and "sde (from" not in text  # the raw increment's band is not printed
 
 
 def test_compact_terminal_counts_the_rest_and_folds_normalization_vectors(tmp_path):
@@ -307,3 +313,34 @@ def test_compact_terminal_counts_the_rest_and_folds_normalization_vectors(tmp_pa
     full = runner.invoke(app, ["analyze", str(tmp_path / "m.pt"), "--all-paths"], terminal_width=200)
     assert full.exit_code == 0 and "bn1." in full.output and "more paths" not in full.output
     assert full.output.count("│ m.pt ") == 26 and "folded" not in full.output
+
+
+def test_compact_terminal_folds_normalization_families_and_caps_left_out_lines(tmp_path):
+    # three depths of a network with a conv weight, a BatchNorm vector pair and 12 kinds of BatchNorm buffers:
+    # one family row (conv), one line folding the 2 normalization families, 10 left-out lines and one counting
+    # the other 2 names; --all-paths prints the norm families and every left-out name
+    rng = np.random.default_rng(2)
+    files = []
+    for L in (8, 12, 16):
+        sd = {}
+        for k in range(L):
+            sd[f"layers.{k}.conv1.weight"] = torch.tensor(rng.standard_normal((4, 4)) / L + 0.1 * k / L)
+            sd[f"layers.{k}.bn1.weight"] = torch.ones(4) + 0.01 * k
+            sd[f"layers.{k}.bn1.bias"] = torch.zeros(4) + 0.01 * k
+            for j in range(12):
+                sd[f"layers.{k}.bn{j + 2}.running_mean"] = torch.zeros(4)
+        torch.save(sd, tmp_path / f"m{L}.pt")
+        files.append(str(tmp_path / f"m{L}.pt"))
+    res = runner.invoke(app, ["analyze", *files, "--json", str(tmp_path / "r.json")], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    fams = {f["name"] for f in json.loads((tmp_path / "r.json").read_text())["families"]}
+    assert "~ L^" not in res.output
+    assert fams == {"layers.*.conv1.weight", "layers.*.bn1.weight", "layers.*.bn1.bias"}
+    assert "2 families of normalization vectors folded" in res.output and "layers.*.bn1.weight" not in res.output
+    left = [ln for ln in res.output.splitlines() if ln.startswith("left out:")]
+    assert len(left) == 11 and left[-1].startswith("left out: 72 more tensors under 2 more names")  # 2 names x 36 layers
+    full = runner.invoke(app, ["analyze", *files, "--all-paths"], terminal_width=200)
+    assert "layers.*.bn1.weight" in full.output and "folded" not in full.output
+    assert len([ln for ln in full.output.splitlines() if ln.startswith("left out:")]) == 12
+    scaling = json.loads((tmp_path / "r.json").read_text())["scaling"]
+    assert full.output.count("~ L^") == len(scaling) >= 7  # one line per family and statistic

@@ -95,32 +95,28 @@ def _regime_counts(rows: list[dict]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+SHOWN_LEFT = 10  # lines of left-out name patterns in the compact terminal
+
+
 def print_analysis(res: dict, out, *, all_paths: bool = False) -> None:
-    """analyze's families table, its paths (least regular first), scaling lines and what was left out,
-    on the rich console ``out``. Compact unless ``all_paths``: the SHOWN_PATHS least regular paths, the rest
-    and the normalization layers' own vectors (BatchNorm, LayerNorm) counted by regime in one line each."""
+    """analyze's families table, its paths (least regular first) and what was left out, on the rich console
+    ``out``. Compact unless ``all_paths``: one row per family, the SHOWN_PATHS least regular paths, the rest and
+    the normalization layers' own vectors and families (BatchNorm, LayerNorm) counted by regime in one line
+    each; ``all_paths`` adds every path and one line per family and statistic."""
     from odecheck.analysis.checkpoints.paths import normalization_vector
 
     rows, skipped = res["paths"], res["skipped"]
     folded = [] if all_paths else [r for r in rows if normalization_vector(r["name"])]
     rows = [r for r in rows if all_paths or not normalization_vector(r["name"])]
     rest, rows = ([], rows) if all_paths else (rows[SHOWN_PATHS:], rows[:SHOWN_PATHS])
-    if res["families"]:
-        ft = Table(title="families across depths (exponent in L, 95% interval)")
-        for col in ("family", "depths", "max incr", "normalized", "max norm", "limit"):
-            ft.add_column(col, no_wrap=True, overflow="fold" if col == "family" else "ellipsis")
-        for fam in res["families"]:
-            st = fam["statistics"]
-
-            def cell(k, st=st):
-                if k not in st:
-                    return "-"
-                lo, hi = st[k]["ci"]
-                return f"{st[k]['exponent']:.2f}" + ("" if lo != lo else f" [{lo:.2f}, {hi:.2f}]")
-
-            ft.add_row(fam["name"], ",".join(map(str, fam["depths"])), cell("max_increment"),
-                       cell("max_normalized_increment"), cell("max_norm"), fam["limit"])
-        out.print(ft)
+    fams = [f for f in res["families"] if all_paths or not normalization_vector(f["name"])]
+    folded_fams = len(res["families"]) - len(fams)
+    if fams:
+        out.print(families_table(fams))
+    if folded_fams:
+        out.print(f"{folded_fams} families of normalization vectors folded "
+                  f"({_regime_counts([{'regime': f['limit']} for f in res['families'] if f not in fams])}); "
+                  "--all-paths prints them")
     gains = any("heun_gain" in r for r in rows)  # --features: each network's Heun gain (claim 12)
     out.print(paths_table(rows, gains))
     if rest:
@@ -135,20 +131,50 @@ def print_analysis(res: dict, out, *, all_paths: bool = False) -> None:
     if any(r.get("feeds_norm") for r in rows):
         out.print("* the weight feeds a normalization layer (read from its neighbours' names): its scale is not "
                   "seen downstream, the normalized increment is the one that counts")
+    if all_paths:
+        _scaling_lines(res, out)
+    left: dict[tuple[str, str], int] = {}  # one line per name pattern and reason: a layer index becomes *
+    for s in skipped:
+        pattern = re.sub(r"(?<=\.)\d+(?=\.)", "*", s["name"])
+        left[(pattern, s["reason"])] = left.get((pattern, s["reason"]), 0) + 1
+    shown = list(left.items()) if all_paths else list(left.items())[:SHOWN_LEFT]
+    for (pattern, reason), n in shown:
+        out.print(f"left out: {pattern}" + (f" ({n} tensors)" if n > 1 else "") + f": {reason}")
+    if len(shown) < len(left):
+        out.print(f"left out: {sum(list(left.values())[SHOWN_LEFT:])} more tensors under {len(left) - SHOWN_LEFT} more "
+                  "names: every one in --json and --out; --all-paths prints them")
+    for x in res.get("failed", []):
+        out.print(f"[red]failed:[/red] {escape(x['error'])}", soft_wrap=True)
+
+
+def families_table(fams: list[dict]) -> Table:
+    """One row per family across depths: each statistic's exponent in L with its interval, and the family's
+    limit with the statistic it comes from (the normalized increment where there is one: scale-free)."""
+    ft = Table(title="families across depths (exponent in L, 95% interval)")
+    for col in ("family", "depths", "max incr", "normalized", "max norm", "limit"):
+        ft.add_column(col, no_wrap=True, overflow="fold" if col == "family" else "ellipsis")
+    for fam in fams:
+        st = fam["statistics"]
+
+        def cell(k, st=st):
+            if k not in st:
+                return "-"
+            lo, hi = st[k]["ci"]
+            return f"{st[k]['exponent']:.2f}" + ("" if lo != lo else f" [{lo:.2f}, {hi:.2f}]")
+
+        source = "normalized" if fam.get("limit_from") == "max_normalized_increment" else "max incr"
+        ft.add_row(fam["name"], ",".join(map(str, fam["depths"])), cell("max_increment"),
+                   cell("max_normalized_increment"), cell("max_norm"), f"{fam['limit']} (from {source})")
+    return ft
+
+
+def _scaling_lines(res: dict, out) -> None:
     limit_from = {f["name"]: f.get("limit_from") for f in res.get("families", [])}
     for s in res["scaling"]:
         lo, hi = s["ci"]
         ci = "no interval: one network per depth and two depths" if lo != lo else f"[{lo:.3f}, {hi:.3f}]"
         limit = f": family limit {s['limit']}" if "limit" in s and limit_from.get(s["name"]) == s["statistic"] else ""
         out.print(f"{s['name']}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}{limit}")
-    left: dict[tuple[str, str], int] = {}  # one line per name pattern and reason: a layer index becomes *
-    for s in skipped:
-        pattern = re.sub(r"(?<=\.)\d+(?=\.)", "*", s["name"])
-        left[(pattern, s["reason"])] = left.get((pattern, s["reason"]), 0) + 1
-    for (pattern, reason), n in left.items():
-        out.print(f"left out: {pattern}" + (f" ({n} tensors)" if n > 1 else "") + f": {reason}")
-    for x in res.get("failed", []):
-        out.print(f"[red]failed:[/red] {escape(x['error'])}", soft_wrap=True)
 
 
 def bench_tables(res: dict, *, cpu: bool) -> list[Table]:

@@ -172,7 +172,7 @@ def _is_norm(module: str) -> bool:
 def normalization_vector(name: str) -> bool:
     """Whether the path ``name`` is a normalization layer's own vector (a BatchNorm or LayerNorm weight or bias:
     its module, the name less its last part, is a normalization layer)."""
-    base = re.sub(r"\[\d+:\d+\]$", "", name)
+    base = re.sub(r"\[\d+:\d*\]$", "", name)  # a run [1:4], or a family of runs [1:]
     return "." in base and _is_norm(base.rsplit(".", 1)[0])
 
 
