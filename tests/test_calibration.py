@@ -435,35 +435,44 @@ def test_ode_discretization_rule_at_truth_and_at_each_kind_of_boundary():
 
 
 # ----------------------------------------------------------------------------- claim 13's law call
-# log2 of the largest stable lr planted as c + s log2 L_eff + member noise (sd 0.35 octaves, as measured) + the
-# bisection's quantization (uniform over 0.14 octaves); 6 members over L_eff = 6..66; each slope interval at
-# 97.5 % (Bonferroni over claim 13's two estimates); band 1 / (2 log2(66 / 6)) around -3/2
-LAW_LEFF = np.array([6, 10, 18, 34, 66], dtype=float)
-LAW_BAND = 1.0 / (2.0 * np.log2(66 / 6))
-N_LAW = 3000
+# log2 of the largest stable lr planted as c + s log2 L_eff + member noise (sd as measured at the standard preset:
+# 0.45 octaves for mlp, 0.26 for conv) + the bisection's quantization (uniform over 0.14 octaves), on each of the
+# standard preset's grids (mlp: 6 members over L_eff = 6..66; conv: 4 members over 6..34); each slope interval at
+# 1 - alpha/4 (Bonferroni over claim 13's four estimates: two per block); band 1 / (2 log2(L_eff range)) around -3/2
+LAW_GRIDS = {"mlp": (np.array([6, 10, 18, 34, 66], dtype=float), 6, 0.45),
+             "conv": (np.array([6, 10, 18, 34], dtype=float), 4, 0.26)}
+LAW_LEVEL = 1 - ALPHA / 4
+N_LAW = 6000
 
 
-def _law_calls(s: float, seed: int):
+def _law_band(Leff) -> float:
+    return 1.0 / (2.0 * np.log2(Leff[-1] / Leff[0]))
+
+
+def _law_calls(grid: str, s: float, seed: int):
     from odecheck.estimators.decisions import law_call
 
     from odecheck.experiments.claims.lr_law import edge_fit
 
+    Leff, members, sd = LAW_GRIDS[grid]
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(N_LAW):
-        E = 1.0 + s * np.log2(LAW_LEFF)[:, None] + 0.35 * rng.standard_normal((5, 6))
+        E = 1.0 + s * np.log2(Leff)[:, None] + sd * rng.standard_normal((len(Leff), members))
         E = E + rng.uniform(-0.07, 0.07, E.shape)
-        out.append(law_call(edge_fit(LAW_LEFF, E, 0.975, 0)["ci"], -1.5, LAW_BAND))
+        out.append(law_call(edge_fit(Leff, E, LAW_LEVEL, 0)["ci"], -1.5, _law_band(Leff)))
     return out
 
 
 @pytest.mark.slow
-def test_law_call_at_the_planted_law_and_at_its_band_edges():
-    ff = FALSE_FAILURE / 3
-    assert power(N_LAW, ALPHA / 4, ff) >= 0.9  # a rule wrong twice the one-sided rate is caught
-    truth = _law_calls(-1.5, 911)
-    # refuted needs the interval to miss the truth (by more than the band): at most alpha/4 on each side
-    assert truth.count("refuted") <= allowed(N_LAW, ALPHA / 2, ff)
-    # at an edge, confirmed needs the interval strictly inside the band, so above (below) the truth: alpha/4
-    for s, seed in ((-1.5 - LAW_BAND, 912), (-1.5 + LAW_BAND, 913)):
-        assert _law_calls(s, seed).count("confirmed") <= allowed(N_LAW, ALPHA / 4, ff)
+@pytest.mark.parametrize("grid", sorted(LAW_GRIDS))
+def test_law_call_at_the_planted_law_and_at_its_band_edges(grid):
+    ff = FALSE_FAILURE / 6  # three comparisons on each of two grids
+    assert power(N_LAW, ALPHA / 8, ff) >= 0.9  # a rule wrong twice the one-sided rate is caught
+    truth = _law_calls(grid, -1.5, 911)
+    # refuted needs the interval to miss the truth (by more than the band): at most alpha/8 on each side
+    assert truth.count("refuted") <= allowed(N_LAW, ALPHA / 4, ff)
+    # at an edge, confirmed needs the interval strictly inside the band, so above (below) the truth: alpha/8
+    band = _law_band(LAW_GRIDS[grid][0])
+    for s, seed in ((-1.5 - band, 912), (-1.5 + band, 913)):
+        assert _law_calls(grid, s, seed).count("confirmed") <= allowed(N_LAW, ALPHA / 8, ff)

@@ -200,9 +200,10 @@ def test_ode_discretization_declines_cells_whose_errors_vanish():
     assert ev.verdict == "inconclusive"
 
 
-def test_lr_depth_law_decides_two_estimates_at_one_minus_alpha_over_2_with_the_grid_band(monkeypatch):
-    # claim 13: the largest stable lr's slope and the one-step energy's, each at 1 - alpha/2 (spied), each called
-    # against -3/2 +- 1/(2 log2(L_eff max / L_eff min)); the verdict is all_of the two calls
+def test_lr_depth_law_decides_two_estimates_per_block_at_one_minus_alpha_over_4_with_the_grid_band(monkeypatch):
+    # claim 13 on mlp and conv: per block the largest stable lr's slope and the one-step energy's, each at
+    # 1 - alpha/(2 blocks) (spied: four calls), each called against -3/2 +- 1/(2 log2(L_eff max / L_eff min)) of
+    # its own grid; the verdict is all_of the four calls
     from odecheck.estimators.decisions import all_of, law_call
 
     from odecheck.experiments.claims import lr_law as mod
@@ -210,10 +211,19 @@ def test_lr_depth_law_decides_two_estimates_at_one_minus_alpha_over_2_with_the_g
     levels = _spy_scaling_levels(monkeypatch, mod)
     claim = REGISTRY["lr-depth-law"]
     cfg = claim.config("quick")
+    assert [o["block"] for o in cfg.also] == ["conv"]
     ev = claim.evidence(cfg)
     d = ev.details
-    assert levels == [0.975, 0.975] and d["level"] == 0.975
+    assert levels == [1 - 0.05 / 4] * 4 and d["level"] == 1 - 0.05 / 4
     assert d["depths"] == [L + 2 for L in cfg.depths]
     assert d["band"] == pytest.approx(1 / (2 * np.log2((cfg.depths[-1] + 2) / (cfg.depths[0] + 2))))
     assert d["stable_call"] == law_call(ev.ci, -1.5, d["band"]) and d["mu_call"] == law_call(d["mu_ci"], -1.5, d["band"])
-    assert ev.verdict == all_of([d["stable_call"], d["mu_call"]])
+    (conv,) = d["further_blocks"]
+    depths = cfg.also[0]["depths"]
+    assert conv["block"] == "conv" and conv["depths"] == [L + 2 for L in depths] and conv["ensemble"] == 4
+    assert conv["band"] == pytest.approx(1 / (2 * np.log2((depths[-1] + 2) / (depths[0] + 2))))
+    assert conv["stable_call"] == law_call(conv["ci"], -1.5, conv["band"])
+    assert conv["mu_call"] == law_call(conv["mu_ci"], -1.5, conv["band"])
+    assert ev.verdict == all_of([d["stable_call"], d["mu_call"], conv["stable_call"], conv["mu_call"]])
+
+

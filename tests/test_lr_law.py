@@ -101,3 +101,18 @@ def test_conv_blocks_take_the_residual_aware_init_and_need_a_square_map():
         LawConfig(block="conv", dim=60, width=4)
     assert e.value.argument == "dim"
     assert LawConfig(block="conv", dim=64, width=4).block == "conv"
+
+
+def test_further_blocks_are_validated_configs_without_controls():
+    from odecheck._errors import InvalidArgument
+
+    cfg = LawConfig(controls=("completep",), also=({"block": "conv", "dim": 16, "width": 4, "depths": [4, 8, 16]},))
+    conv = cfg.further(cfg.also[0])
+    assert conv.block == "conv" and conv.depths == (4, 8, 16) and conv.controls == () and conv.also == ()
+    assert conv.steps == cfg.steps and conv.parametrization == cfg.parametrization  # the rest as the first block's
+    cases = [(({"block": "conv", "dim": 60, "width": 4},), "dim"), (({"blocks": "conv"},), "config"),
+             ("conv", "also"), (({"also": ()},), "also"), ([{"block": "nope"}], "block")]
+    for bad, field in cases:
+        with pytest.raises(InvalidArgument) as e:
+            LawConfig(also=bad)
+        assert e.value.argument == field, (bad, e.value)

@@ -15,10 +15,14 @@ CASES = [(b, a, d) for b in oc.BLOCKS for a in oc.ACTIVATIONS
 
 
 @pytest.fixture(params=["fused", "batched"])
-def path(request):
+def path(request, monkeypatch):
     """Run a correctness test on both engine paths: the fused CPU kernels (which the small float64
-    mlp layers here take when they are built) and the batched torch path."""
+    mlp layers here take when they are built) and the batched torch path. The conv block's two layouts
+    ride along: its small maps as dense matrices (bmm) on "fused", as grouped convolutions on "batched"."""
+    from odecheck.engine.blocks import conv
+
     if request.param == "batched":
+        monkeypatch.setattr(conv, "DENSE_MAX_Q", 0)
         with _native.disabled():
             yield "batched"
     else:
@@ -273,6 +277,31 @@ def test_conv_block_kernels_along_depth(init):
     torch.testing.assert_close(net(x), naive_forward(net, x), rtol=1e-12, atol=1e-12)
     with pytest.raises(oc.InvalidArgument, match="^block='conv'"):
         oc.ResNet.from_weights(block="conv", W=W, V=V)
+
+
+def test_conv_dense_matrix_is_the_convolution():
+    # the dense matrix of a 3x3 convolution (padding 1) on c x S x S maps, built from the kernel's positions,
+    # applied to a flattened map equals F.conv2d; its adjoint (the kernel gradient) equals conv2d_weight
+    import torch.nn.functional as F
+    from torch.nn.grad import conv2d_weight
+
+    from odecheck.engine.blocks.conv import Conv
+
+    g = torch.Generator().manual_seed(8)
+    for c, s in ((1, 1), (2, 2), (3, 4), (1, 8)):
+        K = torch.randn(2, c, c, 3, 3, dtype=torch.float64, generator=g)
+        x = torch.randn(2, 5, c * s * s, dtype=torch.float64, generator=g)
+        M = Conv._matrix(K, c, s)
+        for r in range(2):
+            ref = F.conv2d(x[r].reshape(5, c, s, s), K[r], padding=1).reshape(5, -1)
+            torch.testing.assert_close(x[r] @ M[r].T, ref, rtol=1e-13, atol=1e-13)
+            assert int((M[r] != 0).sum()) == int(sum(((K[r, :, :, a, b] != 0).sum()) * (s - abs(a - 1)) * (s - abs(b - 1))
+                                                     for a in range(3) for b in range(3)))  # entries copied, none summed
+        gy = torch.randn(2, 5, c * s * s, dtype=torch.float64, generator=g)
+        gK = Conv._kernel_grad(torch.bmm(gy.transpose(1, 2), x), c, s)
+        for r in range(2):
+            ref = conv2d_weight(x[r].reshape(5, c, s, s), (c, c, 3, 3), gy[r].reshape(5, c, s, s), padding=1)
+            torch.testing.assert_close(gK[r], ref, rtol=1e-12, atol=1e-12)
 
 
 def test_conv_members_are_one_grouped_convolution():

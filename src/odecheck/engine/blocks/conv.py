@@ -15,6 +15,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -34,6 +35,30 @@ def side(q: int, c: int) -> int:
         return 0
     s = math.isqrt(q // c)
     return s if s * s * c == q else 0
+
+
+DENSE_MAX_Q = 64  # maps of c S^2 <= 64 entries run as dense (q x q) matrices: bmm instead of tiny convolutions
+
+
+@functools.lru_cache(maxsize=32)
+def kernel_positions(c: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each kernel entry sits in the dense matrix M of the convolution (padding 1) on c x S x S maps:
+    ``rows`` index the flattened kernel (c_out, c_in, 3, 3), ``cols`` the flattened M (q_out, q_in), q = c S^2,
+    so that M.flat[cols] = K.flat[rows]. Each entry of M holds at most one kernel entry (the offset of an
+    input pixel from an output pixel fixes it): M is exactly the kernel's entries, nothing summed."""
+    rows, cols = [], []
+    q = c * s * s
+    for o in range(c):
+        for i in range(c):
+            for a in range(3):
+                for b in range(3):
+                    for y in range(s):
+                        for x in range(s):
+                            yy, xx = y + a - 1, x + b - 1
+                            if 0 <= yy < s and 0 <= xx < s:
+                                rows.append(((o * c + i) * 3 + a) * 3 + b)
+                                cols.append((o * s * s + y * s + x) * q + i * s * s + yy * s + xx)
+    return torch.tensor(rows), torch.tensor(cols)
 
 
 class Conv(Block):
@@ -71,10 +96,34 @@ class Conv(Block):
         c = net.width
         return c, side(net.dim, c), 1.0 / math.sqrt(9 * c), base.residual_scale(net.depth, net.beta)
 
+    @staticmethod
+    def _matrix(K: torch.Tensor, c: int, s: int) -> torch.Tensor:
+        """(R, c, c, 3, 3) kernels -> (R, q, q) dense matrices of their convolutions (exact: entries copied)."""
+        rows, cols = kernel_positions(c, s)
+        q, R = c * s * s, K.shape[0]
+        M = K.new_zeros(R, q * q)
+        M[:, cols] = K.reshape(R, c * c * 9)[:, rows]
+        return M.reshape(R, q, q)
+
+    @staticmethod
+    def _kernel_grad(gM: torch.Tensor, c: int, s: int) -> torch.Tensor:
+        """The adjoint of ``_matrix``: (R, q, q) gradients of M -> (R, c, c, 3, 3), each kernel entry the sum
+        over the pixels where it sits."""
+        rows, cols = kernel_positions(c, s)
+        gK = gM.new_zeros(gM.shape[0], c * c * 9)
+        gK.index_add_(1, rows, gM.reshape(gM.shape[0], -1)[:, cols])
+        return gK.reshape(-1, c, c, 3, 3)
+
     def _layer(self, net, Wk, Vk, hk, c, s, fan, u=None, a=None):
         """One layer's pre-activation u, activation a (written into ``u``, ``a`` when given) and
-        conv_V(a) as states (R, n, q), without the factor fan * alpha."""
+        conv_V(a) as states (R, n, q), without the factor fan * alpha. Small maps (q <= DENSE_MAX_Q) keep
+        u and a as states (R, n, q) and multiply by the dense matrices; others as maps (n, R c, S, S)."""
         R = hk.shape[0]
+        if net.dim <= DENSE_MAX_Q:
+            conv = torch.bmm(hk, self._matrix(Wk, c, s).transpose(1, 2), out=u)
+            u = conv.mul_(fan)
+            a = activate(net.activation, u, a)
+            return u, a, torch.bmm(a, self._matrix(Vk, c, s).transpose(1, 2))
         conv = F.conv2d(self._maps(hk, c, s), Wk.reshape(R * c, c, 3, 3), padding=1, groups=R)
         u = torch.mul(conv, fan, out=u) if u is not None else conv.mul_(fan)
         a = activate(net.activation, u, a)
@@ -83,8 +132,8 @@ class Conv(Block):
     def forward(self, net, p, h, ws):
         c, s, fan, alpha = self._geometry(net)
         L, R, n = h.shape[0] - 1, h.shape[1], h.shape[2]
-        u_all = buf(ws, "u", (L, n, R * c, s, s), h[0])
-        a_all = buf(ws, "a", (L, n, R * c, s, s), h[0])
+        shape = (L, R, n, net.dim) if net.dim <= DENSE_MAX_Q else (L, n, R * c, s, s)
+        u_all, a_all = buf(ws, "u", shape, h[0]), buf(ws, "a", shape, h[0])
         for k in range(L):
             y = self._layer(net, p["W"][k], p["V"][k], h[k], c, s, fan, u_all[k], a_all[k])[2]
             torch.add(h[k], y, alpha=fan * alpha, out=h[k + 1])
@@ -98,6 +147,8 @@ class Conv(Block):
         return h
 
     def backward(self, net, p, cache, g, ws, *, consume, out):
+        if net.dim <= DENSE_MAX_Q:
+            return self._dense_backward(net, p, cache, g)
         c, s, fan, alpha = self._geometry(net)
         W, V = p["W"], p["V"]
         R = W.shape[1]
@@ -111,6 +162,20 @@ class Conv(Block):
             x = self._maps(cache.h[k], c, s)
             gW[k] = conv2d_weight(x, Wk.shape, gu, padding=1, groups=R).reshape(R, c, c, 3, 3)
             g = g + self._states(conv2d_input(x.shape, Wk, gu, padding=1, groups=R), R)
+        return {"W": gW, "V": gV}, g
+
+    def _dense_backward(self, net, p, cache, g):
+        """The backward pass on small maps: the dense matrices' gradients, folded back onto the kernels."""
+        c, s, fan, alpha = self._geometry(net)
+        W, V = p["W"], p["V"]
+        gW, gV = torch.empty_like(W), torch.empty_like(V)
+        for k in range(net.depth - 1, -1, -1):
+            gy = g * (fan * alpha)  # (R, n, q)
+            a, u = cache.a[k], cache.u[k]
+            gV[k] = self._kernel_grad(torch.bmm(gy.transpose(1, 2), a), c, s)
+            gu = activate_backward(net.activation, torch.bmm(gy, self._matrix(V[k], c, s)), u, a) * fan
+            gW[k] = self._kernel_grad(torch.bmm(gu.transpose(1, 2), cache.h[k]), c, s)
+            g = g + torch.bmm(gu, self._matrix(W[k], c, s))
         return {"W": gW, "V": gV}, g
 
     def vector_field(self, net, w, p64, H):

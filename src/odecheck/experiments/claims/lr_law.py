@@ -2,17 +2,20 @@
 branch's last layer at Var = 1 / (L fan-in)) and one base learning rate, the optimal learning rate falls like
 L_eff^-3/2, L_eff = L + 2 the shortest input-output path (the input map, L residual additions, the output map).
 
-Two estimates, each at 1 - alpha/2 (Bonferroni):
+Per block (mlp, and conv beside it in the presets), two estimates, each at 1 - alpha/(2 B) for B blocks
+(Bonferroni):
 
-* the loss-optimal learning rate eta*(L) of full-batch SGD on claim 10's grid (``estimators.transfer``: a
-  three-point parabola in log2 lr per seed member, members-t slope of log2 eta* on log2 L_eff), decided against
-  -3/2 with claim 10's band (half a grid step over the depths);
+* the largest stable base learning rate of full-batch SGD ([W26]'s "maximal stable learning rate"; for full-batch
+  SGD the loss-optimal rate sits at this edge at small depths, docs/theory.md), per seed member by bisection
+  between the grid's ends, members-t slope of its log2 on log2 L_eff, decided against -3/2 with claim 10's band
+  (half a grid step over the depths);
 * the maximal-update learning rate of the sources' criterion: the one-step change of the hidden states per unit
   learning rate, its energy E(L) = sum over layers of the mean squared change; eta_MU ~ E^-1/2, so the law is
   a slope of E of +3 (members-t on log E, the same band on -slope/2).
 
-Beside them, on the same grid: CompleteP (SGD rule, predicted drift 0) and the standard parametrization
-(measured, whatever it is), in the details.
+Beside them, on the first block's grid in the thorough preset (and in ``reproduce lr-depth-law`` for every block):
+CompleteP (SGD rule, predicted drift 0) and the standard parametrization (measured, whatever it is), in the
+details; the quick and standard presets leave the controls out to stay within their time budget.
 
 References
 ----------
@@ -34,6 +37,7 @@ from odecheck.experiments.claims.base import Advance, Claim, Evidence, no_progre
 from odecheck.experiments.claims.transfer import TransferConfig
 
 LAW_SLOPE = -1.5  # [W26, AM25]: eta*(L) ~ L_eff^-3/2
+CONV = {"block": "conv", "dim": 16, "width": 4}  # the presets' conv block: 4 channels on 2 x 2 maps (64: 4 x 4)
 CONTROLS = ("completep", "standard")
 
 
@@ -57,6 +61,7 @@ class LawConfig(TransferConfig):
     steps: int = 50
     controls: tuple[str, ...] = CONTROLS
     energy_members: int = 32
+    also: tuple[dict, ...] = ()  # further blocks decided beside `block`: each the fields it changes (no controls)
     # conv: width = channels c, dim = c S^2 (the flattened c x S x S map; the input map is the engine's dense A)
     BLOCKS: ClassVar[tuple[str, ...]] = ("mlp", "res1", "conv")
 
@@ -74,6 +79,16 @@ class LawConfig(TransferConfig):
             parametrization(name)
         object.__setattr__(self, "controls", tuple(self.controls))
         check_int("energy_members", self.energy_members, 2)
+        if isinstance(self.also, dict) or not all(isinstance(o, dict) and "also" not in o for o in self.also):
+            raise invalid("also", self.also, "a sequence of field changes (dicts), one per further block")
+        canon = lambda v: tuple(v) if isinstance(v, list) else v  # noqa: E731 (a JSON round trip gives lists)
+        object.__setattr__(self, "also", tuple({k: canon(v) for k, v in o.items()} for o in self.also))
+        for o in self.also:
+            self.further(o)  # validated like any config: an unknown or bad field names itself
+
+    def further(self, changes: dict) -> LawConfig:
+        """The config of a further block: these changes, the residual-aware rule alone (no controls)."""
+        return self.replace(also=(), controls=(), **changes)
 
 
 BISECTIONS = 7  # halvings of the 18-octave bracket: the edge to 18 / 2^7 = 0.14 octaves (uniform error, sd 0.04)
@@ -132,7 +147,31 @@ def update_energy(cfg: LawConfig, L: int, *, eps: float = 1e-7) -> np.ndarray:
 
 
 def lr_law_experiment(cfg: LawConfig, progress: Advance = no_progress) -> Evidence:
-    level = 1 - cfg.alpha / 2  # Bonferroni over the two estimates
+    cfgs = [cfg, *(cfg.further(o) for o in cfg.also)]
+    level = 1 - cfg.alpha / (2 * len(cfgs))  # Bonferroni over two estimates per block
+    parts = []
+    for i, c in enumerate(cfgs):
+        parts.append(block_law(c, level, lambda f, i=i: progress((i + f) / len(cfgs))))
+    main = parts[0]
+    verdict = all_of([call for p in parts for call in (p["stable_call"], p["mu_call"])])
+    V = main["edges"][cfg.parametrization]
+    return Evidence(verdict=verdict, estimate=main["slope"], ci=main["ci"], n=len(cfg.depths) * cfg.ensemble,
+                    figure="loglog",
+                    details={"depths": main["Leff"], "blocks": list(cfg.depths), "ensemble": cfg.ensemble,
+                             "parametrization": cfg.parametrization, "method": cfg.method, "level": level,
+                             "statistic": "d log eta_max / d log L_eff (eta_max: largest stable base lr, bisection)",
+                             "law": LAW_SLOPE, "band": main["band"], "stable_call": main["stable_call"],
+                             "declined": main["declined"], "values": np.exp2(np.nan_to_num(V, nan=-60.0)),
+                             "intercept": main["intercept"], "reference_slope": LAW_SLOPE, "ylabel": "largest stable lr",
+                             "energy": main["energy"], "energy_slope": main["energy_slope"], "energy_ci": main["energy_ci"],
+                             "mu_slope": main["mu_slope"], "mu_ci": main["mu_ci"], "mu_call": main["mu_call"],
+                             "controls": main["controls"], "block": cfg.block,
+                             "further_blocks": [_summary(c, p) for c, p in zip(cfgs[1:], parts[1:], strict=True)]})
+
+
+def block_law(cfg: LawConfig, level: float, progress: Advance = no_progress) -> dict:
+    """One block's two estimates at ``level`` (the largest stable lr's slope and the update energy's), each
+    called against -3/2 with claim 10's band, and the controls' stable-lr fits on the same grid."""
     runs = (cfg.parametrization, *cfg.controls)
     Leff = [effective_depth(L) for L in cfg.depths]
     band = 1.0 / (2.0 * np.log2(Leff[-1] / Leff[0]))  # claim 10's: half a grid step over the depths
@@ -149,21 +188,19 @@ def lr_law_experiment(cfg: LawConfig, progress: Advance = no_progress) -> Eviden
     E = np.array([update_energy(cfg, L) for L in cfg.depths])
     progress(1.0)
     efit = scaling_exponent(Leff, np.maximum(E, 1e-300), level=level, seed=cfg.seed, paired=True)
-    mu_slope, mu_ci = -efit.estimate / 2, (-efit.ci[1] / 2, -efit.ci[0] / 2)
-    mu_call = law_call(mu_ci, LAW_SLOPE, band)
-    verdict = all_of([stable_call, mu_call])
-    V = edges[cfg.parametrization]
-    return Evidence(verdict=verdict, estimate=fit["slope"], ci=fit["ci"], n=len(cfg.depths) * cfg.ensemble,
-                    figure="loglog",
-                    details={"depths": Leff, "blocks": list(cfg.depths), "ensemble": cfg.ensemble,
-                             "parametrization": cfg.parametrization, "method": cfg.method, "level": level,
-                             "statistic": "d log eta_max / d log L_eff (eta_max: largest stable base lr, bisection)",
-                             "law": LAW_SLOPE, "band": band, "stable_call": stable_call, "declined": fit["declined"],
-                             "values": np.exp2(np.nan_to_num(V, nan=-60.0)), "intercept": fit["intercept"],
-                             "reference_slope": LAW_SLOPE, "ylabel": "largest stable lr",
-                             "energy": E, "energy_slope": efit.estimate, "energy_ci": efit.ci,
-                             "mu_slope": mu_slope, "mu_ci": mu_ci, "mu_call": mu_call,
-                             "controls": {n: {**fits[n], "log2_max_stable_lr": edges[n]} for n in cfg.controls}})
+    mu_ci = (-efit.ci[1] / 2, -efit.ci[0] / 2)
+    return {"Leff": Leff, "band": band, "edges": edges, **fit, "stable_call": stable_call, "energy": E,
+            "energy_slope": efit.estimate, "energy_ci": efit.ci, "mu_slope": -efit.estimate / 2, "mu_ci": mu_ci,
+            "mu_call": law_call(mu_ci, LAW_SLOPE, band),
+            "controls": {n: {**fits[n], "log2_max_stable_lr": edges[n]} for n in cfg.controls}}
+
+
+def _summary(cfg: LawConfig, part: dict) -> dict:
+    """A further block's record in the claim's details."""
+    return {"block": cfg.block, "dim": cfg.dim, "width": cfg.width, "depths": part["Leff"], "ensemble": cfg.ensemble,
+            "steps": cfg.steps, "band": part["band"], "slope": part["slope"], "ci": part["ci"],
+            "declined": part["declined"], "stable_call": part["stable_call"], "log2_max_stable_lr": part["edges"][
+                cfg.parametrization], "mu_slope": part["mu_slope"], "mu_ci": part["mu_ci"], "mu_call": part["mu_call"]}
 
 
 def edge_fit(Leff, E: np.ndarray, level: float, seed: int) -> dict:
@@ -183,13 +220,15 @@ LR_DEPTH_LAW = Claim(
               "learning rate, the optimal learning rate falls like L_eff^-3/2.",
     source="[W26]; [AM25]",
     scope={"parametrization": ["residual-aware"], "method": ["sgd"], "block": ["mlp", "res1", "conv"],
-           "criterion": "maximal update (one-step hidden-state energy) and the loss-optimal lr"},
+           "criterion": "the largest stable lr (bisection) and the maximal update (one-step hidden-state energy)"},
     expected="confirmed", alpha=ALPHA,
-    decision="two slopes against -3/2, each with a 97.5% members-t interval (Bonferroni): log2 eta* (three-point "
-             "parabola per seed) on log2 L_eff, and -1/2 times the log-log slope of the one-step update energy; "
-             "each 'follows' the law inside -3/2 +- 1/(2 log2(L_eff,max/L_eff,min)), 'departs' outside: confirmed "
-             "if both follow it, refuted if either departs",
-    presets={"quick": LawConfig(depths=(4, 8, 16, 32), ensemble=4, controls=()),
-             "standard": LawConfig(),
-             "thorough": LawConfig(depths=(4, 8, 16, 32, 64, 128), ensemble=12, steps=100)},
+    decision="per block (mlp and conv), two slopes against -3/2, each with a members-t interval at 1 - alpha/(2 "
+             "blocks) (Bonferroni): log2 of the largest stable base lr (bisection per seed) on log2 L_eff, and -1/2 "
+             "times the log-log slope of the one-step update energy; each 'follows' the law inside -3/2 +- "
+             "1/(2 log2(L_eff,max/L_eff,min)), 'departs' outside: confirmed if all follow it, refuted if any departs",
+    presets={"quick": LawConfig(depths=(4, 8, 16, 32), ensemble=4, controls=(),
+                                also=({**CONV, "depths": (4, 8, 16), "ensemble": 4, "steps": 15},)),
+             "standard": LawConfig(controls=(), also=({**CONV, "depths": (4, 8, 16, 32), "ensemble": 4, "steps": 25},)),
+             "thorough": LawConfig(depths=(4, 8, 16, 32, 64, 128), ensemble=12, steps=100,
+                                   also=({**CONV, "dim": 64, "depths": (4, 8, 16, 32, 64), "ensemble": 8},))},
     experiment=lr_law_experiment)
