@@ -672,6 +672,10 @@ def test_count_limits_from_the_header_name_the_file(tmp_path, monkeypatch):
     assert len(list_tensors(path)) == 5
     monkeypatch.setattr(safetensors_reader, "MAX_TENSORS", 5)
     assert len(list_tensors(path)) == 5  # at the limit: read
+    meta = tmp_path / "meta.safetensors"  # __metadata__ is not a tensor: five tensors and it, at the limit
+    raw_meta = json.dumps({"__metadata__": {"format": "pt"}, **header}).encode()
+    meta.write_bytes(struct.pack("<Q", len(raw_meta)) + raw_meta)
+    assert len(list_tensors(meta)) == 5
     monkeypatch.setattr(safetensors_reader, "MAX_TENSORS", 4)
     with pytest.raises(InvalidArgument, match=r"many.safetensors: its header declares 5 tensors, more than .* \(4\)"):
         list_tensors(path)
@@ -878,3 +882,146 @@ def test_names_that_cannot_print_or_would_be_mathtext(tmp_path):
     assert out.exit_code == 0, out.output
     assert "layers.*.w\\ud800" in (tmp_path / "rep" / "report.md").read_text()
     assert any(p.name.startswith("family-") or p.name.startswith("overview-") for p in (tmp_path / "rep").iterdir())
+
+
+def _zip(path, members: dict[str, bytes]):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def _st_bytes(header_len: int, rest: bytes = b"{}") -> bytes:
+    return header_len.to_bytes(8, "little") + rest
+
+
+def test_sniff_names_each_format_by_its_first_bytes(tmp_path):
+    # the content decides, whatever the name: each branch of sniff and its boundaries
+    from odecheck.analysis.checkpoints import sniff
+
+    torch.save({"w": torch.zeros(2)}, tmp_path / "zip.data")  # archive/data.pkl inside
+    torch.save({"w": torch.zeros(2)}, tmp_path / "legacy.data", _use_new_zipfile_serialization=False)
+    with open(tmp_path / "arrays.data", "wb") as fh:  # np.savez would add .npz to a path
+        np.savez(fh, w=np.zeros(3))
+    cases = {
+        "zip.data": "torch", "legacy.data": "torch", "arrays.data": "npz",
+        "top.data": _zip(tmp_path / "top.data", {"data.pkl": b"x"}),  # data.pkl at the top level: torch
+        "mixed.zip": _zip(tmp_path / "mixed.zip", {"a.npy": b"x", "b.txt": b"y"}),  # not every member an array
+        "empty.zip": _zip(tmp_path / "empty.zip", {}),
+        "named.pkl": _zip(tmp_path / "named.pkl", {"notdata.pkl": b"x"}),
+    }
+    expected = {"top.data": "torch", "mixed.zip": None, "empty.zip": None, "named.pkl": None}
+    raw = {"g.bin": (b"GGUF" + bytes(20), "gguf"), "st.weights": (_st_bytes(2), "safetensors"),
+           "edge.st": (_st_bytes(99_999_999), "safetensors"), "over.st": (_st_bytes(100_000_000), None),
+           "short.st": (_st_bytes(2, b""), None), "text.txt": (b"hello world", None), "nobrace.st": (_st_bytes(2, b"[]"), None),
+           "badzip.zip": (b"PK\x03\x04" + bytes(30), None), "empty": (b"", None)}
+    for name, (data, kind) in raw.items():
+        (tmp_path / name).write_bytes(data)
+        expected[name] = kind
+    for name, kind in {**{k: v for k, v in cases.items() if isinstance(v, str)}, **expected}.items():
+        assert sniff(tmp_path / name) == kind, name
+    assert sniff(tmp_path / "missing") is None  # unreadable: no kind, the caller says why
+
+
+def test_a_folder_lists_its_checkpoint_files_by_suffix_or_content_and_nothing_else(tmp_path):
+    from odecheck.analysis.checkpoints.listing import checkpoint_files
+
+    for name in ("a.safetensors", "b.PT", "c.pth", "d.bin", "e.onnx", "f.SafeTensors"):
+        (tmp_path / name).write_bytes(b"x")  # listed by suffix (any case), not read here
+    torch.save({"w": torch.zeros(2)}, tmp_path / "g.ckpt")  # by content
+    (tmp_path / "h").write_bytes(b"GGUF" + bytes(20))
+    (tmp_path / "i.weights").write_bytes(_st_bytes(2))
+    np.savez(tmp_path / "j.npz", w=np.zeros(2))  # arrays, not a checkpoint of a folder
+    (tmp_path / "README.md").write_text("# model")
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "sub.bin").mkdir()  # a folder, whatever its name
+    assert [q.name for q in checkpoint_files(tmp_path)] == [
+        "a.safetensors", "b.PT", "c.pth", "d.bin", "e.onnx", "f.SafeTensors", "g.ckpt", "h", "i.weights"]
+    empty = tmp_path / "none"
+    empty.mkdir()
+    (empty / "README.md").write_text("# nothing")
+    with pytest.raises(InvalidArgument) as e:
+        checkpoint_files(empty)
+    assert str(e.value) == f"{empty}: no .safetensors, .pt, .pth, .bin, .onnx or GGUF file in this folder"
+
+
+def test_unprintable_names_are_escaped_exactly():
+    from odecheck.analysis.checkpoints.listing import _printable
+
+    assert _printable("a\ud800b") == "a\\ud800b"  # a lone surrogate: its escape
+    assert _printable("x\ny\tz\x00") == "x\\ny\\tz\\x00"  # control characters: theirs
+    assert _printable("plain.é.1") == "plain.é.1"  # printable text untouched, accents too
+
+
+def _records(path):
+    return sorted((r.file, r.name, r.shape, r.dtype, r.reason) for r in list_tensors(path))
+
+
+def test_every_reader_records_file_name_shape_dtype_and_reason(tmp_path):
+    # each reader's TensorRef, the read ones and the left-out ones, field by field
+    f = tmp_path / "m.pt"
+    torch.save({"a.0.w": torch.zeros(2, 3), "a.1.i": torch.zeros(4, dtype=torch.int64),
+                "a.2.s": torch.zeros(2, 2).to_sparse(), "a.3.h": torch.zeros(5, dtype=torch.float16)}, f)
+    assert _records(f) == [(str(f), "a.0.w", (2, 3), "torch.float32", ""),
+                           (str(f), "a.1.i", (4,), "torch.int64", "dtype int64: not a floating-point weight"),
+                           (str(f), "a.2.s", (2, 2), "torch.float32", "a sparse tensor: not a dense weight"),
+                           (str(f), "a.3.h", (5,), "torch.float16", "")]
+    g = tmp_path / "m.safetensors"
+    st_numpy.save_file({"b.0.w": np.zeros((3, 2), np.float32), "b.1.i": np.zeros(4, np.int32)}, g)
+    assert [r[:4] for r in _records(g)] == [(str(g), "b.0.w", (3, 2), "F32"), (str(g), "b.1.i", (4,), "I32")]
+    assert _records(g)[0][4] == "" and "I32" in _records(g)[1][4]
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.zeros((2, 2), np.float32), "c.0.w"),
+             numpy_helper.from_array(np.zeros(3, np.int64), "c.1.i"),
+             TensorProto(name="c.2.short", data_type=TensorProto.FLOAT, dims=[10, 10], raw_data=b"\0" * 8)]
+    h = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(helper.make_graph([], "g", [], [], initializer=inits)), str(h))
+    recs = _records(h)
+    assert recs[:2] == [(str(h), "c.0.w", (2, 2), "float32", ""),
+                        (str(h), "c.1.i", (3,), "int64", "dtype int64: not a floating-point weight")]
+    assert recs[2][:4] == (str(h), "c.2.short", (10, 10), str(TensorProto.FLOAT))
+    assert recs[2][4].startswith("unreadable initializer (cannot reshape") and len(recs[2][4]) <= len("unreadable initializer ()") + 80
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_pickle_payload_never_runs_in_either_torch_format(tmp_path, legacy):
+    # a checkpoint whose pickle would call os.mkdir: refused in one line, and the folder is never made
+    import os
+
+    marker = tmp_path / "payload-ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    f = tmp_path / "evil.pt"
+    torch.save({"layers.0.w": torch.zeros(2), "x": Evil()}, f, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(InvalidArgument) as e:
+        list_tensors(f)
+    assert not marker.exists()
+    assert str(e.value) == (f"{f}: unreadable or corrupt PyTorch checkpoint (UnpicklingError); only tensors are "
+                            "loaded (weights_only=True)")
+
+
+def test_gguf_vectors_and_left_out_types_keep_file_shape_and_type(tmp_path):
+    # 1-D tensors (biases, norms) are read whole as one row; an integer tensor is recorded with its type
+    gguf = pytest.importorskip("gguf")
+    f = tmp_path / "v.gguf"
+    w = gguf.GGUFWriter(str(f), "llama")
+    for k in range(5):
+        w.add_tensor(f"blk.{k}.bias", np.arange(7, dtype=np.float32) + k)
+    w.add_tensor("blk.0.ids", np.arange(6, dtype=np.int32).reshape(2, 3))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    recs = {r[1]: r for r in _records(f)}
+    assert recs["blk.2.bias"] == (str(f), "blk.2.bias", (7,), "F32", "")
+    assert recs["blk.0.ids"] == (str(f), "blk.0.ids", (2, 3), "I32", "GGUF type I32: not a floating-point weight")
+    (bias,) = [r for r in list_tensors(f) if r.name == "blk.3.bias"]
+    np.testing.assert_array_equal(bias.flat(0, 7), np.arange(7) + 3.0)
+    np.testing.assert_array_equal(bias.flat(2, 5), np.arange(2, 5) + 3.0)

@@ -476,3 +476,66 @@ def test_normalized_increments_see_directions_not_scales():
     for a, b in ((0, 13), (13, 40)):
         sums.add(big[:, a:b], a)
     np.testing.assert_allclose(sums.normalized_increments(), normalized_increment_norms(big), rtol=1e-12)
+
+
+def test_mean_interval_is_the_student_t_interval_written_out():
+    from scipy import stats
+
+    from odecheck.analysis.estimators.scaling import mean_interval
+
+    v = [0.3, 1.1, -0.4, 2.0, 0.9]
+    m, s = np.mean(v), np.std(v, ddof=1)
+    for level in (0.9, 0.95, 0.99):
+        h = stats.t.ppf((1 + level) / 2, df=4) * s / np.sqrt(5)
+        est, (lo, hi) = mean_interval(v, level)
+        assert est == pytest.approx(m, rel=1e-15) and (lo, hi) == pytest.approx((m - h, m + h), rel=1e-13)
+    est, (lo, hi) = mean_interval([1.0, np.nan, 3.0, np.inf])  # the finite values only: 1 and 3
+    h = stats.t.ppf(0.975, df=1) * np.std([1.0, 3.0], ddof=1) / np.sqrt(2)
+    assert est == 2.0 and (lo, hi) == pytest.approx((2.0 - h, 2.0 + h), rel=1e-13)
+    one = mean_interval([4])
+    assert one[0] == 4.0 and all(np.isnan(one[1]))
+    none = mean_interval([np.nan])
+    assert np.isnan(none[0]) and all(np.isnan(none[1]))
+
+
+def test_streamed_normalized_increments_with_zero_layers_match_the_formula():
+    # a zero layer has no direction: its normalized layer counts as 0, so the step into or out of it is 1
+    # and between two zero layers 0 (normalized_increment_norms' rule), streamed sums and arrays alike
+    from odecheck.analysis.estimators.regularity import LagSums, dyadic_lags, normalized_increment_norms
+
+    rng = np.random.default_rng(5)
+    Z = rng.standard_normal((9, 70))
+    Z[3] = 0.0
+    Z[6] = Z[7] = 0.0
+    U = np.array([z / np.linalg.norm(z) if np.linalg.norm(z) > 0 else np.zeros_like(z) for z in Z])
+    ref = np.linalg.norm(U[1:] - U[:-1], axis=1)
+    assert ref[2] == pytest.approx(1.0) and ref[3] == pytest.approx(1.0) and ref[6] == 0.0
+    sums = LagSums(9, 70, dyadic_lags(9))
+    sums.add(Z[:, :40], 0)
+    sums.add(Z[:, 40:], 40)
+    np.testing.assert_allclose(sums.normalized_increments(), ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(normalized_increment_norms(Z), ref, rtol=1e-12, atol=1e-14)
+
+
+def test_increment_autocorrelation_against_its_definition():
+    # rho(j) = (n / (n - j)) sum_k <D_k, D_k+j> / sum_k <D_k, D_k> over the increments D_k of the path, n = L - 1;
+    # the jackknife replicates drop one group of columns; nothing to test when the path has no lag 1..K to spare
+    from odecheck.analysis.estimators.increments import AcfSums, acf_lags
+    from odecheck.analysis.estimators.regularity import LagSums, dyadic_lags
+
+    rng = np.random.default_rng(9)
+    L, P = 21, 256
+    Z = np.cumsum(rng.standard_normal((L, P)), 0)
+    sums = LagSums(L, P, dyadic_lags(L))
+    sums.add(Z, 0)
+    acf = sums.acf_sums.acf(0.95)
+    D = np.diff(Z, axis=0)
+    n = L - 1
+    assert [j for j, _, _ in acf] == list(range(1, acf_lags(L) + 1)) == [1, 2, 3, 4, 5]
+    for j, est, (lo, hi) in acf:
+        full = n / (n - j) * (D[j:] * D[: n - j]).sum() / (D * D).sum()
+        assert est == pytest.approx(full, rel=1e-12) and lo < est < hi
+    flat = AcfSums(21, 4)  # no increments added: every sum 0, so every rho is NaN, declined by the band test
+    assert all(np.isnan(est) for _, est, _ in flat.acf(0.95))
+    short = AcfSums(3, 4)  # L = 3: n = 2 increments, K = 1 lag: n - K = 1 pair, still a value
+    assert len(short.acf(0.95)) == 1

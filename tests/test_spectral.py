@@ -1,0 +1,37 @@
+"""Singular values of circular convolutions ([C21]'s kernel statistic) against the dense operator."""
+
+import numpy as np
+import pytest
+import torch
+from odecheck._errors import InvalidArgument
+from odecheck.estimators.spectral import conv_operator_norm, conv_singular_values
+
+
+def _circular_matrix(K: np.ndarray, n: int) -> np.ndarray:
+    """The dense matrix of the circular convolution y[o, i, j] = sum K[o, c, a, b] x[c, (i + a) mod n, (j + b) mod n]."""
+    c_out, c_in, k, _ = K.shape
+    M = np.zeros((c_out * n * n, c_in * n * n))
+    for o in range(c_out):
+        for i in range(n):
+            for j in range(n):
+                for c in range(c_in):
+                    for a in range(k):
+                        for b in range(k):
+                            M[(o * n + i) * n + j, (c * n + (i + a) % n) * n + (j + b) % n] += K[o, c, a, b]
+    return M
+
+
+@pytest.mark.parametrize("c_out,c_in,n", [(3, 3, 5), (4, 2, 4), (2, 5, 3), (3, 3, 2), (2, 3, 1)])
+def test_fft_singular_values_against_the_dense_circular_operator(c_out, c_in, n):
+    K = torch.randn(c_out, c_in, 3, 3, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
+    dense = np.linalg.svd(_circular_matrix(K.numpy(), n), compute_uv=False)
+    ours = np.sort(conv_singular_values(K, n).numpy())[::-1]
+    np.testing.assert_allclose(ours, dense[:len(ours)], rtol=1e-10, atol=1e-10)
+    assert conv_operator_norm(K, n) == pytest.approx(dense[0], rel=1e-12)
+
+
+def test_spectral_refuses_bad_input_by_name():
+    with pytest.raises(InvalidArgument, match="kernel"):
+        conv_singular_values(torch.zeros(3, 3, 3), 4)
+    with pytest.raises(InvalidArgument, match="n"):
+        conv_singular_values(torch.zeros(2, 2, 3, 3), 0)
