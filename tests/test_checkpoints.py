@@ -263,6 +263,17 @@ def test_which_weights_feed_a_normalization_by_their_neighbours_names():
     gpt2 = [f"transformer.h.{k}.{m}" for k in range(3) for m in ("ln_1.weight", "attn.c_attn.weight", "ln_2.weight")]
     assert not feeds("transformer.h.*.attn.c_attn.weight", gpt2)
     assert feeds("layer1.*.conv1.weight[1:3]", resnet)  # a split stage's run
+    # each rule at its edge: one case per way it could be read wrong
+    assert not feeds("encoder.weight", ["encoder.weight", "encoder_norm.weight"])  # no layer index: no path
+    assert not feeds("layers.*.conv1.weight", ["other.0.x.weight", "other.0.bn1.weight"])  # no such tensor
+    assert not feeds("layers.*.weight", ["layers.0.weight", "layers.0.bn.weight"])  # no module name to read
+    assert not feeds("l.*.conv1.weight", ["l.0.conv1.weight", "l.0.conv2.weight", "l.0.bn2.weight"])  # bn2 is conv2's
+    assert feeds("m.*.att.dense.weight", ["m.0.att.dense.weight", "m.0.att.bn.weight"])  # a short sibling name
+    assert feeds("e.*.blk.dense.weight", ["e.0.blk.dense.weight", "e.0.blk.norm.inner.weight"])  # a deeper sibling
+    assert not feeds("m.*.att.fc1.weight", ["m.0.att.fc1.weight", "m.0.att.LayerNorm.weight"])  # numbered: conv rule
+    top = ["features.0.0.weight", "features.0.1.weight", "features.0.1.running_var", "features.0.2.weight"]
+    assert feeds("features.*.0.weight", top)  # a Sequential at the layer's top level: entry 1 keeps statistics
+    assert not feeds("features.*.1.weight", top)  # entry 2 is no BatchNorm, though another entry is one
 
 
 def _raw_safetensors(path, tensors, metadata=None):
