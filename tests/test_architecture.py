@@ -136,6 +136,42 @@ def test_the_package_map_names_every_module():
     assert not missing, f"docs/architecture.md does not list {missing}"
 
 
+MAP = SRC.parents[1] / "docs" / "architecture.md"
+
+
+def _map_row_imports(first_cell: str, graph: dict[str, set[str]]) -> str:
+    """The imports column of the map's row naming these modules, from the import graph: every odecheck module
+    they import (lazy imports included, TYPE_CHECKING ones not, a package's own submodules not), sorted."""
+    names = re.findall(r"`([^`]+)`", first_cell)
+    out = set()
+    for n in names:
+        out |= {t.removeprefix("odecheck.") for t in graph.get("odecheck." + n, set())
+                if t != "odecheck" and not t.startswith(f"odecheck.{n}.")}
+    return ", ".join(f"`{t}`" for t in sorted(out)) if out else "-"
+
+
+def _map_with_generated_imports(text: str) -> str:
+    """docs/architecture.md with the imports column of every module row computed (what the map must say)."""
+    graph, lines = _graph(), []
+    for line in text.splitlines():
+        cells = line.split("|")
+        if len(cells) == 5 and cells[1].strip().startswith("`") and re.search(r"`[\w.]+`", cells[1]):
+            names = re.findall(r"`([^`]+)`", cells[1])
+            if all("odecheck." + n in graph for n in names):
+                cells[3] = f" {_map_row_imports(cells[1], graph)} "
+                line = "|".join(cells)
+        lines.append(line)
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+
+
+def test_the_package_maps_imports_column_is_the_import_graph():
+    # generated, not hand-kept: `python tests/test_architecture.py` rewrites the column from the code
+    text = MAP.read_text()
+    wrong = [(a, b) for a, b in zip(text.splitlines(), _map_with_generated_imports(text).splitlines(), strict=True) if a != b]
+    assert not wrong, f"{len(wrong)} rows of docs/architecture.md list other imports than the code; run " \
+                      f"`python tests/test_architecture.py` (first: {wrong[0][0]} -> {wrong[0][1]})"
+
+
 def test_blocks_and_kernels_know_the_network_interface_not_the_model():
     """The blocks and the kernels read a network through blocks.base.Network: no import of models, not
     even a type-only one (which would close the cycle models -> _kernels -> blocks -> models)."""
@@ -218,3 +254,7 @@ def test_the_old_module_names_are_the_same_modules():
     import odecheck
 
     assert callable(odecheck.analyze) and odecheck.claims.REGISTRY and odecheck.nn.StackedResNet
+
+
+if __name__ == "__main__":  # rewrite the package map's imports column from the code
+    MAP.write_text(_map_with_generated_imports(MAP.read_text()))
