@@ -181,6 +181,34 @@ def test_blocks_and_kernels_know_the_network_interface_not_the_model():
         assert not re.search(r"\._p\b", text), f"{path.name} reads the model's private parameters"
 
 
+def _block_name_tests(tree: ast.AST) -> list[ast.Compare]:
+    """Comparisons of something named like a block against a block's registry name."""
+    names = set(blocks.REGISTRY)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            consts = {c.value for side in sides for c in ast.walk(side) if isinstance(c, ast.Constant)}
+            if consts & names and "block" in " ".join(ast.unparse(side) for side in sides):
+                out.append(node)
+    return out
+
+
+def test_no_code_outside_a_block_tests_a_blocks_name():
+    # what the engine, the estimators or the experiments need of a block is a block attribute or method
+    # (acts_on_vectors, recomputes, laziness, v_fan_in, naive_options, check_shape, conv_io_maps, ...)
+    offenders = [f"{path.relative_to(SRC)}:{node.lineno}: {ast.unparse(node)}" for path in SRC.rglob("*.py")
+                 if path.parent != SRC / "engine" / "blocks" for node in _block_name_tests(ast.parse(path.read_text()))]
+    assert offenders == []
+
+
+def test_the_block_name_check_sees_planted_ones():
+    for code in ('if net.block == "conv":\n    pass\n', 'ok = block not in ("mlp", "res1")\n',
+                 'x = CONV if cfg.block != "single" else 0\n'):
+        assert len(_block_name_tests(ast.parse(code))) == 1, code
+    assert _block_name_tests(ast.parse('if io_init == "conv":\n    pass\n')) == []  # an io_init, not a block
+
+
 # functions allowed more than 10 parameters, and why: each is a flat list by nature
 MANY_PARAMETERS = {
     "cli.analyze": "a command: each parameter is one of its flags",

@@ -69,7 +69,7 @@ def loss_and_grads(net: Network, x: torch.Tensor, y: torch.Tensor, *, params=Non
     the backward pass (bounded memory at large depth, about one extra forward pass of time).
     """
     if segment is not None:
-        if net.block != "mlp" or params is not None:
+        if not get_block(net.block).recomputes or params is not None:
             raise invalid("segment", segment, "None unless block='mlp' (recomputation is implemented for mlp)")
         if isinstance(segment, bool) or not isinstance(segment, int) or segment < 1:
             raise invalid("segment", segment, "a positive integer")

@@ -226,11 +226,9 @@ class ResNet:
             B[:, :, q - dp:] = torch.eye(dp, dtype=torch.float64)
             return A, B
         if io_init == "conv":
-            if self.block != "conv":
-                raise invalid("io_init", "conv", "'identity' or 'gaussian' unless block='conv'")
-            from odecheck.engine.blocks.conv import conv_io_maps
+            from odecheck.engine.blocks import get as get_block
 
-            return conv_io_maps(self)
+            return get_block(self.block).conv_io_maps(self)
         A = torch.empty(R, q, d, dtype=torch.float64)
         B = torch.empty(R, dp, q, dtype=torch.float64)
         for r in range(R):

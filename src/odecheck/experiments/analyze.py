@@ -255,8 +255,9 @@ def _heun_gains(net, x):
     import torch
 
     from odecheck.analysis.estimators.discretization import heun_gain
+    from odecheck.engine.blocks import get as get_block
 
-    if net.block == "conv" or net.delta_mode != "fixed" or net.depth < 2:
+    if not get_block(net.block).acts_on_vectors or net.delta_mode != "fixed" or net.depth < 2:
         return None
     return heun_gain(net.to(dtype=torch.float64), x.to(torch.float64)).cpu().numpy()
 

@@ -69,7 +69,7 @@ class ModelConfig:
         check_choice("model.delta", self.delta, get_args(DeltaMode))
         if not isinstance(self.width_factors, bool):
             raise invalid("model.width_factors", self.width_factors, "true or false")
-        if not self.width_factors and self.block != "mlp":
+        if not self.width_factors and not blocks.REGISTRY[self.block].optional_width_factors:
             raise invalid("model.width_factors", False, f"true unless model.block = 'mlp' (block {self.block!r})")
         check_choice("model.dtype", self.dtype, DTYPES)
 

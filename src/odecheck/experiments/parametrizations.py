@@ -76,7 +76,9 @@ class Parametrization:
                                                   f"{self.name} initialization")
             # V's fan-in factor: mlp and conv apply 1/sqrt(fan-in) themselves; res1 (h + V sigma(h), entries N(0, 1))
             # does not
-            fan_in = float(net.dim) ** -0.5 if net.block == "res1" else 1.0
+            from odecheck.engine.blocks import get as get_block
+
+            fan_in = get_block(net.block).v_fan_in(net)
             net.load_weights_({"V": net.weights["V"] * fan_in * float(net.depth) ** self.branch_init})
         return net
 
@@ -109,8 +111,9 @@ def laziness(net, x, before: dict[str, torch.Tensor]) -> torch.Tensor:
     samples. Each block is evaluated at the same h_k, the states before the step (the block's own change,
     not the propagated one). mlp, res1 and single blocks (fixed delta)."""
     from odecheck.engine.blocks import REGISTRY
+    from odecheck.engine.blocks import get as get_block
 
-    if net.block not in ("mlp", "res1", "single") or net.delta_mode != "fixed":
+    if not REGISTRY[net.block].laziness or net.delta_mode != "fixed":
         raise invalid("net", f"block={net.block!r}, delta={net.delta_mode!r}",
                       "an mlp, res1 or single block with a fixed delta")
     block = REGISTRY[net.block]
@@ -119,7 +122,7 @@ def laziness(net, x, before: dict[str, torch.Tensor]) -> torch.Tensor:
     shell = net.clone().to(dtype=torch.float64)
     shell.load_weights_({k: before[k] for k in shell.weights})
     H = shell.hidden_states(torch.as_tensor(x, dtype=torch.float64))  # (R, L+1, n, q), before the step
-    extra = {"width_factors": net.width_factors} if net.block == "mlp" else {}
+    extra = get_block(net.block).naive_options(net)
     R, L = net.ensemble, net.depth
     out = torch.empty(R, dtype=torch.float64)
     for r in range(R):

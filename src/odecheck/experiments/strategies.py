@@ -18,6 +18,7 @@ import torch
 from hypothesis import strategies as st
 
 from odecheck.core._errors import invalid
+from odecheck.engine.blocks import REGISTRY
 from odecheck.engine.init import INIT_KINDS, Init, fbm_paths, gp_paths, member_generator
 from odecheck.engine.models import ACTIVATIONS, BLOCKS
 
@@ -64,9 +65,10 @@ def architectures(*, blocks=BLOCKS, activations=ACTIVATIONS, min_depth: int = 2,
                 "beta": d(st.floats(min_beta, max_beta, allow_nan=False)),
                 "ensemble": d(st.integers(min_ensemble, max_ensemble)),
                 "input_dim": d(st.integers(1, dim)), "output_dim": d(st.integers(1, dim))}
-        if block == "single":
+        blk = REGISTRY[block]
+        if blk.trained_delta:
             arch["delta"] = d(st.sampled_from(["fixed", "shared", "per_layer"]))
-        if block == "conv":  # c channels of S x S maps: the state is q = c S^2
+        if not blk.acts_on_vectors:  # conv: c channels of S x S maps, the state is q = c S^2
             c = d(st.integers(1, max(1, min(3, max_width))))
             S = d(st.integers(1, 3))
             q = c * S * S

@@ -63,7 +63,7 @@ def branch(net, nodes: list[dict[str, torch.Tensor]] | None = None) -> Branch:
     from odecheck.engine import blocks
     from odecheck.engine.blocks.base import residual_scale
 
-    if net.block == "conv":
+    if not blocks.get(net.block).acts_on_vectors:
         raise invalid("block", net.block, "a block acting on vectors (mlp, res1, single, meanfield)")
     if net.delta_mode != "fixed":
         raise invalid("delta", net.delta_mode, "'fixed' (a trained residual scale is not a weight path)")

@@ -107,6 +107,26 @@ class Block:
     weight_ndim: ClassVar[int] = 4  # of the stacked (R, L, ...) arrays that from_weights takes
     trained_delta: ClassVar[bool] = False  # has the delta modes 'shared' and 'per_layer'
     optional_width_factors: ClassVar[bool] = False  # can run without its 1/sqrt(width) factors
+    recomputes: ClassVar[bool] = False  # its backward can recompute stored states segment by segment
+    acts_on_vectors: ClassVar[bool] = True  # its branch is a function of a state vector (not of feature maps)
+    laziness: ClassVar[bool] = False  # [CP25]'s laziness statistic is written for it (a plain naive update)
+
+    def check_shape(self, dim: int, width: int) -> None:
+        """Refuse a state size and width this block cannot hold (the error names ``dim``)."""
+
+    def naive_options(self, net: Network) -> dict:
+        """Options of ``naive_update`` beyond the configuration arguments that this network sets."""
+        return {}
+
+    def v_fan_in(self, net: Network) -> float:
+        """The factor that makes V's entries Var 1/fan-in where the block does not apply 1/sqrt(fan-in) itself."""
+        return 1.0
+
+    def conv_io_maps(self, net: Network):
+        """The io maps of io_init='conv' (a 3x3 input convolution and a pooled head): conv blocks only."""
+        from odecheck.core._errors import invalid
+
+        raise invalid("io_init", "conv", "'identity' or 'gaussian' unless block='conv'")
 
     # -- shapes and configuration
     def layer_shapes(self, q: int, m: int) -> dict[str, tuple[int, ...]]:
@@ -121,6 +141,7 @@ class Block:
             raise invalid("delta", net.delta_mode, f"'fixed' unless block='single' (block={self.name!r})")
         if not net.width_factors and not self.optional_width_factors:
             raise invalid("width_factors", False, f"True unless block='mlp' (block={self.name!r})")
+        self.check_shape(net.dim, net.width)
 
     def layer_weights(self, given: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int, int]:
         """Validate stacked public (R, L, ...) float64 arrays of the families; return them in the

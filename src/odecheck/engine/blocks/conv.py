@@ -71,11 +71,15 @@ class Conv(Block):
     def layer_shapes(self, q: int, m: int) -> dict[str, tuple[int, ...]]:
         return {"W": (m, m, 3, 3), "V": (m, m, 3, 3)}
 
-    def check_config(self, net) -> None:
-        super().check_config(net)
-        if side(net.dim, net.width) == 0:
-            raise invalid("dim", net.dim, f"c S^2 for width c = {net.width} channels and an integer side S "
-                                          "(block='conv' keeps c x S x S feature maps)")
+    acts_on_vectors = False
+
+    def check_shape(self, dim: int, width: int) -> None:
+        if side(dim, width) == 0:
+            raise invalid("dim", dim, f"c S^2 for width c = {width} channels and an integer side S "
+                                      "(block='conv' keeps c x S x S feature maps)")
+
+    def conv_io_maps(self, net):
+        return conv_io_maps(net)
 
     def layer_weights(self, given):
         raise invalid("block", "conv", "ResNet(block='conv', dim=c*S*S, width=c, ...) and load_weights_: the "

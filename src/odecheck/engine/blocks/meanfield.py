@@ -22,6 +22,11 @@ from odecheck.engine.blocks.mlp import MLP
 class MeanField(MLP):
     name = "meanfield"
     optional_width_factors = False
+    recomputes = False  # the recomputing backward is written for the mlp block's factors
+    laziness = False
+
+    def naive_options(self, net) -> dict:
+        return {}
 
     @staticmethod
     def scales(net) -> tuple[float, float]:

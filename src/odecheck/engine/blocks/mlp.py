@@ -227,6 +227,11 @@ class MLP(Block):
     name = "mlp"
     families = ("V", "W")
     optional_width_factors = True
+    recomputes = True
+    laziness = True
+
+    def naive_options(self, net) -> dict:
+        return {"width_factors": net.width_factors}
     zero_at_tied = ("V",)
     uses_width = True
 

@@ -17,6 +17,10 @@ from odecheck.engine.blocks.base import Block, buf
 
 class Res1(Block):
     name = "res1"
+    laziness = True
+
+    def v_fan_in(self, net) -> float:
+        return float(net.dim) ** -0.5  # h + V sigma(h) with N(0, 1) entries: no 1/sqrt(fan-in) of its own
     families = ("V",)
 
     def layer_shapes(self, q: int, m: int) -> dict[str, tuple[int, ...]]:

@@ -37,6 +37,7 @@ class Single(Block):
     name = "single"
     families = ("W", "b")
     trained_delta = True
+    laziness = True
 
     def layer_shapes(self, q: int, m: int) -> dict[str, tuple[int, ...]]:
         return {"W": (q, q), "b": (1, q)}

@@ -70,11 +70,9 @@ class LawConfig(TransferConfig):
         from odecheck.experiments.parametrizations import parametrization
 
         super().__post_init__()
-        if self.block == "conv":
-            from odecheck.engine.blocks.conv import side
+        from odecheck.engine.blocks import get as get_block
 
-            if not side(self.dim, self.width):
-                raise invalid("dim", self.dim, f"c S^2 for block='conv' with width c = {self.width}")
+        get_block(self.block).check_shape(self.dim, self.width)
         for name in self.controls:
             parametrization(name)
         object.__setattr__(self, "controls", tuple(self.controls))

@@ -23,7 +23,7 @@ from odecheck.presentation.plot import depth_ticks, pyplot, save
 
 LAW = {"smoke": {"depths": [4, 8, 16], "ensemble": 3, "steps": 20, "blocks": ["mlp"]},
        "paper": {"depths": [4, 8, 16, 32, 64, 128], "ensemble": 12, "steps": 50, "blocks": ["mlp", "res1", "conv"]}}
-CONV = {"dim": 64, "width": 4}  # conv blocks: 4 channels on 4 x 4 maps
+SHAPES = {"conv": {"dim": 64, "width": 4}}  # a block's own state shape: conv's 4 channels on 4 x 4 maps
 NAMES = ("residual-aware", "completep", "standard")
 PUBLISHED = {"residual-aware": "-3/2 ([W26], [AM25])", "completep": "0 ([CP25], Adam; SGD rule second-hand)",
              "standard": "not stated (measured)"}
@@ -52,7 +52,7 @@ def run_law(settings: dict, folder: Path, *, device: str = "cpu", progress=None)
             recs = json.loads(path.read_text())
         else:
             cfg = LawConfig(block=block, depths=tuple(settings["depths"]), ensemble=settings["ensemble"],
-                            lazy_members=2, steps=settings["steps"], controls=(), **(CONV if block == "conv" else {}))
+                            lazy_members=2, steps=settings["steps"], controls=(), **SHAPES.get(block, {}))
             edge = max_stable_log2_lr(cfg, L, name)
             recs = [{"block": block, "parametrization": name, "depth": L, "effective_depth": effective_depth(L),
                      "member": r, "status": "done", "log2_max_stable_lr": None if np.isnan(e) else float(e)}

@@ -40,12 +40,12 @@ DIGITS = {"smoke": {"n": 64, "dim": 32, "width": 32},
 
 
 # one-layer blocks have wide loss basins (single seeds scatter by a grid step): twice the seeds at paper scale
-RES1 = {"smoke": {}, "paper": {"seeds": 32}}
+BLOCK_SCALES = {"res1": {"smoke": {}, "paper": {"seeds": 32}}}
 
 
 def _spec(scale: str, block: str = "mlp", task: str = "teacher") -> dict:
     p = {**TRANSFER[scale], **(DIGITS[scale] if task == "digits-conv25" else {}),
-         **(RES1[scale] if block == "res1" else {})}
+         **BLOCK_SCALES.get(block, {}).get(scale, {})}
     names = list(RUN_PARAMETRIZATIONS)
     return {"model": {"block": block, "dim": p["dim"], "width": p["width"], "activation": "gelu", "init": "iid",
                       "ensemble": p["seeds"], "seed": 0, "dtype": "float32"},
