@@ -367,19 +367,19 @@ def test_brownian_band_rule_at_planted_slopes(members):
 # ----------------------------------------------------------------------------- family limit across depths
 @pytest.mark.parametrize("ci,limit", [((-1.3, -0.76), "ode"), ((-1.3, -0.75), "inconclusive"),
                                       ((-0.74, -0.26), "sde"), ((-0.6, -0.25), "inconclusive"),
-                                      ((-0.24, 0.3), "neither"), ((-0.25, 0.3), "inconclusive"),
+                                      ((-0.24, 0.3), "none"), ((-0.25, 0.3), "inconclusive"),
                                       ((float("nan"),) * 2, "inconclusive"), ((float("nan"), -1.3), "inconclusive"),
                                       ((-1.3, float("nan")), "inconclusive"), ((-0.75, -0.3), "inconclusive"),
                                       ((-0.7, -0.25), "inconclusive")])
 def test_limit_rule_bands(ci, limit):
-    # docs/theory.md: max increments ~ L^-1 (ODE), L^-1/2 (SDE), L^0 (neither); the bands meet halfway
+    # docs/theory.md: max increments ~ L^-1 (ODE), L^-1/2 (SDE), L^0 (none: no limit); the bands meet halfway
     from odecheck.estimators.decisions import limit_decision
 
     assert limit_decision(ci) == limit
 
 
-@pytest.mark.parametrize("slope,wrong", [(-1.0, ("sde", "neither")), (-0.5, ("ode", "neither")),
-                                         (0.0, ("ode", "sde")), (-0.75, ("ode", "sde")), (-0.25, ("sde", "neither"))])
+@pytest.mark.parametrize("slope,wrong", [(-1.0, ("sde", "none")), (-0.5, ("ode", "none")),
+                                         (0.0, ("ode", "sde")), (-0.75, ("ode", "sde")), (-0.25, ("sde", "none"))])
 def test_family_limit_from_one_network_per_depth(slope, wrong):
     # a published family: one network per depth (OLS-t interval on 5 depths), log-normal noise sd 0.1. At a
     # band's edge both neighbouring calls are wrong, each needs the interval to miss on one side: <= alpha/2

@@ -173,7 +173,7 @@ def scaling_across_depths(rows: list[dict], *, seed: int = 0) -> list[dict]:
     the max increment of the layer-normalized path (scale-free: what a weight feeding a normalization
     sees, and unmoved by weight decay's effect on scale). With at least 3 depths, each increment
     exponent also gets the family's limit (``limit``, estimators.decisions.limit_decision: slope interval
-    below -3/4 'ode', inside (-3/4, -1/4) 'sde', above -1/4 'neither'); the depth of a member of the
+    below -3/4 'ode', inside (-3/4, -1/4) 'sde', above -1/4 'none'); the depth of a member of the
     family is the number of layers in its path."""
     from odecheck.analysis.checkpoints.paths import family_name
     from odecheck.analysis.estimators.decisions import limit_decision
@@ -289,7 +289,7 @@ def markdown(res: dict) -> str:
         lines += ["## Families across depths", "",
                   "Exponent of each statistic in the depth L (layers in the path), its 95 % interval, and the "
                   "family's limit from the increment exponent (below -3/4 `ode`, inside (-3/4, -1/4) `sde`, above "
-                  "-1/4 `neither`; at least 3 depths).", "",
+                  "-1/4 `none`; at least 3 depths).", "",
                   "| family | depths | max increment | normalized max increment | max norm | limit |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for f in fams:

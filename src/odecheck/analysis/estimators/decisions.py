@@ -153,8 +153,9 @@ def brownian_decision(ci: tuple[float, float], band: tuple[float, float] = BROWN
 
 def limit_decision(ci: tuple[float, float], band: tuple[float, float] = BROWNIAN_BAND) -> str:
     """The limit of a family of depths from the slope interval of its max increment in L: 'ode' if it lies
-    below the Brownian band (toward L^-1), 'sde' if inside it (L^-1/2), 'neither' if above it (toward
-    L^0: increments that do not shrink), else 'inconclusive'. Each wrong call needs the interval to miss
+    below the Brownian band (toward L^-1), 'sde' if inside it (L^-1/2), 'none' if above it (toward
+    L^0: increments that do not shrink, no limit; the word a path's regime uses for the same), else
+    'inconclusive'. Each wrong call needs the interval to miss
     the true slope on one side: at most alpha/2 at a band's edge, less beyond it."""
     lo, hi = ci
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -162,7 +163,7 @@ def limit_decision(ci: tuple[float, float], band: tuple[float, float] = BROWNIAN
     if hi < band[0]:
         return "ode"
     if lo > band[1]:
-        return "neither"
+        return "none"
     if band[0] < lo and hi < band[1]:
         return "sde"
     return "inconclusive"
