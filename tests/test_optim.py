@@ -193,3 +193,45 @@ def test_member_lr_is_each_member_run_at_its_own_learning_rate(method):
               steps=1)
     with pytest.raises(oc.InvalidArgument, match="member_lr"):
         optimizer(method, lr=0.1, batch_size=6, member_lr=(1.0, -2.0))
+
+
+@pytest.mark.parametrize("sampling", ["epochs", "c21-shuffle"])
+def test_epoch_orders_are_the_documented_streams_written_out(sampling):
+    # member r's stream: PCG64 from SeedSequence(seed, spawn_key=(17,)).spawn(R)[r]; "epochs" draws a fresh
+    # permutation per epoch, "c21-shuffle" applies [C21]'s in-place swap quirk to the order it had
+    from odecheck.training import _EpochBatches
+
+    class Net:
+        ensemble = 3
+
+    n, seed = 8, 11
+    opt = SGD(lr=0.1, batch_size=n, sampling=sampling, seed=seed)
+    b = _EpochBatches(Net, torch.zeros(n, 1), torch.zeros(n, 1), opt, {})
+    got = [b.rows().numpy().copy() for _ in range(3)]  # three epochs of one batch each (rows() shares the order)
+    gens = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed, spawn_key=(17,)).spawn(3)]
+    orders = [np.arange(n) for _ in range(3)]
+    for epoch in got:
+        for r, g in enumerate(gens):
+            if sampling == "epochs":
+                orders[r] = g.permutation(n)
+            else:
+                for i in range(n - 1, 0, -1):
+                    orders[r][i] = orders[r][int(g.integers(0, i + 1))]
+            np.testing.assert_array_equal(epoch[r], orders[r])
+    if sampling == "c21-shuffle":
+        assert any(len(set(o.tolist())) < n for o in orders)  # the quirk duplicates rows: not a permutation
+
+
+def test_the_flow_api_hands_recompute_to_the_engine():
+    # recompute is the engine's segment: refused by name for a block without the recomputing backward,
+    # and for mlp the same loss and gradients as without it
+    net = oc.ResNet(block="res1", depth=4, dim=3, ensemble=1, seed=0, dtype=torch.float64)
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    with pytest.raises(oc.InvalidArgument, match="segment"):
+        oc.loss_and_grads(net, x, y, recompute=2)
+    mlp = oc.ResNet(block="mlp", depth=6, dim=3, width=4, ensemble=2, seed=0, dtype=torch.float64)
+    l1, g1 = oc.loss_and_grads(mlp, x, y)
+    l2, g2 = oc.loss_and_grads(mlp, x, y, recompute=2)
+    torch.testing.assert_close(l1, l2, rtol=1e-13, atol=0)
+    for k in g1:
+        torch.testing.assert_close(g1[k], g2[k], rtol=1e-12, atol=1e-14)
