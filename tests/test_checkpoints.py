@@ -5,6 +5,7 @@ chunked statistics equal to the in-memory estimator. Every checkpoint is built h
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +275,7 @@ def test_which_weights_feed_a_normalization_by_their_neighbours_names():
     top = ["features.0.0.weight", "features.0.1.weight", "features.0.1.running_var", "features.0.2.weight"]
     assert feeds("features.*.0.weight", top)  # a Sequential at the layer's top level: entry 1 keeps statistics
     assert not feeds("features.*.1.weight", top)  # entry 2 is no BatchNorm, though another entry is one
+    assert feeds("*.conv1.weight", ["0.conv1.weight", "0.bn1.weight", "1.conv1.weight"])  # layers at the top level
 
 
 def _raw_safetensors(path, tensors, metadata=None):
@@ -986,9 +988,11 @@ def test_every_reader_records_file_name_shape_dtype_and_reason(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    inits = [numpy_helper.from_array(np.zeros((2, 2), np.float32), "c.0.w"),
+    inits = [TensorProto(name="c.2.short", data_type=TensorProto.FLOAT, dims=[10, 10], raw_data=b"\0" * 8),
+             numpy_helper.from_array(np.zeros((2, 2), np.float32), "c.0.w"),  # after an unreadable one: still read
              numpy_helper.from_array(np.zeros(3, np.int64), "c.1.i"),
-             TensorProto(name="c.2.short", data_type=TensorProto.FLOAT, dims=[10, 10], raw_data=b"\0" * 8)]
+             helper.make_tensor("c.3.f8", TensorProto.FLOAT8E4M3FN, [4], vals=np.array([0x38, 0x40, 0x44, 0x48], np.uint8).tobytes(),
+                                raw=True)]
     h = tmp_path / "m.onnx"
     onnx.save(helper.make_model(helper.make_graph([], "g", [], [], initializer=inits)), str(h))
     recs = _records(h)
@@ -996,6 +1000,9 @@ def test_every_reader_records_file_name_shape_dtype_and_reason(tmp_path):
                         (str(h), "c.1.i", (3,), "int64", "dtype int64: not a floating-point weight")]
     assert recs[2][:4] == (str(h), "c.2.short", (10, 10), str(TensorProto.FLOAT))
     assert recs[2][4].startswith("unreadable initializer (cannot reshape") and len(recs[2][4]) <= len("unreadable initializer ()") + 80
+    assert recs[3][1:] == ("c.3.f8", (4,), "float8_e4m3fn", "")  # FP8 E4M3: 0x38 = 1, 0x40 = 2, 0x44 = 3, 0x48 = 4
+    (f8,) = [r for r in list_tensors(h) if r.name == "c.3.f8"]
+    np.testing.assert_array_equal(f8.flat(0, 4), [1.0, 2.0, 3.0, 4.0])
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -1036,3 +1043,50 @@ def test_gguf_vectors_and_left_out_types_keep_file_shape_and_type(tmp_path):
     (bias,) = [r for r in list_tensors(f) if r.name == "blk.3.bias"]
     np.testing.assert_array_equal(bias.flat(0, 7), np.arange(7) + 3.0)
     np.testing.assert_array_equal(bias.flat(2, 5), np.arange(2, 5) + 3.0)
+
+
+def test_a_torch_file_that_is_not_a_state_dict_says_what_it_holds(tmp_path):
+    torch.save([torch.zeros(2), torch.zeros(2)], tmp_path / "list.pt")
+    with pytest.raises(InvalidArgument) as e:
+        list_tensors(tmp_path / "list.pt")
+    assert str(e.value) == f"{tmp_path / 'list.pt'}: expected a state_dict (a dict of tensors), got list"
+
+
+def test_safetensors_header_lengths_and_shard_paths_at_their_edges(tmp_path):
+    # a header one byte longer than the file allows; a length with the top bit set (2^64 - 1, not negative);
+    # shards named with a folder or an absolute path, even inside the index's folder, are refused
+    body = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    f = tmp_path / "long.safetensors"
+    f.write_bytes(struct.pack("<Q", len(body) + 5) + body + b"\0" * 4)  # file: 8 + len + 4; header claims len + 5
+    with pytest.raises(InvalidArgument) as e:
+        list_tensors(f)
+    assert str(e.value) == (f"{f}: unreadable or corrupt safetensors (a header of {len(body) + 5} bytes in a file of "
+                            f"{8 + len(body) + 4})")
+    g = tmp_path / "top.safetensors"
+    g.write_bytes(struct.pack("<Q", 2**64 - 1) + body)
+    with pytest.raises(InvalidArgument, match=f"a header of {2**64 - 1} bytes"):
+        list_tensors(g)
+    (tmp_path / "sub").mkdir()
+    st_numpy.save_file({"w": np.zeros(2, np.float32)}, tmp_path / "sub" / "model.safetensors")
+    for shard in ("sub/model.safetensors", str(tmp_path / "sub" / "model.safetensors")):
+        idx = tmp_path / "model.safetensors.index.json"
+        idx.write_text(json.dumps({"weight_map": {"w": shard}}))
+        with pytest.raises(InvalidArgument) as e:
+            list_tensors(idx)
+        assert str(e.value) == f"{idx}: shard {shard!r} is not a file in the index's folder"
+
+
+def test_a_tensor_whose_bytes_do_not_match_its_shape_is_named_exactly(tmp_path):
+    f = _raw_header(tmp_path / "bad.safetensors",
+                    json.dumps({"layers.0.w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}), b"\0" * 8)
+    with pytest.raises(InvalidArgument) as e:
+        list_tensors(f)
+    assert str(e.value) == f"{f}: tensor 'layers.0.w' has 8 bytes for shape [3] of F32"
+
+
+def test_gguf_metadata_count_refused_by_name(tmp_path):
+    g = tmp_path / "meta.gguf"
+    g.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1 << 40))
+    with pytest.raises(InvalidArgument) as e:
+        list_tensors(g)
+    assert str(e.value).startswith(f"{g}: its header declares 1099511627776 metadata entries")

@@ -507,6 +507,8 @@ def test_streamed_normalized_increments_with_zero_layers_match_the_formula():
     Z = rng.standard_normal((9, 70))
     Z[3] = 0.0
     Z[6] = Z[7] = 0.0
+    Z[2] *= 0.5 / np.linalg.norm(Z[2])  # a layer of norm below 1 beside a zero one
+    Z[8] *= 0.25 / np.linalg.norm(Z[8])
     U = np.array([z / np.linalg.norm(z) if np.linalg.norm(z) > 0 else np.zeros_like(z) for z in Z])
     ref = np.linalg.norm(U[1:] - U[:-1], axis=1)
     assert ref[2] == pytest.approx(1.0) and ref[3] == pytest.approx(1.0) and ref[6] == 0.0
@@ -539,3 +541,18 @@ def test_increment_autocorrelation_against_its_definition():
     assert all(np.isnan(est) for _, est, _ in flat.acf(0.95))
     short = AcfSums(3, 4)  # L = 3: n = 2 increments, K = 1 lag: n - K = 1 pair, still a value
     assert len(short.acf(0.95)) == 1
+    assert AcfSums(2, 4).acf(0.95) == ()  # L = 2: one increment, no pair at lag 1
+    tiny = LagSums(L, P, dyadic_lags(L))  # increments far below 1: the same correlations (scale-free)
+    tiny.add(Z * 1e-4, 0)
+    for (j, est, ci), (j2, est2, ci2) in zip(acf, tiny.acf_sums.acf(0.95), strict=True):
+        assert j == j2 and est2 == pytest.approx(est, rel=1e-9) and ci2 == pytest.approx(ci, rel=1e-9)
+
+
+def test_worst_lag_names_the_interval_reaching_farthest_from_zero():
+    from odecheck.analysis.estimators.increments import worst_lag
+
+    assert worst_lag(()) == ""
+    acf = ((1, 0.05, (-0.02, 0.12)), (2, -0.1, (-0.31, 0.11)), (3, 0.2, (0.1, 0.3)))
+    assert worst_lag(acf) == " (lag 2: -0.100 [-0.310, 0.110])"  # its lower end reaches 0.31
+    nan = ((1, 0.05, (-0.02, 0.12)), (2, float("nan"), (float("nan"), float("nan"))))
+    assert worst_lag(nan) == " (lag 2: nan [nan, nan])"  # an interval that could not be computed comes first

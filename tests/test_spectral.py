@@ -35,3 +35,19 @@ def test_spectral_refuses_bad_input_by_name():
         conv_singular_values(torch.zeros(3, 3, 3), 4)
     with pytest.raises(InvalidArgument, match="n"):
         conv_singular_values(torch.zeros(2, 2, 3, 3), 0)
+
+
+def test_spectral_computes_in_float64_and_names_each_bad_argument_exactly():
+    K = torch.randn(2, 3, 3, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    dense = np.linalg.svd(_circular_matrix(K.numpy(), 4), compute_uv=False)
+    ours = np.sort(conv_singular_values(K.float(), 4).numpy())[::-1]  # a float32 kernel, computed in float64
+    assert conv_singular_values(K.float(), 4).dtype == torch.float64
+    np.testing.assert_allclose(ours, np.linalg.svd(_circular_matrix(K.float().double().numpy(), 4), compute_uv=False)[:len(ours)],
+                               rtol=1e-12, atol=1e-12)
+    assert ours[0] == pytest.approx(dense[0], rel=1e-6)
+    with pytest.raises(InvalidArgument) as e:
+        conv_singular_values(torch.zeros(2, 2, 3, 4), 4)  # not square
+    assert str(e.value) == "kernel=(2, 2, 3, 4): expected a (c_out, c_in, k, k) convolution kernel"
+    with pytest.raises(InvalidArgument) as e:
+        conv_singular_values(torch.zeros(2, 2, 3, 3), 0)
+    assert str(e.value) == "n=0: expected a positive integer map side"

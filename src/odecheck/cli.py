@@ -161,7 +161,7 @@ def analyze(
     all_paths: bool = typer.Option(False, "--all-paths", help="Print every path (default: the least regular ones; "
                                    "the rest and the BatchNorm/LayerNorm vectors counted)."),
 ) -> None:
-    """Regularity and scaling of trained weights (ODE, SDE or neither): families, then the least regular paths."""
+    """Regularity and scaling of trained weights (ODE, SDE or none): families, then the least regular paths."""
     from rich.console import Console
 
     from odecheck.experiments.analyze import analysis_figures, analyze_files, write_report
