@@ -1078,10 +1078,26 @@ def test_safetensors_header_lengths_and_shard_paths_at_their_edges(tmp_path):
 
 def test_a_tensor_whose_bytes_do_not_match_its_shape_is_named_exactly(tmp_path):
     f = _raw_header(tmp_path / "bad.safetensors",
-                    json.dumps({"layers.0.w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}), b"\0" * 8)
+                    json.dumps({"layers.0.w": {"dtype": "F32", "shape": [3], "data_offsets": [8, 16]}}), b"\0" * 16)
     with pytest.raises(InvalidArgument) as e:
         list_tensors(f)
     assert str(e.value) == f"{f}: tensor 'layers.0.w' has 8 bytes for shape [3] of F32"
+    g = _raw_header(tmp_path / "dtype.safetensors",  # a dtype that is not a string, the rest well formed
+                    json.dumps({"layers.0.w": {"dtype": 5, "shape": [2], "data_offsets": [0, 8]}}), b"\0" * 8)
+    with pytest.raises(InvalidArgument) as e:
+        list_tensors(g)
+    assert str(e.value) == (f"{g}: tensor 'layers.0.w' has a malformed header entry (dtype a string, shape and "
+                            "data_offsets lists of integers)")
+    h = tmp_path / "short.safetensors"
+    h.write_bytes(b"\x05\0\0")
+    with pytest.raises(InvalidArgument) as e:
+        list_tensors(h)
+    assert str(e.value) == f"{h}: unreadable or corrupt safetensors (shorter than its header length)"
+    idx = tmp_path / "broken.safetensors.index.json"
+    idx.write_text("{not json")
+    with pytest.raises(InvalidArgument) as e:
+        list_tensors(idx)
+    assert str(e.value) == f"{idx}: unreadable safetensors index (JSONDecodeError)"
 
 
 def test_gguf_metadata_count_refused_by_name(tmp_path):
