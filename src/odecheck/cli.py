@@ -185,9 +185,8 @@ def analyze(
     _write_json_if(json_file, lambda: res)
     if out_dir is not None:
         n = write_report(res, out_dir)
-        if n is None:
-            console.print("figures need matplotlib: pip install 'odecheck[plot]'")
-        typer.echo(f"wrote {out_dir}/report.md, report.json and {n or 0} figures")
+        typer.echo(f"wrote {out_dir}/report.md, report.json and {n or 0} figures" + (
+            " (figures need matplotlib: pip install 'odecheck[plot]')" if n is None else ""))
     if res["failed"]:  # each printed with the results; the exit status says that some files failed
         raise typer.Exit(1)
 

@@ -217,6 +217,31 @@ def check_bench(depths, ensembles, device, *, recompute=None, variants=None) -> 
     return dev
 
 
+def _bench_row(work: dict, path: str, choice, builds: dict, baseline_max_depth: int) -> dict:
+    """One (R, L) row of ``run_bench``: the engine, the batched path, each build in ``builds`` and the baseline."""
+    L, R, x, y, device, recompute = (work[k] for k in ("L", "R", "x", "y", "device", "recompute"))
+    work["say"](f"R={R}, L={L}: engine ({path})")
+    eng_t, eng_r = paired_times(engine_step_fn(L, R, x, y, recompute=recompute, graph=path == "cuda-graph"),
+                                work["ref"], device, repeat=work["repeat"])
+    eng, eng_n = statistics.median(eng_t), _normalized(eng_t, eng_r)
+    batched = _batched_time(work) if (path != "batched" or builds) else None
+    diff = None
+    if path == "cuda-graph":
+        diff = path_difference(min(L, CHECK_DEPTH), R, x, y, path, recompute)
+    module_s, base, speedup_n = _module_and_baseline(work, path, baseline_max_depth, eng_n)
+    per_variant = {isa: _fused_row(isa, b, work, base=base, batched=batched) for isa, b in builds.items()}
+    if path == "fused":  # the engine's own build: measured above when timed, else here
+        diff = (per_variant["native"]["path_max_rel_diff"] if "native" in per_variant
+                else path_difference(min(L, CHECK_DEPTH), R, x, y, "fused", recompute))
+    return {"depth": L, "ensemble": R, "baseline_s": base, "engine_s": eng,
+            "speedup": (base / eng) if base else None, "speedup_normalized": speedup_n,
+            **_engine_figures(L, R, eng_t, eng_r), "engine_bmm_units": eng_n, "engine_path": path,
+            "choice": choice, "batched_s": batched,
+            "engine_vs_batched": None if batched is None else batched / eng, "module_s": module_s,
+            "module_vs_engine": None if module_s is None else module_s / eng,
+            "path_max_rel_diff": diff, "variants": per_variant}
+
+
 def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, baseline_max_depth: int = 1024,
               recompute: int | None = None, variants: list[str] | None = None,
               progress: Callable[[str], None] | None = None,
@@ -252,28 +277,9 @@ def run_bench(depths, ensembles, device: torch.device, *, repeat: int = 5, basel
         path = engine_path(device, R)
         choice = None if device.type != "cpu" else path_choice(*_probe(R), "gelu", N)
         for L in depths:
-            say(f"R={R}, L={L}: engine ({path})")
-            eng_t, eng_r = paired_times(engine_step_fn(L, R, x, y, recompute=recompute,
-                                                       graph=path == "cuda-graph"), ref, device, repeat=repeat)
-            eng, eng_n = statistics.median(eng_t), _normalized(eng_t, eng_r)
             work = {"L": L, "R": R, "x": x, "y": y, "ref": ref, "device": device, "repeat": repeat,
                     "recompute": recompute, "say": say}
-            batched = _batched_time(work) if (path != "batched" or variants) else None
-            diff = None
-            if path == "cuda-graph":
-                diff = path_difference(min(L, CHECK_DEPTH), R, x, y, path, recompute)
-            module_s, base, speedup_n = _module_and_baseline(work, path, baseline_max_depth, eng_n)
-            per_variant = {isa: _fused_row(isa, builds[isa], work, base=base, batched=batched) for isa in variants}
-            if path == "fused":  # the engine's own build: measured above when timed, else here
-                diff = (per_variant["native"]["path_max_rel_diff"] if "native" in per_variant
-                        else path_difference(min(L, CHECK_DEPTH), R, x, y, "fused", recompute))
-            results.append({"depth": L, "ensemble": R, "baseline_s": base, "engine_s": eng,
-                            "speedup": (base / eng) if base else None, "speedup_normalized": speedup_n,
-                            **_engine_figures(L, R, eng_t, eng_r), "engine_bmm_units": eng_n, "engine_path": path,
-                            "choice": choice, "batched_s": batched,
-                            "engine_vs_batched": None if batched is None else batched / eng, "module_s": module_s,
-                            "module_vs_engine": None if module_s is None else module_s / eng,
-                            "path_max_rel_diff": diff, "variants": per_variant})
+            results.append(_bench_row(work, path, choice, {isa: builds[isa] for isa in variants}, baseline_max_depth))
             if on_result is not None:
                 on_result(_report(device, recompute, builds, results))
     return _report(device, recompute, builds, results)

@@ -44,6 +44,30 @@ def _weights_at(net: ResNet, p64: dict[str, torch.Tensor], s: torch.Tensor, inte
     return {f: (1 - w) * p64[f][k0] + w * p64[f][k0 + 1] for f in fams}
 
 
+def _check_solver(method: str, interpolation: str, rtol, atol) -> None:
+    from torchdiffeq._impl.odeint import SOLVERS
+
+    if interpolation not in ("constant", "linear"):
+        raise invalid("interpolation", interpolation, "'constant' or 'linear'")
+    if method not in SOLVERS:
+        raise invalid("method", method, f"a torchdiffeq method: {', '.join(sorted(SOLVERS))}")
+    for name, val in (("rtol", rtol), ("atol", atol)):
+        if not (isinstance(val, (int, float)) and val > 0):
+            raise invalid(name, val, "a positive float")
+
+
+def _solver_options(method: str, bounds: torch.Tensor, L: int, max_steps: int | None) -> dict | None:
+    """torchdiffeq options: adaptive solvers jump at the layer bounds within a step limit; fixed-step ones
+    take 4 steps a layer."""
+    adaptive = method in ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+    options = {"jump_t": bounds} if (adaptive and len(bounds)) else None
+    if adaptive:
+        options = {**(options or {}), "max_num_steps": max_steps if max_steps is not None else 200 * L + 10_000}
+    if options is None and len(bounds) and method in ("rk4", "euler", "midpoint", "explicit_adams"):
+        options = {"step_size": 1.0 / (4 * L)}
+    return options
+
+
 def neural_ode(net: ResNet, x, *, rtol: float = 1e-7, atol: float = 1e-9, method: str = "dopri5",
                interpolation: Interpolation = "constant", max_steps: int | None = None) -> torch.Tensor:
     """Solve the neural ODE with the network's weights as functions of s in [0, 1].
@@ -63,15 +87,8 @@ def neural_ode(net: ResNet, x, *, rtol: float = 1e-7, atol: float = 1e-9, method
     (R, n, d') in the network's dtype (solved in float64).
     """
     from torchdiffeq import odeint
-    from torchdiffeq._impl.odeint import SOLVERS
 
-    if interpolation not in ("constant", "linear"):
-        raise invalid("interpolation", interpolation, "'constant' or 'linear'")
-    if method not in SOLVERS:
-        raise invalid("method", method, f"a torchdiffeq method: {', '.join(sorted(SOLVERS))}")
-    for name, val in (("rtol", rtol), ("atol", atol)):
-        if not (isinstance(val, (int, float)) and val > 0):
-            raise invalid(name, val, "a positive float")
+    _check_solver(method, interpolation, rtol, atol)
     x = net.prepare_input(x)
     p64 = {k: layout.to_internal(k, v.to(torch.float64), net.layered) for k, v in net.weights.items()}
     L = net.depth
@@ -86,12 +103,7 @@ def neural_ode(net: ResNet, x, *, rtol: float = 1e-7, atol: float = 1e-9, method
 
     H0 = torch.matmul(x.to(torch.float64), p64["A"].transpose(1, 2))
     t = torch.tensor([0.0, 1.0], dtype=torch.float64, device=net.device)
-    adaptive = method in ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-    options = {"jump_t": bounds} if (adaptive and len(bounds)) else None
-    if adaptive:
-        options = {**(options or {}), "max_num_steps": max_steps if max_steps is not None else 200 * L + 10_000}
-    if options is None and len(bounds) and method in ("rk4", "euler", "midpoint", "explicit_adams"):
-        options = {"step_size": 1.0 / (4 * L)}
+    options = _solver_options(method, bounds, L, max_steps)
     try:
         sol = odeint(rhs, H0, t, rtol=rtol, atol=atol, method=method, options=options)
     except AssertionError as e:

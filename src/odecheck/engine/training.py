@@ -250,6 +250,12 @@ class _Record:
     gn: np.ndarray
     inc: np.ndarray
 
+    def trajectory(self, opt, depth: int, diverged_at: np.ndarray, kept: dict, start_step: int) -> Trajectory:
+        """The rows as the run's Trajectory."""
+        return Trajectory(method=opt.name, lr=float(opt.lr), depth=depth, loss=self.loss, pl_ratio=self.pl,
+                          grad_norm=self.gn, max_increment=self.inc, diverged_at=diverged_at, snapshots=kept,
+                          start_step=start_step)
+
     @classmethod
     def empty(cls, rows: int, R: int, *, full_batch: bool, increments: bool) -> _Record:
         nan = lambda: np.full((rows, R), np.nan)
@@ -285,6 +291,23 @@ def _checked(optimizer, steps, start_step: int, engine, loss: str) -> tuple[opti
     return opt, steps
 
 
+def _data(net: ResNet, data, engine: EngineOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of ``data`` checked against the network, and CUDA graphs refused off a CUDA device."""
+    x, y = check_data(net, *((data.x, data.y) if hasattr(data, "x") else data))
+    if engine.cuda_graph and net.device.type != "cuda":
+        raise invalid("engine.cuda_graph", engine.cuda_graph, f"False on device {net.device} (CUDA graphs need a CUDA device)")
+    return x, y
+
+
+def _step_loss(net: ResNet, batch, graphed, engine: EngineOptions, loss: str):
+    """The members' losses (numpy) and gradients on one batch (the CUDA graph's when there is one)."""
+    xb, yb = batch
+    value, grads = graphed() if graphed is not None else engine_loss_and_grads(
+        net, xb, yb, reuse=True, segment=engine.recompute, loss=loss)
+    net.io_directions(grads)  # conv io maps train as a kernel and a head
+    return value.double().cpu().numpy(), grads
+
+
 def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_step: int = 0,
           state: dict | None = None, snapshots: Iterable[int] = (), callback: StepCallback | None = None,
           engine: EngineOptions = EngineOptions(), loss: str = "mse") -> Trajectory:
@@ -299,13 +322,10 @@ def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_st
     (start_step..start_step + steps) whose weights are kept. ``callback(step, loss)`` after each update.
     ``engine``: :class:`EngineOptions`; ``loss``: "mse" or "cross_entropy" (one-hot y)."""
     opt, steps = _checked(optimizer, steps, start_step, engine, loss)
-    x, y = check_data(net, *((data.x, data.y) if hasattr(data, "x") else data))
-    if engine.cuda_graph and net.device.type != "cuda":
-        raise invalid("engine.cuda_graph", engine.cuda_graph, f"False on device {net.device} (CUDA graphs need a CUDA device)")
+    x, y = _data(net, data, engine)
     snap = _snapshot_steps(snapshots, start_step, steps)
     state = opt.init(net, state)
-    batches = (None if opt.full_batch else (_Batches if opt.sampling == "random" else _EpochBatches)(
-        net, x, y, opt, state))
+    batches = None if opt.full_batch else (_Batches if opt.sampling == "random" else _EpochBatches)(net, x, y, opt, state)
     R, rows = net.ensemble, steps + 1
     rec = _Record.empty(rows, R, full_batch=opt.full_batch, increments=engine.track_increments)
     diverged_at = state.get("diverged_at", np.full(R, -1, dtype=np.int64)).copy()
@@ -317,11 +337,7 @@ def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_st
         if t == steps and batches is not None:  # full-batch loss at the end: a forward pass, no gradients
             rec.loss[t] = _full_batch_loss(net, x, y, loss)
         else:
-            xb, yb = (x, y) if batches is None else batches.draw()
-            value, grads = graphed() if graphed is not None else engine_loss_and_grads(
-                net, xb, yb, reuse=True, segment=engine.recompute, loss=loss)
-            net.io_directions(grads)  # conv io maps train as a kernel and a head
-            loss_np = value.double().cpu().numpy()
+            loss_np, grads = _step_loss(net, (x, y) if batches is None else batches.draw(), graphed, engine, loss)
             rec.loss[t] = loss_np
             ok = np.isfinite(loss_np)
             if opt.full_batch:
@@ -333,8 +349,7 @@ def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_st
         if t == steps:
             break
         if alive is None or newly.any():
-            alive = torch.as_tensor((diverged_at < 0) if frozen is None else (diverged_at < 0) & ~frozen,
-                                    device=net.device)
+            alive = torch.as_tensor((diverged_at < 0) & (True if frozen is None else ~frozen), device=net.device)
         opt.step(net, grads, state, start_step + t + 1, alive)
         check_threads()  # the free cores, re-checked at most once a second (odecheck.threads)
         if callback is not None:
@@ -342,9 +357,7 @@ def train(net: ResNet, data, optimizer: optim.Optimizer, *, steps: int, start_st
     if batches is not None:
         batches.close()
     state["diverged_at"] = diverged_at
-    return Trajectory(method=opt.name, lr=float(opt.lr), depth=net.depth, loss=rec.loss, pl_ratio=rec.pl,
-                      grad_norm=rec.gn, max_increment=rec.inc, diverged_at=diverged_at, snapshots=kept,
-                      start_step=start_step)
+    return rec.trajectory(opt, net.depth, diverged_at, kept, start_step)
 
 
 def _full_batch_loss(net: ResNet, x, y, loss: str) -> np.ndarray:

@@ -274,6 +274,20 @@ def running_cells(out: str | os.PathLike, since: float | None = None) -> list[di
 
 
 # ----------------------------------------------------------------------------- the sweep
+def _on_dask(client, workers, scheduler, run) -> None:
+    """``run(client)`` on the given client, or on one the sweep opens (a LocalCluster of ``workers`` or the
+    scheduler's address) and closes after, with its LocalCluster."""
+    given = client is not None
+    cluster, client = _dask_client(client, workers, scheduler)
+    try:
+        run(client)
+    finally:
+        if not given:  # what the sweep opened, it closes: its client, and its LocalCluster
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = None, scheduler: str | None = None,
           progress: Meter | None = None, device: str = "cpu"):
     """Run every unfinished cell of ``spec`` (a SweepSpec, a dict or a TOML path) under ``out`` and
@@ -316,16 +330,8 @@ def sweep(spec, out: str | os.PathLike, *, client=None, workers: int | None = No
             for i in todo:
                 record(i, run_cell(spec.base, cells[i], str(out), save_weights=spec.save_weights, device=device))
         elif todo:
-            given = client is not None
-            cluster, client = _dask_client(client, workers, scheduler)
-            try:
-                threads = _threads_per_worker(client)
-                _run_on_dask(client, spec, cells, ids, todo, str(out.resolve()), threads, record, device)
-            finally:
-                if not given:  # what the sweep opened, it closes: its client, and its LocalCluster
-                    client.close()
-                if cluster is not None:
-                    cluster.close()
+            _on_dask(client, workers, scheduler, lambda c: _run_on_dask(
+                c, spec, cells, ids, todo, str(out.resolve()), _threads_per_worker(c), record, device))
     finally:  # an interrupted sweep still leaves the table of what finished
         table = _write_table(pd, spec, cells, results, out)
     return table

@@ -33,6 +33,19 @@ def _finished(report_path, *, budget: str, seed: int, device: str) -> dict[str, 
     return {}
 
 
+def _claim_ids(claims: Sequence[str] | None, budget: str) -> list[str]:
+    """The claims to run (default: all, in registry order), the budget and each id checked by name."""
+    from odecheck.experiments.claims import BUDGETS, REGISTRY
+
+    if budget not in BUDGETS:
+        raise invalid("budget", budget, f"one of {', '.join(BUDGETS)}")
+    ids = list(REGISTRY) if not claims else list(claims)
+    unknown = [c for c in ids if c not in REGISTRY]
+    if unknown:
+        raise invalid("claims", unknown[0], f"claim ids among {', '.join(REGISTRY)}")
+    return ids
+
+
 def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", seed: int = 0, device="auto",
            out: str | os.PathLike = "odecheck-report", resume: bool = True,
            progress: Meter | None = None) -> dict[str, Any]:
@@ -46,15 +59,10 @@ def verify(claims: Sequence[str] | None = None, *, budget: str = "standard", see
     ``progress``: a meter of :mod:`odecheck.events` (task "verify": "start", "advance" and "done" per claim,
     the last with ``result`` = {"verdict": its JSON, "reused": bool}).
     """
-    from odecheck.experiments.claims import BUDGETS, REGISTRY, Context
+    from odecheck.experiments.claims import REGISTRY, Context
     from odecheck.presentation.report import markdown, report_dict, write_json
 
-    if budget not in BUDGETS:
-        raise invalid("budget", budget, f"one of {', '.join(BUDGETS)}")
-    ids = list(REGISTRY) if not claims else list(claims)
-    unknown = [c for c in ids if c not in REGISTRY]
-    if unknown:
-        raise invalid("claims", unknown[0], f"claim ids among {', '.join(REGISTRY)}")
+    ids = _claim_ids(claims, budget)
     dev = str(resolve_device(device))
     out = writable_folder("out", out)
     report_path = out / "report.json"

@@ -12,7 +12,8 @@ import numpy as np
 
 from odecheck.analysis.checkpoints.listing import list_tensors
 from odecheck.analysis.checkpoints.refs import CHUNK_ENTRIES, TensorRef
-from odecheck.analysis.estimators.regularity import HUGE, PathStats, huge_exponent, scaled_back
+from odecheck.analysis.estimators.huge import HUGE, huge_exponent, scaled_back
+from odecheck.analysis.estimators.regularity import PathStats
 from odecheck.core._errors import InvalidArgument, invalid
 
 _LAYER = re.compile(r"^(.*?)(?:^|\.)(\d+)\.(.+)$")

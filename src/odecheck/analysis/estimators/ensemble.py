@@ -73,12 +73,8 @@ def _bends(logv: np.ndarray, boot_logv: np.ndarray, level: float, band: float) -
     return ""
 
 
-def ensemble_rates(depths, outputs, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0,
-                   max_declined: float = 0.05, band: float = 0.25) -> tuple[RateFit, RateFit]:
-    """(spread fit, bias fit) of ``outputs`` (D, R, N): D depths doubling (L, 2L, 4L, ...), R members, N
-    output entries each. See the module text. A statistic whose local slope changes by more than ``band``
-    (with confidence) between the shallowest and the deepest depths is not one power law: its slope is
-    declined, saying so."""
+def _checked_panel(depths, outputs, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """(depths, outputs) as float arrays, each argument checked and named when it does not fit."""
     L = np.asarray(depths, dtype=float)
     F = np.asarray(outputs, dtype=float)
     if F.ndim != 3 or F.shape[0] != L.size:
@@ -91,6 +87,16 @@ def ensemble_rates(depths, outputs, *, level: float = 0.95, n_boot: int = 1000, 
         raise invalid("outputs", "<non-finite values>", "finite outputs (a diverged run has no rate)")
     if not (0 < level < 1):
         raise invalid("level", level, "a float in (0, 1)")
+    return L, F
+
+
+def ensemble_rates(depths, outputs, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0,
+                   max_declined: float = 0.05, band: float = 0.25) -> tuple[RateFit, RateFit]:
+    """(spread fit, bias fit) of ``outputs`` (D, R, N): D depths doubling (L, 2L, 4L, ...), R members, N
+    output entries each. See the module text. A statistic whose local slope changes by more than ``band``
+    (with confidence) between the shallowest and the deepest depths is not one power law: its slope is
+    declined, saying so."""
+    L, F = _checked_panel(depths, outputs, level)
     x = np.log(L)
     rng = np.random.default_rng(seed)
     boot_s, boot_b = [], []

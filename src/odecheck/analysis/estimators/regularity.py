@@ -14,11 +14,12 @@ References
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
 
+from odecheck.analysis.estimators.huge import HUGE, huge_exponent, scaled_back
 from odecheck.analysis.estimators.increments import ACF_BAND, AcfSums, within_band, worst_lag
 from odecheck.analysis.estimators.jackknife import jackknife_interval
 from odecheck.core._errors import invalid
@@ -370,22 +371,31 @@ def decide_regime(fit: LocalFit | None, *, depth: int, entries: int, constant: b
     if regime == "inconclusive":
         return "inconclusive", (f"one power law over {span}, but the Hurst interval [{lo:.3f}, {hi:.3f}] "
                                 f"crosses {NONE_BELOW} or {ODE_ABOVE}")
-    if regime == "sde":
-        J, stol = len(fit.lags), sde_tolerance(len(fit.lags))
-        wide = max((max(abs(a), abs(b)) for _, _, _, (a, b), _ in fit.differences), default=0.0)
-        if stol == 0 and within_band(acf):
-            return "sde", (f"one power law over {span} (local exponents within +-{tol:g}); Hurst [{lo:.3f}, "
-                           f"{hi:.3f}]; increments uncorrelated at lags 1-{len(acf)} (|acf| < {ACF_BAND:g}): "
-                           "rough, not smooth plus layer noise")
-        if wide >= stol:
-            why = (f"{J} lags cannot tell a rough path from a smooth path plus layer noise, and the increments' "
-                   f"autocorrelation was not shown within +-{ACF_BAND:g} at lags 1-{len(acf or ())}" + worst_lag(acf)
-                   if stol == 0 else
-                   f"local exponents not shown within +-{stol} (largest difference up to {wide:.3f}), the spread "
-                   f"a smooth path plus layer noise can have over {J} lags")
-            return "inconclusive", f"Hurst [{lo:.3f}, {hi:.3f}] inside the sde band, but {why}"
+    if regime == "sde" and (call := _sde_call(fit, acf, span)) is not None:
+        return call
     shown = sde_tolerance(len(fit.lags)) if regime == "sde" else tol
     return regime, f"one power law over {span} (local exponents within +-{shown:g}); Hurst [{lo:.3f}, {hi:.3f}]"
+
+
+def _sde_call(fit: LocalFit, acf, span: str) -> tuple[Regime, str] | None:
+    """The `sde` band's extra checks: below 4 lags the increments' autocorrelation must be shown within the
+    band (`sde`, or `inconclusive` saying why); from 4 lags the local exponents within the mimics' spread
+    (`inconclusive` when not shown). None: the band's call stands."""
+    J, stol, tol = len(fit.lags), sde_tolerance(len(fit.lags)), CROSSOVER_TOLERANCE
+    lo, hi = fit.hurst_ci
+    wide = max((max(abs(a), abs(b)) for _, _, _, (a, b), _ in fit.differences), default=0.0)
+    if stol == 0 and within_band(acf):
+        return "sde", (f"one power law over {span} (local exponents within +-{tol:g}); Hurst [{lo:.3f}, "
+                       f"{hi:.3f}]; increments uncorrelated at lags 1-{len(acf)} (|acf| < {ACF_BAND:g}): "
+                       "rough, not smooth plus layer noise")
+    if wide < stol:
+        return None
+    why = (f"{J} lags cannot tell a rough path from a smooth path plus layer noise, and the increments' "
+           f"autocorrelation was not shown within +-{ACF_BAND:g} at lags 1-{len(acf or ())}" + worst_lag(acf)
+           if stol == 0 else
+           f"local exponents not shown within +-{stol} (largest difference up to {wide:.3f}), the spread "
+           f"a smooth path plus layer noise can have over {J} lags")
+    return "inconclusive", f"Hurst [{lo:.3f}, {hi:.3f}] inside the sde band, but {why}"
 
 
 def regime_from_sums(sums: LagSums, level: float = 0.95) -> RegimeDecision:
@@ -450,26 +460,6 @@ class PathStats:
         """The record as a JSON object (sequences as lists, local exponents as objects)."""
         d = asdict(self)
         return {**d, **{k: list(d[k]) for k in ("shape", "hurst_ci", "increments", "norms", "local")}}
-
-
-HUGE = 2.0 ** 400  # above it sums of a path's squares could overflow float64 (2^800 per square, so up to 2^223
-# entries are safe): its statistics are computed scaled
-
-
-def huge_exponent(big: float) -> int:
-    """The binary exponent e of a path's largest entry ``big``: the path is computed as Z 2^-e (exact)."""
-    return int(np.frexp(big)[1])
-
-
-def scaled_back(st: PathStats, e: int) -> PathStats:
-    """The statistics of Z from those of Z 2^-e: the ones that carry the scale multiplied back by 2^e (2^2e for
-    the quadratic variation; inf beyond float64), the scale-free ones (Hurst, regime, normalized increments)
-    as they are."""
-    up = lambda x, k=1: float(np.ldexp(x, k * e))  # noqa: E731
-    with np.errstate(over="ignore"):
-        return replace(st, max_increment=up(st.max_increment), max_norm=up(st.max_norm),
-                       root_sum_squares=up(st.root_sum_squares), quadratic_variation=up(st.quadratic_variation, 2),
-                       increments=tuple(up(x) for x in st.increments), norms=tuple(up(x) for x in st.norms))
 
 
 def path_stats(path, *, seed: int = 0) -> PathStats:

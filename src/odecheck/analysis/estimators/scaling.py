@@ -73,6 +73,19 @@ def _bootstrap_interval(x, logv, *, level: float, n_boot: int, seed: int, paired
     return float(lo), float(hi)
 
 
+def _ols_t_fit(x: np.ndarray, y: np.ndarray, slope: float, icpt: float, level: float) -> ScalingFit:
+    """One replicate per depth: the t-interval of the OLS slope (no interval from two points)."""
+    from scipy.stats import t as tdist
+
+    if len(x) < 3:  # two points, one replicate: no information about the uncertainty
+        return ScalingFit(float(slope), (float("nan"), float("nan")), float(icpt), level, len(x), 1, "ols-t")
+    resid = y - (slope * x + icpt)
+    dof = max(len(x) - 2, 1)
+    se = np.sqrt((resid**2).sum() / dof / ((x - x.mean()) ** 2).sum())
+    h = tdist.ppf(0.5 + level / 2, dof) * se
+    return ScalingFit(float(slope), (float(slope - h), float(slope + h)), float(icpt), level, len(x), 1, "ols-t")
+
+
 def scaling_exponent(depths, values, *, method: Method = "members", level: float = 0.95,
                      n_boot: int = 2000, seed: int = 0, paired: bool = False) -> ScalingFit:
     r"""Exponent p of ``values ~ C depths^p``.
@@ -106,16 +119,7 @@ def scaling_exponent(depths, values, *, method: Method = "members", level: float
         raise invalid("method", method, "'members', 'bootstrap' or 'theil-sen'")
     R = V.shape[1]
     if R == 1:
-        # one replicate: t-interval of the OLS slope
-        from scipy.stats import t as tdist
-
-        if len(L) < 3:  # two points, one replicate: no information about the uncertainty
-            return ScalingFit(float(slope), (float("nan"), float("nan")), float(icpt), level, len(L), 1, "ols-t")
-        resid = logv[:, 0] - (slope * x + icpt)
-        dof = max(len(L) - 2, 1)
-        se = np.sqrt((resid**2).sum() / dof / ((x - x.mean()) ** 2).sum())
-        h = tdist.ppf(0.5 + level / 2, dof) * se
-        return ScalingFit(float(slope), (float(slope - h), float(slope + h)), float(icpt), level, len(L), 1, "ols-t")
+        return _ols_t_fit(x, logv[:, 0], slope, icpt, level)
     if method == "members":
         from scipy.stats import t as tdist
 

@@ -81,6 +81,32 @@ def _name(task_key: str, mode: str, init: str) -> str:
     return f"{task_key}-{mode}-{init}"
 
 
+def _per_depth(sub, out: Path, depths: list[int]):
+    """Per depth of one panel: each statistic per seed (and |delta|), how many runs met the stopping rule of how
+    many, the test losses, and the regime of k -> (A_k, b_k) per seed at the deepest depth."""
+    per: dict[str, list] = {k: [] for k in (*STATS, "delta")}
+    stopped, total, test_mse = 0, 0, []
+    regimes: list[str] = []
+    for L in depths:
+        cell = sub[sub["model.depth"] == L]["cell"].iloc[0]
+        w = cell_weights(out, cell)
+        W = w["final/W"].astype(np.float64)
+        st = [statistics(W[r]) for r in range(W.shape[0])]
+        for k in STATS:
+            per[k].append([s[k] for s in st])
+        if "final/delta" in w:
+            d = np.abs(w["final/delta"].astype(np.float64))
+            per["delta"].append(d if d.ndim == 1 else d.max(1))
+        rec = json.loads((out / "cells" / cell / "stopping.json").read_text())
+        stopped += sum(s >= 0 for s in rec["stopped_at"])
+        total += len(rec["stopped_at"])
+        test_mse.append(sub[sub["model.depth"] == L].sort_values("member")["test_loss"].to_numpy(float))
+        if L == depths[-1]:
+            regimes = [classify_regime(np.concatenate([W[r].reshape(L, -1), w["final/b"][r].reshape(L, -1)], 1))
+                       .regime for r in range(W.shape[0])]
+    return per, stopped, total, test_mse, regimes
+
+
 def _c21_fc_analyse(df, out: Path, spec: dict):
     results: list[Result] = []
     data: dict = {"panels": []}
@@ -94,26 +120,7 @@ def _c21_fc_analyse(df, out: Path, spec: dict):
                                   note=f"{int((sub['status'] != 'done').sum())} rows not done (a NaN loss)"))
             continue
         depths = sorted(int(L) for L in sub["model.depth"].unique())
-        per = {k: [] for k in (*STATS, "delta")}
-        stopped, total, test_mse = 0, 0, []
-        regimes: list[str] = []
-        for L in depths:
-            cell = sub[sub["model.depth"] == L]["cell"].iloc[0]
-            w = cell_weights(out, cell)
-            W = w["final/W"].astype(np.float64)
-            st = [statistics(W[r]) for r in range(W.shape[0])]
-            for k in STATS:
-                per[k].append([s[k] for s in st])
-            if "final/delta" in w:
-                d = np.abs(w["final/delta"].astype(np.float64))
-                per["delta"].append(d if d.ndim == 1 else d.max(1))
-            rec = json.loads((out / "cells" / cell / "stopping.json").read_text())
-            stopped += sum(s >= 0 for s in rec["stopped_at"])
-            total += len(rec["stopped_at"])
-            test_mse.append(sub[sub["model.depth"] == L].sort_values("member")["test_loss"].to_numpy(float))
-            if L == depths[-1]:
-                regimes = [classify_regime(np.concatenate([W[r].reshape(L, -1), w["final/b"][r].reshape(L, -1)], 1))
-                           .regime for r in range(W.shape[0])]
+        per, stopped, total, test_mse, regimes = _per_depth(sub, out, depths)
         code = CODE_INCREMENT.get((task_of[task], act))
         committed = mode_of[delta] == "shared" and init_of[init] == "xavier-depth"
         panel = {"tag": tag, "depths": depths, "stats": {}, "act": act, "task": task_of[task]}

@@ -149,9 +149,17 @@ M24_FIG2_VARIANTS = {"script": (_m24_fig2_script_spec,
                                 "V = 0, n = 50 random targets, SGD lr 0.32 on the mean squared error over n x d")}
 
 
-def _m24_fig2_analyse(df, out: Path, spec: dict):
+def _decay_rate(t: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """Per member, the exponential rate of l(t) (minus the slope of log l on t), and the members-t interval."""
     from scipy import stats
 
+    R = loss.shape[1]
+    rate = np.array([-np.polyfit(t, np.log(loss[:, r]), 1)[0] for r in range(R)])
+    h = stats.t.ppf(1 - ALPHA / 2, R - 1) * rate.std(ddof=1) / np.sqrt(R)
+    return rate, (rate.mean() - h, rate.mean() + h)
+
+
+def _m24_fig2_analyse(df, out: Path, spec: dict):
     from odecheck.analysis.estimators.decisions import median_interval
 
     cell = df["cell"].iloc[0]
@@ -166,10 +174,7 @@ def _m24_fig2_analyse(df, out: Path, spec: dict):
     L, lr, steps = spec["sweep"]["model.depth"][0], spec["train"]["lr"], spec["train"]["steps"]
     d = spec["model"]["dim"]
     t = np.arange(loss.shape[0]) * lr
-    R = loss.shape[1]
-    rate = np.array([-np.polyfit(t, np.log(loss[:, r]), 1)[0] for r in range(R)])
-    h = stats.t.ppf(1 - ALPHA / 2, R - 1) * rate.std(ddof=1) / np.sqrt(R)
-    r_ci = (rate.mean() - h, rate.mean() + h)
+    rate, r_ci = _decay_rate(t, loss)
     hurst = df.sort_values("member")["hurst"].to_numpy(dtype=float)
     hlo, hhi = median_interval(hurst, ALPHA)
     regimes = list(df.sort_values("member")["regime"])
