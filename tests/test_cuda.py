@@ -117,3 +117,19 @@ def test_c21_cifar_trains_on_cuda_as_on_the_cpu():
     assert gpu["status"] == cpu["status"] == "done"
     for fam in ("A", "C"):
         assert gpu["kernels"][fam] == pytest.approx(cpu["kernels"][fam], rel=1e-3)
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("dim,width", [(16, 4), (128, 2)])  # dense matrices (q <= 64) and grouped convolutions
+def test_conv_block_on_cuda_equals_cpu(dim, width):
+    # the conv block's kernel positions (index tensors) follow the kernels to the device
+    cpu = ResNet(block="conv", depth=6, dim=dim, width=width, activation="tanh", init="iid", ensemble=2, seed=0,
+                 dtype=torch.float64)
+    gpu = cpu.clone().to(device="cuda")
+    x, y = torch.randn(7, dim, dtype=torch.float64), torch.randn(7, dim, dtype=torch.float64)
+    lc, gc = K.loss_and_grads(cpu, x, y)
+    lg, gg = K.loss_and_grads(gpu, x.cuda(), y.cuda())
+    torch.testing.assert_close(lg.cpu(), lc, rtol=1e-10, atol=1e-12)
+    for k in gc:
+        torch.testing.assert_close(gg[k].cpu(), gc[k], rtol=1e-9, atol=1e-12, msg=k)

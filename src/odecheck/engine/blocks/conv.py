@@ -41,11 +41,12 @@ DENSE_MAX_Q = 64  # maps of c S^2 <= 64 entries run as dense (q x q) matrices: b
 
 
 @functools.lru_cache(maxsize=32)
-def kernel_positions(c: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+def kernel_positions(c: int, s: int, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Where each kernel entry sits in the dense matrix M of the convolution (padding 1) on c x S x S maps:
     ``rows`` index the flattened kernel (c_out, c_in, 3, 3), ``cols`` the flattened M (q_out, q_in), q = c S^2,
     so that M.flat[cols] = K.flat[rows]. Each entry of M holds at most one kernel entry (the offset of an
-    input pixel from an output pixel fixes it): M is exactly the kernel's entries, nothing summed."""
+    input pixel from an output pixel fixes it): M is exactly the kernel's entries, nothing summed. On
+    ``device`` (index_add_ needs its index where its tensor is)."""
     rows, cols = [], []
     q = c * s * s
     for o in range(c):
@@ -58,7 +59,7 @@ def kernel_positions(c: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
                             if 0 <= yy < s and 0 <= xx < s:
                                 rows.append(((o * c + i) * 3 + a) * 3 + b)
                                 cols.append((o * s * s + y * s + x) * q + i * s * s + yy * s + xx)
-    return torch.tensor(rows), torch.tensor(cols)
+    return torch.tensor(rows, device=device), torch.tensor(cols, device=device)
 
 
 class Conv(Block):
@@ -103,7 +104,7 @@ class Conv(Block):
     @staticmethod
     def _matrix(K: torch.Tensor, c: int, s: int) -> torch.Tensor:
         """(R, c, c, 3, 3) kernels -> (R, q, q) dense matrices of their convolutions (exact: entries copied)."""
-        rows, cols = kernel_positions(c, s)
+        rows, cols = kernel_positions(c, s, str(K.device))
         q, R = c * s * s, K.shape[0]
         M = K.new_zeros(R, q * q)
         M[:, cols] = K.reshape(R, c * c * 9)[:, rows]
@@ -113,7 +114,7 @@ class Conv(Block):
     def _kernel_grad(gM: torch.Tensor, c: int, s: int) -> torch.Tensor:
         """The adjoint of ``_matrix``: (R, q, q) gradients of M -> (R, c, c, 3, 3), each kernel entry the sum
         over the pixels where it sits."""
-        rows, cols = kernel_positions(c, s)
+        rows, cols = kernel_positions(c, s, str(gM.device))
         gK = gM.new_zeros(gM.shape[0], c * c * 9)
         gK.index_add_(1, rows, gM.reshape(gM.shape[0], -1)[:, cols])
         return gK.reshape(-1, c, c, 3, 3)
