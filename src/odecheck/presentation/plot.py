@@ -82,10 +82,25 @@ def loglog_line(v: dict) -> tuple[float, float, tuple[float, float]]:
     return v["estimate"], d.get("intercept", 0.0), tuple(v["ci"])
 
 
+def further_block_line(fb: dict) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(depths, values, slope, intercept) a further block's panel draws: the intercept from the mean logs, as
+    the members-t slope is the OLS slope of the members' mean log."""
+    V = np.exp2(np.nan_to_num(np.asarray(fb["log2_max_stable_lr"], dtype=float), nan=-60.0))
+    L = np.asarray(fb["depths"], dtype=float)
+    s = fb["slope"]
+    icpt = float(np.log(V).mean() - s * np.log(L).mean()) if s is not None and np.isfinite(s) else 0.0
+    return L, V, s, icpt
+
+
+def _further_block_panel(ax, fb: dict, reference: float) -> None:
+    L, V, s, icpt = further_block_line(fb)
+    _loglog(ax, L, V, s, tuple(fb["ci"]), icpt, f"largest stable lr ({fb['block']})", reference=reference)
+
+
 def _loglog_figure(plt, v: dict, d: dict):
     """The loglog verdict figure: the statistic against L with its fit; a second panel with one weight entry
     along depth (weight_entry) or the ensemble mean's bias (bias_values, mean-ode-rate)."""
-    extra = "weight_entry" in d or "bias_values" in d
+    extra = "weight_entry" in d or "bias_values" in d or bool(d.get("further_blocks"))
     fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(10 if extra else 5.5, 4))
     axes = np.atleast_1d(axes)
     slope, intercept, slope_ci = loglog_line(v)
@@ -98,6 +113,10 @@ def _loglog_figure(plt, v: dict, d: dict):
         icpt = float(np.log(bv).mean() - b * np.log(bl).mean()) if b is not None and np.isfinite(b) else 0.0
         _loglog(axes[1], bl, bv, b, bci, icpt, "RMS of E F(L) - E F(2L)", reference=-1.0,
                 points="ensemble statistic")
+    if d.get("further_blocks"):  # lr-depth-law: the next block's largest stable lr on its own grid
+        _further_block_panel(axes[1], d["further_blocks"][0], d.get("reference_slope", -1.0))
+        for ax in axes:
+            ax.set_xlabel("L_eff = L + 2 (the blocks and the input and output maps)")
     if "weight_entry" in d:
         we = d["weight_entry"]
         for step, ys in sorted(we["by_step"].items(), key=lambda kv: int(kv[0])):

@@ -160,7 +160,7 @@ def lr_law_experiment(cfg: LawConfig, progress: Advance = no_progress) -> Eviden
                              "statistic": "d log eta_max / d log L_eff (eta_max: largest stable base lr, bisection)",
                              "law": LAW_SLOPE, "band": main["band"], "stable_call": main["stable_call"],
                              "declined": main["declined"], "values": np.exp2(np.nan_to_num(V, nan=-60.0)),
-                             "intercept": main["intercept"], "reference_slope": LAW_SLOPE, "ylabel": "largest stable lr",
+                             "intercept": main["intercept"], "reference_slope": LAW_SLOPE, "ylabel": f"largest stable lr ({cfg.block})",
                              "energy": main["energy"], "energy_slope": main["energy_slope"], "energy_ci": main["energy_ci"],
                              "mu_slope": main["mu_slope"], "mu_ci": main["mu_ci"], "mu_call": main["mu_call"],
                              "controls": main["controls"], "block": cfg.block,
