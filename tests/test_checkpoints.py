@@ -1106,3 +1106,30 @@ def test_gguf_metadata_count_refused_by_name(tmp_path):
     with pytest.raises(InvalidArgument) as e:
         list_tensors(g)
     assert str(e.value).startswith(f"{g}: its header declares 1099511627776 metadata entries")
+
+
+def test_analyze_checkpoint_records_progress_keys_and_goes_on_after_a_nan_path(tmp_path):
+    # a NaN path first: reported, the paths after it still analyzed; progress counts 1..n; the key filters the
+    # left-out entries too; every row and left-out record has exactly its documented fields
+    rng = np.random.default_rng(12)
+    sd = {}
+    for k in range(8):
+        sd[f"a.{k}.w"] = np.full((4, 4), np.nan, np.float32) if k == 3 else rng.standard_normal((4, 4)).astype(np.float32)
+        sd[f"b.{k}.w"] = rng.standard_normal((4, 4)).astype(np.float32)
+        sd[f"c.{k}.i"] = np.zeros(3, np.int32)
+    sd["b.0.extra"] = np.zeros(5, np.float32)  # a single layer of this shape
+    st_numpy.save_file(sd, tmp_path / "m.safetensors")
+    seen = []
+    res = analyze_checkpoint(tmp_path / "m.safetensors", on_path=lambda name, i, n: seen.append((name, i, n)))
+    assert [r["name"] for r in res["paths"]] == ["b.*.w"]  # analyzed after the NaN path
+    assert seen == [("b.*.w", 2, 2)]  # the second of two paths (the NaN one reported, not counted as done)
+    assert set(res["paths"][0]) == {"file", "name", "layers", "feeds_norm", *path_stats(np.ones((8, 8))).to_json()}
+    left = {s["name"]: s for s in res["skipped"]}
+    assert left["a.*.w"]["reason"].startswith("non-finite: ") and left["a.*.w"]["layers"] == list(range(8))
+    assert all(set(s) == {"name", "layers", "shape", "reason"} for s in res["skipped"])
+    assert left["b.*.extra"]["layers"] == [0] and left["b.*.extra"]["shape"] == [5]
+    keyed = analyze_checkpoint(tmp_path / "m.safetensors", key="b.")
+    assert {s["name"] for s in keyed["skipped"]} == {"b.*.extra"}  # the key filters what was left out too
+    low = analyze_checkpoint(tmp_path / "m.safetensors", key="b.", level=0.5)["paths"][0]
+    high = keyed["paths"][0]
+    assert (low["hurst_ci"][1] - low["hurst_ci"][0]) < (high["hurst_ci"][1] - high["hurst_ci"][0])  # level is used
