@@ -343,4 +343,6 @@ def test_compact_terminal_folds_normalization_families_and_caps_left_out_lines(t
     assert "layers.*.bn1.weight" in full.output and "folded" not in full.output
     assert len([ln for ln in full.output.splitlines() if ln.startswith("left out:")]) == 12
     scaling = json.loads((tmp_path / "r.json").read_text())["scaling"]
-    assert full.output.count("~ L^") == len(scaling) >= 7  # one line per family and statistic
+    assert full.output.count("~ L^") == len(scaling)  # one line per family and statistic
+    conv = {s["statistic"] for s in scaling if s["name"] == "layers.*.conv1.weight"}
+    assert conv == {"max_increment", "max_norm", "max_normalized_increment"}  # the weight family has all three

@@ -225,10 +225,11 @@ def test_lr_depth_law_decides_two_estimates_per_block_at_one_minus_alpha_over_4_
     assert conv["stable_call"] == law_call(conv["ci"], -1.5, conv["band"])
     assert conv["mu_call"] == law_call(conv["mu_ci"], -1.5, conv["band"])
     assert ev.verdict == all_of([d["stable_call"], d["mu_call"], conv["stable_call"], conv["mu_call"]])
-    from odecheck.plot import further_block_line  # the figure's conv panel draws the fit of its own data
-
-    L, V, slope, icpt = further_block_line(conv)
-    want_slope, want_icpt = np.polyfit(np.log(L), np.log(V).mean(1), 1)
-    assert slope == pytest.approx(want_slope, rel=1e-9) and icpt == pytest.approx(want_icpt, rel=1e-9, abs=1e-12)
+    # the figure's conv panel draws the fit of its own data: values 2^edge, the line through their mean logs
+    V = np.exp2(np.asarray(conv["log2_max_stable_lr"], dtype=float))
+    np.testing.assert_allclose(conv["values"], V, rtol=1e-15)
+    want_slope, want_icpt = np.polyfit(np.log(conv["depths"]), np.log(V).mean(1), 1)
+    assert conv["slope"] == pytest.approx(want_slope, rel=1e-9)
+    assert conv["intercept"] == pytest.approx(want_icpt, rel=1e-9, abs=1e-12)
 
 

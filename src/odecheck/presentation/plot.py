@@ -82,19 +82,10 @@ def loglog_line(v: dict) -> tuple[float, float, tuple[float, float]]:
     return v["estimate"], d.get("intercept", 0.0), tuple(v["ci"])
 
 
-def further_block_line(fb: dict) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """(depths, values, slope, intercept) a further block's panel draws: the intercept from the mean logs, as
-    the members-t slope is the OLS slope of the members' mean log."""
-    V = np.exp2(np.nan_to_num(np.asarray(fb["log2_max_stable_lr"], dtype=float), nan=-60.0))
-    L = np.asarray(fb["depths"], dtype=float)
-    s = fb["slope"]
-    icpt = float(np.log(V).mean() - s * np.log(L).mean()) if s is not None and np.isfinite(s) else 0.0
-    return L, V, s, icpt
-
-
 def _further_block_panel(ax, fb: dict, reference: float) -> None:
-    L, V, s, icpt = further_block_line(fb)
-    _loglog(ax, L, V, s, tuple(fb["ci"]), icpt, f"largest stable lr ({fb['block']})", reference=reference)
+    """A further block's largest stable lr against its depths, with its fit (slope and intercept as fitted)."""
+    _loglog(ax, fb["depths"], fb["values"], fb["slope"], tuple(fb["ci"]), fb["intercept"],
+            f"largest stable lr ({fb['block']})", reference=reference)
 
 
 def _loglog_figure(plt, v: dict, d: dict):

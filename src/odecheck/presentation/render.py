@@ -88,10 +88,11 @@ def paths_table(rows: list[dict], gains: bool) -> Table:
 SHOWN_PATHS = 20  # the compact terminal's paths: the least regular ones
 
 
-def _regime_counts(rows: list[dict]) -> str:
+def _regime_counts(words) -> str:
+    """'ode 3, sde 1': how often each regime (or limit) word occurs, the commonest first."""
     counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["regime"]] = counts.get(r["regime"], 0) + 1
+    for w in words:
+        counts[w] = counts.get(w, 0) + 1
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
@@ -109,22 +110,22 @@ def print_analysis(res: dict, out, *, all_paths: bool = False) -> None:
     folded = [] if all_paths else [r for r in rows if normalization_vector(r["name"])]
     rows = [r for r in rows if all_paths or not normalization_vector(r["name"])]
     rest, rows = ([], rows) if all_paths else (rows[SHOWN_PATHS:], rows[:SHOWN_PATHS])
-    fams = [f for f in res["families"] if all_paths or not normalization_vector(f["name"])]
-    folded_fams = len(res["families"]) - len(fams)
+    fams, folded_fams = [], []
+    for f in res["families"]:
+        (folded_fams if not all_paths and normalization_vector(f["name"]) else fams).append(f)
     if fams:
         out.print(families_table(fams))
     if folded_fams:
-        out.print(f"{folded_fams} families of normalization vectors folded "
-                  f"({_regime_counts([{'regime': f['limit']} for f in res['families'] if f not in fams])}); "
-                  "--all-paths prints them")
+        out.print(f"{len(folded_fams)} families of normalization vectors folded "
+                  f"({_regime_counts(f['limit'] for f in folded_fams)}); --all-paths prints them")
     gains = any("heun_gain" in r for r in rows)  # --features: each network's Heun gain (claim 12)
     out.print(paths_table(rows, gains))
     if rest:
-        out.print(f"{len(rest)} more paths ({_regime_counts(rest)}): every one in --json and --out; --all-paths "
-                  "prints them")
+        out.print(f"{len(rest)} more paths ({_regime_counts(r['regime'] for r in rest)}): every one in --json and "
+                  "--out; --all-paths prints them")
     if folded:
         out.print(f"{len(folded)} normalization vectors (BatchNorm/LayerNorm weights and biases) folded "
-                  f"({_regime_counts(folded)}); --all-paths prints them")
+                  f"({_regime_counts(r['regime'] for r in folded)}); --all-paths prints them")
     if gains:
         out.print("heun gain: Euler's error recovering h_0 backward over Heun's on the network's weights; about L^2 "
                   "for weights smooth in depth, O(1) for rough ones ([S22], claim 12)")

@@ -99,16 +99,13 @@ class _Huge(Exception):
 
 
 def _chunks(path: CheckpointPath, chunk: int):
+    """Column ranges of ``chunk`` entries, no narrower than the jackknife group count (a floor against tiny
+    reads: the sums place any range's columns in their groups themselves)."""
+    from odecheck.analysis.estimators.regularity import jackknife_groups
+
     P = path.layers[0].size
-    step = max(_lag_sums(path).G, chunk)
+    step = max(jackknife_groups(P), chunk)
     return [(a, min(P, a + step)) for a in range(0, P, step)]
-
-
-def _lag_sums(path: CheckpointPath):
-    from odecheck.analysis.estimators.regularity import LagSums, dyadic_lags
-
-    L = len(path.layers)
-    return LagSums(L, path.layers[0].size, dyadic_lags(L))
 
 
 def _read(path: CheckpointPath, a: int, b: int) -> np.ndarray:
@@ -124,7 +121,10 @@ def _largest(path: CheckpointPath, a: int, b: int) -> float:
 def _streamed_sums(path: CheckpointPath, chunk: int, e: int | None = None):
     """The path's ``LagSums``, one chunk of columns at a time; ``e``: read every chunk as Z 2^-e. Unscaled,
     a chunk with an entry above HUGE raises ``_Huge``."""
-    sums = _lag_sums(path)
+    from odecheck.analysis.estimators.regularity import LagSums, dyadic_lags
+
+    L = len(path.layers)
+    sums = LagSums(L, path.layers[0].size, dyadic_lags(L))
     for a, b in _chunks(path, chunk):
         Z = _read(path, a, b)
         if e is not None:

@@ -102,6 +102,14 @@ class Conv(Block):
         return c, side(net.dim, c), 1.0 / math.sqrt(9 * c), base.residual_scale(net.depth, net.beta)
 
     @staticmethod
+    def _dense(net) -> bool:
+        """Whether this network's maps run as dense (q x q) matrices (q <= DENSE_MAX_Q). Each layer's matrices
+        are built where they are used, in the forward and again in the backward: building every layer's at
+        once was faster at q = 16 (3.4 against 5.5 ms a step) and slower at q = 64 (15.2 against 12.6 ms), the
+        matrices no longer in cache (docs/performance.md)."""
+        return net.dim <= DENSE_MAX_Q
+
+    @staticmethod
     def _matrix(K: torch.Tensor, c: int, s: int) -> torch.Tensor:
         """(R, c, c, 3, 3) kernels -> (R, q, q) dense matrices of their convolutions (exact: entries copied)."""
         rows, cols = kernel_positions(c, s, str(K.device))
@@ -124,7 +132,7 @@ class Conv(Block):
         conv_V(a) as states (R, n, q), without the factor fan * alpha. Small maps (q <= DENSE_MAX_Q) keep
         u and a as states (R, n, q) and multiply by the dense matrices; others as maps (n, R c, S, S)."""
         R = hk.shape[0]
-        if net.dim <= DENSE_MAX_Q:
+        if self._dense(net):
             conv = torch.bmm(hk, self._matrix(Wk, c, s).transpose(1, 2), out=u)
             u = conv.mul_(fan)
             a = activate(net.activation, u, a)
@@ -137,7 +145,7 @@ class Conv(Block):
     def forward(self, net, p, h, ws):
         c, s, fan, alpha = self._geometry(net)
         L, R, n = h.shape[0] - 1, h.shape[1], h.shape[2]
-        shape = (L, R, n, net.dim) if net.dim <= DENSE_MAX_Q else (L, n, R * c, s, s)
+        shape = (L, R, n, net.dim) if self._dense(net) else (L, n, R * c, s, s)
         u_all, a_all = buf(ws, "u", shape, h[0]), buf(ws, "a", shape, h[0])
         for k in range(L):
             y = self._layer(net, p["W"][k], p["V"][k], h[k], c, s, fan, u_all[k], a_all[k])[2]
@@ -152,7 +160,7 @@ class Conv(Block):
         return h
 
     def backward(self, net, p, cache, g, ws, *, consume, out):
-        if net.dim <= DENSE_MAX_Q:
+        if self._dense(net):
             return self._dense_backward(net, p, cache, g)
         c, s, fan, alpha = self._geometry(net)
         W, V = p["W"], p["V"]

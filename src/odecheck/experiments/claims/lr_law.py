@@ -159,7 +159,7 @@ def lr_law_experiment(cfg: LawConfig, progress: Advance = no_progress) -> Eviden
                              "parametrization": cfg.parametrization, "method": cfg.method, "level": level,
                              "statistic": "d log eta_max / d log L_eff (eta_max: largest stable base lr, bisection)",
                              "law": LAW_SLOPE, "band": main["band"], "stable_call": main["stable_call"],
-                             "declined": main["declined"], "values": np.exp2(np.nan_to_num(V, nan=-60.0)),
+                             "declined": main["declined"], "values": edge_values(V),
                              "intercept": main["intercept"], "reference_slope": LAW_SLOPE, "ylabel": f"largest stable lr ({cfg.block})",
                              "energy": main["energy"], "energy_slope": main["energy_slope"], "energy_ci": main["energy_ci"],
                              "mu_slope": main["mu_slope"], "mu_ci": main["mu_ci"], "mu_call": main["mu_call"],
@@ -197,8 +197,14 @@ def _summary(cfg: LawConfig, part: dict) -> dict:
     """A further block's record in the claim's details."""
     return {"block": cfg.block, "dim": cfg.dim, "width": cfg.width, "depths": part["Leff"], "ensemble": cfg.ensemble,
             "steps": cfg.steps, "band": part["band"], "slope": part["slope"], "ci": part["ci"],
-            "declined": part["declined"], "stable_call": part["stable_call"], "log2_max_stable_lr": part["edges"][
-                cfg.parametrization], "mu_slope": part["mu_slope"], "mu_ci": part["mu_ci"], "mu_call": part["mu_call"]}
+            "declined": part["declined"], "stable_call": part["stable_call"], "intercept": part["intercept"],
+            "log2_max_stable_lr": part["edges"][cfg.parametrization], "values": edge_values(part["edges"][cfg.parametrization]),
+            "mu_slope": part["mu_slope"], "mu_ci": part["mu_ci"], "mu_call": part["mu_call"]}
+
+
+def edge_values(log2_edges: np.ndarray) -> np.ndarray:
+    """The largest stable lrs to draw: 2^edge, a member without an edge on the grid drawn at 2^-60."""
+    return np.exp2(np.nan_to_num(log2_edges, nan=-60.0))
 
 
 def edge_fit(Leff, E: np.ndarray, level: float, seed: int) -> dict:
