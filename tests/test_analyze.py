@@ -346,3 +346,27 @@ def test_compact_terminal_folds_normalization_families_and_caps_left_out_lines(t
     assert full.output.count("~ L^") == len(scaling)  # one line per family and statistic
     conv = {s["statistic"] for s in scaling if s["name"] == "layers.*.conv1.weight"}
     assert conv == {"max_increment", "max_norm", "max_normalized_increment"}  # the weight family has all three
+
+
+@pytest.mark.parametrize("fmt", ["npz", "safetensors"])
+def test_names_that_look_like_console_markup_or_hold_control_characters_print_in_one_line(tmp_path, fmt):
+    # "[/]" and "[bold]" are console markup to rich (a name "[/]" raised MarkupError); a newline would split the
+    # line: names are escaped where read (as checkpoints' already were) and markup-escaped where printed
+    rng = np.random.default_rng(3)
+    good = np.cumsum(rng.standard_normal((16, 30)), 0)
+    if fmt == "npz":
+        np.savez(tmp_path / "m.npz", **{"[bold]good[/]": good, "[/]": np.full((16, 30), np.nan), "line\nbreak": np.full(3, np.nan)})
+        f = tmp_path / "m.npz"
+    else:
+        from safetensors.numpy import save_file
+
+        save_file({f"[/].{k}.w": good[k].astype(np.float32) for k in range(16)} |
+                  {f"b.{k}.[red]x\nz": np.zeros(4, np.int32) for k in range(2)}, tmp_path / "m.safetensors")
+        f = tmp_path / "m.safetensors"
+    res = runner.invoke(app, ["analyze", str(f), "--json", str(tmp_path / "r.json")], terminal_width=200)
+    assert res.exit_code == 0 and "Traceback" not in res.output and "MarkupError" not in res.output, res.output
+    out = json.loads((tmp_path / "r.json").read_text())
+    name = out["paths"][0]["name"]
+    assert name in ("[bold]good[/]", "[/].*.w") and name in res.output  # printed as written, not as markup
+    lefts = [ln for ln in res.output.splitlines() if ln.startswith("left out:")]
+    assert all("\n" not in s["name"] for s in out["skipped"]) and any("\\n" in ln for ln in lefts), lefts

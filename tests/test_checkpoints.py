@@ -961,11 +961,11 @@ def test_a_folder_lists_its_checkpoint_files_by_suffix_or_content_and_nothing_el
 
 
 def test_unprintable_names_are_escaped_exactly():
-    from odecheck.analysis.checkpoints.listing import _printable
+    from odecheck.analysis.checkpoints.listing import printable
 
-    assert _printable("a\ud800b") == "a\\ud800b"  # a lone surrogate: its escape
-    assert _printable("x\ny\tz\x00") == "x\\ny\\tz\\x00"  # control characters: theirs
-    assert _printable("plain.é.1") == "plain.é.1"  # printable text untouched, accents too
+    assert printable("a\ud800b") == "a\\ud800b"  # a lone surrogate: its escape
+    assert printable("x\ny\tz\x00") == "x\\ny\\tz\\x00"  # control characters: theirs
+    assert printable("plain.é.1") == "plain.é.1"  # printable text untouched, accents too
 
 
 def _records(path):

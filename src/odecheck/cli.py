@@ -163,17 +163,17 @@ def analyze(
 ) -> None:
     """Regularity and scaling of trained weights (ODE, SDE or none): families, then the least regular paths."""
     from rich.console import Console
+    from rich.markup import escape
 
     from odecheck.experiments.analyze import analysis_figures, analyze_files, write_report
     from odecheck.presentation.render import print_analysis
 
     _check_writable_file("--json", json_file)  # before anything runs
     console = Console(stderr=True)
-    with _reported():
-        with console.status("reading") as status:
-            res = analyze_files(files, key=key, stacked=stacked, features=features, inputs=inputs,
-                                include_buffers=include_buffers, seed=seed,
-                                progress=lambda e: status.update(f"{e.item}: path {int(e.done)}/{int(e.total)}"))
+    with _reported(), console.status("reading") as status:
+        res = analyze_files(files, key=key, stacked=stacked, features=features, inputs=inputs,
+                            include_buffers=include_buffers, seed=seed,
+                            progress=lambda e: status.update(escape(f"{e.item}: path {int(e.done)}/{int(e.total)}")))
     print_analysis(res, Console(width=max(Console().width, 120)), all_paths=all_paths)
     if figures is not None:
         try:

@@ -94,6 +94,8 @@ def _npz_sizes(p: Path) -> None:
 
 def _load_npz(p: Path, stacked: bool, left: list | None = None) -> list[WeightPath]:
     """The npz's paths; an array that cannot be one fails the file, or with ``left`` is listed there."""
+    from odecheck.analysis.checkpoints.listing import printable
+
     f = str(p)
     try:
         _npz_sizes(p)
@@ -109,6 +111,7 @@ def _load_npz(p: Path, stacked: bool, left: list | None = None) -> list[WeightPa
         fams = {str(f) for f in np.atleast_1d(families)}
         arrays = {k: v for k, v in arrays.items() if k.rsplit("/", 1)[-1] in fams}
         stacked = True
+    arrays = {printable(k): v for k, v in arrays.items()}  # names that print anywhere, as for checkpoints
     for name, a in arrays.items():
         need = 2 if stacked else 1
         try:

@@ -77,10 +77,10 @@ def paths_table(rows: list[dict], gains: bool) -> Table:
     for r in rows:
         lo, hi = r["hurst_ci"]
         name = r["name"] + (f" [{r['member']}]" if "member" in r else "")
-        table.add_row(Path(r["file"]).name, name, str(r["depth"]), f"{r['max_increment']:.3g}",
+        table.add_row(escape(Path(r["file"]).name), escape(name), str(r["depth"]), f"{r['max_increment']:.3g}",
                       f"{r.get('max_normalized_increment', float('nan')):.3g}" + (" *" if r.get("feeds_norm") else ""),
                       f"{r['max_norm']:.3g}",
-                      f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], regime_why(r),
+                      f"{r['hurst']:.2f} [{lo:.2f}, {hi:.2f}]", r["regime"], escape(regime_why(r)),
                       *((f"{r['heun_gain']:.3g}" if "heun_gain" in r else "-",) if gains else ()))
     return table
 
@@ -140,7 +140,7 @@ def print_analysis(res: dict, out, *, all_paths: bool = False) -> None:
         left[(pattern, s["reason"])] = left.get((pattern, s["reason"]), 0) + 1
     shown = list(left.items()) if all_paths else list(left.items())[:SHOWN_LEFT]
     for (pattern, reason), n in shown:
-        out.print(f"left out: {pattern}" + (f" ({n} tensors)" if n > 1 else "") + f": {reason}")
+        out.print(escape(f"left out: {pattern}" + (f" ({n} tensors)" if n > 1 else "") + f": {reason}"))
     if len(shown) < len(left):
         out.print(f"left out: {sum(list(left.values())[SHOWN_LEFT:])} more tensors under {len(left) - SHOWN_LEFT} more "
                   "names: every one in --json and --out; --all-paths prints them")
@@ -164,7 +164,7 @@ def families_table(fams: list[dict]) -> Table:
             return f"{st[k]['exponent']:.2f}" + ("" if lo != lo else f" [{lo:.2f}, {hi:.2f}]")
 
         source = "normalized" if fam.get("limit_from") == "max_normalized_increment" else "max incr"
-        ft.add_row(fam["name"], ",".join(map(str, fam["depths"])), cell("max_increment"),
+        ft.add_row(escape(fam["name"]), ",".join(map(str, fam["depths"])), cell("max_increment"),
                    cell("max_normalized_increment"), cell("max_norm"), f"{fam['limit']} (from {source})")
     return ft
 
@@ -175,7 +175,7 @@ def _scaling_lines(res: dict, out) -> None:
         lo, hi = s["ci"]
         ci = "no interval: one network per depth and two depths" if lo != lo else f"[{lo:.3f}, {hi:.3f}]"
         limit = f": family limit {s['limit']}" if "limit" in s and limit_from.get(s["name"]) == s["statistic"] else ""
-        out.print(f"{s['name']}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}{limit}")
+        out.print(f"{escape(s['name'])}: {s['statistic']} ~ L^{s['exponent']:.3f} {ci} over depths {s['depths']}{limit}")
 
 
 def bench_tables(res: dict, *, cpu: bool) -> list[Table]:

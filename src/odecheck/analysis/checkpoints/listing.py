@@ -20,10 +20,10 @@ from odecheck.core._errors import InvalidArgument
 def list_tensors(path: str | Path) -> list[TensorRef]:
     """Every tensor of a checkpoint file or folder, without loading any: the readable ones, and the others
     with the reason they are not read. FP8 weights come with their block scales applied."""
-    return dequantize_fp8([t if t.name.isprintable() else replace(t, name=_printable(t.name)) for t in _list_tensors(path)])
+    return dequantize_fp8([t if t.name.isprintable() else replace(t, name=printable(t.name)) for t in _list_tensors(path)])
 
 
-def _printable(name: str) -> str:
+def printable(name: str) -> str:
     """A tensor name that prints anywhere: lone surrogates (valid in a JSON header, not in UTF-8) and control
     characters written as escapes."""
     text = name.encode("utf-8", "backslashreplace").decode("utf-8")
